@@ -1,0 +1,3 @@
+from ftc.cli import main
+
+raise SystemExit(main())
