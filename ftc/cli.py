@@ -1,0 +1,68 @@
+"""The `ftc` command line. Each subcommand lives in `ftc.commands.<name>` with
+`add_arguments(parser)` and `run(args) -> int`; modules are imported lazily so that
+`ftc check` never pays for the training stack.
+
+Exit codes: 0 success; 1 the recipe has errors; 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ftc import __version__
+
+# name -> (module, one-line help). Order is the order shown in `ftc --help`.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("ftc.commands.check", "parse and validate recipes, including the hardware budget"),
+    "fmt": ("ftc.commands.fmt", "format recipes canonically (comments kept)"),
+    "estimate": ("ftc.commands.estimate", "memory breakdown per GPU"),
+    "compile": ("ftc.commands.compile", "write the plan and the generated configs"),
+    "diff": ("ftc.commands.diff", "what changes in the compiled plan and configs between two recipes"),
+    "data": ("ftc.commands.data", "prepare the data set and report on it, no training"),
+    "run": ("ftc.commands.run", "compile, then launch and execute the training"),
+    "report": ("ftc.commands.report", "print the summary of a finished run"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # usage errors exit 2, as argparse does, but never with a traceback
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ftc", description="A compiler for LLM fine-tuning recipes.")
+    parser.add_argument("--version", action="version", version=f"ftc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # a command not built yet
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("ftc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
