@@ -213,6 +213,8 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, file: str) -> Diagnostic
     assert isinstance(exc, UnexpectedToken)
     label = _match_example(exc)
     token = exc.token
+    if label == "top-level-attribute" and token.type not in ("EQUAL", "DOT"):
+        label = None  # the same parser state, but not an attribute
     at_end = token.type == "$END"
     span = _eof_span(text, file) if at_end else _token_span(token, file)
     stack = _postlexer.stack

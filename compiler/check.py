@@ -1,0 +1,163 @@
+"""Cross-field checks over the typed recipe: an ordered tuple of passes, each `(recipe, sink) -> None`.
+
+Field-level typing (types, units, enums, ranges, unknown names) happens in `resolve`; what needs
+several fields at once is here. The memory budget pass comes last.
+"""
+
+from __future__ import annotations
+
+from ftc.compiler.diagnostics import DiagnosticSink
+from ftc.compiler.resolve import ResolvedRecipe
+from ftc.compiler.schema import AUTO
+from ftc.compiler.units import Amount
+
+
+def has_eval_data(recipe: ResolvedRecipe) -> bool:
+    split = recipe.value("data.eval_split")
+    return recipe.value("data.eval") is not None or (isinstance(split, Amount) and split.value > 0)
+
+
+def data_parallel_world(recipe: ResolvedRecipe) -> int:
+    """Ranks that each see different data. Every strategy here is data parallel over all ranks."""
+    return int(recipe.value("hardware.gpus_per_node", 1)) * int(recipe.value("hardware.nodes", 1))
+
+
+def check_length(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
+    if recipe.is_set("train.epochs") and recipe.is_set("train.max_steps"):
+        sink.error("E0401", "`epochs` and `max_steps` are both set", recipe.span("train.max_steps"),
+                   label="second way to say how long", notes=(f"`epochs` is set at line {recipe.span('train.epochs').line}",)
+                   if recipe.span("train.epochs") and recipe.span("train.epochs").file == recipe.span("train.max_steps").file else (),
+                   help="keep one of them")
+    warmup = recipe.value("train.warmup")
+    if isinstance(warmup, Amount) and warmup.unit == "ratio" and warmup.value >= 1:
+        sink.error("E0414", "`warmup` must be less than 100% of the run", recipe.span("train.warmup"),
+                   label="warmup would never end")
+
+
+def check_data(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
+    if recipe.is_set("data.eval") and recipe.is_set("data.eval_split"):
+        sink.error("E0402", "`eval_split` is set together with `eval`", recipe.span("data.eval_split"),
+                   label="ignored when `eval` is given", help="remove `eval_split`, or remove `eval` to split `train`")
+    if recipe.value("data.packing") and recipe.value("data.max_length") is None:
+        sink.error("E0403", "`packing = true` needs `max_length`", recipe.span("data.packing"),
+                   label="packs up to max_length", help="add `max_length = 2048` (tokens) to `data`")
+    if recipe.value("data.format") == "text" and recipe.is_set("data.train_on") and \
+            recipe.value("data.train_on") == "completions":
+        sink.error("E0410", "`train_on = completions` needs a format with prompts", recipe.span("data.train_on"),
+                   label="`format = text` has no prompt to mask",
+                   help="use `format = completion`, `instruction` or `chat`, or `train_on = all`")
+    if recipe.is_set("data.near_threshold") and recipe.value("data.dedup") != "near":
+        sink.warning("W0404", "`near_threshold` has no effect unless `dedup = near`", recipe.span("data.near_threshold"))
+
+
+def check_method(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
+    method = recipe.value("method")
+    if method == "qlora" and recipe.value("method.quant") is None:
+        sink.error("E0404", "`method qlora` needs a quantization type", recipe.span("method"),
+                   label="no `quant`", help="add `quant = nf4` (or `fp4`)")
+    if recipe.value("model.trust_remote_code") is True:
+        sink.warning("W0401", "`trust_remote_code = true` runs code shipped with the model",
+                     recipe.span("model.trust_remote_code"), label="executes remote code",
+                     help="keep it only for models you trust, and pin `revision` to a commit")
+    if recipe.value("output.merge") and method == "full":
+        sink.warning("W0403", "`merge = true` has no effect with `method full`", recipe.span("output.merge"))
+
+
+def check_batch(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
+    global_batch = recipe.value("train.global_batch")
+    micro = recipe.value("train.micro_batch", AUTO)
+    accum = recipe.value("train.grad_accum", AUTO)
+    world = data_parallel_world(recipe)
+    if not isinstance(global_batch, int):
+        return
+    if global_batch % world:
+        sink.error("E0501", f"`global_batch = {global_batch}` is not divisible by the {world} data-parallel ranks",
+                   recipe.span("train.global_batch"), label=f"{global_batch} sequences over {world} ranks",
+                   help=f"use a multiple of {world}, e.g. `global_batch = {max(world, global_batch // world * world)}`")
+        return
+    per_rank = global_batch // world
+    if isinstance(micro, int):
+        if per_rank % micro:
+            divisors = [d for d in range(1, per_rank + 1) if per_rank % d == 0 and d <= micro]
+            sink.error("E0502", f"`global_batch = {global_batch}` is not micro_batch ({micro}) × grad_accum × "
+                       f"{world} rank{'s' if world != 1 else ''} for any whole grad_accum", recipe.span("train.micro_batch"),
+                       label=f"{per_rank} sequences per rank is not a multiple of {micro}",
+                       help=f"use `micro_batch = {divisors[-1]}`" if divisors else None)
+            return
+        if isinstance(accum, int) and micro * accum * world != global_batch:
+            sink.error("E0503", f"batch sizes disagree: {micro} × {accum} × {world} ranks = {micro * accum * world}, "
+                       f"not global_batch = {global_batch}", recipe.span("train.grad_accum"),
+                       label="inconsistent with global_batch",
+                       help=f"remove `grad_accum` (it is derived), or set it to {per_rank // micro}")
+    elif isinstance(accum, int) and per_rank % accum:
+        sink.error("E0503", f"`grad_accum = {accum}` does not divide the {per_rank} sequences per rank",
+                   recipe.span("train.grad_accum"), help="remove `grad_accum`; it is derived from the batch sizes")
+
+
+def check_eval_and_checkpoint(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
+    evaluates = has_eval_data(recipe)
+    best = recipe.value("checkpoint.keep_best")
+    if best is not None and best.startswith("eval_") and not evaluates:
+        sink.error("E0407", f"`keep_best = {best}` needs evaluation data", recipe.span("checkpoint.keep_best"),
+                   label="no eval set", help="add `eval = \"...\"` or `eval_split = 5%` to `data`")
+    if recipe.is_set("train.eval_every") and not evaluates:
+        sink.error("E0408", "`eval_every` is set but there is no evaluation data", recipe.span("train.eval_every"),
+                   help="add `eval = \"...\"` or `eval_split = 5%` to `data`")
+    objective = recipe.value("sweep.objective")
+    if recipe.has_block("sweep") and objective and objective[1].startswith("eval_") and not evaluates:
+        sink.error("E0409", f"the sweep objective `{objective[1]}` needs evaluation data",
+                   recipe.span("sweep.objective"), help="add `eval = \"...\"` or `eval_split = 5%` to `data`")
+    if recipe.has_block("sweep") and not recipe.sweep and recipe.value("sweep.trials") is not None:
+        sink.error("E0413", "`sweep` has no search entries", recipe.block_span("sweep"),
+                   help="add entries like `train.lr = loguniform(1e-6, 1e-4)`")
+
+
+def check_distributed(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
+    strategy = recipe.value("distributed")
+    world = data_parallel_world(recipe)
+    if strategy == "deepspeed":
+        zero = recipe.value("distributed.zero")
+        if recipe.value("distributed.offload_params", "none") != "none" and isinstance(zero, int) and zero != 3:
+            sink.error("E0411", f"`offload_params` needs ZeRO stage 3, found `zero = {zero}`",
+                       recipe.span("distributed.offload_params"), label="parameters are only partitioned in stage 3",
+                       help="set `zero = 3`, or `offload_params = none`")
+        if "nvme" in (recipe.value("distributed.offload_optimizer"), recipe.value("distributed.offload_params")) \
+                and recipe.value("distributed.nvme_path") is None:
+            sink.error("E0412", "NVMe offload needs `nvme_path`", recipe.block_span("distributed"),
+                       help='add `nvme_path = "/local_nvme"` to `distributed`')
+        if isinstance(zero, int) and zero > 0 and recipe.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit"):
+            sink.error("E0415", f"`optimizer = {recipe.value('train.optimizer')}` cannot be partitioned by ZeRO",
+                       recipe.span("train.optimizer"), help="use `optimizer = adamw` with ZeRO, or `zero = 0`")
+    if strategy in ("ddp", "deepspeed", "fsdp") and world == 1 and recipe.is_set("distributed"):
+        sink.warning("W0402", f"`distributed {strategy}` with one rank runs as a single process",
+                     recipe.span("distributed"), help="set `gpus_per_node` (and `nodes`) in `hardware`")
+    if strategy == "fsdp" and recipe.value("method") == "qlora":
+        sink.warning("W0405", "QLoRA with FSDP needs a quant storage dtype that matches the compute dtype",
+                     recipe.span("distributed"))
+
+
+def check_budget(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
+    """The memory budget pass lives with the estimator; it runs only on a recipe without errors."""
+    if sink.has_errors:
+        return
+    try:
+        from ftc.compiler.memory.budget import check_budget as budget_pass
+    except ImportError:
+        return
+    budget_pass(recipe, sink)
+
+
+PASSES = (
+    check_length,
+    check_data,
+    check_method,
+    check_batch,
+    check_eval_and_checkpoint,
+    check_distributed,
+    check_budget,
+)
+
+
+def run_checks(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
+    for check in PASSES:
+        check(recipe, sink)

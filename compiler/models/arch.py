@@ -1,0 +1,312 @@
+"""Architecture facts and the module layout they imply, from a `config.json` dict.
+
+The layout lists every weight-bearing module the way transformers builds it (names as peft
+sees them), so that parameter counts, LoRA targets and quantized bytes all derive from one
+description instead of per-purpose formulas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SUPPORTED_TYPES = ("llama", "mistral", "mixtral", "qwen2", "gemma2", "phi", "phi3", "gpt2",
+                   "stablelm", "falcon", "bloom", "opt")
+
+
+class ArchitectureError(ValueError):
+    """The config cannot be understood (unknown model_type or a missing key)."""
+
+
+@dataclass(frozen=True)
+class Linear:
+    """A linear (or GPT-2 Conv1D) module repeated `count` times per layer (experts)."""
+
+    name: str  # leaf name, as peft's target_modules matches it
+    d_in: int
+    d_out: int
+    bias: bool = False
+    count: int = 1
+    is_linear_module: bool = True  # False: fused expert weights, not an nn.Linear
+
+    @property
+    def params(self) -> int:
+        return self.count * (self.d_in * self.d_out + (self.d_out if self.bias else 0))
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What the estimator needs to know about a decoder-only transformer."""
+
+    model_type: str
+    hidden: int
+    layers: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    tied: bool
+    max_positions: int | None
+    experts: int  # 0 for dense models
+    experts_per_token: int
+    gated_mlp: bool  # SwiGLU/GeGLU (gate, up, down) vs two-matrix MLP
+    embed_name: str  # peft name of the token embedding module
+    embedding_params: int  # token + position embeddings + embedding norm
+    layer_linears: tuple[Linear, ...]
+    layer_other_params: int  # norms and other small per-layer tensors
+    final_params: int  # final norm
+    lm_head: Linear | None  # None when tied to the embedding
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    @property
+    def q_dim(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def layer_params(self) -> int:
+        return sum(m.params for m in self.layer_linears) + self.layer_other_params
+
+    @property
+    def linear_params(self) -> int:
+        """Parameters inside decoder-layer linears: what 4-bit quantization converts."""
+        return self.layers * sum(m.params for m in self.layer_linears if m.is_linear_module)
+
+    @property
+    def total_params(self) -> int:
+        head = self.lm_head.params if self.lm_head is not None else 0
+        return self.embedding_params + self.layers * self.layer_params + self.final_params + head
+
+    @property
+    def lm_head_params(self) -> int:
+        """Parameters of the output projection, shared or not."""
+        return self.lm_head.params if self.lm_head is not None else self.vocab * self.hidden
+
+    @property
+    def linear_names(self) -> tuple[str, ...]:
+        """Module names `all_linear` adapts (peft: every Linear/Conv1D except the output layer)."""
+        seen: list[str] = []
+        for m in self.layer_linears:
+            if m.is_linear_module and m.name not in seen:
+                seen.append(m.name)
+        return tuple(seen)
+
+
+def _get(config: dict, *keys, default=None):
+    for key in keys:
+        if key in config and config[key] is not None:
+            return config[key]
+    if default is not None:
+        return default
+    raise ArchitectureError(f"config has none of {', '.join(repr(k) for k in keys)}")
+
+
+def from_config(config: dict) -> Architecture:
+    """Build the Architecture for a config.json dict; raises ArchitectureError when not understood."""
+    model_type = config.get("model_type")
+    builder = _BUILDERS.get(model_type)
+    if builder is None:
+        raise ArchitectureError(f"model_type {model_type!r} is not supported "
+                                f"(supported: {', '.join(SUPPORTED_TYPES)})")
+    return builder(config)
+
+
+def _llama_like(config: dict, *, qkv_bias: bool = False, norm_bias: bool = False,
+                norms_per_layer: int = 2, mlp_bias: bool = False) -> Architecture:
+    h = int(_get(config, "hidden_size"))
+    layers = int(_get(config, "num_hidden_layers"))
+    inter = int(_get(config, "intermediate_size"))
+    heads = int(_get(config, "num_attention_heads"))
+    kv = int(_get(config, "num_key_value_heads", default=heads))
+    head_dim = int(_get(config, "head_dim", default=h // heads))
+    vocab = int(_get(config, "vocab_size"))
+    tied = bool(config.get("tie_word_embeddings", False))
+    experts = int(config.get("num_local_experts") or 0)
+    attn_bias = bool(config.get("attention_bias", False))
+    qkv_b = qkv_bias or attn_bias
+    linears = [
+        Linear("q_proj", h, heads * head_dim, qkv_b),
+        Linear("k_proj", h, kv * head_dim, qkv_b),
+        Linear("v_proj", h, kv * head_dim, qkv_b),
+        Linear("o_proj", heads * head_dim, h, attn_bias),
+    ]
+    other = norms_per_layer * h * (2 if norm_bias else 1)
+    if experts:
+        # transformers 5: a router weight (E, h) and fused expert tensors, none an nn.Linear
+        linears += [Linear("gate", h, experts, is_linear_module=False),
+                    Linear("experts.gate_up_proj", h, 2 * inter, count=experts, is_linear_module=False),
+                    Linear("experts.down_proj", inter, h, count=experts, is_linear_module=False)]
+    else:
+        mlp_b = bool(config.get("mlp_bias", False)) or mlp_bias
+        linears += [Linear("gate_proj", h, inter, mlp_b), Linear("up_proj", h, inter, mlp_b),
+                    Linear("down_proj", inter, h, mlp_b)]
+    return Architecture(
+        model_type=config["model_type"], hidden=h, layers=layers, intermediate=inter, heads=heads,
+        kv_heads=kv, head_dim=head_dim, vocab=vocab, tied=tied,
+        max_positions=config.get("max_position_embeddings"), experts=experts,
+        experts_per_token=int(config.get("num_experts_per_tok") or 0), gated_mlp=True,
+        embed_name="embed_tokens", embedding_params=vocab * h, layer_linears=tuple(linears),
+        layer_other_params=other, final_params=h * (2 if norm_bias else 1),
+        lm_head=None if tied else Linear("lm_head", h, vocab))
+
+
+def _llama(config):
+    return _llama_like(config)
+
+
+def _qwen2(config):
+    return _llama_like(config, qkv_bias=True)
+
+
+def _gemma2(config):
+    c = dict(config)
+    c.setdefault("head_dim", 256)
+    c.setdefault("tie_word_embeddings", True)
+    return _llama_like(c, norms_per_layer=4)
+
+
+def _stablelm(config):
+    c = dict(config)
+    c["attention_bias"] = False
+    arch = _llama_like(c, qkv_bias=bool(config.get("use_qkv_bias", False)), norm_bias=True)
+    if config.get("qk_layernorm"):
+        raise ArchitectureError("stablelm with qk_layernorm is not supported")
+    return arch
+
+
+def _phi3(config):
+    h = int(_get(config, "hidden_size"))
+    heads = int(_get(config, "num_attention_heads"))
+    kv = int(_get(config, "num_key_value_heads", default=heads))
+    head_dim = h // heads
+    inter = int(_get(config, "intermediate_size"))
+    vocab = int(_get(config, "vocab_size"))
+    tied = bool(config.get("tie_word_embeddings", False))
+    linears = (Linear("qkv_proj", h, (heads + 2 * kv) * head_dim), Linear("o_proj", h, h),
+               Linear("gate_up_proj", h, 2 * inter), Linear("down_proj", inter, h))
+    return Architecture(
+        model_type="phi3", hidden=h, layers=int(_get(config, "num_hidden_layers")), intermediate=inter,
+        heads=heads, kv_heads=kv, head_dim=head_dim, vocab=vocab, tied=tied,
+        max_positions=config.get("max_position_embeddings"), experts=0, experts_per_token=0,
+        gated_mlp=True, embed_name="embed_tokens", embedding_params=vocab * h, layer_linears=linears,
+        layer_other_params=2 * h, final_params=h, lm_head=None if tied else Linear("lm_head", h, vocab))
+
+
+def _phi(config):
+    h = int(_get(config, "hidden_size"))
+    heads = int(_get(config, "num_attention_heads"))
+    kv = int(_get(config, "num_key_value_heads", default=heads))
+    head_dim = h // heads
+    inter = int(_get(config, "intermediate_size"))
+    vocab = int(_get(config, "vocab_size"))
+    tied = bool(config.get("tie_word_embeddings", False))
+    if config.get("qk_layernorm"):
+        raise ArchitectureError("phi with qk_layernorm is not supported")
+    linears = (Linear("q_proj", h, heads * head_dim, True), Linear("k_proj", h, kv * head_dim, True),
+               Linear("v_proj", h, kv * head_dim, True), Linear("dense", heads * head_dim, h, True),
+               Linear("fc1", h, inter, True), Linear("fc2", inter, h, True))
+    return Architecture(
+        model_type="phi", hidden=h, layers=int(_get(config, "num_hidden_layers")), intermediate=inter,
+        heads=heads, kv_heads=kv, head_dim=head_dim, vocab=vocab, tied=tied,
+        max_positions=config.get("max_position_embeddings"), experts=0, experts_per_token=0,
+        gated_mlp=False, embed_name="embed_tokens", embedding_params=vocab * h, layer_linears=linears,
+        layer_other_params=2 * h, final_params=2 * h,
+        lm_head=None if tied else Linear("lm_head", h, vocab, True))
+
+
+def _gpt2(config):
+    h = int(_get(config, "n_embd", "hidden_size"))
+    heads = int(_get(config, "n_head", "num_attention_heads"))
+    inter = int(config.get("n_inner") or 4 * h)
+    vocab = int(_get(config, "vocab_size"))
+    positions = int(_get(config, "n_positions", "max_position_embeddings"))
+    tied = bool(config.get("tie_word_embeddings", True))
+    linears = (Linear("c_attn", h, 3 * h, True), Linear("c_proj", h, h, True),
+               Linear("c_fc", h, inter, True), Linear("c_proj", inter, h, True))
+    return Architecture(
+        model_type="gpt2", hidden=h, layers=int(_get(config, "n_layer", "num_hidden_layers")),
+        intermediate=inter, heads=heads, kv_heads=heads, head_dim=h // heads, vocab=vocab, tied=tied,
+        max_positions=positions, experts=0, experts_per_token=0, gated_mlp=False, embed_name="wte",
+        embedding_params=vocab * h + positions * h, layer_linears=linears, layer_other_params=4 * h,
+        final_params=2 * h, lm_head=None if tied else Linear("lm_head", h, vocab))
+
+
+def _falcon(config):
+    h = int(_get(config, "hidden_size", "n_embed"))
+    heads = int(_get(config, "num_attention_heads", "n_head"))
+    head_dim = h // heads
+    vocab = int(_get(config, "vocab_size"))
+    bias = bool(config.get("bias", False))
+    new_arch = bool(config.get("new_decoder_architecture", False))
+    if new_arch:
+        kv = int(_get(config, "num_kv_heads", default=heads))
+    elif config.get("multi_query", True):
+        kv = 1
+    else:
+        kv = heads
+    if config.get("alibi"):
+        raise ArchitectureError("falcon with alibi is not supported")
+    inter = int(config.get("ffn_hidden_size") or 4 * h)
+    if new_arch:
+        norms = 2 * (2 * h) if config.get("num_ln_in_parallel_attn", 2) == 2 else 2 * h
+    else:
+        norms = 2 * h if config.get("parallel_attn", True) else 4 * h
+    linears = (Linear("query_key_value", h, (heads + 2 * kv) * head_dim, bias),
+               Linear("dense", h, h, bias), Linear("dense_h_to_4h", h, inter, bias),
+               Linear("dense_4h_to_h", inter, h, bias))
+    tied = bool(config.get("tie_word_embeddings", True))
+    return Architecture(
+        model_type="falcon", hidden=h, layers=int(_get(config, "num_hidden_layers", "n_layer")),
+        intermediate=inter, heads=heads, kv_heads=kv, head_dim=head_dim, vocab=vocab, tied=tied,
+        max_positions=config.get("max_position_embeddings"), experts=0, experts_per_token=0,
+        gated_mlp=False, embed_name="word_embeddings", embedding_params=vocab * h,
+        layer_linears=linears, layer_other_params=norms, final_params=2 * h,
+        lm_head=None if tied else Linear("lm_head", h, vocab))
+
+
+def _bloom(config):
+    h = int(_get(config, "hidden_size", "n_embed"))
+    heads = int(_get(config, "n_head", "num_attention_heads"))
+    vocab = int(_get(config, "vocab_size"))
+    linears = (Linear("query_key_value", h, 3 * h, True), Linear("dense", h, h, True),
+               Linear("dense_h_to_4h", h, 4 * h, True), Linear("dense_4h_to_h", 4 * h, h, True))
+    tied = bool(config.get("tie_word_embeddings", True))
+    return Architecture(
+        model_type="bloom", hidden=h, layers=int(_get(config, "n_layer", "num_hidden_layers")),
+        intermediate=4 * h, heads=heads, kv_heads=heads, head_dim=h // heads, vocab=vocab, tied=tied,
+        max_positions=None, experts=0, experts_per_token=0, gated_mlp=False,
+        embed_name="word_embeddings", embedding_params=vocab * h + 2 * h, layer_linears=linears,
+        layer_other_params=4 * h, final_params=2 * h, lm_head=None if tied else Linear("lm_head", h, vocab))
+
+
+def _opt(config):
+    h = int(_get(config, "hidden_size"))
+    heads = int(_get(config, "num_attention_heads"))
+    inter = int(_get(config, "ffn_dim"))
+    vocab = int(_get(config, "vocab_size"))
+    positions = int(_get(config, "max_position_embeddings"))
+    proj = int(config.get("word_embed_proj_dim") or h)
+    if proj != h:
+        raise ArchitectureError("OPT with word_embed_proj_dim != hidden_size (opt-350m) is not supported")
+    if not config.get("do_layer_norm_before", True):
+        raise ArchitectureError("OPT with do_layer_norm_before = false (opt-350m) is not supported")
+    bias = bool(config.get("enable_bias", True))
+    ln = 2 * h if config.get("layer_norm_elementwise_affine", True) else 0
+    linears = (Linear("k_proj", h, h, bias), Linear("v_proj", h, h, bias), Linear("q_proj", h, h, bias),
+               Linear("out_proj", h, h, bias), Linear("fc1", h, inter, bias), Linear("fc2", inter, h, bias))
+    tied = bool(config.get("tie_word_embeddings", True))
+    return Architecture(
+        model_type="opt", hidden=h, layers=int(_get(config, "num_hidden_layers")), intermediate=inter,
+        heads=heads, kv_heads=heads, head_dim=h // heads, vocab=vocab, tied=tied, max_positions=positions,
+        experts=0, experts_per_token=0, gated_mlp=False, embed_name="embed_tokens",
+        embedding_params=vocab * h + (positions + 2) * h, layer_linears=linears,
+        layer_other_params=2 * ln, final_params=ln, lm_head=None if tied else Linear("lm_head", h, vocab))
+
+
+_BUILDERS = {
+    "llama": _llama, "mistral": _llama, "mixtral": _llama, "qwen2": _qwen2, "gemma2": _gemma2,
+    "phi": _phi, "phi3": _phi3, "gpt2": _gpt2, "stablelm": _stablelm, "falcon": _falcon,
+    "bloom": _bloom, "opt": _opt,
+}

@@ -1,0 +1,63 @@
+"""Exact parameter counts: total, trainable, LoRA, quantized — analytic, from the layout.
+
+They must equal what transformers instantiates and what peft's `get_nb_trainable_parameters`
+reports; the meta-device test holds them to that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ftc.compiler.models.arch import Architecture
+
+ALL_LINEAR = "all_linear"
+
+
+@dataclass(frozen=True)
+class ParamCounts:
+    total: int  # every parameter of the trained model, adapters and saved copies included
+    trainable: int
+    base: int  # the base model alone
+    lora: int  # adapter matrices A and B
+    saved_copies: int  # trainable copies made by modules_to_save
+    quantized: int  # base parameters stored in 4 bits under qlora
+    unquantized: int  # base parameters kept in 16 bits (embeddings, head, norms, biases)
+
+
+def resolve_targets(arch: Architecture, targets) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(matched module names, unknown names). `targets` is a list of names or 'all_linear'."""
+    if targets in (ALL_LINEAR, "all-linear") or targets == [ALL_LINEAR] or targets == (ALL_LINEAR,):
+        return arch.linear_names, ()
+    known = {m.name for m in arch.layer_linears if m.is_linear_module}
+    names = tuple(dict.fromkeys(str(t) for t in targets))
+    return tuple(n for n in names if n in known), tuple(n for n in names if n not in known)
+
+
+def lora_params(arch: Architecture, rank: int, targets) -> int:
+    """r·(d_in + d_out) per adapted module, summed over layers (and experts)."""
+    names, _ = resolve_targets(arch, targets)
+    per_layer = sum(m.count * rank * (m.d_in + m.d_out) for m in arch.layer_linears
+                    if m.is_linear_module and m.name in names)
+    return arch.layers * per_layer
+
+
+def saved_module_params(arch: Architecture, modules_to_save) -> int:
+    """Params of the trainable copies peft makes for `modules_to_save` (lm_head, embeddings)."""
+    total = 0
+    for name in modules_to_save or ():
+        if name == "lm_head":
+            total += arch.lm_head_params
+        elif name == arch.embed_name:
+            total += arch.vocab * arch.hidden
+    return total
+
+
+def count(arch: Architecture, method: str = "full", rank: int = 0, targets=(),
+          modules_to_save=()) -> ParamCounts:
+    base = arch.total_params
+    quantized = arch.linear_params if method == "qlora" else 0
+    if method == "full":
+        return ParamCounts(base, base, base, 0, 0, quantized, base - quantized)
+    lora = lora_params(arch, rank, targets)
+    saved = saved_module_params(arch, modules_to_save)
+    return ParamCounts(base + lora + saved, lora + saved, base, lora, saved, quantized, base - quantized)

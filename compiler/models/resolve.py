@@ -1,0 +1,119 @@
+"""Find a model's architecture without the network: local folder, Hugging Face cache, catalog.
+
+Order: a folder (relative to the recipe) holding `config.json`; the hub cache snapshot for the
+id and revision; the built-in catalog. Anything else is a `ModelNotFound` the checker turns
+into a located diagnostic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from ftc.compiler.models.arch import Architecture, ArchitectureError, from_config
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str  # as written in the recipe
+    source: str  # "local" | "hf-cache" | "catalog"
+    config_path: str | None  # the config.json read, None for the catalog
+    architecture: Architecture
+
+
+@dataclass(frozen=True)
+class ModelNotFound:
+    name: str
+    reason: str
+    suggestion: str | None = None  # a catalog id close to the name
+
+
+@lru_cache(maxsize=1)
+def catalog() -> dict[str, dict]:
+    """Lower-cased id -> config dict."""
+    text = resources.files("ftc.compiler.models").joinpath("catalog.json").read_text(encoding="utf-8")
+    table: dict[str, dict] = {}
+    for entry in json.loads(text)["models"]:
+        for model_id in entry["ids"]:
+            table[model_id.lower()] = entry["config"]
+    return table
+
+
+def catalog_ids() -> list[str]:
+    text = resources.files("ftc.compiler.models").joinpath("catalog.json").read_text(encoding="utf-8")
+    return [i for e in json.loads(text)["models"] for i in e["ids"]]
+
+
+def hub_cache_dirs() -> list[Path]:
+    """Where huggingface_hub keeps downloads, in its own order of precedence."""
+    dirs = []
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            dirs.append(Path(os.environ[var]))
+    hf_home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
+    dirs.append(Path(hf_home) / "hub")
+    return dirs
+
+
+def _cached_config(model_id: str, revision: str | None) -> Path | None:
+    if "/" not in model_id:
+        return None
+    folder = "models--" + model_id.replace("/", "--")
+    for cache in hub_cache_dirs():
+        repo = cache / folder
+        if not repo.is_dir():
+            continue
+        ref = repo / "refs" / (revision or "main")
+        if ref.is_file():
+            candidate = repo / "snapshots" / ref.read_text().strip() / "config.json"
+            if candidate.is_file():
+                return candidate
+        candidate = repo / "snapshots" / (revision or "") / "config.json"
+        if revision and candidate.is_file():
+            return candidate
+        snapshots = sorted((repo / "snapshots").glob("*/config.json")) if (repo / "snapshots").is_dir() else []
+        if snapshots and not revision:
+            return snapshots[-1]
+    return None
+
+
+def _from_file(name: str, path: Path, source: str) -> ResolvedModel | ModelNotFound:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return ModelNotFound(name, f"cannot read {path.name}: {exc}")
+    config = config.get("text_config", config) if "model_type" not in config else config
+    try:
+        return ResolvedModel(name, source, str(path), from_config(config))
+    except ArchitectureError as exc:
+        return ModelNotFound(name, str(exc))
+
+
+def resolve_model(name: str, base_dir: str | os.PathLike | None = None,
+                  revision: str | None = None) -> ResolvedModel | ModelNotFound:
+    """Resolve `name` (hub id or local folder) to its architecture, never touching the network."""
+    local = Path(name) if os.path.isabs(name) else Path(base_dir or ".") / name
+    looks_local = name.startswith((".", "/", "~")) or local.is_dir()
+    if local.is_dir():
+        config = local / "config.json"
+        if config.is_file():
+            return _from_file(name, config, "local")
+        return ModelNotFound(name, f"the folder {name} has no config.json")
+    if looks_local:
+        return ModelNotFound(name, f"no folder {name} next to the recipe")
+    cached = _cached_config(name, revision if revision not in (None, "main") else None)
+    if cached is not None:
+        return _from_file(name, cached, "hf-cache")
+    entry = catalog().get(name.lower())
+    if entry is not None:
+        return ResolvedModel(name, "catalog", None, from_config(entry))
+    from ftc.compiler.diagnostics import did_you_mean
+
+    guess = did_you_mean(name, catalog_ids(), max_distance=3)
+    return ModelNotFound(name, f"`{name}` is not a local folder, not in the Hugging Face cache and not "
+                               f"in the built-in catalog", guess)
