@@ -50,6 +50,22 @@ def check_data(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
         sink.warning("W0404", "`near_threshold` has no effect unless `dedup = near`", recipe.span("data.near_threshold"))
 
 
+def is_hub_reference(text: str) -> bool:
+    return text.startswith("hf:")
+
+
+def check_data_files(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
+    """A local data file that does not exist is found now, not after the model has loaded."""
+    for key in ("data.train", "data.eval"):
+        for text in recipe.value(key) or ():
+            if is_hub_reference(text) or any(c in text for c in "*?["):
+                continue
+            if not recipe.resolve_path(key, text).exists():
+                sink.error("E0420", f"data file `{text}` not found", recipe.span(key), label="no such file or folder",
+                           help="paths are relative to the recipe file that names them; "
+                                "hub datasets are written `hf:org/name`")
+
+
 def check_method(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     method = recipe.value("method")
     if method == "qlora" and recipe.value("method.quant") is None:
@@ -150,6 +166,7 @@ def check_budget(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
 PASSES = (
     check_length,
     check_data,
+    check_data_files,
     check_method,
     check_batch,
     check_eval_and_checkpoint,

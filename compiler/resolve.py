@@ -78,6 +78,22 @@ class ResolvedRecipe:
     def block_span(self, kind: str) -> Span | None:
         return self.blocks.get(kind)
 
+    def location(self, key: str) -> Path:
+        """The folder that relative paths in this setting are relative to: the file that wrote it
+        (a parent recipe's paths stay relative to the parent), the working directory for --set."""
+        s = self.settings.get(key)
+        if s is None or s.span is None:
+            return self.base_dir
+        if s.provenance == OVERRIDE:
+            return Path.cwd()
+        for display, path in zip(self.files, self.file_paths):
+            if display == s.span.file:
+                return path.parent
+        return self.base_dir
+
+    def resolve_path(self, key: str, text: str) -> Path:
+        return (self.location(key) / text).resolve()
+
     def has_block(self, kind: str) -> bool:
         return kind in self.blocks
 
@@ -330,6 +346,8 @@ def _unknown_field(spec: BlockSpec, label: str | None, name: str, span: Span, si
 
 def _type_block(spec: BlockSpec, block: _MergedBlock | None, prefix: str, settings: dict[str, Setting],
                 sink: DiagnosticSink, sweep: list[SweepParam]) -> None:
+    if block is None and not spec.defaults_when_absent:
+        return
     label_text = None
     if spec.label != "none":
         if block is not None and block.label is not None:

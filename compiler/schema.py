@@ -91,6 +91,7 @@ class BlockSpec:
     nested: tuple["BlockSpec", ...] = ()
     dotted_entries: bool = False  # sweep: `train.lr = loguniform(...)`
     open_fields: bool = False  # nested `columns`: any name from `fields`, values are strings
+    defaults_when_absent: bool = True  # an absent block still provides its defaults (not for `sweep`)
 
     def field(self, name: str) -> FieldSpec | None:
         for f in self.fields:
@@ -196,14 +197,14 @@ TRAIN = BlockSpec(
         F("global_batch", INT, "Sequences per optimizer step, all GPUs together.", required=True, minimum=1,
           tunable=True),
         F("micro_batch", INT, "Sequences per GPU per forward pass; `auto` = largest that fits the budget.",
-          allow_auto=True, minimum=1),
-        F("grad_accum", INT, "Gradient accumulation steps; derived from the batch sizes when absent.",
-          allow_auto=True, minimum=1),
+          AUTO, allow_auto=True, minimum=1),
+        F("grad_accum", INT, "Gradient accumulation steps; derived from the batch sizes (`auto`).",
+          AUTO, allow_auto=True, minimum=1),
         F("optimizer", ENUM, "Optimizer.", "adamw", ("adamw", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafactor")),
         F("weight_decay", FLOAT, "Decoupled weight decay.", 0.0, minimum=0, maximum=1, tunable=True),
         F("max_grad_norm", FLOAT, "Gradient clipping norm (0 disables).", 1.0, minimum=0),
         F("gradient_checkpointing", BOOL, "Recompute activations in backward; `auto` = only when needed to fit.",
-          allow_auto=True),
+          AUTO, allow_auto=True),
         F("eval_every", QUANTITY, "Evaluate every N steps or epochs.", dims=("steps", "epochs")),
         F("log_every", QUANTITY, "Log metrics every N steps (default: about 50 lines per run).", dims=("steps",)),
         F("seed", INT, "Seed of initialization, dropout and data order.", 42, minimum=0),
@@ -269,10 +270,10 @@ OUTPUT = BlockSpec(
 
 SWEEP = BlockSpec(
     "sweep", "A hyper-parameter search with optuna; entries `block.field = distribution`.",
-    dotted_entries=True,
+    dotted_entries=True, defaults_when_absent=False,
     fields=(
         F("trials", INT, "Number of trials.", required=True, minimum=1, maximum=100000),
-        F("objective", OBJECTIVE, "What to optimize, e.g. `minimize eval_loss`.", "minimize eval_loss"),
+        F("objective", OBJECTIVE, "What to optimize, e.g. `minimize eval_loss`.", ("minimize", "eval_loss")),
         F("sampler", ENUM, "Search algorithm.", "tpe", ("tpe", "random", "grid", "cmaes")),
         F("pruner", ENUM, "Early stopping of poor trials.", "median", ("median", "hyperband", "none")),
         F("timeout", QUANTITY, "Stop starting new trials after this long.", dims=("duration",)),
