@@ -26,7 +26,8 @@ class Linear:
     d_out: int
     bias: bool = False
     count: int = 1
-    is_linear_module: bool = True  # False: fused expert weights, not an nn.Linear
+    quantizable: bool = True  # an nn.Linear that bitsandbytes converts; False for routers and fused experts
+    lora_rank_factor: int = 1  # peft gives fused gate+up expert weights twice the rank
 
     @property
     def params(self) -> int:
@@ -72,7 +73,7 @@ class Architecture:
     @property
     def linear_params(self) -> int:
         """Parameters inside decoder-layer linears: what 4-bit quantization converts."""
-        return self.layers * sum(m.params for m in self.layer_linears if m.is_linear_module)
+        return self.layers * sum(m.params for m in self.layer_linears if m.quantizable)
 
     @property
     def total_params(self) -> int:
@@ -89,7 +90,7 @@ class Architecture:
         """Module names `all_linear` adapts (peft: every Linear/Conv1D except the output layer)."""
         seen: list[str] = []
         for m in self.layer_linears:
-            if m.is_linear_module and m.name not in seen:
+            if m.name not in seen:
                 seen.append(m.name)
         return tuple(seen)
 
@@ -134,10 +135,11 @@ def _llama_like(config: dict, *, qkv_bias: bool = False, norm_bias: bool = False
     ]
     other = norms_per_layer * h * (2 if norm_bias else 1)
     if experts:
-        # transformers 5: a router weight (E, h) and fused expert tensors, none an nn.Linear
-        linears += [Linear("gate", h, experts, is_linear_module=False),
-                    Linear("experts.gate_up_proj", h, 2 * inter, count=experts, is_linear_module=False),
-                    Linear("experts.down_proj", inter, h, count=experts, is_linear_module=False)]
+        # transformers 5: a router weight (E, h) and fused 3-D expert tensors, none an nn.Linear;
+        # peft's all-linear still adapts all three (experts through target_parameters)
+        linears += [Linear("gate", h, experts, quantizable=False),
+                    Linear("gate_up_proj", h, 2 * inter, count=experts, quantizable=False, lora_rank_factor=2),
+                    Linear("down_proj", inter, h, count=experts, quantizable=False)]
     else:
         mlp_b = bool(config.get("mlp_bias", False)) or mlp_bias
         linears += [Linear("gate_proj", h, inter, mlp_b), Linear("up_proj", h, inter, mlp_b),

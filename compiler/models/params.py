@@ -28,7 +28,7 @@ def resolve_targets(arch: Architecture, targets) -> tuple[tuple[str, ...], tuple
     """(matched module names, unknown names). `targets` is a list of names or 'all_linear'."""
     if targets in (ALL_LINEAR, "all-linear") or targets == [ALL_LINEAR] or targets == (ALL_LINEAR,):
         return arch.linear_names, ()
-    known = {m.name for m in arch.layer_linears if m.is_linear_module}
+    known = set(arch.linear_names)
     names = tuple(dict.fromkeys(str(t) for t in targets))
     return tuple(n for n in names if n in known), tuple(n for n in names if n not in known)
 
@@ -36,8 +36,8 @@ def resolve_targets(arch: Architecture, targets) -> tuple[tuple[str, ...], tuple
 def lora_params(arch: Architecture, rank: int, targets) -> int:
     """r·(d_in + d_out) per adapted module, summed over layers (and experts)."""
     names, _ = resolve_targets(arch, targets)
-    per_layer = sum(m.count * rank * (m.d_in + m.d_out) for m in arch.layer_linears
-                    if m.is_linear_module and m.name in names)
+    per_layer = sum(m.count * m.lora_rank_factor * rank * (m.d_in + m.d_out)
+                    for m in arch.layer_linears if m.name in names)
     return arch.layers * per_layer
 
 

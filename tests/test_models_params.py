@@ -1,0 +1,106 @@
+"""Parameter counts against published figures, and model resolution without the network."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ftc.compiler.models.arch import ArchitectureError, from_config
+from ftc.compiler.models.params import count, lora_params, resolve_targets
+from ftc.compiler.models.resolve import ModelNotFound, ResolvedModel, catalog, resolve_model
+
+
+def arch(name):
+    result = resolve_model(name)
+    assert isinstance(result, ResolvedModel), result
+    return result.architecture
+
+
+# Published checks from shared/memory_formulas.md §1 and §6 (rounded figures there, exact where given).
+@pytest.mark.parametrize("name, billions", [
+    ("meta-llama/Llama-2-7b-hf", 6.738), ("meta-llama/Meta-Llama-3-8B", 8.030),
+    ("meta-llama/Llama-3.2-3B", 3.213), ("meta-llama/Llama-2-70b-hf", 68.98),
+    ("meta-llama/Llama-3.1-405B", 405.85),
+])
+def test_total_params_match_published(name, billions):
+    assert round(arch(name).total_params / 1e9, 3 if billions < 100 else 2) == pytest.approx(billions, abs=0.006)
+
+
+def test_llama3_linear_share():
+    assert round(arch("meta-llama/Meta-Llama-3-8B").linear_params / 1e9, 3) == 6.979
+
+
+def test_lora_published_counts():
+    assert lora_params(arch("meta-llama/Llama-2-7b-hf"), 8, ["q_proj", "v_proj"]) == 4_194_304
+    assert lora_params(arch("meta-llama/Meta-Llama-3-8B"), 16, "all_linear") == 41_943_040
+
+
+def test_lora_formula_qv_and_all_linear():
+    a = arch("meta-llama/Llama-2-13b-hf")
+    h, kv, inter, layers = a.hidden, a.kv_dim, a.intermediate, a.layers
+    assert lora_params(a, 4, ["q_proj", "v_proj"]) == layers * 4 * (3 * h + kv)
+    assert lora_params(a, 4, "all_linear") == layers * 4 * (9 * h + 2 * kv + 3 * inter)
+
+
+def test_counts_by_method():
+    a = arch("meta-llama/Llama-2-7b-hf")
+    full = count(a, "full")
+    assert full.trainable == full.total == a.total_params
+    lora = count(a, "lora", 8, ["q_proj", "v_proj"], modules_to_save=["lm_head"])
+    assert lora.trainable == 4_194_304 + 32000 * 4096
+    assert lora.total == a.total_params + lora.trainable
+    q = count(a, "qlora", 8, "all_linear")
+    assert q.quantized + q.unquantized == a.total_params
+    assert q.unquantized == 2 * 32000 * 4096 + (2 * 32 + 1) * 4096  # embed, head, norms stay 16-bit
+
+
+def test_unknown_targets_reported():
+    matched, unknown = resolve_targets(arch("gpt2"), ["c_attn", "q_proj"])
+    assert matched == ("c_attn",) and unknown == ("q_proj",)
+
+
+def test_catalog_ids_case_insensitive():
+    assert resolve_model("META-LLAMA/llama-2-7B-HF").architecture == arch("meta-llama/Llama-2-7b-hf")
+    assert isinstance(resolve_model("mistralai/Mistral-7B-v0.1"), ResolvedModel)
+    assert len({id(c) for c in catalog().values()}) >= 38
+
+
+def test_unknown_model_is_a_value_with_suggestion():
+    result = resolve_model("meta-llama/Llama-2-7b-hff")
+    assert isinstance(result, ModelNotFound)
+    assert result.suggestion == "meta-llama/Llama-2-7b-hf"
+
+
+def test_local_folder_config(tmp_path):
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    config = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100}
+    (folder / "config.json").write_text(json.dumps(config))
+    result = resolve_model("tiny", base_dir=tmp_path)
+    assert result.source == "local"
+    # embed 6400 + head 6400 + norm 64 + 2 layers x (q 4096 + k,v 2x2048 + o 4096 + mlp 3x8192 + norms 128)
+    assert result.architecture.total_params == 6400 + 6400 + 64 + 2 * (4096 * 2 + 2048 * 2 + 3 * 8192 + 128)
+    missing = resolve_model("./nope", base_dir=tmp_path)
+    assert isinstance(missing, ModelNotFound)
+    (tmp_path / "empty").mkdir()
+    assert "config.json" in resolve_model("empty", base_dir=tmp_path).reason
+
+
+def test_hub_cache_wins_over_catalog(tmp_path, monkeypatch):
+    repo = tmp_path / "hub" / "models--meta-llama--Llama-2-7b-hf"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    snap = repo / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    config = dict(catalog()["meta-llama/llama-2-7b-hf"], num_hidden_layers=2)
+    (snap / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    result = resolve_model("meta-llama/Llama-2-7b-hf")
+    assert result.source == "hf-cache" and result.architecture.layers == 2
+
+
+def test_unsupported_model_type():
+    with pytest.raises(ArchitectureError):
+        from_config({"model_type": "t5"})
