@@ -1,0 +1,53 @@
+"""Duplicate removal: exact (normalised content hash, vectorised) and near (MinHash LSH).
+
+Exact dedup hashes whole columns at once (pandas' SipHash kernel over the Arrow strings) and keeps
+the first occurrence of each hash with numpy; no Python loop over rows. Near dedup uses datasketch's
+MinHash LSH, which is per document by nature; it runs only when asked for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+
+def content_hashes(text: pa.Array) -> np.ndarray:
+    """A stable 64-bit hash per row (SipHash-2-4 with pandas' fixed key)."""
+    from pandas.util import hash_array
+
+    values = text.to_numpy(zero_copy_only=False)
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.uint64)
+    return hash_array(values.astype(object), categorize=False)
+
+
+def exact_keep(hashes: np.ndarray) -> np.ndarray:
+    """Indices of the first row of each distinct hash, in row order."""
+    _, first = np.unique(hashes, return_index=True)
+    return np.sort(first)
+
+
+def _shingles(text: str, size: int = 3) -> list[bytes]:
+    words = text.split()
+    if len(words) <= size:
+        return [text.encode("utf-8")]
+    return [" ".join(words[i:i + size]).encode("utf-8") for i in range(len(words) - size + 1)]
+
+
+def near_keep(text: pa.Array, threshold: float, *, num_perm: int = 128, seed: int = 1) -> np.ndarray:
+    """Indices of rows kept by MinHash LSH: a row is dropped when an earlier kept row is a likely near twin."""
+    from datasketch import MinHash, MinHashLSH
+
+    docs = text.to_pylist()
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    keep = []
+    batch = 2048
+    for start in range(0, len(docs), batch):
+        chunk = [_shingles(d or "") for d in docs[start:start + batch]]
+        for offset, mh in enumerate(MinHash.bulk(chunk, num_perm=num_perm, seed=seed)):
+            i = start + offset
+            if lsh.query(mh):
+                continue
+            lsh.insert(i, mh)
+            keep.append(i)
+    return np.asarray(keep, dtype=np.int64)

@@ -1,0 +1,303 @@
+"""Where rows come from: files, folders, globs, saved data sets and hub ids, read into Arrow.
+
+Every row keeps its origin (`__src` = index into the file list, `__row` = 1-based line or row
+number) so that any later stage can name the file and line of a bad row.
+Files are read with pyarrow's vectorised readers; a file those readers reject (broken JSON,
+mixed types) is re-read line by line, so the error can say exactly which line is wrong.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from .errors import DataError
+
+SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "csv",
+            ".parquet": "parquet", ".txt": "txt"}
+UNIT = {"jsonl": "line", "json": "row", "csv": "row", "parquet": "row", "txt": "line", "disk": "row", "hub": "row"}
+SRC, ROW, PROBLEM = "__src", "__row", "__problem"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One resolved input: a file, a saved data set folder, or a hub id."""
+
+    kind: str  # jsonl | json | csv | parquet | txt | disk | hub
+    path: str  # absolute path, or the hub spec
+    display: str  # what error messages show
+
+    @property
+    def unit(self) -> str:
+        return UNIT[self.kind]
+
+
+@dataclass(frozen=True)
+class RawTable:
+    """Rows of one split as Arrow, with origin columns; `sources[i]` explains `__src == i`."""
+
+    table: pa.Table
+    sources: tuple[Source, ...]
+
+
+def _display(path: Path) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return rel if not rel.startswith("../../..") else str(path)
+
+
+def _is_saved_dataset(folder: Path) -> bool:
+    return any((folder / n).exists() for n in ("dataset_info.json", "state.json", "dataset_dict.json"))
+
+
+def resolve(entries: tuple[str, ...], base_dir: Path, *, what: str = "train") -> tuple[Source, ...]:
+    """Expand globs and folders into an ordered, duplicate-free list of sources."""
+    out: list[Source] = []
+    for entry in entries:
+        if entry.startswith("hf:"):
+            out.append(Source("hub", entry, entry))
+            continue
+        pattern = Path(entry) if Path(entry).is_absolute() else base_dir / entry
+        if any(ch in entry for ch in "*?["):
+            matches = sorted(Path(p) for p in _glob.glob(str(pattern), recursive=True))
+            matches = [m for m in matches if m.is_dir() and _is_saved_dataset(m) or m.suffix.lower() in SUFFIXES]
+            if not matches:
+                raise DataError(f"data.{what}: the pattern {entry!r} matches no data file",
+                                help=f"patterns are relative to {_display(base_dir)}")
+            paths = matches
+        else:
+            if not pattern.exists():
+                raise DataError(f"data.{what}: {entry!r} does not exist", file=_display(pattern),
+                                help=f"paths are relative to {_display(base_dir)}")
+            paths = [pattern]
+        for p in paths:
+            p = p.resolve()
+            if p.is_dir():
+                if _is_saved_dataset(p):
+                    out.append(Source("disk", str(p), _display(p)))
+                    continue
+                files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
+                if not files:
+                    raise DataError(f"data.{what}: the folder holds no data file "
+                                    f"({', '.join(sorted(SUFFIXES))})", file=_display(p))
+                out.extend(Source(SUFFIXES[f.suffix.lower()], str(f.resolve()), _display(f)) for f in files)
+            else:
+                kind = SUFFIXES.get(p.suffix.lower())
+                if kind is None:
+                    raise DataError(f"unsupported file type {p.suffix!r} "
+                                    f"(use {', '.join(sorted(SUFFIXES))} or a saved data set folder)",
+                                    file=_display(p))
+                out.append(Source(kind, str(p), _display(p)))
+    seen, unique = set(), []
+    for s in out:
+        if s.path not in seen:
+            seen.add(s.path)
+            unique.append(s)
+    return tuple(unique)
+
+
+# --- readers: each returns (table without origin columns, row numbers, problems or None) -------------
+
+
+def _nonblank_lines(data: bytes) -> list[int]:
+    return [i + 1 for i, line in enumerate(data.split(b"\n")) if line.strip()]
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """A source's rows: an Arrow table (fast path) or Python rows with per-row problems (slow path)."""
+
+    numbers: list
+    table: pa.Table | None = None
+    rows: list | None = None
+    problems: list | None = None
+
+
+def _rows_from_python(rows: list, numbers: list[int], problems: list) -> ReadResult:
+    return ReadResult(numbers=numbers, rows=rows, problems=problems)
+
+
+def _read_jsonl_slow(data: bytes, source: Source):
+    rows, numbers, problems = [], [], []
+    for i, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        numbers.append(i)
+        try:
+            value = json.loads(line)
+        except (ValueError, UnicodeDecodeError) as exc:
+            rows.append(None)
+            problems.append(f"invalid JSON: {getattr(exc, 'msg', exc)}")
+            continue
+        if not isinstance(value, dict):
+            rows.append(None)
+            problems.append(f"expected a JSON object, found {type(value).__name__}")
+            continue
+        rows.append(value)
+        problems.append(None)
+    return _rows_from_python(rows, numbers, problems)
+
+
+def _read_jsonl(source: Source):
+    import pyarrow.json as pajson
+
+    data = Path(source.path).read_bytes()
+    numbers = _nonblank_lines(data)
+    if not numbers:
+        return ReadResult(numbers=[], rows=[], problems=[])
+    try:
+        table = pajson.read_json(io.BytesIO(data), read_options=pajson.ReadOptions(block_size=1 << 26))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return _read_jsonl_slow(data, source)
+    if table.num_rows != len(numbers):
+        return _read_jsonl_slow(data, source)
+    return ReadResult(numbers=numbers, table=table)
+
+
+def _read_json(source: Source):
+    data = Path(source.path).read_bytes()
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return _read_jsonl(source)  # a .json file that holds JSON lines
+    if isinstance(value, dict):
+        lists = [v for v in value.values() if isinstance(v, list)]
+        if len(lists) != 1:
+            raise DataError("expected a JSON array of objects (or an object holding one array)", file=source.display)
+        value = lists[0]
+    if not isinstance(value, list):
+        raise DataError("expected a JSON array of objects", file=source.display)
+    problems = [None if isinstance(r, dict) else f"expected a JSON object, found {type(r).__name__}" for r in value]
+    return _rows_from_python([r if isinstance(r, dict) else None for r in value],
+                             list(range(1, len(value) + 1)), problems)
+
+
+def _read_csv(source: Source):
+    import pyarrow.csv as pacsv
+
+    parse = pacsv.ParseOptions(delimiter="\t" if source.path.lower().endswith(".tsv") else ",",
+                               newlines_in_values=True)
+    try:
+        table = pacsv.read_csv(source.path, parse_options=parse,
+                               convert_options=pacsv.ConvertOptions(strings_can_be_null=False))
+    except pa.ArrowInvalid as exc:
+        raise DataError(f"cannot read CSV: {exc}", file=source.display) from None
+    return ReadResult(numbers=list(range(1, table.num_rows + 1)), table=table)
+
+
+def _read_parquet(source: Source):
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(source.path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"cannot read Parquet: {exc}", file=source.display) from None
+    return ReadResult(numbers=list(range(1, table.num_rows + 1)), table=table)
+
+
+def _read_txt(source: Source):
+    text = Path(source.path).read_text(encoding="utf-8", errors="strict")
+    numbers, lines = [], []
+    for i, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            numbers.append(i)
+            lines.append(line.rstrip("\r"))
+    return ReadResult(numbers=numbers, table=pa.table({"text": pa.array(lines, pa.string())}))
+
+
+def _read_disk(source: Source, what: str):
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(source.path)
+    except Exception as exc:  # datasets raises several types here
+        raise DataError(f"cannot load the saved data set: {exc}", file=source.display) from None
+    if isinstance(ds, datasets.DatasetDict):
+        names = [what] + (["validation", "test"] if what == "eval" else [])
+        split = next((n for n in names if n in ds), None)
+        if split is None:
+            raise DataError(f"the saved data set has splits {sorted(ds)}, none named {what!r}", file=source.display)
+        ds = ds[split]
+    table = ds.with_format("arrow")[:]  # honours any indices mapping
+    return ReadResult(numbers=list(range(1, table.num_rows + 1)), table=table)
+
+
+def parse_hub_spec(spec: str) -> tuple[str, str | None, str]:
+    """`hf:org/name`, `hf:org/name@split`, `hf:org/name:config@split` -> (name, config, split)."""
+    body = spec[3:]
+    split = "train"
+    if "@" in body:
+        body, split = body.rsplit("@", 1)
+    config = None
+    if ":" in body:
+        body, config = body.split(":", 1)
+    if not body:
+        raise DataError(f"{spec!r} names no data set (write hf:org/name[:config][@split])")
+    return body, config, split
+
+
+def _read_hub(source: Source, what: str):
+    import datasets
+
+    name, config, split = parse_hub_spec(source.path)
+    try:
+        ds = datasets.load_dataset(name, config, split=split)
+    except Exception as exc:  # offline, unknown id, gated, bad split: all user-facing
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+        hint = ("the hub is not reachable here (HF_HUB_OFFLINE=1); download the data set once with network "
+                "access, or export it to a local file and point data.train at it") if offline else \
+            "check the id, the config and the split, and that the network reaches huggingface.co"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot load hub data set {name!r} (split {split!r}): {first}", file=source.display,
+                        help=hint) from None
+    table = ds.with_format("arrow")[:]
+    return ReadResult(numbers=list(range(1, table.num_rows + 1)), table=table)
+
+
+def read_source(source: Source, what: str):
+    """Read one source (origin columns are added by the caller)."""
+    try:
+        if source.kind == "jsonl":
+            return _read_jsonl(source)
+        if source.kind == "json":
+            return _read_json(source)
+        if source.kind == "csv":
+            return _read_csv(source)
+        if source.kind == "parquet":
+            return _read_parquet(source)
+        if source.kind == "txt":
+            return _read_txt(source)
+        if source.kind == "disk":
+            return _read_disk(source, what)
+        return _read_hub(source, what)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=source.display) from None
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc.strerror or exc}", file=source.display) from None
+
+
+def file_fingerprint(source: Source) -> str:
+    """Content hash of a source, for the cache key: bytes for files, every file of a folder, the id for hubs."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(source.kind.encode())
+    if source.kind == "hub":
+        h.update(source.path.encode())
+        return h.hexdigest()
+    root = Path(source.path)
+    files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file())
+    for f in files:
+        h.update(str(f.relative_to(root) if f != root else f.name).encode())
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 24):
+                h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,97 @@
+"""The `data` section of the plan as a frozen value, checked once at the door."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import DataError
+
+FORMATS = ("text", "completion", "instruction", "chat")
+DEDUP = ("none", "exact", "near")
+TRAIN_ON = ("all", "completions")
+ON_BAD_ROWS = ("error", "skip")
+TRUNCATION = ("right", "left", "drop")
+
+
+def _as_list(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    train: tuple[str, ...]
+    eval: tuple[str, ...] = ()
+    eval_split: float = 0.0
+    format: str = "chat"
+    columns: tuple[tuple[str, str], ...] = ()
+    max_length: int = 2048
+    packing: bool = False
+    dedup: str = "none"
+    near_dedup_threshold: float = 0.85
+    train_on: str = "completions"
+    on_bad_rows: str = "error"
+    truncation: str = "right"
+    seed: int = 42
+    cache_dir: str | None = None
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @classmethod
+    def from_plan(cls, data: dict) -> "DataSpec":
+        """Build from plan["data"]; unknown keys are kept aside (the plan may grow) but not used."""
+        if not isinstance(data, dict):
+            raise DataError("the plan's `data` section must be an object")
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        columns = data.get("columns") or {}
+        if not isinstance(columns, dict):
+            raise DataError("data.columns must map roles to column names")
+        spec = cls(
+            train=_as_list(data.get("train")),
+            eval=_as_list(data.get("eval")),
+            eval_split=float(data.get("eval_split") or 0.0),
+            format=str(data.get("format", "chat")),
+            columns=tuple(sorted((str(k), str(v)) for k, v in columns.items())),
+            max_length=int(data.get("max_length", 2048)),
+            packing=bool(data.get("packing", False)),
+            dedup=str(data.get("dedup", "none") or "none"),
+            near_dedup_threshold=float(data.get("near_dedup_threshold", 0.85) or 0.85),
+            train_on=str(data.get("train_on", "completions")),
+            on_bad_rows=str(data.get("on_bad_rows", "error")),
+            truncation=str(data.get("truncation", "right")),
+            seed=int(data.get("seed", 42) if data.get("seed") is not None else 42),
+            cache_dir=data.get("cache_dir"),
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+        spec.check()
+        return spec
+
+    def check(self) -> None:
+        if not self.train:
+            raise DataError("data.train names no source")
+        for name, value, allowed in (("format", self.format, FORMATS), ("dedup", self.dedup, DEDUP),
+                                     ("train_on", self.train_on, TRAIN_ON),
+                                     ("on_bad_rows", self.on_bad_rows, ON_BAD_ROWS),
+                                     ("truncation", self.truncation, TRUNCATION)):
+            if value not in allowed:
+                raise DataError(f"data.{name} = {value!r} is not one of {', '.join(allowed)}")
+        if not 0.0 <= self.eval_split < 1.0:
+            raise DataError(f"data.eval_split = {self.eval_split} must be in [0, 1)")
+        if self.max_length < 2:
+            raise DataError(f"data.max_length = {self.max_length} is too small")
+        if not 0.0 < self.near_dedup_threshold <= 1.0:
+            raise DataError(f"data.near_dedup_threshold = {self.near_dedup_threshold} must be in (0, 1]")
+
+    @property
+    def column_map(self) -> dict[str, str]:
+        return dict(self.columns)
+
+    def key_fields(self) -> dict:
+        """The settings that change the prepared data (the cache key); sources are hashed separately."""
+        d = asdict(self)
+        for k in ("train", "eval", "cache_dir", "extra"):
+            d.pop(k)
+        return d
