@@ -65,7 +65,8 @@ def resolve(entries: tuple[str, ...], base_dir: Path, *, what: str = "train") ->
         if entry.startswith("hf:"):
             out.append(Source("hub", entry, entry))
             continue
-        pattern = Path(entry) if Path(entry).is_absolute() else base_dir / entry
+        # normalised lexically: the plan's folder may not exist yet (`ftc data RECIPE` compiles in memory)
+        pattern = Path(os.path.normpath(entry if Path(entry).is_absolute() else base_dir / entry))
         if any(ch in entry for ch in "*?["):
             matches = sorted(Path(p) for p in _glob.glob(str(pattern), recursive=True))
             matches = [m for m in matches if m.is_dir() and _is_saved_dataset(m) or m.suffix.lower() in SUFFIXES]
