@@ -123,7 +123,8 @@ def check_eval_and_checkpoint(recipe: ResolvedRecipe, sink: DiagnosticSink) -> N
     if recipe.has_block("sweep") and objective and objective[1].startswith("eval_") and not evaluates:
         sink.error("E0409", f"the sweep objective `{objective[1]}` needs evaluation data",
                    recipe.span("sweep.objective"), help="add `eval = \"...\"` or `eval_split = 5%` to `data`")
-    if recipe.has_block("sweep") and not recipe.sweep and recipe.value("sweep.trials") is not None:
+    if recipe.has_block("sweep") and not recipe.sweep and recipe.value("sweep.trials") is not None \
+            and not sink.has_errors:  # an entry with an error is not a missing entry
         sink.error("E0413", "`sweep` has no search entries", recipe.block_span("sweep"),
                    help="add entries like `train.lr = loguniform(1e-6, 1e-4)`")
 

@@ -211,13 +211,13 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, file: str) -> Diagnostic
                           "not valid here", _expected_help(exc))
 
     assert isinstance(exc, UnexpectedToken)
+    stack = list(_postlexer.stack)  # before match_examples re-parses (and resets) it
     label = _match_example(exc)
     token = exc.token
     if label == "top-level-attribute" and token.type not in ("EQUAL", "DOT"):
         label = None  # the same parser state, but not an attribute
     at_end = token.type == "$END"
     span = _eof_span(text, file) if at_end else _token_span(token, file)
-    stack = _postlexer.stack
     if at_end and stack and stack[-1].type == "LBRACE":
         return Diagnostic("E0005", Severity.ERROR, "block is not closed", _token_span(stack[-1], file),
                           "this `{` has no matching `}`", "add `}` at the end of the block")
@@ -234,12 +234,39 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, file: str) -> Diagnostic
     return Diagnostic("E0001", Severity.ERROR, f"unexpected {found}", span, "not valid here", _expected_help(exc))
 
 
+def _error_key(exc: UnexpectedToken) -> tuple[int, str]:
+    state = exc.state
+    position = getattr(state, "position", state)
+    return position, exc.token.type
+
+
+@functools.lru_cache(maxsize=1)
+def _example_keys() -> dict[tuple[int, str], str]:
+    """(LALR state, token type) of each example's error -> its label.
+
+    Lark's `match_examples` compares whole parser stacks, so an example only matches at the same
+    nesting depth; the state on top of the stack and the token are what identify the mistake.
+    """
+    keys: dict[tuple[int, str], str] = {}
+    for label, examples in _EXAMPLES.items():
+        for example in examples:
+            try:
+                _parser().parse(example)
+            except UnexpectedToken as exc:
+                keys.setdefault(_error_key(exc), label)
+            except UnexpectedInput:
+                pass
+    return keys
+
+
 def _match_example(exc: UnexpectedToken) -> str | None:
     """The label of the common mistake this error looks like (by parser state and token)."""
-    try:
-        return exc.match_examples(_parser().parse, _EXAMPLES, use_accepts=True)
-    except Exception:  # match_examples re-parses the examples; never let that escape
-        return None
+    keys = _example_keys()
+    key = _error_key(exc)
+    if key in keys:
+        return keys[key]
+    by_state = {k[0]: label for k, label in keys.items()}
+    return by_state.get(key[0])
 
 
 def _expected_help(exc: UnexpectedInput) -> str | None:

@@ -49,7 +49,7 @@ class ResolvedRecipe:
     files: tuple[str, ...]  # display paths of the chain, ancestors first
     file_paths: tuple[Path, ...]
     settings: Mapping[str, Setting]
-    blocks: Mapping[str, Span]  # block kind -> span of its (most derived) definition
+    blocks: Mapping[str, Span]  # block kind -> span of its keyword in the (most derived) definition
     sweep: tuple[SweepParam, ...] = ()
     name_span: Span | None = None
 
@@ -468,7 +468,7 @@ def resolve(chain: LoadedChain, overrides: tuple[str, ...], sink: DiagnosticSink
         files=tuple(f.display for f in chain.files),
         file_paths=tuple(f.path for f in chain.files),
         settings=dict(sorted(settings.items())),
-        blocks={kind: block.span for kind, block in merged.blocks.items()},
+        blocks={kind: block.kind_span or block.span for kind, block in merged.blocks.items()},
         sweep=tuple(sweep),
         name_span=name_span,
     )
