@@ -24,7 +24,7 @@ def base_plan() -> dict:
         },
         "method": {
             "kind": "lora",
-            "lora": {"rank": 8, "alpha": 16, "dropout": 0.05, "targets": ["q_proj", "v_proj"], "modules_to_save": []},
+            "lora": {"rank": 8, "alpha": 16, "dropout": 0.05, "targets": ["q_proj", "v_proj"], "modules_to_save": [], "bias": "none"},
             "quantization": None,
         },
         "data": {
