@@ -1,0 +1,56 @@
+"""`ftc run RECIPE [--set ...] [--resume auto|PATH]` compiles, then executes;
+`ftc run --plan DIR` executes an already compiled folder (what was reviewed is what runs).
+
+Exit codes: 0 done; 1 recipe or run error (a message, never a traceback); 2 usage;
+75 preempted by SIGTERM/SIGINT after saving a full checkpoint; 130 aborted by a second signal.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ftc.commands.common import add_set_argument, print_diagnostics
+
+
+def add_arguments(parser) -> None:
+    from ftc.runtime.train.cli import add_run_options
+
+    parser.add_argument("recipe", nargs="?", metavar="RECIPE", help=".ftspec file (or use --plan)")
+    parser.add_argument("--plan", metavar="DIR", default=None, help="run an already compiled folder")
+    parser.add_argument("-o", "--output", metavar="DIR", default=None,
+                        help="where to compile the recipe (default: build/<recipe name>/)")
+    add_set_argument(parser)
+    add_run_options(parser)
+
+
+def run(args) -> int:
+    from ftc.runtime.train.cli import run_plan_folder
+
+    if (args.recipe is None) == (args.plan is None):
+        print("ftc run: give either a RECIPE or --plan DIR", file=sys.stderr)
+        return 2
+    if args.plan is not None:
+        if args.overrides:
+            print("ftc run: --set applies to a recipe; recompile to change a compiled plan", file=sys.stderr)
+            return 2
+        return run_plan_folder(args.plan, args)
+    folder = compile_to_folder(args.recipe, tuple(args.overrides), args.output)
+    if folder is None:
+        return 1
+    return run_plan_folder(folder, args)
+
+
+def compile_to_folder(recipe: str, overrides: tuple[str, ...], output: str | None):
+    """Compile exactly as `ftc compile` does, writing the folder that is then run."""
+    from ftc.commands.compile import _Analysis, write_folder
+    from ftc.compiler.emit import emit
+    from ftc.compiler.pipeline import compile_recipe
+
+    compiled = compile_recipe(recipe, overrides, out_dir=output)
+    print_diagnostics(_Analysis(compiled), "text")
+    if compiled.plan is None:
+        print(f"{recipe}: not compiled", file=sys.stderr)
+        return None
+    write_folder(compiled.out_dir, emit(compiled.plan))
+    print(f"ftc: compiled {recipe} -> {compiled.out_dir.as_posix().rstrip('/')}/", file=sys.stderr)
+    return compiled.out_dir

@@ -1,0 +1,60 @@
+"""The command line shared by `ftc run` and `python -m ftc.runtime.train --plan DIR` (what launch.sh
+starts): options, message on user errors, exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .errors import EXIT_USER_ERROR, RunError
+
+
+def add_run_options(parser) -> None:
+    parser.add_argument("--resume", metavar="auto|PATH", default=None,
+                        help="continue from the newest verified checkpoint of this recipe's runs (auto), "
+                             "or from a checkpoint or run folder")
+    parser.add_argument("--run-id", default=None, help="name of the run folder (default: a timestamp)")
+    merge = parser.add_mutually_exclusive_group()
+    merge.add_argument("--merge", dest="merge", action="store_true", default=None,
+                       help="also write the LoRA adapter merged into the base weights")
+    merge.add_argument("--no-merge", dest="merge", action="store_false")
+
+
+def quiet_libraries() -> None:
+    """Library chatter (weight loading bars, advisory warnings) would bury the progress lines."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def run_plan_folder(folder, args) -> int:
+    """Load the plan in `folder` and execute it; user errors become one message and exit 1."""
+    from .plan import load_plan
+
+    try:
+        plan = load_plan(folder)
+        quiet_libraries()
+        from .run import RunOptions, execute
+
+        result = execute(plan, RunOptions(resume=args.resume, run_id=args.run_id, merge=args.merge))
+    except RunError as exc:
+        print(f"ftc: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return result.exit_code
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ftc.runtime.train",
+                                     description="execute a compiled plan in this process")
+    parser.add_argument("--plan", required=True, metavar="DIR", help="compiled folder holding plan.json")
+    add_run_options(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_plan_folder(args.plan, args)
+    except KeyboardInterrupt:
+        print("ftc: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,141 @@
+"""Model and tokenizer loading from the plan: full, LoRA (peft) and QLoRA (bitsandbytes 4-bit +
+prepare_model_for_kbit_training). Seeds before anything random (LoRA init) so runs repeat."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import RunError
+from .plan import Plan
+
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    trainable_params: int
+    total_params: int
+    source: str  # the folder or hub id it came from, for messages
+
+
+def model_source(plan: Plan) -> str:
+    """The folder (resolved against the plan) or hub id the weights come from."""
+    spec = plan["model"]
+    name = spec["name_or_path"]
+    if spec.get("local", False) or name.startswith((".", "/")):
+        path = plan.path(name)
+        if not path.is_dir():
+            raise RunError(f"model folder {path} does not exist (plan model.name_or_path = {name!r})")
+        if not (path / "config.json").is_file():
+            raise RunError(f"model folder {path} has no config.json; is it a transformers model folder?")
+        return str(path)
+    return name
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return getattr(torch, DTYPES[name])
+
+
+def load_tokenizer(plan: Plan, source: str):
+    from transformers import AutoTokenizer
+
+    spec = plan["model"]
+    tok_source = spec.get("tokenizer") or source
+    if spec.get("tokenizer") and (plan.path(tok_source).exists()):
+        tok_source = str(plan.path(tok_source))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tok_source, revision=spec.get("revision") or None,
+                                                  trust_remote_code=bool(spec.get("trust_remote_code")))
+    except (OSError, ValueError) as exc:
+        raise RunError(f"cannot load the tokenizer from {tok_source}: {exc}") from None
+    if tokenizer.pad_token is None:  # batching needs a pad token; eos is the usual stand-in
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _lora_config(lora: dict):
+    from peft import LoraConfig
+
+    targets = lora["targets"]
+    return LoraConfig(
+        r=int(lora["rank"]), lora_alpha=float(lora["alpha"]), lora_dropout=float(lora["dropout"]),
+        target_modules="all-linear" if targets in ("all_linear", ["all_linear"]) else list(targets),
+        modules_to_save=list(lora.get("modules_to_save") or []) or None,
+        bias=lora.get("bias") or "none", task_type="CAUSAL_LM",
+    )
+
+
+def load_model(plan: Plan) -> LoadedModel:
+    import torch
+    from transformers import AutoModelForCausalLM, set_seed
+
+    set_seed(int(plan["train"]["seed"]))
+    source = model_source(plan)
+    spec, method = plan["model"], plan["method"]
+    kind = method["kind"]
+    kwargs: dict[str, Any] = {
+        "dtype": _torch_dtype(spec.get("dtype") or "fp32"),
+        "attn_implementation": spec.get("attention") or "sdpa",
+        "trust_remote_code": bool(spec.get("trust_remote_code")),
+        "revision": spec.get("revision") or None,
+    }
+    if kind == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        q = method["quantization"]
+        compute = _torch_dtype(q.get("compute_dtype") or spec.get("dtype") or "fp32")
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=q.get("quant", "nf4"),
+            bnb_4bit_use_double_quant=bool(q.get("double_quant", True)), bnb_4bit_compute_dtype=compute,
+            bnb_4bit_quant_storage=torch.uint8,
+        )
+        kwargs["device_map"] = "cpu" if plan.on_cpu else {"": 0}
+    tokenizer = load_tokenizer(plan, source)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except (OSError, ValueError, ImportError) as exc:
+        raise RunError(f"cannot load the model from {source}: {exc}") from None
+    gradient_checkpointing = bool(plan["train"].get("gradient_checkpointing"))
+    if kind == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    if kind in ("lora", "qlora"):
+        from peft import get_peft_model
+
+        try:
+            model = get_peft_model(model, _lora_config(method["lora"]))
+        except ValueError as exc:  # e.g. a target module that the architecture does not have
+            raise RunError(f"cannot attach LoRA adapters: {exc}") from None
+    model.config.use_cache = False
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return LoadedModel(model, tokenizer, trainable, total, source)
+
+
+def reload_for_generation(folder: Path, base: str | None = None):
+    """Load a saved output (full model, or adapter on its base) for generation; used by tests and reports."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if (folder / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        if base is None:
+            import json
+
+            base = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), folder)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(folder)
+    model.eval()
+    return model, tokenizer

@@ -1,0 +1,113 @@
+"""The run folder `runs/<recipe>/<run id>/`: plan copy, metrics, final model or adapter with its
+tokenizer, optional LoRA merge, loss-curve PNG and summary.json (what `ftc report` reads)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from .plan import Plan
+
+# Files of a compiled folder worth keeping next to the run: what was reviewed is what ran.
+COMPILED_FILES = ("plan.json", "ftc.lock", "recipe.ftspec", "resolved.ftspec", "ds_config.json", "accelerate.yaml")
+SUMMARY = "summary.json"
+
+
+def new_run_dir(plan: Plan, run_id: str | None = None) -> Path:
+    """A fresh `runs/<recipe>/<run id>` (a timestamp, with a suffix when two start in one second)."""
+    parent = plan.runs_dir / plan.recipe_name
+    parent.mkdir(parents=True, exist_ok=True)
+    base = run_id or time.strftime("%Y%m%d-%H%M%S")
+    candidate, n = parent / base, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            if run_id:
+                raise
+            n += 1
+            candidate = parent / f"{base}-{n}"
+
+
+def copy_compiled(plan: Plan, run_dir: Path) -> None:
+    for name in COMPILED_FILES:
+        src = plan.folder / name
+        if src.is_file() and not (run_dir / name).exists():
+            shutil.copyfile(src, run_dir / name)
+
+
+def write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def loss_curve(metrics: list[dict], out: Path, title: str) -> Path | None:
+    """Train and eval loss against step, as a PNG (matplotlib's Agg backend: no display needed)."""
+    train = [(m["step"], m["loss"]) for m in metrics if "loss" in m]
+    evals = [(m["step"], m["eval_loss"]) for m in metrics if "eval_loss" in m]
+    if not train and not evals:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if train:
+        ax.plot(*zip(*train), label="train loss", linewidth=1)
+    if evals:
+        ax.plot(*zip(*evals), "o-", label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def save_final(trainer, tokenizer, run_dir: Path) -> Path:
+    """The trained model (full) or adapter (LoRA/QLoRA) with its tokenizer, written atomically."""
+    tmp, final = run_dir / ".final.tmp", run_dir / "final"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def merge_lora(plan: Plan, adapter_dir: Path, base_source: str, run_dir: Path) -> Path:
+    """Fold the adapter into a fresh copy of the base weights (in the model dtype, never 4-bit)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .model import DTYPES
+
+    dtype = getattr(torch, DTYPES[plan["model"].get("dtype") or "fp32"])
+    base = AutoModelForCausalLM.from_pretrained(base_source, dtype=dtype,
+                                                trust_remote_code=bool(plan["model"].get("trust_remote_code")))
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    tmp, out = run_dir / ".merged.tmp", run_dir / "merged"
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.save_pretrained(str(tmp))
+    AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(str(tmp))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out

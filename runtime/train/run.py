@@ -1,0 +1,178 @@
+"""Executing a plan in one process: model, data, Trainer, checkpoints, preemption, outputs.
+`execute` returns a value; the command line turns it into messages and an exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import EXIT_OK, EXIT_PREEMPTED, RunError
+from .plan import Plan
+from .resume import find_resume
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    resume: str | None = None  # None | "auto" | a checkpoint or run folder
+    run_id: str | None = None  # default: a timestamp
+    merge: bool | None = None  # None: as the plan says
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    status: str  # completed | preempted
+    exit_code: int
+    summary: dict = field(default_factory=dict)
+
+
+def _prepare_data(plan: Plan, tokenizer, run_dir: Path):
+    from ftc.runtime.data import DataError, prepare
+
+    spec = plan["data"]
+    cache = plan.path(spec["cache_dir"]) if spec.get("cache_dir") else plan.runs_dir.parent / ".cache" / "ftc" / "data"
+    try:
+        return prepare(spec, tokenizer, base_dir=plan.folder, cache_dir=cache, is_main_process=True)
+    except DataError as exc:
+        raise RunError(f"data: {exc}") from None
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def execute(plan: Plan, options: RunOptions = RunOptions(), *,
+            prepare_data: Callable[[Plan, Any, Path], Any] | None = None, out=None) -> RunResult:
+    """Run the plan to completion or preemption. Raises RunError for problems the user can fix."""
+    from .callbacks import MetricsCallback, PreemptionCallback, ProgressCallback, truncate_metrics
+    from .checkpoints import list_complete
+    from .model import load_model
+    from .outputs import copy_compiled, loss_curve, merge_lora, new_run_dir, read_metrics, save_final, \
+        write_json_atomic
+    from .signals import Preemption
+    from .trainer import build_trainer, metric_key
+
+    out = out or sys.stdout
+    started = time.perf_counter()
+    say = lambda msg: print(msg, file=out, flush=True)  # noqa: E731
+
+    point = find_resume(plan, options.resume)
+    if point is not None:
+        run_dir = point.run_dir
+        say(f"ftc: resuming {run_dir} from {point.checkpoint.name} (step {point.step}, manifest verified)")
+        previous = run_dir / "plan.json"
+        if previous.is_file() and json.loads(previous.read_text()) != plan.raw:
+            print("warning: the plan differs from the one this run started with; resume may not be exact",
+                  file=sys.stderr)
+        truncate_metrics(run_dir / "metrics.jsonl", point.step)
+    else:
+        run_dir = new_run_dir(plan, options.run_id)
+        say(f"ftc: run folder {run_dir}")
+    copy_compiled(plan, run_dir)
+
+    loaded = load_model(plan)
+    say(f"ftc: {plan['method']['kind']} on {loaded.source}: {loaded.trainable_params:,} trainable of "
+        f"{loaded.total_params:,} parameters")
+    data = (prepare_data or _prepare_data)(plan, loaded.tokenizer, run_dir)
+    if data.train is None or len(data.train) == 0:
+        raise RunError("the training set is empty after preparation")
+
+    backends = list((plan["tracking"] or {}).get("backends") or [])
+    report_to = []
+    if "mlflow" in backends:
+        os.environ.setdefault("MLFLOW_TRACKING_URI", plan["tracking"].get("mlflow_uri")
+                              or f"sqlite:///{run_dir / 'mlflow.db'}")
+        os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", plan.recipe_name)
+        report_to.append("mlflow")
+    preemption = Preemption()
+    progress = ProgressCallback(out)
+    callbacks = [progress,
+                 MetricsCallback(run_dir / "metrics.jsonl",
+                                 run_dir / "tensorboard" if "tensorboard" in backends else None),
+                 PreemptionCallback(preemption)]
+    trainer = build_trainer(plan, loaded.model, loaded.tokenizer, data, output_dir=run_dir / "checkpoints",
+                            callbacks=callbacks, report_to=report_to)
+
+    train_started = time.perf_counter()
+    with preemption:
+        trainer.train(resume_from_checkpoint=str(point.checkpoint) if point else None)
+    train_seconds = time.perf_counter() - train_started
+    state = trainer.state
+    tokens_per_second, _ = progress.rates(state)
+
+    status = "preempted" if preemption.requested else "completed"
+    final_dir = merged_dir = None
+    if status == "completed":
+        key = metric_key("eval_loss")
+        evaluated = [m for m in state.log_history if key in m and m.get("step") == state.global_step]
+        if data.eval is not None and not evaluated:
+            trainer.evaluate()
+        final_dir = save_final(trainer, loaded.tokenizer, run_dir)
+        merge = plan["output"].get("merge") if options.merge is None else options.merge
+        if merge and plan["method"]["kind"] in ("lora", "qlora"):
+            merged_dir = merge_lora(plan, final_dir, loaded.source, run_dir)
+
+    metrics = read_metrics(run_dir / "metrics.jsonl")
+    curve = loss_curve(metrics, run_dir / "loss_curve.png", f"{plan.recipe_name} / {run_dir.name}")
+    evals = [(m["step"], m["eval_loss"]) for m in metrics if "eval_loss" in m]
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    checkpoints = list_complete(run_dir / "checkpoints")
+    best = trainer.ftc_checkpoints.best(checkpoints)
+    peak_gpu = None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            peak_gpu = int(torch.cuda.max_memory_allocated())
+    except Exception:  # pragma: no cover - a broken CUDA setup must not lose the summary
+        pass
+    previous_summary = {}
+    if (run_dir / "summary.json").is_file():
+        previous_summary = json.loads((run_dir / "summary.json").read_text())
+    summary = {
+        "recipe": plan.recipe_name,
+        "run_id": run_dir.name,
+        "status": status,
+        "method": plan["method"]["kind"],
+        "model": plan["model"]["name_or_path"],
+        "global_step": state.global_step,
+        "max_steps": state.max_steps,
+        "epoch": state.epoch,
+        "first_train_loss": losses[0] if losses else None,
+        "final_train_loss": losses[-1] if losses else None,
+        "first_eval_loss": evals[0][1] if evals else None,
+        "final_eval_loss": evals[-1][1] if evals else None,
+        "best_eval_loss": min(v for _, v in evals) if evals else None,
+        "best_eval_step": min(evals, key=lambda e: e[1])[0] if evals else None,
+        "tokens_seen": state.num_input_tokens_seen,
+        "tokens_per_second": round(tokens_per_second, 1),
+        "train_seconds": round(train_seconds + previous_summary.get("train_seconds", 0.0) * (point is not None), 3),
+        "wall_seconds": round(time.perf_counter() - started + previous_summary.get("wall_seconds", 0.0)
+                              * (point is not None), 3),
+        "peak_rss_bytes": max(peak_rss_bytes(), previous_summary.get("peak_rss_bytes") or 0),
+        "peak_gpu_bytes": peak_gpu,
+        "trainable_params": loaded.trainable_params,
+        "total_params": loaded.total_params,
+        "checkpoints": [{"name": c.path.name, "step": c.step, "metric": c.metric_name, "value": c.metric}
+                        for c in checkpoints],
+        "best_checkpoint": best.path.name if best else None,
+        "resumed_from": ([*previous_summary.get("resumed_from", []), point.checkpoint.name] if point else []),
+        "final_dir": final_dir.name if final_dir else None,
+        "merged_dir": merged_dir.name if merged_dir else None,
+        "loss_curve": curve.name if curve else None,
+    }
+    write_json_atomic(run_dir / "summary.json", summary)
+    if status == "preempted":
+        say(f"ftc: stopped by {preemption.requested} at step {state.global_step}; full checkpoint saved. "
+            f"Continue with: ftc run ... --resume auto  (or --resume {run_dir})")
+        return RunResult(run_dir, status, EXIT_PREEMPTED, summary)
+    say(f"ftc: done in {summary['wall_seconds']:.1f} s: step {state.global_step}, "
+        + (f"eval loss {summary['first_eval_loss']:.4f} -> {summary['final_eval_loss']:.4f}, " if evals else "")
+        + f"{tokens_per_second:,.0f} tokens/s; outputs in {run_dir}")
+    return RunResult(run_dir, status, EXIT_OK, summary)

@@ -1,0 +1,134 @@
+"""The transformers Trainer, configured entirely from the plan. The one override routes
+checkpoint saves through the CheckpointManager (staging folder, manifest, atomic rename)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transformers import Trainer, TrainingArguments
+
+from .checkpoints import CheckpointManager
+from .errors import RunError
+from .plan import Plan
+
+OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
+              "sgd": "sgd", "adafactor": "adafactor"}
+SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
+
+
+def metric_key(name: str | None) -> str | None:
+    """The Trainer's key for a plan metric: evaluation metrics carry an `eval_` prefix."""
+    if not name:
+        return None
+    return name if name.startswith("eval_") else f"eval_{name}"
+
+
+def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_to: list[str]) -> TrainingArguments:
+    train, batch, ckpt = plan["train"], plan["batch"], plan["checkpoint"]
+    steps = plan.raw.get("steps") or {}
+    max_steps = train.get("max_steps") or steps.get("total_steps") or -1
+    mixed = (plan["precision"] or {}).get("mixed", "no")
+    if mixed == "fp16" and plan.on_cpu:
+        raise RunError("fp16 mixed precision needs a GPU; use precision bf16 or no on cpu")
+    if train.get("warmup_steps") is not None:
+        warmup: float = int(train["warmup_steps"])
+    else:
+        warmup = float(train.get("warmup_ratio") or 0.0)  # a float below 1 is a ratio of the total steps
+    optimizer = OPTIMIZERS.get(train.get("optimizer", "adamw"))
+    if optimizer is None:
+        raise RunError(f"unknown optimizer {train.get('optimizer')!r}")
+    eval_every = train.get("eval_every_steps") if has_eval else None
+    save_every = ckpt.get("every_steps")
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=int(batch["micro_batch"]),
+        per_device_eval_batch_size=int(batch["micro_batch"]),
+        gradient_accumulation_steps=int(batch["grad_accum"]),
+        num_train_epochs=float(train.get("epochs") or 1),
+        max_steps=int(max_steps),
+        learning_rate=float(train["lr"]),
+        lr_scheduler_type=SCHEDULES[train.get("schedule") or "cosine"],
+        warmup_steps=warmup,
+        optim=optimizer,
+        weight_decay=float(train.get("weight_decay") or 0.0),
+        adam_beta1=float((train.get("adam_betas") or [0.9, 0.999])[0]),
+        adam_beta2=float((train.get("adam_betas") or [0.9, 0.999])[1]),
+        adam_epsilon=float(train.get("adam_epsilon") or 1e-8),
+        max_grad_norm=float(train.get("max_grad_norm") or 0.0),
+        gradient_checkpointing=bool(train.get("gradient_checkpointing")) and plan["method"]["kind"] != "qlora",
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        eval_strategy="steps" if eval_every else "no",
+        eval_steps=int(eval_every) if eval_every else None,
+        logging_strategy="steps",
+        logging_steps=int(train.get("logging_steps") or 1),
+        save_strategy="steps" if save_every else "no",
+        save_steps=int(save_every) if save_every else 500,
+        save_total_limit=None,  # retention is the CheckpointManager's job
+        save_only_model=not bool(ckpt.get("full_state", True)),
+        seed=int(train["seed"]),
+        bf16=mixed == "bf16",
+        fp16=mixed == "fp16",
+        use_cpu=plan.on_cpu,
+        report_to=report_to or "none",
+        disable_tqdm=True,
+        remove_unused_columns=False,  # the data pipeline already produced exactly the model inputs
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+    )
+
+
+class FtcTrainer(Trainer):
+    """Trainer whose checkpoints are atomic and checksummed (see checkpoints.py)."""
+
+    def __init__(self, *args, checkpoints: CheckpointManager, keep_best: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ftc_checkpoints = checkpoints
+        self.ftc_metric_key = metric_key(keep_best)
+        self._ftc_staging = False
+        self.ftc_saved: list[Path] = []
+
+    def _get_output_dir(self, trial) -> str:
+        if self._ftc_staging:
+            return str(self.ftc_checkpoints.staging)
+        return super()._get_output_dir(trial)
+
+    def _latest_metric(self) -> float | None:
+        if not self.ftc_metric_key:
+            return None
+        for record in reversed(self.state.log_history):
+            if self.ftc_metric_key in record:
+                return float(record[self.ftc_metric_key])
+        return None
+
+    def _save_checkpoint(self, model, trial) -> None:
+        self._ftc_staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._ftc_staging = False
+        if not self.args.should_save:
+            return
+        staged = self.ftc_checkpoints.staging / f"checkpoint-{self.state.global_step}"
+        final = self.ftc_checkpoints.commit(staged, self.state.global_step, self._latest_metric())
+        self.ftc_saved.append(final)
+
+
+def build_trainer(plan: Plan, model, tokenizer, data, *, output_dir: Path, callbacks: list,
+                  report_to: list[str]) -> FtcTrainer:
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    ckpt = plan["checkpoint"]
+    manager = CheckpointManager(output_dir, keep_last=ckpt.get("keep_last"), keep_best=ckpt.get("keep_best"),
+                                best_mode=ckpt.get("best_mode") or "min")
+    args = training_arguments(plan, output_dir, has_eval=data.eval is not None, report_to=report_to)
+    trainer = FtcTrainer(
+        model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
+        data_collator=data.collator, processing_class=tokenizer, callbacks=callbacks,
+        checkpoints=manager, keep_best=ckpt.get("keep_best"),
+    )
+    for cb in (ProgressCallback, PrinterCallback):  # our progress line replaces the default bar/printer
+        trainer.remove_callback(cb)
+    return trainer
+
+
