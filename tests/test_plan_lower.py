@@ -1,0 +1,181 @@
+"""Lowering: batch arithmetic, autos with reasons, steps from data, warmup, paths relative to the output folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from ftc.compiler.lower import count_rows, trainer_steps_per_epoch
+from ftc.compiler.pipeline import compile_recipe
+
+
+def recipe(tmp_path: Path, train: str = "", hardware: str = "", data: str = "", extra: str = "",
+           rows: int = 100, method: str = "method lora {}") -> Path:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(exist_ok=True)
+    (data_dir / "train.jsonl").write_text("".join(json.dumps({"text": f"row {i}"}) + "\n" for i in range(rows)))
+    path = tmp_path / "r.ftspec"
+    path.write_text(f"""recipe "r"
+model "org/some-model" {{}}
+{method}
+data {{
+  train = "data/train.jsonl"
+  format = text
+{data}
+}}
+train {{
+  lr = 1e-4
+{train}
+}}
+hardware {{
+  gpu = a100-80gb
+{hardware}
+}}
+{extra}
+""")
+    return path
+
+
+def compiled(path: Path, *overrides: str, out: Path | None = None):
+    result = compile_recipe(path, overrides, out_dir=out or path.parent / "build" / "r")
+    return result
+
+
+def codes(result) -> list[str]:
+    return [d.code for d in result.diagnostics if d.is_error]
+
+
+def test_batch_triple_is_exact(tmp_path):
+    result = compiled(recipe(tmp_path, train="global_batch = 64\nmicro_batch = 4", hardware="gpus_per_node = 4"))
+    assert result.plan is not None, codes(result)
+    assert result.plan["batch"] == {"global_batch": 64, "micro_batch": 4, "grad_accum": 4, "data_parallel_world": 4}
+    assert result.plan["provenance"]["train.grad_accum"] == "derived"
+
+
+@pytest.mark.parametrize("train, hardware, code", [
+    ("global_batch = 10\nmicro_batch = 1", "gpus_per_node = 4", "E0501"),   # 10 over 4 ranks
+    ("global_batch = 48\nmicro_batch = 5", "gpus_per_node = 4", "E0502"),   # 12 per rank, micro 5
+    ("global_batch = 48\nmicro_batch = 4\ngrad_accum = 2", "gpus_per_node = 4", "E0503"),
+    ("global_batch = 48\ngrad_accum = 5", "gpus_per_node = 4", "E0503"),    # auto micro, accum does not divide
+])
+def test_non_divisible_batch_is_a_located_error_not_a_floor(tmp_path, train, hardware, code):
+    path = recipe(tmp_path, train=train, hardware=hardware)
+    result = compiled(path)
+    assert result.plan is None
+    errors = [d for d in result.diagnostics if d.is_error]
+    assert [d.code for d in errors] == [code]
+    assert errors[0].span is not None and errors[0].span.file.endswith("r.ftspec")
+
+
+def test_lowering_guards_the_batch_when_checks_are_skipped(tmp_path):
+    """Lowering re-derives the triple itself (one owner): it never floors, even if a check let it through."""
+    from ftc.compiler import check
+
+    path = recipe(tmp_path, train="global_batch = 10\nmicro_batch = 1", hardware="gpus_per_node = 4")
+    passes = tuple(p for p in check.PASSES if p is not check.check_batch)
+    with mock.patch.object(check, "PASSES", passes):
+        result = compiled(path)
+    assert result.plan is None and codes(result) == ["E0511"]
+
+
+def test_wrong_batch_never_reaches_deepspeed(tmp_path):
+    """The batch DeepSpeed would assert on (10 != 1 x 2 x 4) is an ftc diagnostic; no ds_config is produced."""
+    path = recipe(tmp_path, train="global_batch = 10\nmicro_batch = 1\ngrad_accum = 2", hardware="gpus_per_node = 4",
+                  extra="distributed deepspeed { zero = 2 }")
+    result = compiled(path)
+    assert result.plan is None and codes(result)[0].startswith("E05")
+
+
+def test_micro_batch_auto_fallback_is_recorded(tmp_path):
+    result = compiled(recipe(tmp_path, train="global_batch = 96\nmicro_batch = auto", hardware="gpus_per_node = 2"))
+    plan = result.plan
+    assert plan["batch"]["micro_batch"] * plan["batch"]["grad_accum"] * 2 == 96
+    entry = next(a for a in plan["auto"] if a["field"] == "train.micro_batch")
+    assert entry["value"] == plan["batch"]["micro_batch"] and entry["reason"]
+    assert plan["provenance"]["train.micro_batch"] == "derived"
+
+
+def test_micro_batch_derived_from_grad_accum(tmp_path):
+    plan = compiled(recipe(tmp_path, train="global_batch = 32\ngrad_accum = 4", hardware="gpus_per_node = 2")).plan
+    assert plan["batch"] == {"global_batch": 32, "micro_batch": 4, "grad_accum": 4, "data_parallel_world": 2}
+
+
+def test_distributed_auto_and_zero_auto(tmp_path):
+    plan = compiled(recipe(tmp_path, train="global_batch = 32", hardware="gpus_per_node = 8",
+                           method="method full {}")).plan
+    fields = {a["field"]: a["value"] for a in plan["auto"]}
+    assert plan["distributed"]["strategy"] == fields["distributed"] == "deepspeed"
+    assert plan["distributed"]["zero"] == fields["distributed.zero"] in (0, 1, 2, 3)
+    assert plan["launch"]["files"]["deepspeed"] == "ds_config.json"
+    plan = compiled(recipe(tmp_path, train="global_batch = 32", hardware="gpus_per_node = 8")).plan
+    assert plan["distributed"]["strategy"] == "ddp"
+
+
+def test_steps_counted_from_local_data(tmp_path):
+    path = recipe(tmp_path, rows=100, train="global_batch = 8\nmicro_batch = 2\nepochs = 2\nwarmup = 10%",
+                  hardware="gpus_per_node = 2")
+    plan = compiled(path).plan
+    assert plan["steps"] == {"steps_per_epoch": 13, "total_steps": 26, "source": "data", "train_rows": 100}
+    assert plan["train"]["warmup_steps"] == 3 and plan["train"]["warmup_ratio"] is None  # ceil(0.1 * 26)
+    assert trainer_steps_per_epoch(100, 2, 2, 2) == 13
+
+
+def test_steps_at_runtime_when_packing(tmp_path):
+    path = recipe(tmp_path, data="max_length = 128\npacking = true", train="global_batch = 8\nwarmup = 3%")
+    plan = compiled(path).plan
+    assert plan["steps"]["source"] == "runtime" and plan["steps"]["total_steps"] is None
+    assert plan["steps"]["train_rows"] == 100
+    assert plan["train"]["warmup_steps"] is None and plan["train"]["warmup_ratio"] == 0.03
+
+
+def test_declared_steps(tmp_path):
+    plan = compiled(recipe(tmp_path, train="global_batch = 8\nmax_steps = 200 steps\nwarmup = 5%")).plan
+    assert plan["steps"]["source"] == "declared" and plan["steps"]["total_steps"] == 200
+    assert plan["train"]["max_steps"] == 200 and plan["train"]["epochs"] is None
+    assert plan["train"]["warmup_steps"] == 10
+
+
+def test_eval_every_in_epochs_needs_known_steps(tmp_path):
+    path = recipe(tmp_path, data="max_length = 128\npacking = true\neval_split = 10%",
+                  train="global_batch = 8\neval_every = 1 epochs")
+    result = compiled(path)
+    assert result.plan is None and codes(result) == ["E0516"]
+
+
+def test_offload_needs_deepspeed_adam(tmp_path):
+    path = recipe(tmp_path, train="global_batch = 8\noptimizer = sgd",
+                  extra="distributed deepspeed {\n zero = 2\n offload_optimizer = cpu\n}")
+    result = compiled(path)
+    assert result.plan is None and codes(result) == ["E0510"]
+
+
+def test_paths_are_relative_to_the_output_folder(tmp_path):
+    path = recipe(tmp_path, train="global_batch = 8")
+    plan = compiled(path, out=tmp_path / "a" / "b" / "c").plan
+    assert plan["data"]["train"] == ["../../../data/train.jsonl"]
+    assert plan["recipe"]["source"] == "../../../r.ftspec"
+    assert plan["output"]["runs_dir"] == "../../../runs"
+    assert plan["model"] == {**plan["model"], "name_or_path": "org/some-model", "local": False}
+    text = json.dumps(plan)
+    assert str(tmp_path) not in text
+
+
+def test_override_is_lowered_with_provenance(tmp_path):
+    plan = compiled(recipe(tmp_path, train="global_batch = 8"), "train.lr=3e-5").plan
+    assert plan["train"]["lr"] == 3e-05 and plan["provenance"]["train.lr"] == "override"
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("a.jsonl", '{"a": 1}\n\n{"a": 2}\n{"a": 3}', 3),
+    ("a.txt", "x\ny\n", 2),
+    ("a.csv", 'q,a\n"multi\nline",1\nz,2\n', 2),
+    ("a.json", '[{"a": 1}, {"a": 2}]', 2),
+    ("a.json", '{"data": []}', None),
+    ("a.parquet", "PAR1", None),
+])
+def test_count_rows(tmp_path, name, text, expected):
+    (tmp_path / name).write_text(text)
+    assert count_rows(tmp_path / name) == expected
