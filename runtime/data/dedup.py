@@ -39,15 +39,19 @@ def near_keep(text: pa.Array, threshold: float, *, num_perm: int = 128, seed: in
     from datasketch import MinHash, MinHashLSH
 
     docs = text.to_pylist()
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    # LSH finds candidates (its banding cannot express thresholds near 1); the estimated Jaccard
+    # similarity of each candidate then decides, so the threshold means what it says
+    lsh = MinHashLSH(threshold=min(threshold, 0.9), num_perm=num_perm)
+    kept: dict[int, object] = {}
     keep = []
     batch = 2048
     for start in range(0, len(docs), batch):
         chunk = [_shingles(d or "") for d in docs[start:start + batch]]
         for offset, mh in enumerate(MinHash.bulk(chunk, num_perm=num_perm, seed=seed)):
             i = start + offset
-            if lsh.query(mh):
+            if any(kept[j].jaccard(mh) >= threshold for j in lsh.query(mh)):
                 continue
             lsh.insert(i, mh)
+            kept[i] = mh
             keep.append(i)
     return np.asarray(keep, dtype=np.int64)
