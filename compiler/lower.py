@@ -215,8 +215,14 @@ def lower_strategy(lw: Lowering) -> None:
                                  "small, plain data parallelism")
     elif strategy == "ddp" and world == 1:
         strategy = lw.decide("distributed", "none", "`distributed ddp` with one rank runs as a single process")
+    if strategy == "none" and world > 1:
+        lw.sink.error("E0518", f"`distributed none` runs one process, but `hardware` gives {world} ranks",
+                      _span(lw, "distributed"), label="a single process",
+                      help="use `distributed ddp {}` (or deepspeed / fsdp), or set `gpus_per_node = 1`")
     dist = {"strategy": strategy, "world_size": world, "zero": None, "offload_optimizer": "none",
-            "offload_params": "none", "nvme_path": None, "fsdp": None}
+            "offload_params": "none", "nvme_path": None, "fsdp": None,
+            "find_unused_parameters": bool(r.value("distributed.find_unused_parameters", False))
+            if strategy == "ddp" else False}
     if strategy == "deepspeed":
         dist["offload_optimizer"] = r.value("distributed.offload_optimizer", "none")
         dist["offload_params"] = r.value("distributed.offload_params", "none")
@@ -240,13 +246,13 @@ def lower_batch(lw: Lowering) -> None:
     micro = r.value("train.micro_batch", AUTO)
     accum = r.value("train.grad_accum", AUTO)
     if global_batch % world:
-        _batch_error(lw, "E0511", f"`global_batch = {global_batch}` is not divisible by the {world} data-parallel ranks",
+        _batch_error(lw, "E0501", f"`global_batch = {global_batch}` is not divisible by the {world} data-parallel ranks",
                      "train.global_batch", f"use a multiple of {world}")
         return
     per_rank = global_batch // world
     if micro is AUTO and isinstance(accum, int):
         if per_rank % accum:
-            _batch_error(lw, "E0512", f"`grad_accum = {accum}` does not divide the {per_rank} sequences per rank",
+            _batch_error(lw, "E0503", f"`grad_accum = {accum}` does not divide the {per_rank} sequences per rank",
                          "train.grad_accum", "remove `grad_accum`; it is derived from the batch sizes")
             return
         micro = lw.decide("train.micro_batch", per_rank // accum,
@@ -254,13 +260,13 @@ def lower_batch(lw: Lowering) -> None:
     elif micro is AUTO:
         micro = _auto_micro_batch(lw, per_rank)
     if per_rank % micro:
-        _batch_error(lw, "E0512", f"`global_batch = {global_batch}` is not micro_batch ({micro}) × grad_accum × "
+        _batch_error(lw, "E0502", f"`global_batch = {global_batch}` is not micro_batch ({micro}) × grad_accum × "
                      f"{world} rank(s) for any whole grad_accum", "train.micro_batch",
                      f"use a micro_batch that divides {per_rank}")
         return
     grad_accum = per_rank // micro
     if isinstance(accum, int) and accum != grad_accum:
-        _batch_error(lw, "E0513", f"batch sizes disagree: {micro} × {accum} × {world} ranks = {micro * accum * world}, "
+        _batch_error(lw, "E0503", f"batch sizes disagree: {micro} × {accum} × {world} ranks = {micro * accum * world}, "
                      f"not global_batch = {global_batch}", "train.grad_accum",
                      f"remove `grad_accum` (it is derived), or set it to {grad_accum}")
         return
@@ -424,7 +430,8 @@ def lower_steps(lw: Lowering) -> None:
                         "train_rows": rows}
 
 
-def _every_steps(lw: Lowering, key: str, code: str) -> int | None:
+def _every_steps(lw: Lowering, key: str, code: str | None) -> int | None:
+    """An interval in steps; given in epochs it needs known steps per epoch (`code` None: no diagnostic)."""
     value = lw.recipe.value(key)
     if not isinstance(value, Amount):
         return None
@@ -432,6 +439,8 @@ def _every_steps(lw: Lowering, key: str, code: str) -> int | None:
         return int(value.value)
     spe = lw.plan["steps"]["steps_per_epoch"]
     if spe is None:
+        if code is None:
+            return None
         lw.sink.error(code, f"`{key.split('.')[-1]} = {value}` needs the number of steps per epoch, which is only "
                       "known when the data is read", _span(lw, key),
                       label="steps per epoch depend on the data",
@@ -466,7 +475,7 @@ def lower_train(lw: Lowering) -> None:
     epochs = r.value("train.epochs")
     eval_every = _every_steps(lw, "train.eval_every", "E0516")
     if eval_every is None and r.value("checkpoint.keep_best") is not None and _has_eval(lw):
-        eval_every = _every_steps(lw, "checkpoint.every", "E0517")  # best-by-metric needs an eval at each save
+        eval_every = _every_steps(lw, "checkpoint.every", None)  # best-by-metric needs an eval at each save
         if eval_every is not None:
             lw.derived["train.eval_every"] = DERIVED
     lw.plan["train"] = {

@@ -78,7 +78,7 @@ def test_lowering_guards_the_batch_when_checks_are_skipped(tmp_path):
     passes = tuple(p for p in check.PASSES if p is not check.check_batch)
     with mock.patch.object(check, "PASSES", passes):
         result = compiled(path)
-    assert result.plan is None and codes(result) == ["E0511"]
+    assert result.plan is None and codes(result) == ["E0501"]
 
 
 def test_wrong_batch_never_reaches_deepspeed(tmp_path):
@@ -143,6 +143,20 @@ def test_eval_every_in_epochs_needs_known_steps(tmp_path):
                   train="global_batch = 8\neval_every = 1 epochs")
     result = compiled(path)
     assert result.plan is None and codes(result) == ["E0516"]
+
+
+def test_distributed_none_with_several_ranks_is_an_error(tmp_path):
+    result = compiled(recipe(tmp_path, train="global_batch = 8", hardware="gpus_per_node = 2",
+                             extra="distributed none {}"))
+    assert result.plan is None and codes(result) == ["E0518"]
+
+
+def test_fsdp_lowering(tmp_path):
+    plan = compiled(recipe(tmp_path, train="global_batch = 8", hardware="gpus_per_node = 2",
+                           extra="distributed fsdp {\n offload_params = cpu\n}")).plan
+    assert plan["distributed"]["fsdp"] == {"sharding": "full_shard", "wrap": "transformer_layer",
+                                           "offload_params": True}
+    assert plan["launch"]["launcher"] == "accelerate" and plan["launch"]["files"]["deepspeed"] is None
 
 
 def test_offload_needs_deepspeed_adam(tmp_path):

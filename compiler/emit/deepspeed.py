@@ -36,7 +36,7 @@ def ds_config(plan: dict) -> dict | None:
         "bf16": {"enabled": mixed == "bf16"},
         "fp16": {"enabled": mixed == "fp16"},
         "zero_optimization": zero,
-        "steps_per_print": max(int(train.get("logging_steps") or 1), 1) * 100,
+        "steps_per_print": max(int(train.get("logging_steps") or 1), 1),
         "wall_clock_breakdown": False,
     }
     if dist["offload_optimizer"] != "none":
