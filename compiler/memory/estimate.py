@@ -1,0 +1,292 @@
+"""Per-GPU memory of one training rank, component by component (formulas: docs/memory.md).
+
+The peak is the static state (weights, adapters, gradients, optimizer, master weights, sharding
+buffers) plus the largest of three phases: end of forward / start of backward (saved activations,
+one recomputed layer, logits and loss), the optimizer step, and the eval pass. Constants that are
+calibrated rather than derived are the three at the top; nothing is tuned per model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ftc.compiler.memory.setup import DTYPE_BYTES, MemorySetup
+from ftc.compiler.models.params import count, resolve_targets
+
+GiB = 2**30
+CUDA_CONTEXT_BYTES = int(0.5 * GiB)  # context + kernels with lazy module loading (PyTorch PR #86509: 287 MB)
+COLLECTIVE_BUFFER_BYTES = int(0.5 * GiB)  # NCCL communicators and workspaces when world > 1
+ALLOCATOR_SLACK = 0.10  # reserved − allocated, as a share of the tensor peak (calibrated: docs/memory.md)
+
+NF4_DQ_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 0.5159: 4-bit codes, 8-bit absmax per 64, fp32 per 256 blocks
+NF4_BYTES = 0.5 + 4 / 64  # 0.5625: fp32 absmax per block of 64
+DS_REDUCE_BUCKET = 500_000_000  # DeepSpeed defaults (elements); the emitted ds_config keeps them
+DS_PREFETCH_BUCKET = 50_000_000
+DS_MAX_LIVE_PARAMETERS = 1_000_000_000
+BNB_MIN_8BIT_SIZE = 4096  # bnb keeps 32-bit state for smaller tensors
+LOSS_BYTES_UNCHUNKED = 8  # fp32 upcast + log-softmax output (or its gradient), on top of the logits dtype
+LOSS_BYTES_CHUNKED = 1
+
+UNMODELED = (
+    "dropout masks of the base model's hidden/attention dropout (zero in Llama-family configs)",
+    "torch.compile fusion (usually lowers activations)",
+    "fragmentation beyond the allocator-slack share (variable-length batches)",
+)
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    bytes: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    components: tuple[Component, ...]  # on the GPU at the peak; they sum to peak_bytes
+    off_peak: tuple[Component, ...]  # GPU phases that are not the peak (reported, not added)
+    host: tuple[Component, ...]  # host RAM per node
+    paged_bytes: int  # bitsandbytes paged optimizer state: managed memory, outside the allocator
+    tensor_peak_bytes: int  # live tensors: what torch.cuda.max_memory_allocated reports
+    peak_bytes: int  # the device footprint: tensors + allocator slack + context
+    cpu_bytes_per_node: int
+    peak_phase: str  # "forward/backward" | "optimizer step" | "eval"
+    params_total: int
+    params_trainable: int
+    unmodeled: tuple[str, ...] = field(default=UNMODELED)
+
+    def component(self, name: str) -> int:
+        for c in self.components + self.off_peak:
+            if c.name == name:
+                return c.bytes
+        return 0
+
+    @property
+    def model_state_bytes(self) -> int:
+        """Weights, adapters, gradients, optimizer states and master weights on the GPU."""
+        names = ("weights", "adapters", "gradients", "optimizer_states", "master_weights")
+        return sum(c.bytes for c in self.components if c.name in names)
+
+
+def estimate(setup: MemorySetup) -> MemoryEstimate:
+    """The per-rank memory estimate of `setup`. Pure; no I/O."""
+    a = setup.arch
+    s = setup
+    counts = count(a, s.method, s.lora_rank, s.lora_targets, s.modules_to_save)
+    stage, n = s.shard_stage, s.shards
+    deepspeed_mixed = s.strategy == "deepspeed" and (s.mixed_precision != "no" or s.dtype != "fp32")
+    p_bytes = DTYPE_BYTES[s.dtype]
+    compute = 4 if (s.mixed_precision == "no" and s.dtype == "fp32") else 2
+    adapter_bytes = 2 if deepspeed_mixed else DTYPE_BYTES[s.adapter_dtype]  # DeepSpeed casts the module to 16 bit
+    t_bytes = (2 if deepspeed_mixed else p_bytes) if s.method == "full" else adapter_bytes
+    trainable = counts.trainable
+    gpu: list[Component] = []
+    host: list[Component] = []
+
+    def place(name: str, total: int, shard: bool, offload: bool, note: str) -> None:
+        per_rank = total // n if shard else total
+        if offload:
+            host.append(Component(name, per_rank * s.ranks_per_node, note + ", offloaded to host"))
+            gpu.append(Component(name, 0, "offloaded"))
+        else:
+            gpu.append(Component(name, per_rank, note + (f", /{n} ranks" if shard and n > 1 else "")))
+
+    # weights
+    if s.method == "qlora":
+        q_bytes = NF4_DQ_BYTES if s.double_quant else NF4_BYTES
+        rest = 4 if s.kbit_fp32_upcast else 2
+        weight_bytes = int(counts.quantized * q_bytes) + counts.unquantized * rest
+        note = f"{counts.quantized:,} params {s.quant}{'+dq' if s.double_quant else ''} " \
+               f"({q_bytes:.4f} B), {counts.unquantized:,} at {rest} B"
+        base_dtype_bytes = 2
+    else:
+        w = 2 if deepspeed_mixed else p_bytes  # DeepSpeed casts the whole module to its 16-bit dtype
+        weight_bytes = counts.base * w
+        note = f"{counts.base:,} params × {w} B"
+        base_dtype_bytes = w
+    offload_params = s.offload_params != "none" and stage == 3
+    place("weights", weight_bytes, stage == 3, offload_params, note)
+    if s.method != "full":
+        place("adapters", trainable * adapter_bytes, stage == 3, offload_params,
+              f"{counts.lora:,} LoRA + {counts.saved_copies:,} saved-module params × {adapter_bytes} B")
+
+    # gradients, optimizer, master weights
+    # DeepSpeed offloads optimizer state with its fp32 gradients; FSDP CPUOffload moves params, grads, state
+    offload_opt = (s.offload_optimizer != "none" and s.strategy == "deepspeed") or \
+        (s.strategy == "fsdp" and s.offload_params != "none")
+    if s.optimizer_in_backward:
+        gpu.append(Component("gradients", 0, "freed by the optimizer step fused into backward"))
+    else:
+        place("gradients", trainable * (4 if offload_opt else t_bytes), stage >= 2, offload_opt,
+              f"{trainable:,} trainable × {4 if offload_opt else t_bytes} B")
+    state_dtype = 4 if (deepspeed_mixed or t_bytes == 4) else t_bytes
+    states, paged = _optimizer_state_bytes(s, trainable, state_dtype, counts)
+    if paged:
+        gpu.append(Component("optimizer_states", 0, f"{s.optimizer}: paged, outside the allocator"))
+    else:
+        place("optimizer_states", states, stage >= 1, offload_opt, f"{s.optimizer}")
+    if deepspeed_mixed:
+        place("master_weights", trainable * 4, stage >= 1, offload_opt, "fp32 copy of the trainable params")
+
+    # sharding and communication buffers
+    unit = max(a.layer_params, a.vocab * a.hidden)
+    if stage == 3 and n > 1 or offload_params:
+        if s.method == "qlora":
+            layer_q = sum(m.params for m in a.layer_linears if m.quantizable)
+            unit_bytes = max(int(layer_q * (NF4_DQ_BYTES if s.double_quant else NF4_BYTES))
+                             + (a.layer_params - layer_q) * 2, a.vocab * a.hidden * 2)
+        else:
+            unit_bytes = unit * base_dtype_bytes
+        grad_unit = unit * t_bytes if s.method == "full" else 0
+        gathered, note = 2 * unit_bytes, "two gathered layers (current + prefetch)"
+        if s.strategy == "deepspeed":  # DeepSpeed keeps gathered params live up to stage3_max_live_parameters
+            live = min(DS_MAX_LIVE_PARAMETERS, counts.base) * base_dtype_bytes
+            if live > gathered:
+                gathered, note = live, "gathered params up to stage3_max_live_parameters (1e9)"
+        gpu.append(Component("gathered_params", gathered + grad_unit, note + " and one layer's unsharded grads"))
+    if s.strategy == "deepspeed" and stage >= 1:
+        reduce = min(DS_REDUCE_BUCKET, trainable) * 2
+        extra = reduce if stage < 3 else min(DS_PREFETCH_BUCKET, counts.base) * 2
+        gpu.append(Component("zero_buckets", reduce * (2 if stage < 3 else 1) + extra,
+                             "reduce (overlap_comm: double) and all-gather/prefetch buckets"))
+    elif s.strategy == "ddp" and s.dp_world > 1:
+        gpu.append(Component("ddp_buckets", trainable * t_bytes, "DDP gradient buckets (a second gradient copy)"))
+    if s.method == "qlora":
+        largest = max((m.d_in * m.d_out for m in a.layer_linears if m.quantizable), default=0)
+        gpu.append(Component("dequant_buffer", largest * 2, "one 4-bit matrix dequantized for its matmul"))
+    static = sum(c.bytes for c in gpu)
+
+    # phases
+    train = _activation_phase(s, counts.lora > 0)
+    step = _step_transient(s, trainable, state_dtype, offload_opt)
+    eval_bytes = _eval_phase(s) if s.evaluates else 0
+    phases = [("forward/backward", train), ("optimizer step", step), ("eval", eval_bytes)]
+    phase_name, _ = max(phases, key=lambda p: sum(c.bytes for c in p[1]) if isinstance(p[1], list) else p[1])
+    off_peak: list[Component] = []
+    for name, value in phases:
+        comps = value if isinstance(value, list) else [Component(
+            {"optimizer step": "optimizer_step", "eval": "eval_pass"}[name], value,
+            {"optimizer step": "optimizer update temporaries", "eval": "eval forward: one layer + logits/loss"}[name])]
+        (gpu if name == phase_name else off_peak).extend(comps)
+    tensor_peak = sum(c.bytes for c in gpu)
+    slack = int(tensor_peak * ALLOCATOR_SLACK)
+    gpu.append(Component("allocator_slack", slack, f"{ALLOCATOR_SLACK:.0%} of live tensors (caching allocator)"))
+    context = CUDA_CONTEXT_BYTES + (COLLECTIVE_BUFFER_BYTES if s.dp_world > 1 else 0)
+    gpu.append(Component("cuda_context", context, "CUDA context, kernels" + (", NCCL" if s.dp_world > 1 else "")))
+
+    # host RAM per node
+    paged_bytes = states if paged else 0
+    if paged_bytes:
+        host.append(Component("paged_optimizer_states", paged_bytes * s.ranks_per_node,
+                              "may spill from GPU to host under pressure"))
+    if any(c.name != "paged_optimizer_states" for c in host):
+        host.append(Component("offload_buffers", int(0.5 * sum(c.bytes for c in host)),
+                              "pinned staging, 1.5× headroom as DeepSpeed's estimator"))
+    host.append(Component("model_load", counts.base * p_bytes if s.method != "qlora" else weight_bytes,
+                          "weights read once per node while loading (page cache)"))
+    return MemoryEstimate(tuple(gpu), tuple(off_peak), tuple(host), paged_bytes, tensor_peak,
+                          tensor_peak + slack + context, sum(c.bytes for c in host), phase_name,
+                          counts.total, trainable)
+
+
+def _optimizer_state_bytes(s: MemorySetup, trainable: int, state_dtype: int, counts) -> tuple[int, bool]:
+    """(bytes of optimizer state for all trainable params, paged?)."""
+    a = s.arch
+    if s.optimizer in ("adamw", "paged_adamw"):
+        return trainable * 2 * state_dtype, s.optimizer == "paged_adamw"
+    if s.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
+        small = a.layers * a.layer_other_params + a.final_params if s.method == "full" else 0
+        small += sum(a.layers * m.count * m.d_out for m in a.layer_linears if m.bias) if s.method == "full" else 0
+        big = trainable - small
+        # two uint8 states + one fp32 absmax per 256-element block each; small tensors keep 2 fp32 states
+        return int(big * (2 + 8 / 256)) + small * 8, s.optimizer == "paged_adamw_8bit"
+    if s.optimizer == "sgd":
+        return 0, False  # transformers' "sgd": torch SGD without momentum keeps no state
+    if s.optimizer == "adafactor":
+        # factored second moment: one fp32 value per row and per column of each matrix
+        if s.method == "full":
+            rows_cols = a.layers * sum(m.count * (m.d_in + m.d_out) for m in a.layer_linears)
+            rows_cols += a.vocab + a.hidden + (a.vocab + a.hidden if a.lm_head else 0)
+            rows_cols += a.layers * a.layer_other_params + a.final_params
+        else:
+            names, _ = resolve_targets(a, s.lora_targets)
+            rows_cols = a.layers * sum(m.count * 2 * (m.d_in + m.d_out + 2 * s.lora_rank)
+                                       for m in a.layer_linears if m.name in names)
+            rows_cols += counts.saved_copies // max(1, a.hidden) + a.hidden
+        return rows_cols * 4, False
+    raise ValueError(f"unknown optimizer {s.optimizer!r}")
+
+
+def _layer_tokens_bytes(s: MemorySetup, with_lora_dropout: bool) -> tuple[float, float]:
+    """(bytes saved for backward per token by one layer, residual bytes per token per layer)."""
+    a = s.arch
+    compute = 4 if (s.mixed_precision == "no" and s.dtype == "fp32") else 2
+    resid = 4 if (s.method == "qlora" and s.kbit_fp32_upcast) else (
+        DTYPE_BYTES[s.dtype] if s.dtype == "fp32" else compute)
+    h, q, inter = a.hidden, a.q_dim, a.intermediate
+    parallel = a.model_type in ("falcon", "phi")  # attention and MLP read one norm output
+    norms_in = (1 if parallel else 2) + (2 if a.model_type == "gemma2" else 0)
+    # attention: normed input, Q, K and V (expanded to all heads), output O; fp32 log-sum-exp
+    attn = h + 4 * q
+    k = max(1, a.experts_per_token) if a.experts else 1
+    mlp = (0 if parallel else h) + (4 * inter if a.gated_mlp else 2 * inter) * k + (k * h if a.experts else 0)
+    per_token = norms_in * h * resid + (attn + mlp) * compute + 4 * a.heads
+    if a.experts:
+        per_token += 4 * a.experts  # router logits in fp32
+    if with_lora_dropout and s.lora_dropout > 0:
+        names, _ = resolve_targets(a, s.lora_targets)
+        per_token += sum((compute + 1) * m.d_in for m in a.layer_linears if m.name in names)
+    if s.attention == "eager":
+        per_token += 6 * a.heads * s.seq_len  # fp32 softmax output + 16-bit probabilities, per query
+    return per_token, h * resid
+
+
+def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
+    a = s.arch
+    tokens = s.micro_batch * s.seq_len
+    per_layer, resid = _layer_tokens_bytes(s, lora)
+    compute = 4 if (s.mixed_precision == "no" and s.dtype == "fp32") else 2
+    layer = int(per_layer * tokens)
+    head_in = int(tokens * a.hidden * (resid / a.hidden + compute))  # final-norm input, lm_head input
+    loss_extra = LOSS_BYTES_CHUNKED if s.chunked_loss else LOSS_BYTES_UNCHUNKED
+    logits = tokens * a.vocab * (compute + loss_extra)
+    workspace = tokens * (a.hidden * 4 + 2 * a.intermediate * compute)  # gradients flowing through a layer
+    if s.attention == "eager":
+        workspace += 4 * a.heads * s.seq_len * tokens  # fp32 scores before softmax
+    out = []
+    if s.gradient_checkpointing:
+        kept = a.layers if not s.activation_offload else 2
+        out.append(Component("activations", int(kept * tokens * resid) + head_in,
+                             f"checkpointed layer inputs ({kept} layers × b·s·h)"))
+        recompute = layer + workspace
+        if logits >= recompute:
+            out.append(Component("logits_loss", logits, f"b·s·V × {compute + loss_extra} B"))
+        else:
+            out.append(Component("layer_recompute", recompute, "one layer recomputed in backward + its gradients"))
+    else:
+        kept = a.layers if not s.activation_offload else 2
+        out.append(Component("activations", kept * layer + head_in,
+                             f"{kept} layers × {per_layer:,.0f} B/token × {tokens:,} tokens"))
+        out.append(Component("logits_loss", max(logits, workspace), f"b·s·V × {compute + loss_extra} B"))
+    return out
+
+
+def _step_transient(s: MemorySetup, trainable: int, state_dtype: int, offloaded: bool) -> int:
+    if offloaded or s.optimizer_in_backward:
+        return 0
+    shard = s.shards if s.shard_stage >= 1 else 1
+    if s.strategy == "deepspeed":
+        return 4 * trainable // shard  # fp32 gradient partition built for the update
+    if s.optimizer in ("adamw", "paged_adamw"):
+        return trainable * state_dtype // shard  # foreach AdamW: one state-sized temporary
+    if s.optimizer == "adafactor":
+        return max(m.d_in * m.d_out for m in s.arch.layer_linears) * 4 * 2
+    return 0
+
+
+def _eval_phase(s: MemorySetup) -> int:
+    a = s.arch
+    tokens = s.micro_batch * s.seq_len
+    per_layer, _ = _layer_tokens_bytes(s, False)
+    compute = 4 if (s.mixed_precision == "no" and s.dtype == "fp32") else 2
+    return int(per_layer * tokens) + tokens * a.vocab * (compute + LOSS_BYTES_UNCHUNKED)

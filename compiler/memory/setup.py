@@ -1,0 +1,67 @@
+"""The estimator's input: everything that changes per-GPU memory, as one frozen value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ftc.compiler.models.arch import Architecture
+
+METHODS = ("full", "lora", "qlora")
+OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit", "paged_adamw", "sgd", "adafactor")
+STRATEGIES = ("none", "ddp", "deepspeed", "fsdp")
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+
+
+@dataclass(frozen=True)
+class MemorySetup:
+    arch: Architecture
+    method: str = "full"  # full | lora | qlora
+    lora_rank: int = 16
+    lora_targets: tuple[str, ...] | str = ("q_proj", "k_proj", "v_proj", "o_proj")  # or "all_linear"
+    lora_dropout: float = 0.0
+    modules_to_save: tuple[str, ...] = ()
+    quant: str = "nf4"  # nf4 | fp4 (qlora)
+    double_quant: bool = True
+    dtype: str = "bf16"  # weights as loaded: bf16 | fp16 | fp32
+    mixed_precision: str = "bf16"  # autocast: bf16 | fp16 | no
+    optimizer: str = "adamw"
+    micro_batch: int = 1
+    seq_len: int = 2048
+    gradient_checkpointing: bool = False
+    attention: str = "sdpa"  # sdpa | eager | flash_attention_2
+    strategy: str = "none"  # none | ddp | deepspeed | fsdp
+    zero: int = 0  # DeepSpeed stage; fsdp full_shard behaves as 3
+    offload_optimizer: str = "none"  # none | cpu | nvme
+    offload_params: str = "none"  # none | cpu | nvme
+    dp_world: int = 1
+    gpus_per_node: int = 1
+    nodes: int = 1
+    evaluates: bool = False
+    # How the runtime prepares a QLoRA model: peft's prepare_model_for_kbit_training casts every
+    # non-4-bit parameter (embeddings, head, norms) to fp32.
+    kbit_fp32_upcast: bool = True
+    adapter_dtype: str = "fp32"  # peft casts 16-bit adapters to fp32 (autocast_adapter_dtype=True)
+    # Not produced by the compiler; they describe published runs the estimator is compared with.
+    chunked_loss: bool = False
+    optimizer_in_backward: bool = False
+    activation_offload: bool = False
+
+    def with_(self, **changes) -> "MemorySetup":
+        return replace(self, **changes)
+
+    @property
+    def shard_stage(self) -> int:
+        """ZeRO-equivalent partitioning: DeepSpeed's stage, 3 for FSDP, 0 otherwise."""
+        if self.strategy == "deepspeed":
+            return self.zero
+        if self.strategy == "fsdp":
+            return 3
+        return 0
+
+    @property
+    def shards(self) -> int:
+        return max(1, self.dp_world) if self.shard_stage > 0 else 1
+
+    @property
+    def ranks_per_node(self) -> int:
+        return max(1, min(self.gpus_per_node, self.dp_world))
