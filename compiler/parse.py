@@ -12,8 +12,27 @@ import functools
 import threading
 from importlib import resources
 
-from lark import Lark, Token, Tree
-from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+import sys
+
+
+def _import_lark():
+    """Import Lark without the optional `regex` module: this grammar needs only `re`, and `regex`
+    costs a cold `ftc check` more than parsing does. A `regex` already loaded is left alone."""
+    hidden = "regex" not in sys.modules
+    if hidden:
+        sys.modules["regex"] = None  # type: ignore[assignment]  # makes `import regex` fail inside lark
+    try:
+        import lark
+    finally:
+        if hidden:
+            del sys.modules["regex"]
+    return lark
+
+
+_import_lark()
+
+from lark import Lark, Token, Tree  # noqa: E402
+from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken  # noqa: E402
 
 from ftc.compiler import ast
 from ftc.compiler.diagnostics import Diagnostic, Severity, Span
