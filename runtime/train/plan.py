@@ -13,6 +13,8 @@ from .errors import RunError
 SCHEMA_VERSION = 1
 REQUIRED = ("schema_version", "recipe", "model", "method", "data", "train", "batch", "precision",
             "hardware", "checkpoint", "tracking", "output", "launch")
+# Every rank of a multi-process plan runs this same entry point; the launcher only starts the ranks.
+LAUNCHERS = ("python", "accelerate", "torchrun", "deepspeed")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,11 @@ class Plan:
         return self.path(self.raw["output"].get("runs_dir") or "runs")
 
     @property
+    def world_size(self) -> int:
+        """Processes the plan's batch arithmetic counts (all nodes together)."""
+        return int((self.raw.get("distributed") or {}).get("world_size") or 1)
+
+    @property
     def on_cpu(self) -> bool:
         return self.raw["hardware"].get("accelerator") == "cpu"
 
@@ -62,9 +69,8 @@ def load_plan(folder: Path) -> Plan:
         raise RunError(f"{file} has schema version {raw['schema_version']}, this runtime reads "
                        f"version {SCHEMA_VERSION}; recompile the recipe with this ftc")
     launcher = raw["launch"].get("launcher", "python")
-    if launcher != "python":
-        raise RunError(f"launcher {launcher!r} is not supported by this runtime yet; "
-                       "only single-process plans (launcher \"python\") run here")
+    if launcher not in LAUNCHERS:
+        raise RunError(f"{file}: unknown launcher {launcher!r} ({' | '.join(LAUNCHERS)})")
     kind = raw["method"].get("kind")
     if kind not in ("full", "lora", "qlora"):
         raise RunError(f"{file}: unknown method {kind!r} (full | lora | qlora)")
