@@ -22,7 +22,10 @@ def add_run_options(parser) -> None:
 
 def quiet_libraries() -> None:
     """Library chatter (weight loading bars, advisory warnings) would bury the progress lines."""
+    import warnings
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
     import transformers
 
     transformers.logging.set_verbosity_error()

@@ -9,6 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
+from .errors import RunError
 from .plan import Plan
 
 # Files of a compiled folder worth keeping next to the run: what was reviewed is what ran.
@@ -28,7 +29,8 @@ def new_run_dir(plan: Plan, run_id: str | None = None) -> Path:
             return candidate
         except FileExistsError:
             if run_id:
-                raise
+                raise RunError(f"run folder {candidate} already exists; continue it with --resume {candidate}, "
+                               "or choose another --run-id") from None
             n += 1
             candidate = parent / f"{base}-{n}"
 

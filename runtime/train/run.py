@@ -97,7 +97,7 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
                                  run_dir / "tensorboard" if "tensorboard" in backends else None),
                  PreemptionCallback(preemption)]
     trainer = build_trainer(plan, loaded.model, loaded.tokenizer, data, output_dir=run_dir / "checkpoints",
-                            callbacks=callbacks, report_to=report_to)
+                            callbacks=callbacks, report_to=report_to, resuming=point is not None)
 
     train_started = time.perf_counter()
     with preemption:

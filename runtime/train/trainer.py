@@ -24,7 +24,8 @@ def metric_key(name: str | None) -> str | None:
     return name if name.startswith("eval_") else f"eval_{name}"
 
 
-def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_to: list[str]) -> TrainingArguments:
+def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_to: list[str],
+                       eval_on_start: bool = True) -> TrainingArguments:
     train, batch, ckpt = plan["train"], plan["batch"], plan["checkpoint"]
     steps = plan.raw.get("steps") or {}
     max_steps = train.get("max_steps") or steps.get("total_steps") or -1
@@ -56,9 +57,11 @@ def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_t
         adam_beta2=float((train.get("adam_betas") or [0.9, 0.999])[1]),
         adam_epsilon=float(train.get("adam_epsilon") or 1e-8),
         max_grad_norm=float(train.get("max_grad_norm") or 0.0),
-        gradient_checkpointing=bool(train.get("gradient_checkpointing")) and plan["method"]["kind"] != "qlora",
-        gradient_checkpointing_kwargs={"use_reentrant": False},
+        # qlora: prepare_model_for_kbit_training has already set it up on the model
+        activation_checkpointing=bool(train.get("gradient_checkpointing")) and plan["method"]["kind"] != "qlora",
+        activation_checkpointing_kwargs={"use_reentrant": False},
         eval_strategy="steps" if eval_every else "no",
+        eval_on_start=bool(eval_every) and eval_on_start,  # the "before" number of the eval curve
         eval_steps=int(eval_every) if eval_every else None,
         logging_strategy="steps",
         logging_steps=int(train.get("logging_steps") or 1),
@@ -115,13 +118,14 @@ class FtcTrainer(Trainer):
 
 
 def build_trainer(plan: Plan, model, tokenizer, data, *, output_dir: Path, callbacks: list,
-                  report_to: list[str]) -> FtcTrainer:
+                  report_to: list[str], resuming: bool = False) -> FtcTrainer:
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     ckpt = plan["checkpoint"]
     manager = CheckpointManager(output_dir, keep_last=ckpt.get("keep_last"), keep_best=ckpt.get("keep_best"),
                                 best_mode=ckpt.get("best_mode") or "min")
-    args = training_arguments(plan, output_dir, has_eval=data.eval is not None, report_to=report_to)
+    args = training_arguments(plan, output_dir, has_eval=data.eval is not None, report_to=report_to,
+                              eval_on_start=not resuming)
     trainer = FtcTrainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
         data_collator=data.collator, processing_class=tokenizer, callbacks=callbacks,
