@@ -462,8 +462,8 @@ def lower_train(lw: Lowering) -> None:
                           _span(lw, "train.warmup"), help="shorten the warmup")
     elif isinstance(warmup, Amount) and warmup.unit == "ratio":
         if total is not None:
-            warmup_steps = lw.decide("train.warmup", math.ceil(warmup.value * total),
-                                     f"{warmup} of {total} total steps, rounded up as the Trainer does")
+            warmup_steps = math.ceil(warmup.value * total)  # rounded up, as the Trainer does with a ratio
+            lw.derived["train.warmup"] = DERIVED
         else:
             warmup_steps, warmup_ratio = None, float(warmup.value)
     log_every = r.value("train.log_every")
