@@ -93,6 +93,19 @@ def test_diff_folder_against_recipe_and_added_files(tmp_path, capsys):
 
 def test_diff_bad_input_exits_2(tmp_path, capsys):
     assert main(["diff", str(tmp_path / "missing.ftspec"), str(ZERO3)]) == 2
+    assert main(["diff", str(tmp_path), str(ZERO3)]) == 2  # a folder without plan.json
+    out = tmp_path / "out"
+    assert main(["compile", str(ZERO3), "-o", str(out)]) == 0
+    (out / "ds_config.json").write_text("{ not json")
+    assert main(["diff", str(out), str(ZERO3)]) == 2
+    assert "cannot parse" in capsys.readouterr().err
+
+
+def test_compile_into_unwritable_place_is_a_message_not_a_traceback(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["compile", str(TINY), "-o", str(blocker / "sub")]) == 1
+    assert "cannot write" in capsys.readouterr().err
 
 
 def test_compile_path_imports_no_training_library(tmp_path):

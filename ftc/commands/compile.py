@@ -41,7 +41,11 @@ def run(args) -> int:
     files = emit(compiled.plan)
     out_dir = compiled.out_dir
     if args.check:
-        stale = check_folder(out_dir, files)
+        try:
+            stale = check_folder(out_dir, files)
+        except OSError as exc:
+            print(f"ftc compile: cannot read {_show(out_dir)}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         if stale:
             sys.stdout.write(stale)
             command = ["ftc", "compile", args.recipe] + (["-o", args.output] if args.output else [])
@@ -52,7 +56,11 @@ def run(args) -> int:
         if args.format == "text":
             print(f"{_show(out_dir)}: up to date", file=sys.stderr)
         return 0
-    write_folder(out_dir, files)
+    try:
+        write_folder(out_dir, files)
+    except OSError as exc:
+        print(f"ftc compile: cannot write {_show(out_dir)}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     if args.format == "text":
         sys.stdout.write(summary(compiled.plan, out_dir, files))
     return 0

@@ -35,7 +35,11 @@ def run(args) -> int:
     new = load_side(args.new, tuple(args.overrides), folder)
     if old is None or new is None:
         return 2
-    changes = diff_files(old, new)
+    try:
+        changes = diff_files(old, new)
+    except ValueError as exc:  # a hand-edited folder whose JSON/YAML no longer parses
+        print(f"ftc diff: cannot parse a generated file: {exc}", file=sys.stderr)
+        return 2
     out = render_markdown(args.old, args.new, changes) if args.format == "markdown" else \
         render_text(args.old, args.new, changes)
     sys.stdout.write(out)
@@ -48,7 +52,11 @@ def load_side(path: str, overrides: tuple[str, ...], out_dir: str | None = None)
 
     p = Path(path)
     if p.is_dir():
-        files = {name: (p / name).read_bytes() for name in ARTIFACTS if (p / name).is_file()}
+        try:
+            files = {name: (p / name).read_bytes() for name in ARTIFACTS if (p / name).is_file()}
+        except OSError as exc:
+            print(f"ftc diff: {path}: {exc.strerror or exc}", file=sys.stderr)
+            return None
         if "plan.json" not in files:
             print(f"ftc diff: {path} is neither a recipe nor a compiled folder (no plan.json)", file=sys.stderr)
             return None
@@ -92,7 +100,10 @@ def _parse(name: str, data: bytes):
         return json.loads(text)
     import yaml
 
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{name}: {exc}") from exc
 
 
 def _structured_changes(name: str, old: bytes | None, new: bytes | None) -> list[tuple[str, str, object, object]]:
