@@ -193,3 +193,38 @@ def test_override_is_lowered_with_provenance(tmp_path):
 def test_count_rows(tmp_path, name, text, expected):
     (tmp_path / name).write_text(text)
     assert count_rows(tmp_path / name) == expected
+
+
+def test_batch_arithmetic_property(tmp_path):
+    """For any global / micro / grad_accum / world: an exact triple, or an E050x diagnostic — never a floor."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import given, settings, strategies as st
+
+    path = recipe(tmp_path, train="global_batch = 8")
+
+    @settings(max_examples=150, deadline=None, derandomize=True)
+    @given(st.integers(1, 256), st.one_of(st.none(), st.integers(1, 64)), st.one_of(st.none(), st.integers(1, 32)),
+           st.sampled_from([1, 2, 3, 4, 8]), st.sampled_from([1, 2]))
+    def check(global_batch, micro, accum, gpus, nodes):
+        overrides = [f"train.global_batch={global_batch}", f"hardware.gpus_per_node={gpus}",
+                     f"hardware.nodes={nodes}", "distributed=ddp"]
+        if micro is not None:
+            overrides.append(f"train.micro_batch={micro}")
+        if accum is not None:
+            overrides.append(f"train.grad_accum={accum}")
+        result = compiled(path, *overrides)
+        world = gpus * nodes
+        if result.plan is None:
+            assert codes(result) and all(c in ("E0501", "E0502", "E0503") for c in codes(result)), codes(result)
+            exact = global_batch % world == 0 and (micro is None or (global_batch // world) % micro == 0) and \
+                (accum is None or (global_batch // world) % accum == 0) and \
+                (micro is None or accum is None or micro * accum * world == global_batch)
+            assert not exact
+            return
+        batch = result.plan["batch"]
+        assert batch["micro_batch"] * batch["grad_accum"] * batch["data_parallel_world"] == global_batch
+        assert batch["data_parallel_world"] == world
+        assert micro is None or batch["micro_batch"] == micro
+        assert accum is None or batch["grad_accum"] == accum
+
+    check()
