@@ -279,7 +279,16 @@ def _example_keys() -> dict[tuple[int, str], str]:
 
 
 def _match_example(exc: UnexpectedToken) -> str | None:
-    """The label of the common mistake this error looks like (by parser state and token)."""
+    """The label of the common mistake this error looks like.
+
+    Lark's `match_examples` first (same parser state and stack depth as an example); when the
+    mistake sits at another nesting depth, the state on top of the stack and the token decide."""
+    try:
+        label = exc.match_examples(_parser().parse, _EXAMPLES, use_accepts=True)
+    except Exception:  # it re-parses the examples; never let that escape
+        label = None
+    if label is not None:
+        return label
     keys = _example_keys()
     key = _error_key(exc)
     if key in keys:
