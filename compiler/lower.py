@@ -36,6 +36,7 @@ MAX_AUTO_MICRO_BATCH = 8  # fallback only: the estimator picks the largest micro
 LOG_LINES_PER_RUN = 50
 COUNTABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".txt")
 COUNT_LIMIT_BYTES = 256 * 2**20  # larger local files are counted by the runtime
+INFO_COUNT_LIMIT_BYTES = 16 * 2**20  # rows counted only for the report (steps from the data need no count)
 
 
 @dataclass
@@ -355,10 +356,10 @@ def _estimate(lw: Lowering) -> dict | None:
 # ---------------------------------------------------------------- steps and schedule
 
 
-def count_rows(path: Path) -> int | None:
+def count_rows(path: Path, limit: int = COUNT_LIMIT_BYTES) -> int | None:
     """Rows of a local data file, counted without the data libraries; None when it cannot be told cheaply."""
     try:
-        if not path.is_file() or path.stat().st_size > COUNT_LIMIT_BYTES:
+        if not path.is_file() or path.stat().st_size > limit:
             return None
         data = path.read_bytes()
     except OSError:
@@ -380,7 +381,7 @@ def count_rows(path: Path) -> int | None:
     return None
 
 
-def _train_rows(lw: Lowering) -> int | None:
+def _train_rows(lw: Lowering, limit: int) -> int | None:
     total = 0
     for value in lw.recipe.value("data.train"):
         if value.startswith("hf:") or any(ch in value for ch in "*?["):
@@ -389,7 +390,7 @@ def _train_rows(lw: Lowering) -> int | None:
         path = path if path.is_absolute() else lw.recipe.base_dir / path
         if path.suffix.lower() not in COUNTABLE_SUFFIXES:
             return None
-        rows = count_rows(path)
+        rows = count_rows(path, limit)
         if rows is None:
             return None
         total += rows
@@ -413,9 +414,10 @@ def trainer_steps_per_epoch(rows: int, micro: int, grad_accum: int, world: int) 
 def lower_steps(lw: Lowering) -> None:
     r = lw.recipe
     batch = lw.plan["batch"]
-    rows = _train_rows(lw)
+    exact = _rows_are_examples(lw)
+    rows = _train_rows(lw, COUNT_LIMIT_BYTES if exact else INFO_COUNT_LIMIT_BYTES)
     steps_per_epoch = None
-    if rows is not None and rows > 0 and _rows_are_examples(lw) and batch is not None:
+    if rows is not None and rows > 0 and exact and batch is not None:
         steps_per_epoch = trainer_steps_per_epoch(rows, batch["micro_batch"], batch["grad_accum"],
                                                   batch["data_parallel_world"])
     max_steps = r.value("train.max_steps")
