@@ -1,0 +1,135 @@
+"""The auto passes: `zero = auto`, `gradient_checkpointing = auto`, `micro_batch = auto`.
+
+Decided jointly, in this order, each against the per-GPU budget:
+1. zero: the smallest stage that fits (with checkpointing on and micro_batch 1 if those are auto);
+2. gradient_checkpointing: on only when the recipe does not fit without it;
+3. micro_batch: the largest divisor of global_batch / data-parallel world that fits.
+Lowering calls `choose` (one field at a time, same answer as the joint decision) and
+`plan_estimate` (the estimate written to the plan).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ftc.compiler.memory.estimate import estimate
+from ftc.compiler.memory.setup import MemorySetup
+from ftc.compiler.memory.units import gib
+
+
+@dataclass(frozen=True)
+class Decision:
+    field: str  # "train.micro_batch" | "distributed.zero" | "train.gradient_checkpointing"
+    value: object
+    reason: str
+
+
+def _peak(setup: MemorySetup) -> int:
+    return estimate(setup).peak_bytes
+
+
+def resolve_auto(setup: MemorySetup, autos, budget_bytes: int, global_batch: int | None,
+                 dp_world: int) -> tuple[MemorySetup, tuple[Decision, ...]]:
+    """The setup with every auto in `autos` decided, and one Decision (with its reason) per auto."""
+    autos = set(autos)
+    per_rank = global_batch // dp_world if global_batch and global_batch % dp_world == 0 else None
+    micros = [m for m in range(per_rank, 0, -1) if per_rank % m == 0] if per_rank else [setup.micro_batch]
+    smallest_micro = micros[-1] if "micro_batch" in autos else setup.micro_batch
+    decisions = []
+    budget = gib(budget_bytes)
+
+    if "zero" in autos:
+        if setup.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
+            stages = [0]
+        elif setup.offload_params != "none":
+            stages = [3]
+        else:
+            stages = [0, 1, 2, 3]
+        probe = setup.with_(micro_batch=smallest_micro)
+        if "gradient_checkpointing" in autos:
+            probe = probe.with_(gradient_checkpointing=True)
+        peaks = [(z, _peak(probe.with_(zero=z))) for z in stages]
+        fitting = [(z, p) for z, p in peaks if p <= budget_bytes]
+        if fitting:
+            zero, peak = fitting[0]
+            reason = f"smallest ZeRO stage that fits {budget}: stage {zero} peaks at {gib(peak)}"
+            lower = [p for z, p in peaks if z < zero]
+            if lower:
+                reason += f" (stage {zero - 1}: {gib(lower[-1])})"
+        else:
+            zero, peak = peaks[-1]
+            reason = f"no stage fits {budget}; stage {zero} comes closest at {gib(peak)} (see the budget error)"
+        setup = setup.with_(zero=zero)
+        decisions.append(Decision("distributed.zero", zero, reason))
+
+    if "gradient_checkpointing" in autos:
+        off = _peak(setup.with_(gradient_checkpointing=False, micro_batch=smallest_micro))
+        if off <= budget_bytes:
+            setup = setup.with_(gradient_checkpointing=False)
+            reason = f"off: fits {budget} without recomputation (peak {gib(off)} at micro_batch {smallest_micro})"
+            decisions.append(Decision("train.gradient_checkpointing", False, reason))
+        else:
+            on = _peak(setup.with_(gradient_checkpointing=True, micro_batch=smallest_micro))
+            setup = setup.with_(gradient_checkpointing=True)
+            reason = f"on: without it the peak is {gib(off)} > {budget}; with it {gib(on)}"
+            decisions.append(Decision("train.gradient_checkpointing", True, reason))
+
+    if "micro_batch" in autos:
+        chosen = None
+        for m in micros:
+            peak = _peak(setup.with_(micro_batch=m))
+            if peak <= budget_bytes:
+                chosen = (m, peak)
+                break
+        where = f"divides the {per_rank} sequences per rank" if per_rank else "is allowed"
+        if chosen:
+            m, peak = chosen
+            reason = f"largest micro-batch that fits {budget} and {where}: peak {gib(peak)}"
+        else:
+            m = micros[-1]
+            reason = f"even micro_batch = {m} does not fit {budget} (peak {gib(_peak(setup.with_(micro_batch=m)))}; " \
+                     f"see the budget error)"
+        setup = setup.with_(micro_batch=m)
+        decisions.insert(0, Decision("train.micro_batch", m, reason))
+    return setup, tuple(decisions)
+
+
+# ---------------------------------------------------------------- hooks called by lowering
+
+_FIELDS = {"micro_batch": "train.micro_batch", "zero": "distributed.zero",
+           "gradient_checkpointing": "train.gradient_checkpointing"}
+
+
+def choose(recipe, what: str, plan: dict, **context):
+    """(value, reason) for one auto field, or None when there is no GPU budget or no architecture."""
+    from ftc.compiler.memory.recipe import setup_from_plan
+
+    rm = setup_from_plan(recipe, plan)
+    if rm.setup is None or rm.budget_bytes is None or what not in rm.autos:
+        return None
+    world = rm.setup.dp_world
+    global_batch = rm.global_batch
+    if context.get("per_rank") and global_batch is None:
+        global_batch = context["per_rank"] * world
+    _, decisions = resolve_auto(rm.setup, rm.autos, rm.budget_bytes, global_batch, world)
+    for decision in decisions:
+        if decision.field == _FIELDS[what]:
+            return decision.value, decision.reason
+    return None
+
+
+def plan_estimate(recipe, plan: dict) -> dict | None:
+    """The estimate written to `plan["memory"]`: null on cpu or when the model is unknown."""
+    from ftc.compiler.memory.recipe import setup_from_plan
+    from ftc.compiler.memory.report import to_json
+
+    hw = plan.get("hardware") or {}
+    if hw.get("accelerator") == "cpu":
+        return None
+    rm = setup_from_plan(recipe, plan)
+    if rm.setup is None:
+        return None
+    setup = rm.setup
+    if rm.autos and rm.budget_bytes is not None:
+        setup, _ = resolve_auto(setup, rm.autos, rm.budget_bytes, rm.global_batch, setup.dp_world)
+    return to_json(estimate(setup), setup, rm.budget_bytes, rm.cpu_memory, rm.assumptions)

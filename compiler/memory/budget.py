@@ -1,0 +1,107 @@
+"""The budget pass of `ftc check`: does the recipe fit its GPUs (and host RAM when offloading)?
+
+Codes: E0701 unknown model (W0701 without a GPU budget), E0702 unknown GPU name, W0703 no memory
+budget, E0704 LoRA target not in the model, E0705 over the GPU budget, E0706 over the host RAM,
+W0707 max_length beyond the model's positions.
+"""
+
+from __future__ import annotations
+
+from ftc.compiler.diagnostics import DiagnosticSink, did_you_mean
+from ftc.compiler.memory import hardware
+from ftc.compiler.memory.auto import resolve_auto
+from ftc.compiler.memory.estimate import estimate
+from ftc.compiler.memory.fixes import suggest_fixes
+from ftc.compiler.memory.recipe import setup_from_recipe
+from ftc.compiler.memory.report import breakdown_notes
+from ftc.compiler.memory.units import gib
+from ftc.compiler.models.params import resolve_targets
+
+
+def check_budget(recipe, sink: DiagnosticSink) -> None:
+    gpu_run = recipe.has_block("hardware") and recipe.value("hardware.accelerator", "gpu") != "cpu"
+    rm = setup_from_recipe(recipe)
+    if rm.model_error is not None:
+        _unknown_model(recipe, sink, rm.model_error, as_error=gpu_run and rm.budget_bytes is not None)
+        return
+    setup = rm.setup
+    _check_targets(recipe, sink, setup)
+    _check_positions(recipe, sink, setup)
+    if not gpu_run:
+        return
+    if rm.budget_source == "unknown-gpu":
+        _unknown_gpu(recipe, sink)
+        return
+    if rm.budget_bytes is None:
+        sink.warning("W0703", "no GPU memory budget: the memory check is skipped", recipe.block_span("hardware"),
+                     help="set `gpu = a100-80gb` (a catalog name) or `memory_per_gpu = 24 GiB`")
+        return
+    budget = rm.budget_bytes
+    if rm.autos:
+        setup, _ = resolve_auto(setup, rm.autos, budget, rm.global_batch, setup.dp_world)
+    est = estimate(setup)
+    where = rm.budget_source if rm.budget_source != "memory_per_gpu" else "memory_per_gpu"
+    if est.peak_bytes > budget:
+        fixes = suggest_fixes(setup, budget, rm.global_batch)
+        help_text = "; or ".join(f.describe() for f in fixes[:3]) if fixes else \
+            "no single change fits; use more GPUs or a smaller model"
+        decided = ", ".join(f"{a} = auto" for a in sorted(rm.autos))
+        notes = breakdown_notes(est) + tuple(rm.assumptions)
+        if decided:
+            notes += (f"{decided} could not find a value that fits",)
+        sink.error("E0705", f"the recipe needs {gib(est.peak_bytes)} per GPU but the budget is {gib(budget)} "
+                   f"({where})", recipe.block_span("hardware"),
+                   label=f"{gib(est.peak_bytes - budget)} over", help=help_text, notes=notes)
+    if rm.cpu_memory is not None and est.cpu_bytes_per_node > rm.cpu_memory:
+        span = recipe.span("hardware.cpu_memory") or recipe.block_span("hardware")
+        sink.error("E0706", f"host RAM needed per node is {gib(est.cpu_bytes_per_node)} but `cpu_memory` is "
+                   f"{gib(rm.cpu_memory)}", span, label="not enough host RAM",
+                   notes=tuple(f"{c.name}: {gib(c.bytes)}" for c in est.host if c.bytes),
+                   help="offload less (`offload_params = none`), use NVMe offload, or more nodes")
+
+
+def _unknown_model(recipe, sink, error, *, as_error: bool) -> None:
+    name = recipe.value("model")
+    guess = f"did you mean `{error.suggestion}`? " if getattr(error, "suggestion", None) else ""
+    help_text = (f"{guess}give a local folder holding the model's config.json, or put the model in the "
+                 f"Hugging Face cache (`huggingface-cli download {name} config.json`); compile never "
+                 f"downloads")
+    span = recipe.block_span("model")
+    message = f"cannot find the architecture of `{name}`: the memory check needs it"
+    report = sink.error if as_error else sink.warning
+    report("E0701" if as_error else "W0701", message, span, label="architecture unknown",
+           help=help_text, notes=(error.reason,))
+
+
+def _unknown_gpu(recipe, sink) -> None:
+    name = recipe.value("hardware.gpu")
+    span = recipe.span("hardware.gpu")
+    if hardware.is_ambiguous(name):
+        options = [k for k in hardware.known_names() if k.startswith(hardware.normalize(name) + "-")]
+        help_text = f"say which: {', '.join(f'`{o}`' for o in options)}"
+    else:
+        guess = did_you_mean(hardware.normalize(name), hardware.known_names(), max_distance=3)
+        help_text = (f"did you mean `{guess}`? " if guess else "") + \
+            "or give the memory itself: `memory_per_gpu = 24 GiB`"
+    sink.error("E0702", f"unknown GPU `{name}`", span, label="not in the GPU catalog", help=help_text)
+
+
+def _check_targets(recipe, sink, setup) -> None:
+    if setup.method == "full":
+        return
+    _, unknown = resolve_targets(setup.arch, setup.lora_targets)
+    if unknown:
+        names = ", ".join(f"`{n}`" for n in setup.arch.linear_names)
+        sink.error("E0704", f"LoRA target{'s' if len(unknown) > 1 else ''} "
+                   f"{', '.join(f'`{u}`' for u in unknown)} not in a {setup.arch.model_type} model",
+                   recipe.span("method.targets"), label="no such module",
+                   help=f"the {setup.arch.model_type} linear modules are {names}, or `all_linear`")
+
+
+def _check_positions(recipe, sink, setup) -> None:
+    limit = setup.arch.max_positions
+    length = recipe.value("data.max_length")
+    if isinstance(limit, int) and isinstance(length, int) and length > limit:
+        sink.warning("W0707", f"`max_length = {length}` is longer than the model's {limit} positions",
+                     recipe.span("data.max_length"), label=f"the model was trained on at most {limit} tokens",
+                     help=f"use `max_length = {limit}` or less")

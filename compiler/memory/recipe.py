@@ -1,0 +1,137 @@
+"""From a typed recipe (or a lowered plan) to the estimator's input, its budget and its autos."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ftc.compiler.memory import hardware
+from ftc.compiler.memory.setup import MemorySetup
+from ftc.compiler.models.resolve import ModelNotFound, resolve_model
+from ftc.compiler.schema import AUTO
+
+DEFAULT_SEQ_LEN = 2048
+
+
+@dataclass(frozen=True)
+class RecipeMemory:
+    """What the budget pass, the auto passes and `ftc estimate` need from one recipe."""
+
+    setup: MemorySetup | None  # autos filled with placeholders (see `autos`); None when the model is unknown
+    autos: frozenset[str]  # "micro_batch" | "zero" | "gradient_checkpointing" still to decide
+    budget_bytes: int | None  # None: no GPU budget (no hardware block, cpu, or unknown GPU name)
+    budget_source: str  # e.g. "a100-80gb (80.0 GiB)", "memory_per_gpu", "none"
+    cpu_memory: int | None
+    global_batch: int | None
+    model_error: ModelNotFound | None
+    assumptions: tuple[str, ...] = ()
+
+
+def _strategy(recipe, method: str, world: int) -> str:
+    """The same rule as lowering's `distributed auto`."""
+    strategy = recipe.value("distributed", "auto")
+    if strategy == "auto":
+        if world == 1:
+            return "none"
+        return "deepspeed" if method == "full" else "ddp"
+    if strategy == "ddp" and world == 1:
+        return "none"
+    return strategy
+
+
+def budget_of(recipe) -> tuple[int | None, str]:
+    if not recipe.has_block("hardware") or recipe.value("hardware.accelerator", "gpu") == "cpu":
+        return None, "none"
+    memory = recipe.value("hardware.memory_per_gpu")
+    if isinstance(memory, int):
+        return memory, "memory_per_gpu"
+    gpu = recipe.value("hardware.gpu")
+    if gpu is None:
+        return None, "none"
+    try:
+        return hardware.gpu_memory(gpu), f"{hardware.lookup(gpu)}"
+    except KeyError:
+        return None, "unknown-gpu"
+
+
+def setup_from_recipe(recipe) -> RecipeMemory:
+    """The estimator input for `recipe`; autos get placeholders and are listed in `autos`."""
+    budget, source = budget_of(recipe)
+    model_name = recipe.value("model")
+    resolved = resolve_model(model_name, recipe.location("model"), recipe.value("model.revision"))
+    gpus_per_node = int(recipe.value("hardware.gpus_per_node", 1))
+    nodes = int(recipe.value("hardware.nodes", 1))
+    world = gpus_per_node * nodes
+    global_batch = recipe.value("train.global_batch")
+    common = dict(budget_bytes=budget, budget_source=source, cpu_memory=recipe.value("hardware.cpu_memory"),
+                  global_batch=global_batch if isinstance(global_batch, int) else None)
+    if isinstance(resolved, ModelNotFound):
+        return RecipeMemory(None, frozenset(), model_error=resolved, **common)
+    method = recipe.value("method", "full")
+    strategy = _strategy(recipe, method, world)
+    autos = set()
+    assumptions = []
+    micro = recipe.value("train.micro_batch", AUTO)
+    if micro is AUTO:
+        accum = recipe.value("train.grad_accum", AUTO)
+        if isinstance(accum, int) and isinstance(global_batch, int) and global_batch % (accum * world) == 0:
+            micro = global_batch // (accum * world)
+        else:
+            autos.add("micro_batch")
+            micro = 1
+    zero = recipe.value("distributed.zero", AUTO) if strategy == "deepspeed" else 0
+    if zero is AUTO:
+        autos.add("zero")
+        zero = 0
+    checkpointing = recipe.value("train.gradient_checkpointing", AUTO)
+    if checkpointing is AUTO:
+        autos.add("gradient_checkpointing")
+        checkpointing = False
+    seq_len = recipe.value("data.max_length")
+    if not isinstance(seq_len, int):
+        seq_len = DEFAULT_SEQ_LEN
+        assumptions.append(f"`data.max_length` is not set: sequences assumed {DEFAULT_SEQ_LEN} tokens long")
+    targets = recipe.value("method.targets", ())
+    dtype = recipe.value("model.dtype", "bf16")
+    quant_compute = recipe.value("method.compute_dtype", "bf16") if method == "qlora" else dtype
+    split = recipe.value("data.eval_split")
+    evaluates = recipe.value("data.eval") is not None or bool(getattr(split, "value", 0))
+    offload_params = recipe.value("distributed.offload_params", "none") if strategy in ("deepspeed", "fsdp") else "none"
+    setup = MemorySetup(
+        arch=resolved.architecture, method=method,
+        lora_rank=int(recipe.value("method.rank", 16)),
+        lora_targets="all_linear" if targets == "all_linear" else tuple(targets),
+        lora_dropout=float(recipe.value("method.dropout", 0.0) or 0.0),
+        modules_to_save=tuple(recipe.value("method.modules_to_save", ()) or ()),
+        quant=recipe.value("method.quant") or "nf4", double_quant=bool(recipe.value("method.double_quant", True)),
+        dtype=dtype, mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(quant_compute, "no"),
+        optimizer=recipe.value("train.optimizer", "adamw"), micro_batch=int(micro), seq_len=int(seq_len),
+        gradient_checkpointing=bool(checkpointing), attention=recipe.value("model.attention", "sdpa"),
+        strategy=strategy, zero=int(zero),
+        offload_optimizer=recipe.value("distributed.offload_optimizer", "none") if strategy == "deepspeed" else "none",
+        offload_params=offload_params, dp_world=world, gpus_per_node=gpus_per_node, nodes=nodes,
+        evaluates=evaluates,
+    )
+    return RecipeMemory(setup, frozenset(autos), model_error=None, assumptions=tuple(assumptions), **common)
+
+
+def setup_from_plan(recipe, plan: dict) -> RecipeMemory:
+    """Like `setup_from_recipe`, with the values lowering already decided taken from the plan."""
+    base = setup_from_recipe(recipe)
+    if base.setup is None:
+        return base
+    setup, autos = base.setup, set(base.autos)
+    batch = plan.get("batch") or {}
+    if isinstance(batch.get("micro_batch"), int):
+        setup, _ = setup.with_(micro_batch=batch["micro_batch"]), autos.discard("micro_batch")
+    dist = plan.get("distributed") or {}
+    if dist.get("strategy") in ("none", "ddp", "deepspeed", "fsdp"):
+        setup = setup.with_(strategy=dist["strategy"])
+    if isinstance(dist.get("zero"), int):
+        setup, _ = setup.with_(zero=dist["zero"]), autos.discard("zero")
+    elif setup.strategy != "deepspeed":
+        autos.discard("zero")
+    gc = plan.get("_gradient_checkpointing", (plan.get("train") or {}).get("gradient_checkpointing"))
+    if isinstance(gc, bool):
+        setup, _ = setup.with_(gradient_checkpointing=gc), autos.discard("gradient_checkpointing")
+    return RecipeMemory(setup, frozenset(autos), base.budget_bytes, base.budget_source, base.cpu_memory,
+                        base.global_batch, None, base.assumptions)

@@ -1,0 +1,97 @@
+"""`ftc estimate RECIPE [--json]`: the per-GPU memory breakdown of a recipe.
+
+Exit 0 when the estimate fits (or there is no budget), 1 when the recipe has errors, including
+not fitting its GPUs; the estimate is printed whenever the architecture is known.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ftc.commands.common import add_set_argument, dump_json, print_diagnostics
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("recipe", metavar="RECIPE", help=".ftspec file")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (LANGUAGE.md keys)")
+    add_set_argument(parser)
+
+
+def compute(recipe):
+    """(estimate, setup, RecipeMemory, decisions) with autos resolved; estimate None when not computable."""
+    from ftc.compiler.memory.auto import resolve_auto
+    from ftc.compiler.memory.estimate import estimate
+    from ftc.compiler.memory.recipe import setup_from_recipe
+
+    rm = setup_from_recipe(recipe)
+    if rm.setup is None:
+        return None, None, rm, ()
+    setup, decisions = rm.setup, ()
+    if rm.autos and rm.budget_bytes is not None:
+        setup, decisions = resolve_auto(setup, rm.autos, rm.budget_bytes, rm.global_batch, setup.dp_world)
+    return estimate(setup), setup, rm, decisions
+
+
+def run(args) -> int:
+    from ftc.compiler.frontend import analyze
+    from ftc.compiler.memory.report import to_json
+
+    analysis = analyze(args.recipe, tuple(args.overrides))
+    if analysis.recipe is None:
+        print_diagnostics(analysis)
+        return 1
+    est, setup, rm, decisions = compute(analysis.recipe)
+    if est is None:
+        print_diagnostics(analysis)
+        return 1
+    if args.json:
+        obj = to_json(est, setup, rm.budget_bytes, rm.cpu_memory, rm.assumptions)
+        obj["auto"] = [{"field": d.field, "value": d.value, "reason": d.reason} for d in decisions]
+        obj["ok"] = analysis.ok
+        dump_json(obj)
+    else:
+        print_diagnostics(analysis)
+        sys.stdout.write(render_table(analysis.recipe.name, est, setup, rm, decisions))
+    return 0 if analysis.ok else 1
+
+
+def render_table(name: str, est, setup, rm, decisions) -> str:
+    from ftc.compiler.memory.report import breakdown_rows
+    from ftc.compiler.memory.units import gib
+
+    a = setup.arch
+    lines = [f"{name}: {a.model_type}, {est.params_total / 1e9:.2f}B params "
+             f"({est.params_trainable:,} trainable), {setup.method}, {setup.strategy}"
+             + (f" ZeRO-{setup.zero}" if setup.strategy == "deepspeed" else "")
+             + f" × {setup.dp_world}, micro_batch {setup.micro_batch} × {setup.seq_len} tokens, "
+             f"checkpointing {'on' if setup.gradient_checkpointing else 'off'}", ""]
+    rows = breakdown_rows(est)
+    width = max([len(r[0]) for r in rows] + [len(c.name) + 4 for c in est.off_peak] + [10])
+    lines.append(f"{'component':{width}}  {'per GPU':>10}  {'share':>5}  note")
+    for comp, size, share, note in rows:
+        lines.append(f"{comp:{width}}  {gib(size):>10}  {share:>5}  {note}")
+    lines.append(f"{'peak':{width}}  {gib(est.peak_bytes):>10}  {'':>5}  at the {est.peak_phase}; "
+                 f"live tensors {gib(est.tensor_peak_bytes)}")
+    for c in est.off_peak:
+        if c.bytes:
+            lines.append(f"{'  (' + c.name + ')':{width}}  {gib(c.bytes):>10}  {'':>5}  not at the peak")
+    budget = rm.budget_bytes
+    if budget is None:
+        lines.append("budget: none (no GPU hardware block)")
+    else:
+        spare = budget - est.peak_bytes
+        verdict = f"fits with {gib(spare)} to spare" if spare >= 0 else f"does NOT fit: {gib(-spare)} over"
+        lines.append(f"budget: {gib(budget)} per GPU ({rm.budget_source}) — {verdict}")
+    if est.paged_bytes:
+        lines.append(f"paged optimizer state: {gib(est.paged_bytes)} per GPU in managed memory (not in the peak)")
+    host = [c for c in est.host if c.bytes]
+    if host:
+        lines.append(f"host RAM per node: {gib(est.cpu_bytes_per_node)} "
+                     f"({', '.join(f'{c.name} {gib(c.bytes)}' for c in host)})"
+                     + (f" of {gib(rm.cpu_memory)}" if rm.cpu_memory else ""))
+    for d in decisions:
+        lines.append(f"auto {d.field} = {d.value}: {d.reason}")
+    for text in rm.assumptions:
+        lines.append(f"assumed: {text}")
+    lines.append("not modeled: " + "; ".join(est.unmodeled))
+    return "\n".join(lines) + "\n"
