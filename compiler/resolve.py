@@ -7,19 +7,19 @@ explicit | inherited | override | default | derived.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from ftc.compiler import ast
-from ftc.compiler.coerce import INVALID, coerce, describe
+from ftc.compiler.coerce import INVALID, coerce
 from ftc.compiler.diagnostics import DiagnosticSink, Span, did_you_mean
 from ftc.compiler.load import LoadedChain, SourceRegistry
-from ftc.compiler.parse import parse_text
-from ftc.compiler.schema import (BLOCKS, DIRECTIVES, ENUM, FOREIGN_NAMES, REQUIRED_BLOCKS, SEARCH_FUNCTIONS,
-                                 BlockSpec, FieldSpec)
-
-EXPLICIT, INHERITED, OVERRIDE, DEFAULT, DERIVED = "explicit", "inherited", "override", "default", "derived"
+from ftc.compiler.merge import (DEFAULT, DERIVED, EXPLICIT, INHERITED, OVERRIDE, Entry, Merged,  # noqa: F401
+                                MergedBlock, merge_chain)
+from ftc.compiler.merge import label_text as label_of
+from ftc.compiler.overrides import SET_FILE, apply_overrides
+from ftc.compiler.schema import BLOCKS, ENUM, FOREIGN_NAMES, REQUIRED_BLOCKS, BlockSpec
 
 
 @dataclass(frozen=True)
@@ -103,214 +103,6 @@ class ResolvedRecipe:
                 yield key, self.settings[key]
 
 
-# ---------------------------------------------------------------- merge
-
-
-@dataclass
-class _Entry:
-    value: ast.Value
-    provenance: str
-    span: Span  # the attribute's span (key and value)
-
-
-@dataclass
-class _MergedBlock:
-    kind: str
-    span: Span
-    kind_span: Span | None = None
-    label: ast.Value | None = None
-    label_provenance: str = EXPLICIT
-    entries: dict[str, _Entry] = field(default_factory=dict)
-    nested: dict[str, "_MergedBlock"] = field(default_factory=dict)
-
-
-@dataclass
-class _Merged:
-    blocks: dict[str, _MergedBlock] = field(default_factory=dict)
-    name: ast.Value | None = None
-    name_provenance: str = EXPLICIT
-
-
-_VARIANT_BLOCKS = ("method", "distributed")  # the label selects which fields exist: a new label replaces the block
-
-
-def _merge_block(target: _MergedBlock | None, block: ast.Block, provenance: str, sink: DiagnosticSink,
-                 top: bool) -> _MergedBlock:
-    label = block.label
-    if target is not None and top and block.kind in _VARIANT_BLOCKS and label is not None and \
-            target.label is not None and _label_text(target.label) != _label_text(label):
-        target = None  # `method lora` in a child replaces a parent's `method qlora`
-    if target is None:
-        target = _MergedBlock(block.kind, block.span)
-    target.span = block.span
-    target.kind_span = block.kind_span
-    if label is not None:
-        target.label, target.label_provenance = label, provenance
-    seen_attrs: dict[str, ast.Attribute] = {}
-    seen_blocks: dict[str, ast.Block] = {}
-    for item in block.items:
-        if isinstance(item, ast.Attribute):
-            key = item.dotted
-            if key in seen_attrs:
-                first = seen_attrs[key]
-                sink.error("E0104", f"`{key}` is set twice in block `{block.kind}`", item.key_span,
-                           label="set again here", notes=(f"first set at line {first.span.line}",),
-                           help="remove one of them")
-                continue
-            seen_attrs[key] = item
-            target.entries[key] = _Entry(item.value, provenance, item.span)
-        else:
-            if item.kind in seen_blocks:
-                sink.error("E0105", f"block `{item.kind}` appears twice in `{block.kind}`", item.kind_span,
-                           label="second definition", notes=(f"first defined at line {seen_blocks[item.kind].span.line}",),
-                           help="merge the two blocks into one")
-                continue
-            seen_blocks[item.kind] = item
-            target.nested[item.kind] = _merge_block(target.nested.get(item.kind), item, provenance, sink, False)
-    return target
-
-
-def _label_text(label: ast.Value) -> str:
-    if isinstance(label, ast.String):
-        return label.value
-    if isinstance(label, ast.Word):
-        return label.name
-    return ast.render_value(label)
-
-
-def _merge_chain(chain: LoadedChain, sink: DiagnosticSink) -> _Merged:
-    merged = _Merged()
-    for source in chain.files:
-        recipe = source.recipe
-        if recipe is None:
-            continue
-        provenance = EXPLICIT if source is chain.root else INHERITED
-        seen: dict[str, ast.Block] = {}
-        seen_directives: dict[str, ast.Directive] = {}
-        for item in recipe.items:
-            if isinstance(item, ast.Directive):
-                if item.name not in DIRECTIVES:
-                    guess = did_you_mean(item.name, list(DIRECTIVES) + list(BLOCKS))
-                    help = f"did you mean `{guess}`?" if guess else "top-level statements are `recipe`, `extends` and blocks"
-                    if guess in BLOCKS:
-                        help = f"did you mean the block `{guess} {{ ... }}`?"
-                    sink.error("E0106", f"unknown statement `{item.name}`", item.name_span,
-                               label="not a statement", help=help)
-                elif item.name == "recipe":
-                    if item.name in seen_directives:
-                        sink.error("E0104", "`recipe` is named twice", item.name_span,
-                                   notes=(f"first named at line {seen_directives[item.name].span.line}",))
-                    elif not isinstance(item.value, (ast.String, ast.Word)):
-                        sink.error("E0201", f"`recipe` expects a name, found {describe(item.value)}",
-                                   item.value.span, help='write `recipe "my-run"`')
-                    else:
-                        merged.name, merged.name_provenance = item.value, provenance
-                seen_directives.setdefault(item.name, item)
-                continue
-            if item.kind not in BLOCKS:
-                guess = did_you_mean(item.kind, BLOCKS)
-                sink.error("E0101", f"unknown block `{item.kind}`", item.kind_span, label="not a block",
-                           help=f"did you mean `{guess}`?" if guess else "blocks are: " + ", ".join(BLOCKS))
-                continue
-            if item.kind in seen:
-                sink.error("E0105", f"block `{item.kind}` appears twice", item.kind_span, label="second definition",
-                           notes=(f"first defined at line {seen[item.kind].span.line}",),
-                           help="merge the two blocks into one")
-                continue
-            seen[item.kind] = item
-            merged.blocks[item.kind] = _merge_block(merged.blocks.get(item.kind), item, provenance, sink, True)
-    return merged
-
-
-# ---------------------------------------------------------------- --set overrides
-
-_SET_FILE = "--set"
-
-
-def apply_overrides(merged: _Merged, overrides: tuple[str, ...], sink: DiagnosticSink,
-                    registry: SourceRegistry) -> None:
-    """`--set train.lr=1e-4`: typed and validated exactly like a value in the file."""
-    for index, text in enumerate(overrides, 1):
-        display = f"{_SET_FILE} #{index}"
-        registry.add(display, text)
-        key, eq, raw = text.partition("=")
-        key = key.strip()
-        if not eq or not key or not raw.strip():
-            sink.error("E0120", f"`--set {text}` is not `key=value`", Span(display, 1, 1, 1, len(text) + 1),
-                       help="write e.g. `--set train.lr=1e-4`")
-            continue
-        if "\n" in raw or "\r" in raw:
-            sink.error("E0120", "an override value must be on one line", Span(display, 1, 1, 1, len(text) + 1))
-            continue
-        offset = len(text) - len(raw.lstrip())  # column of the value start, 0-based
-        prefix = "__set {\n  v = "
-        recipe, diagnostics = parse_text(prefix + raw.strip() + "\n}\n", display)
-        if recipe is None:
-            for d in diagnostics:
-                sink.add(_shift(d, display, offset - len("  v = ")))
-            continue
-        attribute = recipe.blocks[0].items[0]
-        value = _shift_value(attribute.value, display, offset - len("  v = "))
-        key_span = Span(display, 1, 1, 1, len(key) + 1)
-        parts = key.split(".")
-        kind = parts[0]
-        if kind not in BLOCKS:
-            guess = did_you_mean(kind, BLOCKS)
-            sink.error("E0101", f"unknown block `{kind}` in --set", key_span, label="not a block",
-                       help=f"did you mean `{guess}`?" if guess else "blocks are: " + ", ".join(BLOCKS))
-            continue
-        block = merged.blocks.get(kind)
-        if block is None:
-            block = merged.blocks[kind] = _MergedBlock(kind, key_span)
-        if len(parts) == 1:  # `--set method=qlora`, `--set model="path"`
-            if BLOCKS[kind].label == "none":
-                sink.error("E0121", f"block `{kind}` has no label to set", key_span,
-                           help=f"set a field instead, e.g. `--set {kind}.FIELD=VALUE`")
-                continue
-            if kind in _VARIANT_BLOCKS and block.label is not None and _label_text(block.label) != _label_text(value):
-                block.entries.clear()
-            block.label, block.label_provenance = value, OVERRIDE
-            continue
-        target = block
-        for nested in parts[1:-1]:
-            if kind != "sweep" and not any(n.name == nested for n in BLOCKS[kind].nested):
-                break
-            target = target.nested.setdefault(nested, _MergedBlock(nested, key_span))
-        name = parts[-1] if target is not block else ".".join(parts[1:])
-        target.entries[name] = _Entry(value, OVERRIDE, Span(display, 1, 1, 1, len(text) + 1))
-
-
-def _shift(d, display: str, delta: int):
-    from dataclasses import replace
-
-    if d.span is None:
-        return d
-    line_delta = 1 - d.span.line
-    span = Span(display, 1, max(1, d.span.column + delta), 1,
-                max(2, d.span.end_column + delta) if d.span.end_line == d.span.line else max(2, d.span.column + delta + 1))
-    return replace(d, span=span if line_delta <= 0 else Span(display, 1, 1, 1, 2))
-
-
-def _shift_span(span: Span, display: str, delta: int) -> Span:
-    return Span(display, 1, span.column + delta, 1, span.end_column + delta)
-
-
-def _shift_value(value: ast.Value, display: str, delta: int) -> ast.Value:
-    from dataclasses import fields, replace
-
-    changes = {}
-    for f in fields(value):
-        current = getattr(value, f.name)
-        if isinstance(current, Span):
-            changes[f.name] = _shift_span(current, display, delta)
-        elif isinstance(current, ast.Number):
-            changes[f.name] = _shift_value(current, display, delta)
-        elif isinstance(current, tuple):
-            changes[f.name] = tuple(_shift_value(v, display, delta) if not isinstance(v, (str, int, float)) else v
-                                    for v in current)
-    return replace(value, **changes)
-
-
 # ---------------------------------------------------------------- typing and defaults
 
 
@@ -344,7 +136,7 @@ def _unknown_field(spec: BlockSpec, label: str | None, name: str, span: Span, si
     return guess
 
 
-def _type_block(spec: BlockSpec, block: _MergedBlock | None, prefix: str, settings: dict[str, Setting],
+def _type_block(spec: BlockSpec, block: MergedBlock | None, prefix: str, settings: dict[str, Setting],
                 sink: DiagnosticSink, sweep: list[SweepParam]) -> None:
     if block is None and not spec.defaults_when_absent:
         return
@@ -353,7 +145,7 @@ def _type_block(spec: BlockSpec, block: _MergedBlock | None, prefix: str, settin
         if block is not None and block.label is not None:
             label_value = block.label
             if spec.label_kind == ENUM:
-                text = _label_text(label_value)
+                text = label_of(label_value)
                 if not isinstance(label_value, ast.Word) and not (isinstance(label_value, ast.Number)):
                     sink.error("E0201", f"`{spec.name}` expects one of {', '.join(spec.label_choices)}",
                                label_value.span, help="write the kind without quotes")
@@ -368,7 +160,7 @@ def _type_block(spec: BlockSpec, block: _MergedBlock | None, prefix: str, settin
                 if not isinstance(label_value, (ast.String, ast.Word)):
                     sink.error("E0201", f"`{spec.name}` expects a string label", label_value.span)
                 else:
-                    label_text = _label_text(label_value)
+                    label_text = label_of(label_value)
                     if not label_text:
                         sink.error("E0208", f"`{spec.name}` label is empty", label_value.span)
                         label_text = None
@@ -390,7 +182,7 @@ def _type_block(spec: BlockSpec, block: _MergedBlock | None, prefix: str, settin
             continue
         field_spec = spec.field(name)
         key_span = Span(entry.span.file, entry.span.line, entry.span.column, entry.span.line,
-                        entry.span.column + len(name)) if entry.span.file and not entry.span.file.startswith(_SET_FILE) \
+                        entry.span.column + len(name)) if entry.span.file and not entry.span.file.startswith(SET_FILE) \
             else entry.span
         if field_spec is None or (name not in allowed and label_text is not None) or \
                 (name not in allowed and spec.label == "none"):
@@ -429,7 +221,7 @@ def _type_block(spec: BlockSpec, block: _MergedBlock | None, prefix: str, settin
         _type_block(nested_spec, nested_block, f"{prefix}.{name}", settings, sink, sweep)
 
 
-def _type_sweep_entry(name: str, entry: _Entry, sink: DiagnosticSink, sweep: list[SweepParam]) -> None:
+def _type_sweep_entry(name: str, entry: Entry, sink: DiagnosticSink, sweep: list[SweepParam]) -> None:
     from ftc.compiler.sweep import type_search_entry
 
     param = type_search_entry(name, entry.value, entry.span, sink)
@@ -441,7 +233,7 @@ def resolve(chain: LoadedChain, overrides: tuple[str, ...], sink: DiagnosticSink
             registry: SourceRegistry) -> ResolvedRecipe | None:
     if chain.root is None or chain.root.recipe is None:
         return None
-    merged = _merge_chain(chain, sink)
+    merged = merge_chain(chain, sink)
     apply_overrides(merged, overrides, sink, registry)
     settings: dict[str, Setting] = {}
     sweep: list[SweepParam] = []
@@ -456,7 +248,7 @@ def resolve(chain: LoadedChain, overrides: tuple[str, ...], sink: DiagnosticSink
     _derive_defaults(settings, merged)
     name_value = merged.name
     if name_value is not None:
-        name = _label_text(name_value)
+        name = label_of(name_value)
         name_span = name_value.span
     else:
         name = Path(chain.root.display).stem
@@ -474,7 +266,7 @@ def resolve(chain: LoadedChain, overrides: tuple[str, ...], sink: DiagnosticSink
     )
 
 
-def _derive_defaults(settings: dict[str, Setting], merged: _Merged) -> None:
+def _derive_defaults(settings: dict[str, Setting], merged: Merged) -> None:
     """Defaults that depend on other values."""
     if "data.train_on" not in settings and "data.format" in settings:
         fmt = settings["data.format"].value

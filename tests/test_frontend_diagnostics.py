@@ -17,7 +17,7 @@ GOLDENS = Path(__file__).parent / "goldens" / "diagnostics"
 
 BASE = """recipe "case"
 
-model "org/model" {
+model "meta-llama/Llama-2-7b-hf" {
   dtype = bf16
 }
 
@@ -88,10 +88,10 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "syntax_missing_equals": (replace("  rank = 8", "  rank 8"), ()),
     "syntax_colon": (replace("  rank = 8", "  rank: 8"), ()),
     "syntax_missing_brace": (BASE.rstrip().rstrip("}"), ()),
-    "syntax_unterminated_string": (replace('"org/model"', '"org/model'), ()),
+    "syntax_unterminated_string": (replace('"meta-llama/Llama-2-7b-hf"', '"meta-llama/Llama-2-7b-hf'), ()),
     "syntax_attribute_outside_block": (replace('recipe "case"', 'recipe "case"\nlr = 2e-4'), ()),
     "syntax_two_attributes_one_line": (replace("  rank = 8", "  rank = 8 alpha = 16"), ()),
-    "syntax_unknown_escape": (replace('"org/model"', '"org\\qmodel"'), ()),
+    "syntax_unknown_escape": (replace('"meta-llama/Llama-2-7b-hf"', '"meta-llama\\qLlama-2-7b-hf"'), ()),
     "set_override_bad_value": (BASE, ("train.lr=fast",)),
     "set_override_unknown_field": (BASE, ("train.learning_rate=1e-4",)),
     "several_errors_at_once": (replace("  dtype = bf16", "  dtype = bf61\n  attention = flash")
