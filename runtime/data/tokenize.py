@@ -20,26 +20,25 @@ CHUNK_ROWS = 2048
 
 
 class Encoder:
-    """Batch-encodes strings without special tokens, on a private copy of the Rust tokenizer when there is one."""
+    """Batch-encodes strings without special tokens, straight on the Rust tokenizer when there is one."""
 
     def __init__(self, tokenizer, info: TokenizerInfo):
         self.info = info
         self._hf = tokenizer
         backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
-        if backend is not None:
-            from tokenizers import Tokenizer
-
-            backend = Tokenizer.from_str(backend.to_str())
-            backend.no_padding()
-            backend.no_truncation()
         self._backend = backend
+        self._fast = None if backend is None else (getattr(backend, "encode_batch_fast", None) or backend.encode_batch)
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         if not texts:
             return []
         if self._backend is not None:
-            fast = getattr(self._backend, "encode_batch_fast", None) or self._backend.encode_batch
-            return [e.ids for e in fast(texts, add_special_tokens=False)]
+            # a previous tokenizer(..., padding=...) call leaves padding/truncation set on the backend
+            if self._backend.padding is not None:
+                self._backend.no_padding()
+            if self._backend.truncation is not None:
+                self._backend.no_truncation()
+            return [e.ids for e in self._fast(texts, add_special_tokens=False)]
         return self._hf(texts, add_special_tokens=False)["input_ids"]
 
     def encode_continuations(self, texts: list[str]) -> list[list[int]]:
@@ -153,66 +152,93 @@ def _segment_sums(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return csum[offsets[1:]] - csum[offsets[:-1]]
 
 
-def encode_table(table: pa.Table, fmt_name: str, train_on: str, encoder: Encoder, renderer=None,
-                 chunk_rows: int = CHUNK_ROWS) -> tuple[Encoded, dict[int, str]]:
-    """Encode every row of a canonical table, chunk by chunk. Returns (encoded, {row: problem})."""
+@dataclass(frozen=True)
+class _Rendered:
+    """One chunk as text pieces, before encoding. Fixed pieces (BOS, EOS) are id lists, text pieces strings."""
+
+    texts: list  # str, or list[int] for fixed pieces
+    continues: np.ndarray  # bool per piece: text that follows other text in the same example
+    trained: np.ndarray  # bool per piece
+    owner: np.ndarray  # example index (within the chunk) per piece
+    rows: np.ndarray  # table row of each example
+    problems: dict
+
+
+def _render_chunk(chunk: pa.Table, start: int, fmt_name: str, train_on: str, info: TokenizerInfo,
+                  renderer) -> _Rendered:
     from .render import instruction_prompts
 
-    info = encoder.info
+    n = chunk.num_rows
+    if fmt_name == "chat":
+        texts, flags, owners, kept, problems = [], [], [], [], {}
+        for i, messages in enumerate(chunk.column("messages").to_pylist()):
+            try:
+                segs = renderer.segments(messages, train_on)
+            except Exception as exc:  # template errors (raise_exception) are row problems
+                problems[start + i] = f"the chat template rejects this conversation: {exc}"
+                continue
+            j = len(kept)
+            kept.append(start + i)
+            for text, flag in segs:
+                texts.append(text)
+                flags.append(flag)
+                owners.append(j)
+        owner = np.asarray(owners, dtype=np.int64)
+        continues = np.zeros(len(texts), dtype=bool)
+        if len(owner) > 1:
+            continues[1:] = owner[1:] == owner[:-1]
+        return _Rendered(texts, continues, np.asarray(flags, dtype=bool), owner, np.asarray(kept, dtype=np.int64),
+                         problems)
     prefix, eos = list(info.prefix_ids), [info.eos_id]
-    prompt_trained = train_on == "all"
-    parts, problems = [], {}
-    for start in range(0, table.num_rows, chunk_rows):
-        chunk = table.slice(start, chunk_rows)
-        n = chunk.num_rows
-        rows = np.arange(start, start + n, dtype=np.int64)
-        if fmt_name == "chat":
-            pieces, trained, piece_row, kept = [], [], [], []
-            texts, flags, owners = [], [], []
-            for i, messages in enumerate(chunk.column("messages").to_pylist()):
-                try:
-                    segs = renderer.segments(messages, train_on)
-                except Exception as exc:  # template errors (raise_exception) are row problems
-                    problems[start + i] = f"the chat template rejects this conversation: {exc}"
-                    continue
-                j = len(kept)
-                kept.append(start + i)
-                for text, flag in segs:
-                    texts.append(text)
-                    flags.append(flag)
-                    owners.append(j)
-            # the first segment of a conversation starts the string; later ones continue it
-            first = np.ones(len(texts), dtype=bool)
-            if len(owners) > 1:
-                first[1:] = np.asarray(owners[1:]) != np.asarray(owners[:-1])
-            encoded: list = [None] * len(texts)
-            head = np.nonzero(first)[0]
-            tail = np.nonzero(~first)[0]
-            for idx, ids in zip(head, encoder.encode([texts[k] for k in head])):
-                encoded[idx] = ids
-            for idx, ids in zip(tail, encoder.encode_continuations([texts[k] for k in tail])):
-                encoded[idx] = ids
-            pieces, trained = encoded, np.asarray(flags, dtype=bool)
-            piece_row = np.asarray(owners, dtype=np.int64)
-            parts.append(assemble(pieces, trained, piece_row, len(kept), np.asarray(kept, dtype=np.int64)))
-            continue
-        if fmt_name == "text":
-            bodies = encoder.encode(chunk.column("text").to_pylist())
-            pieces = [p for body in bodies for p in (prefix, body, eos)]
-            pattern = [False, True, True]
+    if fmt_name == "text":
+        bodies = chunk.column("text").to_pylist()
+        texts = [p for body in bodies for p in (prefix, body, eos)]
+        pattern, cont = [False, True, True], [False, False, False]
+    else:
+        if fmt_name == "completion":
+            prompts, answers = chunk.column("prompt").to_pylist(), chunk.column("completion").to_pylist()
         else:
-            if fmt_name == "completion":
-                prompts = chunk.column("prompt").to_pylist()
-                answers = chunk.column("completion").to_pylist()
-            else:
-                prompts = instruction_prompts(chunk).to_pylist()
-                answers = chunk.column("output").to_pylist()
-            p_ids = encoder.encode(prompts)
-            a_ids = encoder.encode_continuations(answers)
-            pieces = [p for pi, ai in zip(p_ids, a_ids) for p in (prefix, pi, ai, eos)]
-            pattern = [False, prompt_trained, True, True]
-        k = len(pattern)
-        trained = np.tile(np.asarray(pattern, dtype=bool), n)
-        piece_row = np.repeat(np.arange(n, dtype=np.int64), k)
-        parts.append(assemble(pieces, trained, piece_row, n, rows))
+            prompts, answers = instruction_prompts(chunk).to_pylist(), chunk.column("output").to_pylist()
+        texts = [p for pa_ in zip(prompts, answers) for p in (prefix, pa_[0], pa_[1], eos)]
+        pattern, cont = [False, train_on == "all", True, True], [False, False, True, False]
+    k = len(pattern)
+    return _Rendered(texts, np.tile(np.asarray(cont, dtype=bool), n), np.tile(np.asarray(pattern, dtype=bool), n),
+                     np.repeat(np.arange(n, dtype=np.int64), k), np.arange(start, start + n, dtype=np.int64), {})
+
+
+def _encode_chunk(r: _Rendered, encoder: Encoder) -> Encoded:
+    pieces: list = list(r.texts)
+    is_text = np.fromiter((isinstance(t, str) for t in pieces), dtype=bool, count=len(pieces))
+    head = np.nonzero(is_text & ~r.continues)[0]
+    tail = np.nonzero(is_text & r.continues)[0]
+    for idx, ids in zip(head.tolist(), encoder.encode([pieces[k] for k in head.tolist()])):
+        pieces[idx] = ids
+    for idx, ids in zip(tail.tolist(), encoder.encode_continuations([pieces[k] for k in tail.tolist()])):
+        pieces[idx] = ids
+    return assemble(pieces, r.trained, r.owner, len(r.rows), r.rows)
+
+
+def encode_table(table: pa.Table, fmt_name: str, train_on: str, encoder: Encoder, renderer=None,
+                 chunk_rows: int = CHUNK_ROWS) -> tuple[Encoded, dict[int, str]]:
+    """Encode every row of a canonical table in chunks of `chunk_rows`. Returns (encoded, {row: problem}).
+
+    Rendering (Python, holds the GIL) of chunk k+1 runs in a thread while chunk k is encoded (Rust,
+    releases the GIL), so template rendering mostly hides behind tokenization. At most two chunks of
+    text are alive at once.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    starts = list(range(0, table.num_rows, chunk_rows))
+    parts, problems = [], {}
+
+    def render(start):
+        return _render_chunk(table.slice(start, chunk_rows), start, fmt_name, train_on, encoder.info, renderer)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(render, starts[0]) if starts else None
+        for k in range(len(starts)):
+            rendered = pending.result()
+            pending = pool.submit(render, starts[k + 1]) if k + 1 < len(starts) else None
+            problems.update(rendered.problems)
+            parts.append(_encode_chunk(rendered, encoder))
     return Encoded.concat(parts), problems
