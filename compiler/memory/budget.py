@@ -1,6 +1,6 @@
 """The budget pass of `ftc check`: does the recipe fit its GPUs (and host RAM when offloading)?
 
-Codes: E0701 unknown model (W0701 without a GPU budget), E0702 unknown GPU name, W0703 no memory
+Codes: W0701 unknown model (memory not checked), E0702 unknown GPU name, W0703 no memory
 budget, E0704 LoRA target not in the model, E0705 over the GPU budget, E0706 over the host RAM,
 W0707 max_length beyond the model's positions.
 """
@@ -22,7 +22,7 @@ def check_budget(recipe, sink: DiagnosticSink) -> None:
     gpu_run = recipe.has_block("hardware") and recipe.value("hardware.accelerator", "gpu") != "cpu"
     rm = setup_from_recipe(recipe)
     if rm.model_error is not None:
-        _unknown_model(recipe, sink, rm.model_error, as_error=gpu_run and rm.budget_bytes is not None)
+        _unknown_model(recipe, sink, rm.model_error)
         return
     setup = rm.setup
     _check_targets(recipe, sink, setup)
@@ -60,17 +60,16 @@ def check_budget(recipe, sink: DiagnosticSink) -> None:
                    help="offload less (`offload_params = none`), use NVMe offload, or more nodes")
 
 
-def _unknown_model(recipe, sink, error, *, as_error: bool) -> None:
+def _unknown_model(recipe, sink, error) -> None:
+    """A warning, not an error: the run itself can still fetch the config; only the proof is missing."""
     name = recipe.value("model")
     guess = f"did you mean `{error.suggestion}`? " if getattr(error, "suggestion", None) else ""
     help_text = (f"{guess}give a local folder holding the model's config.json, or put the model in the "
                  f"Hugging Face cache (`huggingface-cli download {name} config.json`); compile never "
                  f"downloads")
     span = recipe.block_span("model")
-    message = f"cannot find the architecture of `{name}`: the memory check needs it"
-    report = sink.error if as_error else sink.warning
-    report("E0701" if as_error else "W0701", message, span, label="architecture unknown",
-           help=help_text, notes=(error.reason,))
+    message = f"cannot find the architecture of `{name}`: memory is not checked"
+    sink.warning("W0701", message, span, label="architecture unknown", help=help_text, notes=(error.reason,))
 
 
 def _unknown_gpu(recipe, sink) -> None:

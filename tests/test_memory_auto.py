@@ -1,0 +1,164 @@
+"""Auto passes, ranked fixes, the budget pass on real recipes, and `ftc estimate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ftc.cli import main
+from ftc.compiler.frontend import analyze
+from ftc.compiler.memory.auto import resolve_auto
+from ftc.compiler.memory.estimate import estimate
+from ftc.compiler.memory.fixes import suggest_fixes
+from ftc.compiler.memory.setup import MemorySetup
+from ftc.compiler.models.resolve import resolve_model
+
+GiB = 2**30
+L2 = resolve_model("meta-llama/Llama-2-7b-hf").architecture
+
+
+def test_micro_batch_auto_is_largest_divisor_that_fits():
+    s = MemorySetup(L2, method="lora", seq_len=2048)
+    budget = 40 * GiB
+    setup, decisions = resolve_auto(s, {"micro_batch"}, budget, global_batch=24, dp_world=1)
+    m = setup.micro_batch
+    assert 24 % m == 0 and estimate(setup).peak_bytes <= budget
+    larger = [d for d in range(m + 1, 25) if 24 % d == 0]
+    assert all(estimate(s.with_(micro_batch=d)).peak_bytes > budget for d in larger)
+    assert decisions[0].field == "train.micro_batch" and "divides the 24" in decisions[0].reason
+
+
+def test_zero_auto_is_smallest_stage_that_fits():
+    s = MemorySetup(L2, method="full", strategy="deepspeed", dp_world=8, gpus_per_node=8, seq_len=2048)
+    budget = 40 * GiB
+    setup, decisions = resolve_auto(s, {"zero"}, budget, global_batch=64, dp_world=8)
+    z = setup.zero
+    assert estimate(setup).peak_bytes <= budget
+    assert all(estimate(s.with_(zero=lower)).peak_bytes > budget for lower in range(z))
+    assert decisions[0].field == "distributed.zero" and f"stage {z}" in decisions[0].reason
+
+
+def test_checkpointing_auto_only_when_needed():
+    s = MemorySetup(L2, method="lora", micro_batch=4, seq_len=4096)
+    roomy, tight = 140 * GiB, 30 * GiB
+    assert estimate(s).peak_bytes <= roomy
+    setup, (decision,) = resolve_auto(s, {"gradient_checkpointing"}, roomy, 16, 1)
+    assert setup.gradient_checkpointing is False and decision.value is False
+    setup, (decision,) = resolve_auto(s, {"gradient_checkpointing"}, tight, 16, 1)
+    assert setup.gradient_checkpointing is True and "without it the peak" in decision.reason
+
+
+def test_fixes_are_ranked_and_described():
+    s = MemorySetup(L2, method="lora", micro_batch=4, seq_len=4096)
+    budget = 40 * GiB
+    fixes = suggest_fixes(s, budget, global_batch=16)
+    assert fixes and fixes[0].fits
+    first = fixes[0]
+    assert first.field == "train.gradient_checkpointing"
+    after = estimate(s.with_(gradient_checkpointing=True)).peak_bytes
+    assert first.saved_bytes == estimate(s).peak_bytes - after
+    assert first.spare_bytes == budget - after
+    text = first.describe()
+    assert text.startswith("gradient_checkpointing = true saves ") and "GiB → fits with " in text
+    assert all(f.saved_bytes > 0 for f in fixes)
+
+
+def test_combined_fix_when_no_single_edit_fits():
+    s = MemorySetup(L2, method="full", micro_batch=8, seq_len=4096, strategy="deepspeed", dp_world=8, gpus_per_node=8)
+    fixes = suggest_fixes(s, 30 * GiB, global_batch=64)
+    assert fixes[0].fits and len(fixes[0].changes) >= 2
+
+
+RECIPE = """recipe "r"
+model "meta-llama/Llama-2-7b-hf" {{ dtype = bf16 }}
+method {method} {{}}
+data {{
+  train = "train.jsonl"
+  format = text
+  max_length = {length}
+}}
+train {{
+  lr = 1e-4
+  global_batch = 16
+  micro_batch = {micro}
+  gradient_checkpointing = {gc}
+}}
+{hardware}
+"""
+
+
+def write(tmp_path: Path, method="lora", length=4096, micro="4", gc="false",
+          hardware='hardware {\n  gpu = a100-40gb\n}') -> Path:
+    (tmp_path / "train.jsonl").write_text('{"text": "a"}\n')
+    path = tmp_path / "r.ftspec"
+    path.write_text(RECIPE.format(method=method, length=length, micro=micro, gc=gc, hardware=hardware))
+    return path
+
+
+def errors(path: Path) -> list:
+    return [d for d in analyze(path).diagnostics if d.is_error]
+
+
+def test_over_budget_is_located_at_hardware_with_breakdown_and_fixes(tmp_path):
+    path = write(tmp_path)
+    (d,) = [d for d in errors(path) if d.code == "E0705"]
+    assert d.span is not None and d.span.line == path.read_text().splitlines().index("hardware {") + 1
+    assert "40.0 GiB" in d.message and any(n.startswith("activations:") for n in d.notes)
+    assert "gradient_checkpointing = true saves" in d.help
+
+
+def test_fitting_recipe_and_autos_pass(tmp_path):
+    assert errors(write(tmp_path, micro="auto", gc="auto")) == []
+    assert errors(write(tmp_path, gc="true", length=1024)) == []
+
+
+def test_no_budget_without_hardware_or_on_cpu(tmp_path):
+    assert errors(write(tmp_path, hardware="")) == []
+    assert errors(write(tmp_path, hardware="hardware {\n  accelerator = cpu\n}")) == []
+
+
+def test_unknown_gpu_has_did_you_mean(tmp_path):
+    (d,) = errors(write(tmp_path, hardware='hardware {\n  gpu = a100-80g8\n}'))
+    assert d.code == "E0702" and "a100-80gb" in d.help
+    (d,) = errors(write(tmp_path, hardware='hardware {\n  gpu = a100\n}'))
+    assert "a100-40gb" in d.help and "a100-80gb" in d.help
+
+
+def test_unknown_lora_target(tmp_path):
+    path = write(tmp_path, gc="true", length=512)
+    path.write_text(path.read_text().replace("method lora {}", "method lora {\n  targets = [q_proj, c_attn]\n}"))
+    (d,) = errors(path)
+    assert d.code == "E0704" and "`c_attn`" in d.message and "q_proj" in d.help
+
+
+def test_unknown_model_is_a_located_warning(tmp_path):
+    path = write(tmp_path, gc="true", length=512)
+    path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", "org/unknown-model"))
+    warnings = [d for d in analyze(path).diagnostics if d.code == "W0701"]
+    assert warnings and warnings[0].span is not None and "config.json" in warnings[0].help
+
+
+def test_estimate_json(tmp_path, capsys):
+    path = write(tmp_path, gc="true", length=1024)
+    assert main(["estimate", str(path), "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    for key in ("peak_bytes_per_gpu", "tensor_peak_bytes_per_gpu", "budget_bytes_per_gpu", "fits",
+                "cpu_bytes_per_node", "components"):
+        assert key in obj
+    assert obj["fits"] is True and obj["budget_bytes_per_gpu"] == 40 * GiB
+    assert sum(obj["components"].values()) == obj["peak_bytes_per_gpu"]
+    assert obj["tensor_peak_bytes_per_gpu"] < obj["peak_bytes_per_gpu"]
+
+
+def test_estimate_table_and_exit_code(tmp_path, capsys):
+    assert main(["estimate", str(write(tmp_path))]) == 1  # over budget
+    out = capsys.readouterr().out
+    assert "does NOT fit" in out and "activations" in out and "share" in out
+
+
+@pytest.mark.parametrize("name", ["llama2-7b-lora-a100-40gb", "lora-ddp-2gpu", "llama2-7b-full-zero3"])
+def test_examples_fit(name):
+    root = Path(__file__).resolve().parent.parent
+    assert [d.code for d in analyze(root / "examples" / f"{name}.ftspec").diagnostics if d.is_error] == []

@@ -1,0 +1,146 @@
+"""The estimator against published formulas (shared/memory_formulas.md) and measured runs (the CSV)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ftc.compiler.memory.estimate import estimate
+from ftc.compiler.memory.hardware import gpu_memory
+from ftc.compiler.memory.setup import MemorySetup
+from ftc.compiler.models.resolve import resolve_model
+
+GiB = 2**30
+
+
+def arch(name="meta-llama/Llama-2-7b-hf"):
+    return resolve_model(name).architecture
+
+
+L2 = arch()
+P = L2.total_params
+
+
+def states(**fields) -> int:
+    return estimate(MemorySetup(L2, **fields)).model_state_bytes
+
+
+# ZeRO paper (arXiv 1910.02054) model states with K = 12: 16Ψ, 4Ψ + 12Ψ/N, 2Ψ + 14Ψ/N, 16Ψ/N.
+@pytest.mark.parametrize("zero, expected", [
+    (0, 16 * P), (1, 4 * P + 12 * P // 64), (2, 2 * P + 14 * P // 64), (3, 16 * P // 64)])
+def test_zero_stages_match_the_paper(zero, expected):
+    got = states(method="full", strategy="deepspeed", zero=zero, dp_world=64, gpus_per_node=8)
+    assert abs(got - expected) <= 8  # integer division per component
+
+
+def test_bytes_per_param_regimes():
+    # memory_formulas.md §4: pure bf16 + AdamW 8 B, fp32 + AdamW 16 B, pure bf16 + 8-bit AdamW about 6 B
+    assert states(method="full", dtype="bf16") == 8 * P
+    assert states(method="full", dtype="fp32", mixed_precision="no") == 16 * P
+    assert states(method="full", dtype="bf16", optimizer="adamw_8bit") == pytest.approx(6 * P, rel=0.01)
+    assert states(method="full", optimizer="sgd") == 4 * P  # weights + grads, no momentum state
+
+
+def test_lora_states_are_16_bytes_per_adapter_param():
+    lora = 4_194_304  # Llama-2-7B, q and v, r = 8 (litgpt table)
+    got = states(method="lora", lora_rank=8, lora_targets=("q_proj", "v_proj"))
+    assert got == 2 * P + 16 * lora
+
+
+def test_qlora_weights_llama3_8b():
+    # §2: 6.98e9 NF4-DQ linears (0.5159 B) + 1.05e9 16-bit embedding/head ≈ 5.3 GiB
+    est = estimate(MemorySetup(arch("meta-llama/Meta-Llama-3-8B"), method="qlora", kbit_fp32_upcast=False))
+    assert est.component("weights") / GiB == pytest.approx(5.3, abs=0.05)
+    upcast = estimate(MemorySetup(arch("meta-llama/Meta-Llama-3-8B"), method="qlora"))
+    assert upcast.component("weights") - est.component("weights") == 2 * (upcast.params_total - 6_979_321_856 -
+                                                                          upcast.params_trainable)
+
+
+def test_activation_formula_llama2_7b():
+    # §7c: b·s·(12h + 4h_kv + 8I) with K/V expanded to h (153,600 B/token/layer), plus fp32 LSE per head
+    est = estimate(MemorySetup(L2, method="full", micro_batch=1, seq_len=1000))
+    head_inputs = 1000 * 4096 * 4
+    assert est.component("activations") == 32 * 1000 * (153_600 + 4 * 32) + head_inputs
+
+
+def test_checkpointing_keeps_layer_inputs_only():
+    est = estimate(MemorySetup(L2, method="full", micro_batch=2, seq_len=1024, gradient_checkpointing=True))
+    assert est.component("activations") == 32 * 2 * 1024 * 4096 * 2 + 2 * 1024 * 4096 * 4
+
+
+def test_logits_term_is_about_ten_bytes_per_element():
+    a = arch("meta-llama/Meta-Llama-3-8B")
+    est = estimate(MemorySetup(a, method="lora", micro_batch=1, seq_len=8192, gradient_checkpointing=True))
+    assert est.component("logits_loss") == 8192 * 128_256 * 10  # §8: 1.05e9 logits ≈ 10 GB
+
+
+def test_eager_attention_adds_the_quadratic_term():
+    sdpa = estimate(MemorySetup(L2, method="lora", seq_len=4096))
+    eager = estimate(MemorySetup(L2, method="lora", seq_len=4096, attention="eager"))
+    assert eager.component("activations") - sdpa.component("activations") == 32 * 6 * 32 * 4096 * 4096
+
+
+def test_components_sum_to_the_peak_and_paged_state_is_outside():
+    est = estimate(MemorySetup(L2, method="full", optimizer="paged_adamw_8bit", micro_batch=2, seq_len=2048))
+    assert sum(c.bytes for c in est.components) == est.peak_bytes
+    assert est.paged_bytes > 0 and est.component("optimizer_states") == 0
+    assert est.tensor_peak_bytes < est.peak_bytes
+
+
+def test_offload_moves_bytes_to_the_host():
+    base = dict(method="full", strategy="deepspeed", zero=3, dp_world=8, gpus_per_node=8)
+    on_gpu = estimate(MemorySetup(L2, **base))
+    off = estimate(MemorySetup(L2, **base, offload_optimizer="cpu"))
+    assert off.peak_bytes < on_gpu.peak_bytes
+    assert off.cpu_bytes_per_node > on_gpu.cpu_bytes_per_node + 8 * 12 * P // 8  # fp32 master + Adam, 8 ranks
+
+
+def test_unmodeled_is_named():
+    assert estimate(MemorySetup(L2)).unmodeled
+
+
+@settings(max_examples=40, deadline=None)
+@given(mb=st.integers(1, 8), seq=st.sampled_from([256, 1024, 4096]), gc=st.booleans(),
+       method=st.sampled_from(["full", "lora", "qlora"]), zero=st.integers(0, 3))
+def test_monotone_in_batch_length_and_sharding(mb, seq, gc, method, zero):
+    s = MemorySetup(L2, method=method, micro_batch=mb, seq_len=seq, gradient_checkpointing=gc,
+                    strategy="deepspeed", zero=zero, dp_world=8, gpus_per_node=8)
+    est = estimate(s)
+    peak = est.peak_bytes
+    forward = sum(c.bytes for c in est.components + est.off_peak if c.name in ("activations", "logits_loss"))
+    bigger = estimate(s.with_(micro_batch=mb + 1))
+    assert bigger.peak_bytes >= peak  # the peak may stay at the optimizer step
+    assert sum(c.bytes for c in bigger.components + bigger.off_peak
+               if c.name in ("activations", "logits_loss")) > forward
+    assert estimate(s.with_(seq_len=seq * 2)).peak_bytes >= peak
+    if not gc:
+        assert estimate(s.with_(gradient_checkpointing=True)).peak_bytes <= peak
+    if zero < 3 and method == "full":
+        assert estimate(s.with_(zero=zero + 1)).peak_bytes < peak
+
+
+# Measured runs from shared/data/memory_calibration.csv (torch allocated/active GiB).
+@pytest.mark.parametrize("case, model, fields, measured", [
+    ("TT10", "meta-llama/Llama-3.2-3B", dict(method="full", micro_batch=2, seq_len=4096), 60.0),
+    ("TT14", "meta-llama/Llama-3.2-3B", dict(method="full", micro_batch=2, seq_len=4096, chunked_loss=True,
+                                             gradient_checkpointing=True, optimizer_in_backward=True), 23.1),
+    ("TT07", "meta-llama/Llama-3.1-70B", dict(method="lora", lora_rank=16, lora_targets=("q_proj", "k_proj", "v_proj"),
+                                              micro_batch=2, seq_len=2048, gradient_checkpointing=True,
+                                              chunked_loss=True, strategy="fsdp", dp_world=8, gpus_per_node=8), 27.6),
+])
+def test_published_measurements(case, model, fields, measured):
+    torchtune = dict(dtype="bf16", mixed_precision="no", adapter_dtype="bf16", kbit_fp32_upcast=False)
+    est = estimate(MemorySetup(arch(model), **torchtune, **fields)).tensor_peak_bytes / GiB
+    assert -0.15 <= (est - measured) / measured <= 0.25, (case, est)
+
+
+def test_gpu_catalog():
+    assert gpu_memory("a100-80gb") == 80 * GiB
+    assert gpu_memory("NVIDIA A100-40GB") == 40 * GiB
+    assert gpu_memory("RTX 4090") > 23 * GiB
+    for name in ("h100-80gb", "h200", "l4", "l40s", "a10g", "t4", "v100-16gb", "v100-32gb", "rtx-3090",
+                 "rtx-a6000", "mi250", "mi300x"):
+        assert gpu_memory(name) >= 15 * GiB
+    with pytest.raises(KeyError):
+        gpu_memory("a100")  # ambiguous
