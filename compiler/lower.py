@@ -290,8 +290,20 @@ def _auto_micro_batch(lw: Lowering, per_rank: int) -> int:
         return lw.decide("train.micro_batch", value, reason)
     divisors = [d for d in range(1, min(per_rank, MAX_AUTO_MICRO_BATCH) + 1) if per_rank % d == 0]
     return lw.decide("train.micro_batch", divisors[-1],
-                     f"no memory estimate available: largest divisor of the {per_rank} sequences per rank "
+                     f"{_why_no_estimate(lw)}: largest divisor of the {per_rank} sequences per rank "
                      f"up to {MAX_AUTO_MICRO_BATCH}")
+
+
+def _why_no_estimate(lw: Lowering) -> str:
+    """Why an auto fell back to its fixed rule (the estimator decides whenever it can)."""
+    hw = lw.plan["hardware"]
+    if hw["accelerator"] == "cpu":
+        return "cpu run, no GPU memory budget"
+    if hw["memory_per_gpu"] is None:
+        return "no GPU memory budget (set `hardware.gpu` or `memory_per_gpu`)"
+    if _estimator_hook() is None:
+        return "no memory estimator installed"
+    return "no memory estimate for this model"
 
 
 def lower_memory_autos(lw: Lowering) -> None:
@@ -307,10 +319,10 @@ def lower_memory_autos(lw: Lowering) -> None:
             elif r.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit"):
                 zero = lw.decide("distributed.zero", 0, "8-bit optimizers cannot be partitioned by ZeRO")
             elif lw.plan["method"]["kind"] == "full":
-                zero = lw.decide("distributed.zero", 3, "no memory estimate available: full fine-tuning "
+                zero = lw.decide("distributed.zero", 3, f"{_why_no_estimate(lw)}: full fine-tuning "
                                  "partitions weights too (stage 3)")
             else:
-                zero = lw.decide("distributed.zero", 2, "no memory estimate available: adapters keep full "
+                zero = lw.decide("distributed.zero", 2, f"{_why_no_estimate(lw)}: adapters keep full "
                                  "weights on every rank; stage 2 partitions optimizer state and gradients")
         dist["zero"] = zero
         if dist["offload_params"] != "none" and zero != 3:
@@ -323,7 +335,7 @@ def lower_memory_autos(lw: Lowering) -> None:
             checkpointing = lw.decide("train.gradient_checkpointing", *choice)
         else:
             checkpointing = lw.decide("train.gradient_checkpointing", False,
-                                      "no memory estimate available: off (it costs about a third more compute)")
+                                      f"{_why_no_estimate(lw)}: off (it costs about a third more compute)")
     lw.plan["_gradient_checkpointing"] = bool(checkpointing)
     lw.plan["memory"] = _estimate(lw)
 
