@@ -91,3 +91,16 @@ def test_bytes_identical_across_cwd_hash_seed_and_locale(tmp_path):
     # And in memory, the golden copy is the same bytes as a fresh compile into that folder.
     assert {n: d for n, d in _compiled(example)[1].items()} == \
         {n: (GOLDENS / example.stem / n).read_bytes() for n in run_one}
+
+
+def test_every_golden_folder_is_current_under_another_seed_locale_and_cwd(tmp_path):
+    """`ftc compile --check` against each golden folder, run from elsewhere with another hash seed and locale."""
+    calls = "".join(
+        f"rc |= main(['compile', {os.path.relpath(ex, tmp_path)!r}, '-o', "
+        f"{os.path.relpath(GOLDENS / ex.stem, tmp_path)!r}, '--check'])\n" for ex in EXAMPLES)
+    code = "from ftc.cli import main\nrc = 0\n" + calls + "raise SystemExit(rc)\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONHASHSEED"))}
+    env.update({"PYTHONHASHSEED": "987654", "LC_ALL": "C", "LANG": "C", "TZ": "America/St_Johns"})
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
