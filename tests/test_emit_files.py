@@ -143,6 +143,7 @@ def test_recipe_strings_never_reach_the_shell(case, tmp_path):
     plan["model"]["name_or_path"] = nasty
     plan["data"]["train"] = [nasty]
     plan["output"]["runs_dir"] = nasty
+    plan["launch"]["master_addr"] = nasty
     work = tmp_path / "work"
     folder = _write(tmp_path / "out dir $(touch PWNED_DIR)", emit(plan))
     bin_dir = tmp_path / "bin"

@@ -16,7 +16,7 @@ NPROC_PER_NODE=8
 WORLD_SIZE_TOTAL=16
 NODE_RANK="${NODE_RANK:-${SLURM_NODEID:-0}}"
 if [ -z "${MASTER_ADDR:-}" ]; then
-  echo "ftc: MASTER_ADDR is not set; using 127.0.0.1 (every node on this machine)" >&2
+  echo "ftc: MASTER_ADDR is not set; using "127.0.0.1" (every node on this machine)" >&2
 fi
 MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
 MASTER_PORT="${MASTER_PORT:-29500}"
