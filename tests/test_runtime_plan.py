@@ -82,7 +82,7 @@ def test_plan_paths_resolve_against_the_plan_folder(tmp_path):
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda p: p["launch"].update(launcher="torchrun"), "not supported by this runtime yet"),
+    (lambda p: p["launch"].update(launcher="mpirun"), "unknown launcher 'mpirun'"),
     (lambda p: p.update(schema_version=99), "schema version 99"),
     (lambda p: p.pop("train"), "missing train"),
     (lambda p: p["method"].update(kind="prefix"), "unknown method"),
@@ -121,7 +121,8 @@ def test_cli_missing_model_folder_exits_1_without_traceback(tmp_path):
 
 @pytest.mark.slow
 def test_cli_other_launchers_are_refused_clearly(tmp_path):
+    """A launcher plan runs the compiled launch.sh (ftc.runtime.launch); without it, one clear message."""
     folder = make_plan(tmp_path / "build", launcher="accelerate")
     result = ftc("run", "--plan", str(folder))
     assert result.returncode == 1
-    assert "not supported by this runtime yet" in result.stderr and "Traceback" not in result.stderr
+    assert "launch.sh is missing" in result.stderr and "Traceback" not in result.stderr

@@ -39,6 +39,8 @@ class ProgressCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kw):
         logs = logs or {}
+        if not state.is_world_process_zero:  # the loss is already averaged over ranks; rank 0 reports it
+            return
         if "loss" in logs:
             tok_s, s_per_step = self.rates(state)
             eta = (state.max_steps - state.global_step) * s_per_step if s_per_step == s_per_step else 0.0
@@ -103,7 +105,11 @@ class PreemptionCallback(TrainerCallback):
         self.stopped_at: int | None = None
 
     def on_step_end(self, args, state, control, **kw):
-        if self.preemption.requested and self.stopped_at is None:
+        from ftc.runtime.launch.rank import any_rank
+
+        # all ranks decide on the agreed flag (one all-reduce), so they save and stop at this same step
+        if self.stopped_at is None and any_rank(self.preemption.requested is not None):
+            self.preemption.requested = self.preemption.requested or "a signal on another rank"
             self.stopped_at = state.global_step
             control.should_save = True
             control.should_training_stop = True

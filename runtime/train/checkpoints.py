@@ -133,7 +133,7 @@ class CheckpointManager:
         self.staging = self.root / STAGING
         self.root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.staging, ignore_errors=True)  # leftovers of an interrupted save
-        self.staging.mkdir()
+        self.staging.mkdir(exist_ok=True)  # every rank of a multi-process run writes its shards here
 
     def commit(self, staged: Path, step: int, metric: float | None) -> Path:
         """Write the manifest into the staged folder, rename it into place, then apply retention."""

@@ -38,6 +38,11 @@ def run_plan_folder(folder, args) -> int:
 
     try:
         plan = load_plan(folder)
+        from ftc.runtime.launch.rank import check_world
+
+        problem = check_world(plan.world_size)  # a rank must be one of exactly the ranks the plan counts
+        if problem is not None:
+            raise RunError(problem)
         quiet_libraries()
         from .run import RunOptions, execute
 
@@ -56,8 +61,13 @@ def main(argv=None) -> int:
     parser.add_argument("--plan", required=True, metavar="DIR", help="compiled folder holding plan.json")
     add_run_options(parser)
     args = parser.parse_args(argv)
-    try:
-        return run_plan_folder(args.plan, args)
-    except KeyboardInterrupt:
-        print("ftc: interrupted", file=sys.stderr)
-        return 130
+    from ftc.runtime.launch.rank import finish, rank_process
+
+    with rank_process() as code:  # launched ranks: own log file, pid and exit record
+        try:
+            code[0] = run_plan_folder(args.plan, args)
+        except KeyboardInterrupt:
+            print("ftc: interrupted", file=sys.stderr)
+            code[0] = 130
+        finish(code[0])
+        return code[0]

@@ -84,8 +84,12 @@ def loss_curve(metrics: list[dict], out: Path, title: str) -> Path | None:
 def save_final(trainer, tokenizer, run_dir: Path) -> Path:
     """The trained model (full) or adapter (LoRA/QLoRA) with its tokenizer, written atomically."""
     tmp, final = run_dir / ".final.tmp", run_dir / "final"
-    shutil.rmtree(tmp, ignore_errors=True)
+    main = trainer.args.should_save  # in a multi-process run every rank saves (shards gather), rank 0 writes
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
     trainer.save_model(str(tmp))
+    if not main:
+        return final
     tokenizer.save_pretrained(str(tmp))
     if final.exists():
         shutil.rmtree(final)

@@ -38,7 +38,11 @@ def _prepare_data(plan: Plan, tokenizer, run_dir: Path):
     spec = plan["data"]
     cache = plan.path(spec["cache_dir"]) if spec.get("cache_dir") else plan.runs_dir.parent / ".cache" / "ftc" / "data"
     try:
-        return prepare(spec, tokenizer, base_dir=plan.folder, cache_dir=cache, is_main_process=True)
+        from ftc.runtime.launch.rank import current
+
+        # each node's local rank 0 prepares (under the cache's file lock); the other ranks wait for the entry
+        return prepare(spec, tokenizer, base_dir=plan.folder, cache_dir=cache,
+                       is_main_process=current().is_local_main)
     except DataError as exc:
         raise RunError(f"data: {exc}") from None
 
@@ -61,6 +65,9 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
     out = out or sys.stdout
     started = time.perf_counter()
     say = lambda msg: print(msg, file=out, flush=True)  # noqa: E731
+    from ftc.runtime.launch.rank import current, fault_callback, shared_run_dir
+
+    rank = current()  # one process: rank 0 of 1
 
     point = find_resume(plan, options.resume)
     if point is not None:
@@ -70,11 +77,13 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
         if previous.is_file() and json.loads(previous.read_text()) != plan.raw:
             print("warning: the plan differs from the one this run started with; resume may not be exact",
                   file=sys.stderr)
-        truncate_metrics(run_dir / "metrics.jsonl", point.step)
+        if rank.is_main:
+            truncate_metrics(run_dir / "metrics.jsonl", point.step)
     else:
-        run_dir = new_run_dir(plan, options.run_id)
+        run_dir = shared_run_dir(plan.runs_dir / plan.recipe_name, options.run_id) or new_run_dir(plan, options.run_id)
         say(f"ftc: run folder {run_dir}")
-    copy_compiled(plan, run_dir)
+    if rank.is_main:
+        copy_compiled(plan, run_dir)
 
     loaded = load_model(plan)
     say(f"ftc: {plan['method']['kind']} on {loaded.source}: {loaded.trainable_params:,} trainable of "
@@ -96,6 +105,7 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
                  MetricsCallback(run_dir / "metrics.jsonl",
                                  run_dir / "tensorboard" if "tensorboard" in backends else None),
                  PreemptionCallback(preemption)]
+    callbacks += [cb for cb in (fault_callback(),) if cb is not None]
     trainer = build_trainer(plan, loaded.model, loaded.tokenizer, data, output_dir=run_dir / "checkpoints",
                             callbacks=callbacks, report_to=report_to, resuming=point is not None)
 
@@ -113,7 +123,10 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
         evaluated = [m for m in state.log_history if key in m and m.get("step") == state.global_step]
         if data.eval is not None and not evaluated:
             trainer.evaluate()
-        final_dir = save_final(trainer, loaded.tokenizer, run_dir)
+        final_dir = save_final(trainer, loaded.tokenizer, run_dir)  # every rank: ZeRO-3/FSDP gather the weights
+    if not rank.is_main:  # reports, merge and summary are rank 0's
+        return RunResult(run_dir, status, EXIT_PREEMPTED if status == "preempted" else EXIT_OK, {})
+    if status == "completed":
         merge = plan["output"].get("merge") if options.merge is None else options.merge
         if merge and plan["method"]["kind"] in ("lora", "qlora"):
             merged_dir = merge_lora(plan, final_dir, loaded.source, run_dir)

@@ -78,6 +78,10 @@ def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_t
         remove_unused_columns=False,  # the data pipeline already produced exactly the model inputs
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
+        # multi-process: the very ds_config.json `ftc compile` wrote (any launcher); DDP/FSDP come from accelerate
+        deepspeed=str(plan.folder / plan["launch"]["files"]["deepspeed"])
+        if (plan.raw.get("distributed") or {}).get("strategy") == "deepspeed" else None,
+        ddp_find_unused_parameters=bool((plan.raw.get("distributed") or {}).get("find_unused_parameters")),
     )
 
 
@@ -110,11 +114,14 @@ class FtcTrainer(Trainer):
             super()._save_checkpoint(model, trial)
         finally:
             self._ftc_staging = False
-        if not self.args.should_save:
-            return
-        staged = self.ftc_checkpoints.staging / f"checkpoint-{self.state.global_step}"
-        final = self.ftc_checkpoints.commit(staged, self.state.global_step, self._latest_metric())
-        self.ftc_saved.append(final)
+        if self.args.world_size > 1:  # every rank's shards are in staging before rank 0 checksums them
+            self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            staged = self.ftc_checkpoints.staging / f"checkpoint-{self.state.global_step}"
+            final = self.ftc_checkpoints.commit(staged, self.state.global_step, self._latest_metric())
+            self.ftc_saved.append(final)
+        if self.args.world_size > 1:  # no rank runs ahead (or exits) while rank 0 commits
+            self.accelerator.wait_for_everyone()
 
 
 def build_trainer(plan: Plan, model, tokenizer, data, *, output_dir: Path, callbacks: list,
