@@ -23,9 +23,24 @@ def add_arguments(parser) -> None:
     add_run_options(parser)
 
 
-def run(args) -> int:
-    from ftc.runtime.train.cli import run_plan_folder
+def run_plan_folder(folder, args) -> int:
+    """In this process, or — for more than one rank or another launcher — through ftc.runtime.launch."""
+    import json
+    from pathlib import Path
 
+    from ftc.runtime.launch import needs_launcher, run_launched
+    from ftc.runtime.train.cli import run_plan_folder as run_here
+
+    try:
+        raw = json.loads((Path(folder) / "plan.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raw = None  # the runtime reports a missing or broken plan
+    if isinstance(raw, dict) and needs_launcher(raw):
+        return run_launched(folder, args)
+    return run_here(folder, args)
+
+
+def run(args) -> int:
     if (args.recipe is None) == (args.plan is None):
         print("ftc run: give either a RECIPE or --plan DIR", file=sys.stderr)
         return 2
