@@ -16,7 +16,7 @@ from ftc.compiler.models.params import count, resolve_targets
 GiB = 2**30
 CUDA_CONTEXT_BYTES = int(0.5 * GiB)  # context + kernels with lazy module loading (PyTorch PR #86509: 287 MB)
 COLLECTIVE_BUFFER_BYTES = int(0.5 * GiB)  # NCCL communicators and workspaces when world > 1
-ALLOCATOR_SLACK = 0.10  # reserved − allocated, as a share of the tensor peak (calibrated: docs/memory.md)
+ALLOCATOR_SLACK = 0.15  # reserved − allocated, as a share of the tensor peak (calibrated: docs/memory.md)
 
 NF4_DQ_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 0.5159: 4-bit codes, 8-bit absmax per 64, fp32 per 256 blocks
 NF4_BYTES = 0.5 + 4 / 64  # 0.5625: fp32 absmax per block of 64
@@ -25,7 +25,7 @@ DS_PREFETCH_BUCKET = 50_000_000
 DS_MAX_LIVE_PARAMETERS = 1_000_000_000
 BNB_MIN_8BIT_SIZE = 4096  # bnb keeps 32-bit state for smaller tensors
 LOSS_BYTES_UNCHUNKED = 8  # fp32 upcast + log-softmax output (or its gradient), on top of the logits dtype
-LOSS_BYTES_CHUNKED = 1
+LOSS_BYTES_CHUNKED = 1  # chunked output + loss: 16-bit logits stay, one chunk (1/8) upcast + log-softmax at a time
 
 UNMODELED = (
     "dropout masks of the base model's hidden/attention dropout (zero in Llama-family configs)",
@@ -221,8 +221,15 @@ def _layer_tokens_bytes(s: MemorySetup, with_lora_dropout: bool) -> tuple[float,
     """(bytes saved for backward per token by one layer, residual bytes per token per layer)."""
     a = s.arch
     compute = 4 if (s.mixed_precision == "no" and s.dtype == "fp32") else 2
-    resid = 4 if (s.method == "qlora" and s.kbit_fp32_upcast) else (
-        DTYPE_BYTES[s.dtype] if s.dtype == "fp32" else compute)
+    # residual stream: fp32 for an fp32 model under plain autocast (embedding output and norms stay fp32)
+    # and for QLoRA after the fp32 upcast; DeepSpeed and FSDP mixed precision run the layers in 16 bit
+    sharded_mixed = s.strategy in ("deepspeed", "fsdp") and s.mixed_precision != "no"
+    if s.method == "qlora" and s.kbit_fp32_upcast and not sharded_mixed:
+        resid = 4
+    elif s.dtype == "fp32" and not sharded_mixed:
+        resid = 4
+    else:
+        resid = compute
     h, q, inter = a.hidden, a.q_dim, a.intermediate
     parallel = a.model_type in ("falcon", "phi")  # attention and MLP read one norm output
     norms_in = (1 if parallel else 2) + (2 if a.model_type == "gemma2" else 0)
@@ -272,7 +279,7 @@ def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
 
 
 def _step_transient(s: MemorySetup, trainable: int, state_dtype: int, offloaded: bool) -> int:
-    if offloaded or s.optimizer_in_backward:
+    if offloaded or s.optimizer_in_backward or s.fused_optimizer:
         return 0
     shard = s.shards if s.shard_stage >= 1 else 1
     if s.strategy == "deepspeed":

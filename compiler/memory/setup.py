@@ -44,6 +44,7 @@ class MemorySetup:
     # Not produced by the compiler; they describe published runs the estimator is compared with.
     chunked_loss: bool = False
     optimizer_in_backward: bool = False
+    fused_optimizer: bool = False  # torch AdamW(fused=True): no foreach temporaries at the step
     activation_offload: bool = False
 
     def with_(self, **changes) -> "MemorySetup":
