@@ -144,6 +144,8 @@ def test_recipe_strings_never_reach_the_shell(case, tmp_path):
     plan["data"]["train"] = [nasty]
     plan["output"]["runs_dir"] = nasty
     plan["launch"]["master_addr"] = nasty
+    plan["launch"]["env"] = {"DS_ACCELERATOR": nasty}
+    plan["launch"]["launcher"] = nasty  # an unknown launcher is refused by launch.sh, never run
     work = tmp_path / "work"
     folder = _write(tmp_path / "out dir $(touch PWNED_DIR)", emit(plan))
     bin_dir = tmp_path / "bin"
@@ -157,11 +159,14 @@ def test_recipe_strings_never_reach_the_shell(case, tmp_path):
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FTC_STUB_LOG": str(log), "HOME": str(work), "SLURM_JOB_NODELIST": "n1",
            "SLURM_JOB_ID": "7"}
     launchers = ["accelerate", "torchrun", "deepspeed"] + (["python"] if plan["distributed"]["world_size"] == 1 else [])
+    refused = subprocess.run(["bash", str(folder / "launch.sh")], cwd=work, capture_output=True, text=True, env=env)
+    assert refused.returncode == 2 and "unknown launcher" in refused.stderr
     for launcher in launchers:
         result = subprocess.run(["bash", str(folder / "launch.sh"), "--resume", "auto"], cwd=work, capture_output=True,
                                 text=True, env={**env, "FTC_LAUNCHER": launcher})
         assert result.returncode == 0, result.stderr
-    result = subprocess.run(["bash", str(folder / "slurm.sbatch")], cwd=work, capture_output=True, text=True, env=env)
+    result = subprocess.run(["bash", str(folder / "slurm.sbatch")], cwd=work, capture_output=True, text=True,
+                            env={**env, "FTC_LAUNCHER": "deepspeed"})
     assert result.returncode == 0, result.stderr
     records, current = [], []
     for item in log.read_text().split("\0")[:-1]:
@@ -211,3 +216,16 @@ def test_cpu_accelerate_yaml_really_starts_n_processes(emitted, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     lines = sorted(line for line in result.stdout.splitlines() if line.startswith("RANK"))
     assert lines == ["RANK 0 OF 2 gloo", "RANK 1 OF 2 gloo"]
+
+
+@pytest.mark.parametrize("change", [
+    {"files": {"accelerate": "a.yaml\"; touch x; \""}},
+    {"env": {"BAD NAME": "x"}},
+    {"hosts": ["node-0;touch x"], "nnodes": 2, "files": {"deepspeed": "ds_config.json", "hostfile": "hostfile"}},
+])
+def test_emitter_refuses_plan_values_it_cannot_write_safely(change):
+    plan = plan_with(launch=change)
+    if "hosts" in change:
+        plan["distributed"].update(strategy="deepspeed", zero=2)
+    with pytest.raises(ValueError):
+        emit(plan)

@@ -37,6 +37,7 @@ def _environment():
         undefined=jinja2.StrictUndefined,
     )
     env.filters["q"] = lambda value: shlex.quote(str(value))
+    env.filters["c"] = safe_comment  # a plan string inside a comment line
     return env
 
 
@@ -70,18 +71,21 @@ def emit(plan: dict) -> dict[str, bytes]:
 
 def _context(plan: dict) -> dict:
     launch, dist = plan["launch"], plan["distributed"]
+    for name in launch["files"].values():
+        if name is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+            raise ValueError(f"bad file name {name!r} in plan.launch.files")
     return {
         "header": header_line(plan["recipe"]["source"]),
         "name": plan["recipe"]["name"],
         "name_comment": safe_comment(repr(plan["recipe"]["name"])),
         "job_name": job_name(plan["recipe"]["name"]),
         "launcher": launch["launcher"],
-        "nnodes": launch["nnodes"],
-        "nproc": launch["nproc_per_node"],
-        "world": dist["world_size"],
+        "nnodes": int(launch["nnodes"]),
+        "nproc": int(launch["nproc_per_node"]),
+        "world": int(dist["world_size"]),
         "strategy": dist["strategy"],
         "master_addr": launch["master_addr"],
-        "master_port": launch["master_port"],
+        "master_port": int(launch["master_port"]),
         "module": launch.get("entry_module", ENTRY_MODULE),
         "files": launch["files"],
         "accelerator": plan["hardware"]["accelerator"],

@@ -10,15 +10,17 @@ set -euo pipefail
 HERE="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
 PYTHON="${PYTHON:-python}"
 JOB_NAME=llama2-7b-full-zero3
-LAUNCHER="${FTC_LAUNCHER:-accelerate}"
+DEFAULT_LAUNCHER=accelerate
+LAUNCHER="${FTC_LAUNCHER:-$DEFAULT_LAUNCHER}"
 NNODES=2
 NPROC_PER_NODE=8
 WORLD_SIZE_TOTAL=16
 NODE_RANK="${NODE_RANK:-${SLURM_NODEID:-0}}"
 if [ -z "${MASTER_ADDR:-}" ]; then
-  echo "ftc: MASTER_ADDR is not set; using "127.0.0.1" (every node on this machine)" >&2
+  echo "ftc: MASTER_ADDR is not set; using the default address (every node on this machine)" >&2
 fi
-MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
+DEFAULT_MASTER_ADDR=127.0.0.1
+MASTER_ADDR="${MASTER_ADDR:-$DEFAULT_MASTER_ADDR}"
 MASTER_PORT="${MASTER_PORT:-29500}"
 HOSTFILE="${FTC_HOSTFILE:-$HERE/hostfile}"
 ENTRY_MODULE=ftc.runtime.train
