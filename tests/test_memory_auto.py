@@ -162,3 +162,42 @@ def test_estimate_table_and_exit_code(tmp_path, capsys):
 def test_examples_fit(name):
     root = Path(__file__).resolve().parent.parent
     assert [d.code for d in analyze(root / "examples" / f"{name}.ftspec").diagnostics if d.is_error] == []
+
+
+def test_lowering_uses_the_estimator_for_autos(tmp_path):
+    from ftc.compiler.pipeline import compile_recipe
+
+    path = write(tmp_path, micro="auto", gc="auto", length=4096,
+                 hardware='hardware {\n  gpu = a100-80gb\n  gpus_per_node = 2\n}\ndistributed deepspeed {\n  zero = auto\n}')
+    path.write_text(path.read_text().replace("method lora", "method full"))
+    result = compile_recipe(path, out_dir=tmp_path / "out")
+    assert result.plan is not None, [d.message for d in result.diagnostics]
+    plan = result.plan
+    autos = {a["field"]: a for a in plan["auto"]}
+    assert {"train.micro_batch", "distributed.zero", "train.gradient_checkpointing"} <= set(autos)
+    assert all("no memory estimate" not in a["reason"] for a in autos.values())
+    memory = plan["memory"]
+    assert memory["fits"] and memory["peak_bytes_per_gpu"] <= 80 * GiB
+    assert memory["setup"]["micro_batch"] == plan["batch"]["micro_batch"]
+    assert memory["setup"]["zero"] == plan["distributed"]["zero"] == autos["distributed.zero"]["value"]
+    assert memory["setup"]["gradient_checkpointing"] == autos["train.gradient_checkpointing"]["value"]
+
+
+def test_plan_memory_is_null_on_cpu(tmp_path):
+    from ftc.compiler.pipeline import compile_recipe
+
+    path = write(tmp_path, micro="2", gc="false", length=512, hardware="hardware {\n  accelerator = cpu\n}")
+    result = compile_recipe(path, out_dir=tmp_path / "out")
+    assert result.plan is not None and result.plan["memory"] is None
+
+
+def test_compile_path_imports_no_training_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, ftc.compiler.memory.budget, ftc.compiler.memory.auto, ftc.commands.estimate, "
+            "ftc.compiler.models.resolve\n"
+            "heavy = [m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'transformers', 'peft', 'deepspeed', 'accelerate')]\nprint(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -144,3 +144,12 @@ def test_gpu_catalog():
         assert gpu_memory(name) >= 15 * GiB
     with pytest.raises(KeyError):
         gpu_memory("a100")  # ambiguous
+
+
+def test_fsdp_sharding_variants():
+    base = MemorySetup(L2, method="full", strategy="fsdp", dp_world=16, gpus_per_node=8)
+    full = estimate(base).component("weights")
+    assert full == 2 * P // 16
+    assert estimate(base.with_(fsdp_sharding="hybrid_shard")).component("weights") == 2 * P // 8
+    assert estimate(base.with_(fsdp_sharding="shard_grad_op")).component("weights") == 2 * P
+    assert estimate(base.with_(fsdp_sharding="no_shard")).component("optimizer_states") == 4 * P

@@ -184,9 +184,14 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
                               "pinned staging, 1.5× headroom as DeepSpeed's estimator"))
     host.append(Component("model_load", counts.base * p_bytes if s.method != "qlora" else weight_bytes,
                           "weights read once per node while loading (page cache)"))
+    unmodeled = UNMODELED
+    if a.experts and s.method == "qlora":
+        unmodeled += ("4-bit quantization of fused MoE expert weights (counted unquantized)",)
+    if s.strategy == "fsdp" and s.method == "qlora":
+        unmodeled += ("FSDP-QLoRA quant-state buffers kept outside the shards",)
     return MemoryEstimate(tuple(gpu), tuple(off_peak), tuple(host), paged_bytes, tensor_peak,
                           tensor_peak + slack + context, sum(c.bytes for c in host), phase_name,
-                          counts.total, trainable)
+                          counts.total, trainable, unmodeled)
 
 
 def _optimizer_state_bytes(s: MemorySetup, trainable: int, state_dtype: int, counts) -> tuple[int, bool]:

@@ -107,6 +107,7 @@ def setup_from_recipe(recipe) -> RecipeMemory:
         optimizer=recipe.value("train.optimizer", "adamw"), micro_batch=int(micro), seq_len=int(seq_len),
         gradient_checkpointing=bool(checkpointing), attention=recipe.value("model.attention", "sdpa"),
         strategy=strategy, zero=int(zero),
+        fsdp_sharding=recipe.value("distributed.sharding", "full_shard") if strategy == "fsdp" else "full_shard",
         offload_optimizer=recipe.value("distributed.offload_optimizer", "none") if strategy == "deepspeed" else "none",
         offload_params=offload_params, dp_world=world, gpus_per_node=gpus_per_node, nodes=nodes,
         evaluates=evaluates,

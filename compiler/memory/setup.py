@@ -30,7 +30,8 @@ class MemorySetup:
     gradient_checkpointing: bool = False
     attention: str = "sdpa"  # sdpa | eager | flash_attention_2
     strategy: str = "none"  # none | ddp | deepspeed | fsdp
-    zero: int = 0  # DeepSpeed stage; fsdp full_shard behaves as 3
+    zero: int = 0  # DeepSpeed stage
+    fsdp_sharding: str = "full_shard"  # full_shard | shard_grad_op | hybrid_shard | no_shard
     offload_optimizer: str = "none"  # none | cpu | nvme
     offload_params: str = "none"  # none | cpu | nvme
     dp_world: int = 1
@@ -56,12 +57,16 @@ class MemorySetup:
         if self.strategy == "deepspeed":
             return self.zero
         if self.strategy == "fsdp":
-            return 3
+            return {"full_shard": 3, "hybrid_shard": 3, "shard_grad_op": 2}.get(self.fsdp_sharding, 0)
         return 0
 
     @property
     def shards(self) -> int:
-        return max(1, self.dp_world) if self.shard_stage > 0 else 1
+        if self.shard_stage == 0:
+            return 1
+        if self.strategy == "fsdp" and self.fsdp_sharding == "hybrid_shard":
+            return max(1, min(self.gpus_per_node, self.dp_world))  # sharded within a node, replicated across
+        return max(1, self.dp_world)
 
     @property
     def ranks_per_node(self) -> int:
