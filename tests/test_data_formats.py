@@ -228,3 +228,30 @@ def test_csv_bad_row_is_located_by_row(tmp_path, tok):
     with pytest.raises(DataError) as info:
         run(tmp_path, tok, train=["c.csv"], format="completion")
     assert info.value.row == 2 and info.value.unit == "row" and "(row 2)" in str(info.value)
+
+
+def test_template_skeleton_agrees_with_prefix_rendering(tok):
+    from ftc.runtime.data.render import ChatRenderer
+
+    convs = [
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+        [{"role": "system", "content": "s"}, {"role": "user", "content": " a "},
+         {"role": "assistant", "content": "b\n"}, {"role": "user", "content": "c"},
+         {"role": "assistant", "content": ""}, {"role": "user", "content": "trailing"}],
+    ]
+    for template in (tok.chat_template,
+                     # edits contents: rows must fall back to prefix rendering and still be exact
+                     "{% for m in messages %}[{{ m['role'] }}]{{ m['content'] | trim }}<|end|>{% endfor %}"
+                     "{% if add_generation_prompt %}[assistant]{% endif %}"):
+        saved = tok.chat_template
+        tok.chat_template = template
+        try:
+            renderer = ChatRenderer(tok)
+            for msgs in convs:
+                for _ in range(2):  # first call builds the skeleton, second uses it
+                    full = renderer.render(msgs, False)
+                    expected = renderer._segments_by_prefixes(msgs, full)
+                    assert renderer.segments(msgs, "completions") == expected
+                    assert "".join(t for t, _ in expected) == full
+        finally:
+            tok.chat_template = saved

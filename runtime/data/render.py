@@ -83,6 +83,7 @@ class ChatRenderer:
         self.template = template
         self._kwargs = dict(tokenizer.special_tokens_map)
         self._tokenizer = tokenizer
+        self._skeletons: dict = {}
         try:
             from transformers.utils.chat_template_utils import _compile_jinja_template
 
@@ -98,10 +99,31 @@ class ChatRenderer:
                                                    add_generation_prompt=add_generation_prompt)
 
     def segments(self, messages: list[dict], train_on: str) -> list[tuple[str, bool]]:
-        """[(text, trained)]; assistant turns (with their end-of-turn) trained, the rest masked."""
+        """[(text, trained)]; assistant turns (with their end-of-turn) trained, the rest masked.
+
+        The boundaries come from a skeleton rendered once per role sequence (contents replaced by
+        sentinels); a row uses it only when the skeleton with the row's contents filled in equals the
+        row's real rendering, so templates that edit or inspect contents fall back to rendering every
+        prefix of that row.
+        """
         full = self.render(messages, False)
         if train_on == "all":
             return [(full, True)]
+        roles = tuple(m["role"] for m in messages)
+        skeleton = self._skeletons.get(roles, _MISSING)
+        if skeleton is _MISSING:
+            skeleton = self._skeletons[roles] = _Skeleton.build(self, roles)
+        if skeleton is not None:
+            found = skeleton.apply([m["content"] for m in messages], full)
+            if found is not None:
+                return found
+        return self._segments_by_prefixes(messages, full)
+
+    def _segments_by_prefixes(self, messages: list[dict], full: str) -> list[tuple[str, bool]]:
+        return [(full[a:b], t) for a, b, t in self.boundaries(messages, full)]
+
+    def boundaries(self, messages: list[dict], full: str) -> list[tuple[int, int, bool]]:
+        """(start, end, trained) character spans of `full`, found by rendering prefixes of the conversation."""
         out, pos, last = [], 0, len(messages) - 1
         for i, m in enumerate(messages):
             if m["role"] != "assistant":
@@ -112,12 +134,81 @@ class ChatRenderer:
                     and len(through) >= len(before)):
                 raise ValueError(f"the chat template does not render the conversation up to message {i + 1} as a "
                                  "prefix of the whole, so the assistant turn cannot be located")
-            out.append((full[pos:len(before)], False))
-            out.append((full[len(before):len(through)], True))
+            out.append((pos, len(before), False))
+            out.append((len(before), len(through), True))
             pos = len(through)
         if pos < len(full):
-            out.append((full[pos:], False))
-        return [s for s in out if s[0]]
+            out.append((pos, len(full), False))
+        return [s for s in out if s[1] > s[0]]
+
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class _Skeleton:
+    """A role sequence's rendering with sentinel contents: literal pieces and segment boundaries."""
+
+    literals: tuple[str, ...]  # len(order) + 1 pieces around the contents
+    order: tuple[int, ...]  # message index of each content, in text order
+    cuts: tuple[tuple[int, int, int, int, bool], ...]  # (start piece, offset, end piece, offset, trained)
+
+    @staticmethod
+    def build(renderer: "ChatRenderer", roles: tuple[str, ...]) -> "_Skeleton | None":
+        import re
+
+        sentinels = [f"\ue000{k}\ue001" for k in range(len(roles))]
+        messages = [{"role": r, "content": s} for r, s in zip(roles, sentinels)]
+        try:
+            full = renderer.render(messages, False)
+            spans = renderer.boundaries(messages, full)
+        except Exception:
+            return None
+        found = [(m.start(), m.end(), int(m.group(1))) for m in re.finditer("\ue000(\\d+)\ue001", full)]
+        order = [k for _, _, k in found]
+        if sorted(order) != list(range(len(roles))):
+            return None  # a content dropped or repeated by the template
+        literals, pos = [], 0
+        for a, b, _ in found:
+            literals.append(full[pos:a])
+            pos = b
+        literals.append(full[pos:])
+        bounds = [(0 if j == 0 else found[j - 1][1], found[j][0] if j < len(found) else len(full))
+                  for j in range(len(literals))]
+
+        def locate(x: int) -> tuple[int, int] | None:
+            """(literal piece, offset in it) of skeleton position x; None inside a content."""
+            for j, (lo, hi) in enumerate(bounds):
+                if lo <= x <= hi:
+                    return j, x - lo
+            return None
+
+        cuts = []
+        for a, b, trained in spans:
+            la, lb = locate(a), locate(b)
+            if la is None or lb is None:
+                return None
+            cuts.append((la[0], la[1], lb[0], lb[1], trained))
+        return _Skeleton(tuple(literals), tuple(order), tuple(cuts))
+
+    def apply(self, contents: list, full: str) -> list[tuple[str, bool]] | None:
+        """The row's segments, or None when the row's real rendering differs from the skeleton's."""
+        parts = [self.literals[0]]
+        piece_start = [0]
+        pos = len(self.literals[0])
+        for k, lit in zip(self.order, self.literals[1:]):
+            c = contents[k]
+            if not isinstance(c, str):
+                return None
+            parts.append(c)
+            parts.append(lit)
+            pos += len(c)
+            piece_start.append(pos)
+            pos += len(lit)
+        if pos != len(full) or "".join(parts) != full:
+            return None
+        return [(full[piece_start[ja] + oa:piece_start[jb] + ob], t) for ja, oa, jb, ob, t in self.cuts
+                if piece_start[jb] + ob > piece_start[ja] + oa]
 
 
 def instruction_prompts(table: pa.Table) -> pa.Array:
