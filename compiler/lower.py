@@ -50,11 +50,12 @@ class Lowering:
     auto: list = field(default_factory=list)
     derived: dict = field(default_factory=dict)  # plan field -> "derived" provenance of lowered values
 
-    def rel(self, path: str | os.PathLike) -> str:
-        """`path` (relative to the recipe, or absolute) as a path relative to the output folder."""
-        target = Path(path)
+    def rel(self, path: str | os.PathLike, key: str | None = None) -> str:
+        """`path` as a path relative to the output folder. A relative `path` is relative to the file that set
+        `key` (a parent recipe's paths stay relative to the parent; `--set` values to the working directory)."""
+        target = Path(os.path.expanduser(str(path)))
         if not target.is_absolute():
-            target = self.recipe.base_dir / target
+            target = (self.recipe.location(key) if key else self.recipe.base_dir) / target
         return Path(os.path.relpath(os.path.abspath(target), self.out_dir)).as_posix()
 
     def decide(self, field_name: str, value: Any, reason: str) -> Any:
@@ -91,12 +92,12 @@ def is_local_model(name: str, base_dir: Path) -> bool:
 def lower_model(lw: Lowering) -> None:
     r = lw.recipe
     name = r.value("model")
-    local = is_local_model(name, r.base_dir)
+    local = is_local_model(name, r.location("model"))
     tokenizer = r.value("model.tokenizer")
-    if tokenizer is not None and is_local_model(tokenizer, r.base_dir):
-        tokenizer = lw.rel(os.path.expanduser(tokenizer))
+    if tokenizer is not None and is_local_model(tokenizer, r.location("model.tokenizer")):
+        tokenizer = lw.rel(tokenizer, "model.tokenizer")
     lw.plan["model"] = {
-        "name_or_path": lw.rel(os.path.expanduser(name)) if local else name,
+        "name_or_path": lw.rel(name, "model") if local else name,
         "local": local,
         "revision": r.value("model.revision"),
         "dtype": r.value("model.dtype"),
@@ -130,13 +131,11 @@ def lower_method(lw: Lowering) -> None:
 # ---------------------------------------------------------------- data
 
 
-def _data_paths(lw: Lowering, values) -> list[str] | None:
+def _data_paths(lw: Lowering, key: str) -> list[str] | None:
+    values = lw.recipe.value(key)
     if values is None:
         return None
-    out = []
-    for value in values:
-        out.append(value if value.startswith("hf:") else lw.rel(os.path.expanduser(value)))
-    return out
+    return [value if value.startswith("hf:") else lw.rel(value, key) for value in values]
 
 
 def lower_data(lw: Lowering) -> None:
@@ -144,8 +143,8 @@ def lower_data(lw: Lowering) -> None:
     split = r.value("data.eval_split")
     columns = {key.rsplit(".", 1)[1]: s.value for key, s in r.items("data.columns.")}
     lw.plan["data"] = {
-        "train": _data_paths(lw, r.value("data.train")),
-        "eval": _data_paths(lw, r.value("data.eval")),
+        "train": _data_paths(lw, "data.train"),
+        "eval": _data_paths(lw, "data.eval"),
         "eval_split": float(split.value) if isinstance(split, Amount) and r.value("data.eval") is None else 0.0,
         "format": r.value("data.format"),
         "columns": columns,
@@ -157,7 +156,7 @@ def lower_data(lw: Lowering) -> None:
         "on_bad_rows": r.value("data.on_bad_rows"),
         "truncation": r.value("data.truncation"),
         "seed": r.value("data.seed"),
-        "cache_dir": lw.rel(r.value("data.cache_dir")) if r.value("data.cache_dir") else None,
+        "cache_dir": lw.rel(r.value("data.cache_dir"), "data.cache_dir") if r.value("data.cache_dir") else None,
     }
 
 
@@ -399,7 +398,7 @@ def _train_rows(lw: Lowering, limit: int) -> int | None:
         if value.startswith("hf:") or any(ch in value for ch in "*?["):
             return None
         path = Path(os.path.expanduser(value))
-        path = path if path.is_absolute() else lw.recipe.base_dir / path
+        path = path if path.is_absolute() else lw.recipe.location("data.train") / path
         if path.suffix.lower() not in COUNTABLE_SUFFIXES:
             return None
         rows = count_rows(path, limit)
@@ -543,7 +542,7 @@ def lower_checkpoint(lw: Lowering) -> None:
 def lower_tracking(lw: Lowering) -> None:
     track = [t for t in lw.recipe.value("train.track", ()) if t != "none"]
     lw.plan["tracking"] = {"backends": ["jsonl"] + sorted(set(track)), "mlflow_uri": None}
-    lw.plan["output"] = {"runs_dir": lw.rel(lw.recipe.value("output.runs_dir")),
+    lw.plan["output"] = {"runs_dir": lw.rel(lw.recipe.value("output.runs_dir"), "output.runs_dir"),
                          "merge": bool(lw.recipe.value("output.merge"))}
 
 

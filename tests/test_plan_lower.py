@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from unittest import mock
 
@@ -228,3 +229,25 @@ def test_batch_arithmetic_property(tmp_path):
         assert accum is None or batch["grad_accum"] == accum
 
     check()
+
+
+def test_paths_of_a_parent_recipe_stay_relative_to_the_parent(tmp_path, monkeypatch):
+    (tmp_path / "base").mkdir()
+    parent = recipe(tmp_path / "base", train="global_batch = 8")
+    child_dir = tmp_path / "team" / "runs"
+    child_dir.mkdir(parents=True)
+    child = child_dir / "child.ftspec"
+    child.write_text(f'extends "{os.path.relpath(parent, child_dir)}"\nrecipe "child"\ntrain {{\n  lr = 2e-4\n}}\n')
+    out = tmp_path / "out"
+    result = compiled(child, out=out)
+    assert result.plan is not None, [d.message for d in result.diagnostics]
+    plan = result.plan
+    assert plan["data"]["train"] == ["../base/data/train.jsonl"]  # the parent's data, not team/runs/data
+    assert plan["output"]["runs_dir"] == "../team/runs/runs"  # a default: next to the recipe compiled
+    assert [s["path"] for s in plan["recipe"]["sources"]] == ["../base/r.ftspec", "../team/runs/child.ftspec"]
+    monkeypatch.chdir(tmp_path / "team")
+    (tmp_path / "team" / "other.jsonl").write_text('{"text": "a"}\n')
+    result = compiled(child, 'data.train="other.jsonl"', out=out)
+    assert result.plan is not None, [d.message for d in result.diagnostics]
+    plan = result.plan
+    assert plan["data"]["train"] == ["../team/other.jsonl"]  # --set paths are relative to the working directory
