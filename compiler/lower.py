@@ -4,8 +4,8 @@ Each pass reads the typed recipe and writes one part of the plan; a pass that fi
 lower appends a located diagnostic (E05xx) and the plan is dropped at the end. The passes own:
 
 - every `auto`: `distributed auto`, `zero = auto`, `micro_batch = auto`, `gradient_checkpointing = auto`,
-  each recorded in `plan["auto"]` with its reason (the memory estimator decides when it is installed,
-  `_fallback_*` below otherwise);
+  each recorded in `plan["auto"]` with its reason (the memory estimator's `choose` decides whenever there is a
+  GPU budget and a known architecture; fixed rules otherwise, see docs/plan.md);
 - the batch arithmetic, in one place: global = micro × grad_accum × data-parallel world, never floored;
 - steps: declared (`max_steps`), counted from local data files when the count is exact, else "runtime";
 - every path, rewritten relative to the output folder.
@@ -73,7 +73,7 @@ def _span(lowering: Lowering, key: str):
 
 def lower_recipe(lw: Lowering) -> None:
     sources = []
-    for display, path in zip(lw.recipe.files, lw.recipe.file_paths):
+    for path in lw.recipe.file_paths:
         try:
             digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         except OSError:  # the loader already read it; a file removed meanwhile is not our concern here
@@ -317,6 +317,8 @@ def lower_memory_autos(lw: Lowering) -> None:
                 zero = lw.decide("distributed.zero", *choice)
             elif r.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit"):
                 zero = lw.decide("distributed.zero", 0, "8-bit optimizers cannot be partitioned by ZeRO")
+            elif dist["offload_params"] != "none":
+                zero = lw.decide("distributed.zero", 3, "`offload_params` needs stage 3")
             elif lw.plan["method"]["kind"] == "full":
                 zero = lw.decide("distributed.zero", 3, f"{_why_no_estimate(lw)}: full fine-tuning "
                                  "partitions weights too (stage 3)")
@@ -340,11 +342,21 @@ def lower_memory_autos(lw: Lowering) -> None:
 
 
 def _estimator_choice(lw: Lowering, what: str, **context) -> tuple[Any, str] | None:
-    """(value, reason) from the memory estimator's auto pass, or None when it is not installed."""
+    """(value, reason) from the memory estimator's auto pass, or None when it cannot decide."""
     hook = _estimator_hook()
     if hook is None:
         return None
-    return hook(lw.recipe, what, lw.plan, **context)
+    try:
+        return hook(lw.recipe, what, lw.plan, **context)
+    except Exception as exc:  # noqa: BLE001 - a bug there must not become a traceback for a valid recipe
+        _estimator_failed(lw, exc)
+        return None
+
+
+def _estimator_failed(lw: Lowering, exc: Exception) -> None:
+    lw.sink.warning("W0519", f"the memory estimator failed ({type(exc).__name__}: {exc}); fixed rules used instead",
+                    lw.recipe.block_span("hardware") or lw.recipe.block_span("train"),
+                    help="please report this; the plan is still valid, its autos are not memory-aware")
 
 
 def _estimator_hook() -> Callable | None:
@@ -361,7 +373,13 @@ def _estimate(lw: Lowering) -> dict | None:
     except ImportError:
         return None
     estimate = getattr(auto, "plan_estimate", None)
-    return estimate(lw.recipe, lw.plan) if estimate is not None else None
+    if estimate is None:
+        return None
+    try:
+        return estimate(lw.recipe, lw.plan)
+    except Exception as exc:  # noqa: BLE001 - see _estimator_choice
+        _estimator_failed(lw, exc)
+        return None
 
 
 # ---------------------------------------------------------------- steps and schedule

@@ -251,3 +251,15 @@ def test_paths_of_a_parent_recipe_stay_relative_to_the_parent(tmp_path, monkeypa
     assert result.plan is not None, [d.message for d in result.diagnostics]
     plan = result.plan
     assert plan["data"]["train"] == ["../team/other.jsonl"]  # --set paths are relative to the working directory
+
+
+def test_estimator_failure_is_a_warning_and_fixed_rules(tmp_path):
+    from ftc.compiler.memory import auto
+
+    path = recipe(tmp_path, train="global_batch = 32\nmicro_batch = auto", hardware="gpus_per_node = 2")
+    with mock.patch.object(auto, "choose", side_effect=RuntimeError("boom")), \
+            mock.patch.object(auto, "plan_estimate", side_effect=RuntimeError("boom")):
+        result = compiled(path)
+    assert result.plan is not None
+    assert "W0519" in [d.code for d in result.diagnostics]
+    assert result.plan["batch"]["micro_batch"] == 8 and result.plan["memory"] is None
