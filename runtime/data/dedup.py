@@ -34,24 +34,28 @@ def _shingles(text: str, size: int = 3) -> list[bytes]:
     return [" ".join(words[i:i + size]).encode("utf-8") for i in range(len(words) - size + 1)]
 
 
-def near_keep(text: pa.Array, threshold: float, *, num_perm: int = 128, seed: int = 1) -> np.ndarray:
-    """Indices of rows kept by MinHash LSH: a row is dropped when an earlier kept row is a likely near twin."""
+def near_keep(texts, threshold: float, *, num_perm: int = 128, seed: int = 1) -> np.ndarray:
+    """Positions of rows kept by MinHash LSH: a row is dropped when an earlier kept row is a likely near twin.
+
+    `texts` is an Arrow string array or an iterable of them (read slice by slice)."""
     from datasketch import MinHash, MinHashLSH
 
-    docs = text.to_pylist()
+    if isinstance(texts, (pa.Array, pa.ChunkedArray)):
+        texts = [texts]
     # LSH finds candidates (its banding cannot express thresholds near 1); the estimated Jaccard
     # similarity of each candidate then decides, so the threshold means what it says
     lsh = MinHashLSH(threshold=min(threshold, 0.9), num_perm=num_perm)
     kept: dict[int, object] = {}
     keep = []
-    batch = 2048
-    for start in range(0, len(docs), batch):
-        chunk = [_shingles(d or "") for d in docs[start:start + batch]]
-        for offset, mh in enumerate(MinHash.bulk(chunk, num_perm=num_perm, seed=seed)):
-            i = start + offset
-            if any(kept[j].jaccard(mh) >= threshold for j in lsh.query(mh)):
-                continue
-            lsh.insert(i, mh)
-            kept[i] = mh
-            keep.append(i)
+    i = 0
+    for array in texts:
+        docs = array.to_pylist()
+        for start in range(0, len(docs), 2048):
+            chunk = [_shingles(d or "") for d in docs[start:start + 2048]]
+            for mh in MinHash.bulk(chunk, num_perm=num_perm, seed=seed):
+                if not any(kept[j].jaccard(mh) >= threshold for j in lsh.query(mh)):
+                    lsh.insert(i, mh)
+                    kept[i] = mh
+                    keep.append(i)
+                i += 1
     return np.asarray(keep, dtype=np.int64)

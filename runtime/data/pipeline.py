@@ -1,31 +1,33 @@
 """prepare(): plan["data"] + tokenizer -> training-ready data sets, a collator and a report.
 
 Stages, each a function over frozen values: read -> check -> dedup -> split -> encode + mask ->
-truncate + lint -> pack -> cache. Everything between stages is columnar (Arrow or numpy).
+truncate + lint -> pack -> cache. Everything between stages is columnar (Arrow or numpy). Rows are
+read into one Arrow table; later stages pass row indices, take bounded chunks of it, and stream their
+output to Arrow files in the cache entry, so no stage holds a second copy of the data set.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import dedup as _dedup
 from .cache import CacheEntry, cache_key, tokenizer_fingerprint
 from .collate import PackedCollator, PaddingCollator
 from .errors import DataError
 from .formats import FormatSpec, check, content, normalize
-from .pack import pack
-from .render import ChatRenderer, TokenizerInfo, probe_tokenizer
-from .report import BadRow, DataReport, Histogram, SplitStats
+from .render import ChatRenderer, probe_tokenizer
+from .report import BadRow, DataReport, Histogram
 from .sources import PROBLEM, ROW, SRC, Source, file_fingerprint, read_source, resolve
 from .spec import DataSpec
 from .split import eval_mask
-from .tokenize import Encoded, Encoder, encode_table, end_counts, trained_counts, truncate
+from .tokenize import Encoder, encode_rows
+from .write import SplitWriter
 
 MAX_BAD_EXAMPLES = 10
 
@@ -66,7 +68,10 @@ def _read(sources: tuple[Source, ...], fmt: FormatSpec, what: str) -> _Rows:
                  .append_column(ROW, pa.array(np.asarray(read.numbers, dtype=np.int64)))
                  .append_column(PROBLEM, problems))
         tables.append(table)
-    return _Rows(pa.concat_tables(tables) if tables else fmt.schema().empty_table(), sources)
+        del read
+    if not tables:
+        raise DataError(f"data.{what} names no source")
+    return _Rows(pa.concat_tables(tables), sources)
 
 
 def _bad_rows(rows: _Rows, problems: dict[int, str], spec: DataSpec) -> list[BadRow]:
@@ -96,39 +101,78 @@ def _problems_of(table: pa.Table) -> dict[int, str]:
     return dict(zip(bad.tolist(), texts))
 
 
-def _take(rows: _Rows, keep: np.ndarray) -> _Rows:
-    return _Rows(rows.table.take(pa.array(keep, type=pa.int64())), rows.sources)
+HASH_CHUNK = 16384
+
+
+def _contents(table: pa.Table, indices: np.ndarray, fmt: FormatSpec):
+    """Normalised content of the rows `indices`, in bounded slices."""
+    for start in range(0, len(indices), HASH_CHUNK):
+        idx = pa.array(indices[start:start + HASH_CHUNK], type=pa.int64())
+        yield content(table.take(idx), fmt)
+
+
+def _hashes(table: pa.Table, indices: np.ndarray, fmt: FormatSpec) -> np.ndarray:
+    parts = [_dedup.content_hashes(text) for text in _contents(table, indices, fmt)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
 
 
 @dataclass(frozen=True)
-class _Built:
-    train: pa.Table
-    eval: pa.Table | None
-    report: DataReport
+class _Plan:
+    """Which table rows each split takes, after checks, dedup and split."""
+
+    train: np.ndarray
+    eval: np.ndarray | None
+    eval_rows: _Rows | None
+    bad_examples: tuple[BadRow, ...]
+    bad_count: int
+    dup_exact: int
+    dup_near: int
+    eval_source: str
 
 
-def _stats(enc: Encoded, packed, max_length: int) -> SplitStats:
-    tokens = int(len(enc.ids))
-    trained = int((enc.labels != -100).sum())
-    if packed is not None:
-        # packing masks the first token of each example (see pack.py), which is never trained anyway
-        return SplitStats(len(enc.rows), tokens, int((packed.labels != -100).sum()), packed.rows,
-                          packed.rows * max_length)
-    return SplitStats(len(enc.rows), tokens, trained, None, tokens)
+def _select(spec: DataSpec, fmt: FormatSpec, train: _Rows, evalr: _Rows | None) -> _Plan:
+    bad_examples: list[BadRow] = []
+    bad_count = 0
+    keep = {}
+    for name, rows in (("train", train), ("eval", evalr)):
+        if rows is None:
+            continue
+        problems = _problems_of(rows.table)
+        bad_examples += _bad_rows(rows, problems, spec)
+        bad_count += len(problems)
+        keep[name] = np.nonzero(rows.table.column(PROBLEM).is_null().to_numpy(zero_copy_only=False))[0]
+
+    dup_exact = dup_near = 0
+    hashes = {}
+    for name, rows in (("train", train), ("eval", evalr)):
+        if rows is None:
+            continue
+        idx = keep[name]
+        h = _hashes(rows.table, idx, fmt)
+        if spec.dedup != "none":
+            first = _dedup.exact_keep(h)
+            if name == "eval":  # an eval row that repeats a train row would measure memorisation
+                first = first[~np.isin(h[first], hashes["train"])]
+            dup_exact += len(idx) - len(first)
+            idx, h = idx[first], h[first]
+            if spec.dedup == "near":
+                near = _dedup.near_keep(_contents(rows.table, idx, fmt), spec.near_dedup_threshold, seed=spec.seed)
+                dup_near += len(idx) - len(near)
+                idx, h = idx[near], h[near]
+        keep[name], hashes[name] = idx, h
+
+    if evalr is not None:
+        return _Plan(keep["train"], keep["eval"], evalr, tuple(bad_examples), bad_count, dup_exact, dup_near,
+                     "files")
+    if spec.eval_split > 0:
+        mask = eval_mask(hashes["train"], spec.eval_split, spec.seed)
+        return _Plan(keep["train"][~mask], keep["train"][mask], train, tuple(bad_examples), bad_count,
+                     dup_exact, dup_near, "split")
+    return _Plan(keep["train"], None, None, tuple(bad_examples), bad_count, dup_exact, dup_near, "none")
 
 
-def _arrow(enc: Encoded, packed) -> pa.Table:
-    def lists(values, offsets):
-        return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
-
-    if packed is not None:
-        return pa.table({"input_ids": lists(packed.ids, packed.offsets), "labels": lists(packed.labels, packed.offsets),
-                         "position_ids": lists(packed.positions, packed.offsets)})
-    return pa.table({"input_ids": lists(enc.ids, enc.offsets), "labels": lists(enc.labels, enc.offsets)})
-
-
-def build(spec: DataSpec, tokenizer, train_sources, eval_sources) -> _Built:
-    """The whole pipeline, in memory; `prepare` adds the cache around it."""
+def build(spec: DataSpec, tokenizer, train_sources, eval_sources, out: Path) -> DataReport:
+    """The whole pipeline, streaming into `out` (train.arrow, eval.arrow); returns the report."""
     fmt = FormatSpec(spec.format, spec.column_map, spec.train_on)
     info = probe_tokenizer(tokenizer, spec.format)
     renderer = ChatRenderer(tokenizer) if spec.format == "chat" else None
@@ -137,76 +181,35 @@ def build(spec: DataSpec, tokenizer, train_sources, eval_sources) -> _Built:
     train = _read(train_sources, fmt, "train")
     evalr = _read(eval_sources, fmt, "eval") if eval_sources else None
     rows_read = train.table.num_rows + (evalr.table.num_rows if evalr else 0)
+    plan = _select(spec, fmt, train, evalr)
 
-    bad_examples: list[BadRow] = []
-    bad_count = 0
-    splits = {"train": train, "eval": evalr}
-    for name, rows in list(splits.items()):
-        if rows is None:
-            continue
-        problems = _problems_of(rows.table)
-        bad_examples += _bad_rows(rows, problems, spec)
-        bad_count += len(problems)
-        if problems:
-            splits[name] = _take(rows, np.nonzero(rows.table.column(PROBLEM).is_null().to_numpy(zero_copy_only=False))[0])
-    train, evalr = splits["train"], splits["eval"]
-
-    # dedup: exact within each split, eval rows that repeat a train row, then near
-    dup_exact = dup_near = 0
-    hashes = {}
-    for name in ("train", "eval"):
-        rows = splits[name]
-        if rows is None:
-            continue
-        text = content(rows.table, fmt)
-        h = _dedup.content_hashes(text)
-        if spec.dedup != "none":
-            keep = _dedup.exact_keep(h)
-            if name == "eval":
-                keep = keep[~np.isin(h[keep], hashes["train"])]
-            dup_exact += rows.table.num_rows - len(keep)
-            if len(keep) != rows.table.num_rows:
-                rows, h, text = _take(rows, keep), h[keep], text.take(pa.array(keep))
-            if spec.dedup == "near":
-                keep = _dedup.near_keep(text, spec.near_dedup_threshold, seed=spec.seed)
-                dup_near += rows.table.num_rows - len(keep)
-                if len(keep) != rows.table.num_rows:
-                    rows, h = _take(rows, keep), h[keep]
-        splits[name], hashes[name] = rows, h
-    train, evalr = splits["train"], splits["eval"]
-
-    eval_source = "files" if evalr is not None else "none"
-    if evalr is None and spec.eval_split > 0:
-        mask = eval_mask(hashes["train"], spec.eval_split, spec.seed)
-        evalr = _take(train, np.nonzero(mask)[0])
-        train = _take(train, np.nonzero(~mask)[0])
-        eval_source = "split"
-
+    bad_examples, bad_count = list(plan.bad_examples), plan.bad_count
+    stats, lengths = {}, None
     truncated = too_long = untrainable = 0
-    encoded = {}
-    for name, rows in (("train", train), ("eval", evalr)):
-        if rows is None:
+    for name, rows, indices in (("train", train, plan.train), ("eval", plan.eval_rows, plan.eval)):
+        if indices is None:
             continue
-        enc, problems = encode_table(rows.table, spec.format, spec.train_on, encoder, renderer)
-        bad = _bad_rows(rows, problems, spec)
-        bad_examples += bad
-        bad_count += len(problems)
-        enc, n_trunc, n_drop = truncate(enc, spec.max_length, spec.truncation)
-        truncated += n_trunc
-        too_long += n_drop
-        trainable = trained_counts(enc) > 0
-        untrainable += int((~trainable).sum())
-        if not trainable.all():
-            enc = enc.select(np.nonzero(trainable)[0])
-        _lint_end_tokens(enc, rows, info, spec)
-        encoded[name] = enc
+        writer = SplitWriter(out / f"{name}.arrow", max_length=spec.max_length, truncation=spec.truncation,
+                             packing=spec.packing, info=info, locate=rows.where)
+        try:
+            for enc, problems in encode_rows(rows.table, indices, spec.format, spec.train_on, encoder, renderer):
+                if problems:
+                    bad_examples += _bad_rows(rows, problems, spec)
+                    bad_count += len(problems)
+                writer.add(enc)
+        except BaseException:
+            writer.abort()
+            raise
+        stats[name] = writer.close()
+        truncated += writer.truncated
+        too_long += writer.dropped_too_long
+        untrainable += writer.untrainable
+        if name == "train":
+            lengths = writer.lengths
 
-    if len(encoded["train"].rows) == 0:
+    if stats["train"].rows == 0:
         raise DataError("no training example is left after checks, dedup, split and truncation",
                         file=train_sources[0].display if train_sources else None)
-    packed = {k: (pack(v, spec.max_length) if spec.packing else None) for k, v in encoded.items()}
-    stats = {k: _stats(v, packed[k], spec.max_length) for k, v in encoded.items()}
-    lengths = encoded["train"].lengths
     eff = None
     if spec.packing:
         tokens = sum(s.tokens for s in stats.values())
@@ -217,65 +220,22 @@ def build(spec: DataSpec, tokenizer, train_sources, eval_sources) -> _Built:
     report = DataReport(
         format=spec.format, sources=tuple(s.display for s in tuple(train_sources) + tuple(eval_sources)),
         rows_read=rows_read, bad_rows=bad_count, bad_row_examples=tuple(bad_examples[:MAX_BAD_EXAMPLES]),
-        duplicates_exact=dup_exact, duplicates_near=dup_near, train=stats["train"], eval=stats.get("eval"),
-        eval_source=eval_source if "eval" in stats else "none", truncated=truncated, dropped_too_long=too_long,
-        dropped_untrainable=untrainable, max_length=spec.max_length, packing=spec.packing,
-        packing_efficiency=eff, length_percentiles=pct, histogram=Histogram.of(lengths, spec.max_length))
-    return _Built(_arrow(encoded["train"], packed["train"]),
-                  _arrow(encoded["eval"], packed["eval"]) if "eval" in encoded else None, report)
-
-
-def _lint_end_tokens(enc: Encoded, rows: _Rows, info: TokenizerInfo, spec: DataSpec) -> None:
-    """Every example that was not cut at its end must train on an end-of-turn or EOS token."""
-    if len(enc.rows) == 0:
-        return
-    cut_end = enc.truncated if spec.truncation == "right" else np.zeros(len(enc.rows), dtype=bool)
-    missing = (end_counts(enc, info.end_ids) == 0) & ~cut_end
-    if not missing.any():
-        return
-    i = int(np.nonzero(missing)[0][0])
-    source, number = rows.where(int(enc.rows[i]))
-    names = ", ".join(str(t) for t in sorted(info.end_ids))
-    raise DataError(f"no end-of-turn or EOS token (ids {names}) inside the loss mask: a model trained on this "
-                    f"would never learn to stop ({int(missing.sum())} example(s))",
-                    file=source.display, row=number, unit=source.unit,
-                    help="the chat template must close assistant turns with an end-of-turn token that belongs "
-                         "to the assistant's part of the text; check the template, or use train_on = all")
-
-
-def _dataset(table: pa.Table):
-    import datasets
-    from datasets.table import InMemoryTable
-
-    return datasets.Dataset(InMemoryTable(table))
-
-
-def _save(tmp: Path, built: _Built) -> None:
-    import json
-
-    from datasets.utils import logging as ds_logging
-
-    shown = ds_logging.is_progress_bar_enabled()
-    ds_logging.disable_progress_bar()
-    try:
-        _dataset(built.train).save_to_disk(str(tmp / "train"))
-        if built.eval is not None:
-            _dataset(built.eval).save_to_disk(str(tmp / "eval"))
-    finally:
-        if shown:
-            ds_logging.enable_progress_bar()
-    (tmp / "report.json").write_text(json.dumps(built.report.to_dict(), indent=2, sort_keys=True))
+        duplicates_exact=plan.dup_exact, duplicates_near=plan.dup_near, train=stats["train"],
+        eval=stats.get("eval"), eval_source=plan.eval_source if "eval" in stats else "none", truncated=truncated,
+        dropped_too_long=too_long, dropped_untrainable=untrainable, max_length=spec.max_length,
+        packing=spec.packing, packing_efficiency=eff, length_percentiles=pct,
+        histogram=Histogram.of(lengths, spec.max_length))
+    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    return report
 
 
 def _load(entry: CacheEntry, spec: DataSpec, info_pad: int, hit: bool) -> PreparedData:
-    import json
-
     import datasets
 
     report = DataReport.from_dict(json.loads((entry.path / "report.json").read_text()))
     report = replace(report, cache_key=entry.key, cache_hit=hit)
-    train = datasets.load_from_disk(str(entry.path / "train"))
-    ev = datasets.load_from_disk(str(entry.path / "eval")) if (entry.path / "eval").exists() else None
+    train = datasets.Dataset.from_file(str(entry.path / "train.arrow"))
+    ev = datasets.Dataset.from_file(str(entry.path / "eval.arrow")) if (entry.path / "eval.arrow").exists() else None
     collator = PackedCollator(info_pad) if spec.packing else PaddingCollator(info_pad)
     return PreparedData(train, ev, collator, report, entry.path)
 
@@ -319,11 +279,10 @@ def prepare(spec: dict, tokenizer, *, base_dir: Path, cache_dir: Path, is_main_p
             return _load(entry, dspec, pad, hit=True)
         entry.clear_failure()
         try:
-            built = build(dspec, tokenizer, train_sources, eval_sources)
+            entry.write(lambda tmp: build(dspec, tokenizer, train_sources, eval_sources, tmp))
         except DataError as exc:
             entry.note_failure(exc)
             raise
-        entry.write(lambda tmp: _save(tmp, built))
     return _load(entry, dspec, pad, hit=False)
 
 

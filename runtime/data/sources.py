@@ -9,7 +9,6 @@ mixed types) is re-read line by line, so the error can say exactly which line is
 from __future__ import annotations
 
 import glob as _glob
-import io
 import json
 import os
 from dataclasses import dataclass
@@ -108,8 +107,15 @@ def resolve(entries: tuple[str, ...], base_dir: Path, *, what: str = "train") ->
 # --- readers: each returns (table without origin columns, row numbers, problems or None) -------------
 
 
-def _nonblank_lines(data: bytes) -> list[int]:
-    return [i + 1 for i, line in enumerate(data.split(b"\n")) if line.strip()]
+def _nonblank_lines(data: bytes):
+    """1-based numbers of the non-blank lines; vectorised when the file has no blank line (the usual case)."""
+    import re
+
+    import numpy as np
+
+    if re.search(rb"(^|\n)[ \t\r]*(\n|$)", data) is None:
+        return np.arange(1, data.count(b"\n") + (0 if data.endswith(b"\n") else 1) + 1, dtype=np.int64)
+    return np.asarray([i + 1 for i, line in enumerate(data.split(b"\n")) if line.strip()], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -152,10 +158,10 @@ def _read_jsonl(source: Source):
 
     data = Path(source.path).read_bytes()
     numbers = _nonblank_lines(data)
-    if not numbers:
+    if not len(numbers):
         return ReadResult(numbers=[], rows=[], problems=[])
     try:
-        table = pajson.read_json(io.BytesIO(data), read_options=pajson.ReadOptions(block_size=1 << 26))
+        table = pajson.read_json(pa.BufferReader(data), read_options=pajson.ReadOptions(block_size=1 << 24))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return _read_jsonl_slow(data, source)
     if table.num_rows != len(numbers):

@@ -1,8 +1,8 @@
-"""Encode segments in bounded chunks into flat token arrays with a loss mask; truncate; lint.
+"""Encode segments in bounded chunks into flat token arrays with a loss mask; truncate.
 
-Output stays flat (one int32 array of ids, one of labels, and row offsets) from the encoder to the
-Arrow table: no per-row Python lists of token ids are kept, and memory is bounded by the chunk size
-plus the result itself. Labels are the ids where a segment is trained and -100 elsewhere.
+A chunk stays flat (one int32 array of ids, one of labels, and row offsets) from the encoder to the
+Arrow writer: no per-row Python lists of token ids are kept, and memory is bounded by the chunk size.
+Labels are the ids where a segment is trained and -100 elsewhere.
 """
 
 from __future__ import annotations
@@ -218,27 +218,29 @@ def _encode_chunk(r: _Rendered, encoder: Encoder) -> Encoded:
     return assemble(pieces, r.trained, r.owner, len(r.rows), r.rows)
 
 
-def encode_table(table: pa.Table, fmt_name: str, train_on: str, encoder: Encoder, renderer=None,
-                 chunk_rows: int = CHUNK_ROWS) -> tuple[Encoded, dict[int, str]]:
-    """Encode every row of a canonical table in chunks of `chunk_rows`. Returns (encoded, {row: problem}).
+def encode_rows(table: pa.Table, indices: np.ndarray, fmt_name: str, train_on: str, encoder: Encoder,
+                renderer=None, chunk_rows: int = CHUNK_ROWS):
+    """Encode the rows `indices` of a canonical table, chunk by chunk; yields (Encoded, {row: problem}).
 
-    Rendering (Python, holds the GIL) of chunk k+1 runs in a thread while chunk k is encoded (Rust,
-    releases the GIL), so template rendering mostly hides behind tokenization. At most two chunks of
-    text are alive at once.
+    Only one chunk of text is taken from the table at a time. Rendering (Python, holds the GIL) of the
+    next chunk runs in a thread while the current one is encoded (Rust, releases the GIL), so template
+    rendering mostly hides behind tokenization.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    starts = list(range(0, table.num_rows, chunk_rows))
-    parts, problems = [], {}
+    starts = list(range(0, len(indices), chunk_rows))
 
     def render(start):
-        return _render_chunk(table.slice(start, chunk_rows), start, fmt_name, train_on, encoder.info, renderer)
+        idx = indices[start:start + chunk_rows]
+        r = _render_chunk(table.take(pa.array(idx, type=pa.int64())), 0, fmt_name, train_on, encoder.info,
+                          renderer)
+        # chunk-local row numbers -> table rows
+        return _Rendered(r.texts, r.continues, r.trained, r.owner, idx[r.rows],
+                         {int(idx[k]): v for k, v in r.problems.items()})
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(render, starts[0]) if starts else None
         for k in range(len(starts)):
             rendered = pending.result()
             pending = pool.submit(render, starts[k + 1]) if k + 1 < len(starts) else None
-            problems.update(rendered.problems)
-            parts.append(_encode_chunk(rendered, encoder))
-    return Encoded.concat(parts), problems
+            yield _encode_chunk(rendered, encoder), rendered.problems
