@@ -36,7 +36,9 @@ def _prepare_data(plan: Plan, tokenizer, run_dir: Path):
     from ftc.runtime.data import DataError, prepare
 
     spec = plan["data"]
-    cache = plan.path(spec["cache_dir"]) if spec.get("cache_dir") else plan.runs_dir.parent / ".cache" / "ftc" / "data"
+    from ftc.runtime.data import default_cache_dir
+
+    cache = default_cache_dir(plan.raw, plan.folder)
     try:
         from ftc.runtime.launch.rank import current
 
