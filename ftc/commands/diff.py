@@ -21,6 +21,7 @@ IGNORED_PLAN_KEYS = ("recipe.source", "recipe.sources", "provenance")
 
 
 def add_arguments(parser) -> None:
+    parser.epilog = "exit status: 0 no changes, 1 changes, 2 an input that cannot be read or compiled"
     parser.add_argument("old", metavar="OLD", help="recipe (.ftspec) or compiled folder")
     parser.add_argument("new", metavar="NEW", help="recipe (.ftspec) or compiled folder")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
