@@ -152,8 +152,10 @@ def summary(plan: dict, out_dir: Path, files: dict[str, bytes]) -> str:
         verdict = "fits" if memory.get("fits") else "DOES NOT FIT"
         lines.append(f"  memory   {_gib(memory.get('peak_bytes_per_gpu'))} per GPU of "
                      f"{_gib(memory.get('budget_bytes_per_gpu'))} budget ({verdict})")
+    elif hw["accelerator"] == "cpu":
+        lines.append("  memory   not estimated: a cpu run has no GPU budget")
     else:
-        budget = f" (budget {_gib(hw['memory_per_gpu'])})" if hw["memory_per_gpu"] else ""
+        budget = f" (budget {_gib(hw['memory_per_gpu'])})" if hw["memory_per_gpu"] else " (no GPU budget given)"
         lines.append(f"  memory   not estimated{budget}")
     for decision in plan["auto"]:
         lines.append(f"  auto     {decision['field']} = {decision['value']!r}: {decision['reason']}")
