@@ -45,6 +45,13 @@ class _NestingTooDeep(Exception):
         self.token = token
 
 
+class _PerThreadTokens(threading.local):
+    """A token list per thread: the parser object is shared, the tokens of one parse are not."""
+
+    def __init__(self) -> None:
+        self.tokens: list[Token] = []
+
+
 class _BracketPostLexer:
     """Drops newlines inside `[ ]` and `( )`, and remembers open brackets for error messages."""
 
@@ -52,13 +59,11 @@ class _BracketPostLexer:
     _open = {"LSQB": "RSQB", "LPAR": "RPAR", "LBRACE": "RBRACE"}
 
     def __init__(self) -> None:
-        self.local = threading.local()
+        self.local = _PerThreadTokens()
 
     @property
     def stack(self) -> list[Token]:
-        if not hasattr(self.local, "stack"):
-            self.local.stack = []
-        return self.local.stack
+        return self.local.tokens
 
     def process(self, stream):
         stack = self.stack
@@ -78,14 +83,14 @@ class _BracketPostLexer:
 
 
 class _CommentCollector:
+    """Lexer callback that keeps the comments of the current parse, for `ftc fmt`."""
+
     def __init__(self) -> None:
-        self.local = threading.local()
+        self.local = _PerThreadTokens()
 
     @property
     def comments(self) -> list[Token]:
-        if not hasattr(self.local, "comments"):
-            self.local.comments = []
-        return self.local.comments
+        return self.local.tokens
 
     def __call__(self, token: Token) -> None:
         self.comments.append(token)
