@@ -238,48 +238,78 @@ def lower_strategy(lw: Lowering) -> None:
     lw.plan["distributed"] = dist
 
 
+@dataclass(frozen=True)
+class BatchTriple:
+    global_batch: int
+    micro_batch: int
+    grad_accum: int
+    data_parallel_world: int
+
+
+@dataclass(frozen=True)
+class BatchProblem:
+    code: str  # E0501 | E0502 | E0503
+    key: str  # the recipe field to point at
+    message: str
+    help: str
+
+
+def solve_batch(global_batch: int, micro: int | None, grad_accum: int | None, world: int) -> BatchTriple | BatchProblem:
+    """The one owner of the batch arithmetic: global = micro × grad_accum × data-parallel world, exactly.
+
+    `micro` or `grad_accum` may be None (derived from the others); both None is the caller's auto pass.
+    Anything that does not divide is a problem to report, never a floor.
+    """
+    if global_batch % world:
+        return BatchProblem("E0501", "train.global_batch",
+                            f"`global_batch = {global_batch}` is not divisible by the {world} data-parallel ranks",
+                            f"use a multiple of {world}")
+    per_rank = global_batch // world
+    if micro is None:
+        if grad_accum is None:
+            raise ValueError("solve_batch needs micro_batch or grad_accum")
+        if per_rank % grad_accum:
+            return BatchProblem("E0503", "train.grad_accum",
+                                f"`grad_accum = {grad_accum}` does not divide the {per_rank} sequences per rank",
+                                "remove `grad_accum`; it is derived from the batch sizes")
+        micro = per_rank // grad_accum
+    if per_rank % micro:
+        return BatchProblem("E0502", "train.micro_batch",
+                            f"`global_batch = {global_batch}` is not micro_batch ({micro}) × grad_accum × "
+                            f"{world} rank(s) for any whole grad_accum", f"use a micro_batch that divides {per_rank}")
+    derived_accum = per_rank // micro
+    if grad_accum is not None and grad_accum != derived_accum:
+        return BatchProblem("E0503", "train.grad_accum",
+                            f"batch sizes disagree: {micro} × {grad_accum} × {world} ranks = "
+                            f"{micro * grad_accum * world}, not global_batch = {global_batch}",
+                            f"remove `grad_accum` (it is derived), or set it to {derived_accum}")
+    return BatchTriple(global_batch, micro, derived_accum, world)
+
+
 def lower_batch(lw: Lowering) -> None:
-    """The one owner of the batch triple: global = micro × grad_accum × data-parallel world."""
+    """The batch triple from `solve_batch`; `micro_batch = auto` is decided first when nothing else fixes it."""
     r = lw.recipe
     world = lw.plan["distributed"]["world_size"]
     global_batch = r.value("train.global_batch")
     micro = r.value("train.micro_batch", AUTO)
     accum = r.value("train.grad_accum", AUTO)
-    if global_batch % world:
-        _batch_error(lw, "E0501", f"`global_batch = {global_batch}` is not divisible by the {world} data-parallel ranks",
-                     "train.global_batch", f"use a multiple of {world}")
+    accum = None if accum is AUTO else accum
+    if micro is AUTO:
+        micro = None
+        if accum is None and global_batch % world == 0:
+            micro = _auto_micro_batch(lw, global_batch // world)
+    result = solve_batch(global_batch, micro, accum, world)
+    if isinstance(result, BatchProblem):
+        lw.sink.error(result.code, result.message, _span(lw, result.key), help=result.help)
+        lw.plan["batch"] = None
         return
-    per_rank = global_batch // world
-    if micro is AUTO and isinstance(accum, int):
-        if per_rank % accum:
-            _batch_error(lw, "E0503", f"`grad_accum = {accum}` does not divide the {per_rank} sequences per rank",
-                         "train.grad_accum", "remove `grad_accum`; it is derived from the batch sizes")
-            return
-        micro = lw.decide("train.micro_batch", per_rank // accum,
-                          f"global_batch {global_batch} / ({accum} grad_accum × {world} ranks)")
-    elif micro is AUTO:
-        micro = _auto_micro_batch(lw, per_rank)
-    if per_rank % micro:
-        _batch_error(lw, "E0502", f"`global_batch = {global_batch}` is not micro_batch ({micro}) × grad_accum × "
-                     f"{world} rank(s) for any whole grad_accum", "train.micro_batch",
-                     f"use a micro_batch that divides {per_rank}")
-        return
-    grad_accum = per_rank // micro
-    if isinstance(accum, int) and accum != grad_accum:
-        _batch_error(lw, "E0503", f"batch sizes disagree: {micro} × {accum} × {world} ranks = {micro * accum * world}, "
-                     f"not global_batch = {global_batch}", "train.grad_accum",
-                     f"remove `grad_accum` (it is derived), or set it to {grad_accum}")
-        return
-    if accum is AUTO:
+    if r.value("train.micro_batch", AUTO) is AUTO and accum is not None:
+        lw.decide("train.micro_batch", result.micro_batch,
+                  f"global_batch {global_batch} / ({accum} grad_accum × {world} ranks)")
+    if accum is None:
         lw.derived["train.grad_accum"] = DERIVED
-    assert micro * grad_accum * world == global_batch
-    lw.plan["batch"] = {"global_batch": global_batch, "micro_batch": micro, "grad_accum": grad_accum,
-                        "data_parallel_world": world}
-
-
-def _batch_error(lw: Lowering, code: str, message: str, key: str, help: str) -> None:
-    lw.sink.error(code, message, _span(lw, key), help=help)
-    lw.plan["batch"] = None
+    lw.plan["batch"] = {"global_batch": result.global_batch, "micro_batch": result.micro_batch,
+                        "grad_accum": result.grad_accum, "data_parallel_world": result.data_parallel_world}
 
 
 def _auto_micro_batch(lw: Lowering, per_rank: int) -> int:

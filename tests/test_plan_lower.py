@@ -263,3 +263,18 @@ def test_estimator_failure_is_a_warning_and_fixed_rules(tmp_path):
     assert result.plan is not None
     assert "W0519" in [d.code for d in result.diagnostics]
     assert result.plan["batch"]["micro_batch"] == 8 and result.plan["memory"] is None
+
+
+def test_solve_batch_is_exact():
+    from ftc.compiler.lower import BatchProblem, BatchTriple, solve_batch
+
+    assert solve_batch(64, 4, None, 4) == BatchTriple(64, 4, 4, 4)
+    assert solve_batch(64, None, 2, 4) == BatchTriple(64, 8, 2, 4)
+    assert solve_batch(64, 4, 4, 4) == BatchTriple(64, 4, 4, 4)
+    assert solve_batch(10, 1, None, 4).code == "E0501"
+    assert solve_batch(48, 5, None, 4).code == "E0502"
+    assert solve_batch(48, None, 5, 4).code == "E0503"
+    assert solve_batch(48, 4, 2, 4).code == "E0503"
+    assert isinstance(solve_batch(48, 4, 2, 4), BatchProblem)
+    with pytest.raises(ValueError):
+        solve_batch(8, None, None, 1)
