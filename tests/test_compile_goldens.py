@@ -104,3 +104,17 @@ def test_every_golden_folder_is_current_under_another_seed_locale_and_cwd(tmp_pa
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_lock_hashes_the_recipe_chain_and_every_artifact():
+    import hashlib
+
+    example = REPO / "examples" / "lora-ddp-2gpu.ftspec"
+    _, files = _compiled(example)
+    lock = json.loads(files["ftc.lock"])
+    parent = REPO / "examples" / "llama2-7b-lora-a100-40gb.ftspec"
+    assert [s["sha256"] for s in lock["sources"]] == [hashlib.sha256(p.read_bytes()).hexdigest()
+                                                      for p in (parent, example)]
+    assert [s["path"] for s in lock["sources"]] == ["../../../../examples/llama2-7b-lora-a100-40gb.ftspec",
+                                                    "../../../../examples/lora-ddp-2gpu.ftspec"]
+    assert lock["artifacts"] == {n: hashlib.sha256(d).hexdigest() for n, d in files.items() if n != "ftc.lock"}
