@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .errors import DataError
 
-PIPELINE_VERSION = "1"  # bump when the prepared bytes change for the same inputs
+PIPELINE_VERSION = "2"  # bump when the prepared bytes change for the same inputs
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

@@ -107,15 +107,17 @@ def resolve(entries: tuple[str, ...], base_dir: Path, *, what: str = "train") ->
 # --- readers: each returns (table without origin columns, row numbers, problems or None) -------------
 
 
-def _nonblank_lines(data: bytes):
-    """1-based numbers of the non-blank lines; vectorised when the file has no blank line (the usual case)."""
-    import re
-
+def _nonblank_lines(path: str):
+    """1-based numbers of the non-blank lines, streaming over the file (never all of it in memory)."""
     import numpy as np
 
-    if re.search(rb"(^|\n)[ \t\r]*(\n|$)", data) is None:
-        return np.arange(1, data.count(b"\n") + (0 if data.endswith(b"\n") else 1) + 1, dtype=np.int64)
-    return np.asarray([i + 1 for i, line in enumerate(data.split(b"\n")) if line.strip()], dtype=np.int64)
+    count, blanks = 0, []
+    with open(path, "rb") as f:
+        for count, line in enumerate(f, start=1):
+            if line.isspace():
+                blanks.append(count)
+    numbers = np.arange(1, count + 1, dtype=np.int64)
+    return np.delete(numbers, np.asarray(blanks, dtype=np.int64) - 1) if blanks else numbers
 
 
 @dataclass(frozen=True)
@@ -156,16 +158,15 @@ def _read_jsonl_slow(data: bytes, source: Source):
 def _read_jsonl(source: Source):
     import pyarrow.json as pajson
 
-    data = Path(source.path).read_bytes()
-    numbers = _nonblank_lines(data)
+    numbers = _nonblank_lines(source.path)
     if not len(numbers):
         return ReadResult(numbers=[], rows=[], problems=[])
     try:
-        table = pajson.read_json(pa.BufferReader(data), read_options=pajson.ReadOptions(block_size=1 << 24))
+        table = pajson.read_json(source.path, read_options=pajson.ReadOptions(block_size=1 << 24))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return _read_jsonl_slow(data, source)
+        return _read_jsonl_slow(Path(source.path).read_bytes(), source)
     if table.num_rows != len(numbers):
-        return _read_jsonl_slow(data, source)
+        return _read_jsonl_slow(Path(source.path).read_bytes(), source)
     return ReadResult(numbers=numbers, table=table)
 
 
