@@ -22,6 +22,7 @@ class RunOptions:
     resume: str | None = None  # None | "auto" | a checkpoint or run folder
     run_id: str | None = None  # default: a timestamp
     merge: bool | None = None  # None: as the plan says
+    callbacks: tuple = ()  # extra Trainer callbacks, e.g. a sweep trial's metric reporter
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
                                  run_dir / "tensorboard" if "tensorboard" in backends else None),
                  PreemptionCallback(preemption)]
     callbacks += [cb for cb in (fault_callback(),) if cb is not None]
+    callbacks += list(options.callbacks)
     trainer = build_trainer(plan, loaded.model, loaded.tokenizer, data, output_dir=run_dir / "checkpoints",
                             callbacks=callbacks, report_to=report_to, resuming=point is not None)
 
