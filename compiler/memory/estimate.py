@@ -222,35 +222,77 @@ def _optimizer_state_bytes(s: MemorySetup, trainable: int, state_dtype: int, cou
     raise ValueError(f"unknown optimizer {s.optimizer!r}")
 
 
-def _layer_tokens_bytes(s: MemorySetup, with_lora_dropout: bool) -> tuple[float, float]:
-    """(bytes saved for backward per token by one layer, residual bytes per token per layer)."""
+LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "gemma2", "phi3", "stablelm")
+NO_SDPA = ("gemma2", "bloom")  # transformers runs these with eager attention only
+
+
+def _compute_bytes(s: MemorySetup) -> int:
+    return 4 if (s.mixed_precision == "no" and s.dtype == "fp32") else 2
+
+
+def _norm_bytes(a, c: int) -> int:
+    """Saved per token by one norm: RMSNorm keeps an fp32 copy of its input, the normalized input and the
+    scaled output; LayerNorm keeps input, output and fp32 mean/rstd."""
+    if a.model_type in LLAMA_LIKE and a.model_type != "stablelm":
+        return 4 * a.hidden + 2 * c * a.hidden + 4
+    return 2 * c * a.hidden + 4
+
+
+def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int:
+    """Bytes one decoder layer saves for backward per token, as transformers' modeling code does
+    (checked against autograd's saved tensors in tests/test_memory_activations.py)."""
     a = s.arch
-    compute = 4 if (s.mixed_precision == "no" and s.dtype == "fp32") else 2
-    # residual stream: fp32 for an fp32 model under plain autocast (embedding output and norms stay fp32)
-    # and for QLoRA after the fp32 upcast; DeepSpeed and FSDP mixed precision run the layers in 16 bit
+    c = _compute_bytes(s)
+    h, q, kv, inter, heads = a.hidden, a.q_dim, a.kv_dim, a.intermediate, a.heads
+    eager = s.attention == "eager" or a.model_type in NO_SDPA
+    norm = _norm_bytes(a, c)
+    t = a.model_type
+    if t in LLAMA_LIKE:
+        total = norm * (4 if t == "gemma2" else 2)
+        if eager:  # K and V repeated to all heads; fp32 softmax output + 16-bit probabilities (+ softcap)
+            total += c * 4 * q + 6 * heads * s.seq_len
+            if t == "gemma2":  # scaled query, tanh soft-capping of the scores
+                total += c * q + 3 * heads * s.seq_len + 4 * heads
+        else:  # Q and K after RoPE, V, output, fp32 log-sum-exp
+            total += c * (2 * q + 2 * kv) + 4 * heads
+        if t in ("phi3", "stablelm"):
+            total += c * q  # fused qkv / partial-rotary concatenation keeps one more query-sized tensor
+        if a.experts:  # gathered input, gate_up, activation and product per routed copy; router in fp32
+            k = max(1, a.experts_per_token)
+            total += k * (4 * c * inter + 2 * c * h) + 25 * a.experts
+        else:
+            total += 4 * c * inter  # gate, up, act(gate), product
+    elif t == "gpt2":
+        total = 2 * norm + c * 3 * h + c * q + 2 * c * h + 4 * heads + 5 * c * inter  # gelu_new keeps 5 tensors
+    elif t == "phi":
+        total = norm + c * (2 * q + 2 * kv) + c * q + 4 * heads + 5 * c * inter
+    elif t == "opt":
+        total = 2 * norm + c * (q + 2 * kv) + c * q + 4 * heads + c * inter  # relu keeps its output only
+    elif t == "bloom":
+        total = 2 * norm + c * 3 * h + 6 * heads * s.seq_len + c * h + 2 * c * inter
+    else:  # falcon: Q, K, V, output, fp32 log-sum-exp, GELU input and output
+        total = norm + c * (2 * q + 2 * kv) + c * q + 4 * heads + 2 * c * inter
+    if eager and t not in LLAMA_LIKE and t != "bloom":
+        total += 6 * heads * s.seq_len
+    dropout = a.hidden_dropout_sites
+    total += dropout * c * h  # residual dropout masks (GPT-2, OPT defaults)
+    if with_lora_dropout and s.method != "full" and s.lora_dropout > 0:
+        names, _ = resolve_targets(a, s.lora_targets)
+        total += sum((c + 1) * m.d_in * m.count for m in a.layer_linears if m.name in names)
+    return total
+
+
+def _layer_tokens_bytes(s: MemorySetup, with_lora_dropout: bool) -> tuple[float, float]:
+    """(bytes saved per token by one layer, bytes per token of one checkpointed layer input)."""
+    c = _compute_bytes(s)
     sharded_mixed = s.strategy in ("deepspeed", "fsdp") and s.mixed_precision != "no"
-    if s.method == "qlora" and s.kbit_fp32_upcast and not sharded_mixed:
-        resid = 4
-    elif s.dtype == "fp32" and not sharded_mixed:
+    # the residual stream is fp32 for an fp32 model under plain autocast and for QLoRA after the fp32
+    # upcast; DeepSpeed and FSDP mixed precision run the layers in 16 bit
+    if (s.method == "qlora" and s.kbit_fp32_upcast or s.dtype == "fp32") and not sharded_mixed:
         resid = 4
     else:
-        resid = compute
-    h, q, inter = a.hidden, a.q_dim, a.intermediate
-    parallel = a.model_type in ("falcon", "phi")  # attention and MLP read one norm output
-    norms_in = (1 if parallel else 2) + (2 if a.model_type == "gemma2" else 0)
-    # attention: normed input, Q, K and V (expanded to all heads), output O; fp32 log-sum-exp
-    attn = h + 4 * q
-    k = max(1, a.experts_per_token) if a.experts else 1
-    mlp = (0 if parallel else h) + (4 * inter if a.gated_mlp else 2 * inter) * k + (k * h if a.experts else 0)
-    per_token = norms_in * h * resid + (attn + mlp) * compute + 4 * a.heads
-    if a.experts:
-        per_token += 4 * a.experts  # router logits in fp32
-    if with_lora_dropout and s.lora_dropout > 0:
-        names, _ = resolve_targets(a, s.lora_targets)
-        per_token += sum((compute + 1) * m.d_in for m in a.layer_linears if m.name in names)
-    if s.attention == "eager":
-        per_token += 6 * a.heads * s.seq_len  # fp32 softmax output + 16-bit probabilities, per query
-    return per_token, h * resid
+        resid = c
+    return layer_bytes_per_token(s, with_lora_dropout), s.arch.hidden * resid
 
 
 def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
@@ -259,7 +301,7 @@ def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
     per_layer, resid = _layer_tokens_bytes(s, lora)
     compute = 4 if (s.mixed_precision == "no" and s.dtype == "fp32") else 2
     layer = int(per_layer * tokens)
-    head_in = int(tokens * a.hidden * (resid / a.hidden + compute))  # final-norm input, lm_head input
+    head_in = tokens * _norm_bytes(a, compute)  # the final norm
     loss_extra = LOSS_BYTES_CHUNKED if s.chunked_loss else LOSS_BYTES_UNCHUNKED
     logits = tokens * a.vocab * (compute + loss_extra)
     workspace = tokens * (a.hidden * 4 + 2 * a.intermediate * compute)  # gradients flowing through a layer

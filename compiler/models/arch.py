@@ -57,6 +57,7 @@ class Architecture:
     layer_other_params: int  # norms and other small per-layer tensors
     final_params: int  # final norm
     lm_head: Linear | None  # None when tied to the embedding
+    hidden_dropout_sites: int = 0  # residual dropouts per layer active in training (GPT-2, OPT configs)
 
     @property
     def kv_dim(self) -> int:
@@ -223,7 +224,7 @@ def _gpt2(config):
     heads = int(_get(config, "n_head", "num_attention_heads"))
     inter = int(config.get("n_inner") or 4 * h)
     vocab = int(_get(config, "vocab_size"))
-    positions = int(_get(config, "n_positions", "max_position_embeddings"))
+    positions = int(_get(config, "n_positions", "max_position_embeddings", default=1024))
     tied = bool(config.get("tie_word_embeddings", True))
     linears = (Linear("c_attn", h, 3 * h, True), Linear("c_proj", h, h, True),
                Linear("c_fc", h, inter, True), Linear("c_proj", inter, h, True))
@@ -232,7 +233,8 @@ def _gpt2(config):
         intermediate=inter, heads=heads, kv_heads=heads, head_dim=h // heads, vocab=vocab, tied=tied,
         max_positions=positions, experts=0, experts_per_token=0, gated_mlp=False, embed_name="wte",
         embedding_params=vocab * h + positions * h, layer_linears=linears, layer_other_params=4 * h,
-        final_params=2 * h, lm_head=None if tied else Linear("lm_head", h, vocab))
+        final_params=2 * h, lm_head=None if tied else Linear("lm_head", h, vocab),
+        hidden_dropout_sites=2 if float(config.get("resid_pdrop", 0.1)) > 0 else 0)
 
 
 def _falcon(config):
@@ -288,7 +290,7 @@ def _opt(config):
     heads = int(_get(config, "num_attention_heads"))
     inter = int(_get(config, "ffn_dim"))
     vocab = int(_get(config, "vocab_size"))
-    positions = int(_get(config, "max_position_embeddings"))
+    positions = int(_get(config, "max_position_embeddings", default=2048))
     proj = int(config.get("word_embed_proj_dim") or h)
     if proj != h:
         raise ArchitectureError("OPT with word_embed_proj_dim != hidden_size (opt-350m) is not supported")
@@ -304,7 +306,8 @@ def _opt(config):
         heads=heads, kv_heads=heads, head_dim=h // heads, vocab=vocab, tied=tied, max_positions=positions,
         experts=0, experts_per_token=0, gated_mlp=False, embed_name="embed_tokens",
         embedding_params=vocab * h + (positions + 2) * h, layer_linears=linears,
-        layer_other_params=2 * ln, final_params=ln, lm_head=None if tied else Linear("lm_head", h, vocab))
+        layer_other_params=2 * ln, final_params=ln, lm_head=None if tied else Linear("lm_head", h, vocab),
+        hidden_dropout_sites=2 if float(config.get("dropout", 0.1)) > 0 else 0)
 
 
 _BUILDERS = {
