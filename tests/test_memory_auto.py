@@ -201,3 +201,12 @@ def test_compile_path_imports_no_training_library():
             "('torch', 'transformers', 'peft', 'deepspeed', 'accelerate')]\nprint(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_sdpa_on_a_model_without_it(tmp_path):
+    path = write(tmp_path, gc="true", length=512)
+    path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", "google/gemma-2-2b"))
+    (d,) = errors(path)
+    assert d.code == "E0708" and "eager" in d.help
+    path.write_text(path.read_text().replace("dtype = bf16", "dtype = bf16\n  attention = eager"))
+    assert errors(path) == []

@@ -2,7 +2,7 @@
 
 Codes: W0701 unknown model (memory not checked), E0702 unknown GPU name, W0703 no memory
 budget, E0704 LoRA target not in the model, E0705 over the GPU budget, E0706 over the host RAM,
-W0707 max_length beyond the model's positions.
+W0707 max_length beyond the model's positions, E0708 sdpa asked of a model without it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from ftc.compiler.diagnostics import DiagnosticSink, did_you_mean
 from ftc.compiler.memory import hardware
 from ftc.compiler.memory.auto import resolve_auto
-from ftc.compiler.memory.estimate import estimate
+from ftc.compiler.memory.estimate import NO_SDPA, estimate
 from ftc.compiler.memory.fixes import suggest_fixes
 from ftc.compiler.memory.recipe import setup_from_recipe
 from ftc.compiler.memory.report import breakdown_notes
@@ -27,6 +27,7 @@ def check_budget(recipe, sink: DiagnosticSink) -> None:
     setup = rm.setup
     _check_targets(recipe, sink, setup)
     _check_positions(recipe, sink, setup)
+    _check_attention(recipe, sink, setup)
     if not gpu_run:
         return
     if rm.budget_source == "unknown-gpu":
@@ -95,6 +96,13 @@ def _check_targets(recipe, sink, setup) -> None:
                    f"{', '.join(f'`{u}`' for u in unknown)} not in a {setup.arch.model_type} model",
                    recipe.span("method.targets"), label="no such module",
                    help=f"the {setup.arch.model_type} linear modules are {names}, or `all_linear`")
+
+
+def _check_attention(recipe, sink, setup) -> None:
+    if setup.attention == "sdpa" and setup.arch.model_type in NO_SDPA:
+        span = recipe.span("model.attention") or recipe.block_span("model")
+        sink.error("E0708", f"transformers has no sdpa attention for {setup.arch.model_type} models",
+                   span, label="loading would fail", help="set `attention = eager` (or `flash_attention_2`) in `model`")
 
 
 def _check_positions(recipe, sink, setup) -> None:
