@@ -42,7 +42,7 @@ def _config(model_type: str, shape: dict, layers: int) -> dict:
     return config
 
 
-def _saved_bytes(config: dict, seq: int, dtype) -> int:
+def _saved_bytes(config: dict, seq: int, dtype, lora: dict | None = None) -> int:
     cfg = dict(config)
     model_type = cfg.pop("model_type")
     hf = transformers.AutoConfig.for_model(model_type, **cfg)
@@ -52,6 +52,10 @@ def _saved_bytes(config: dict, seq: int, dtype) -> int:
     attention = "eager" if model_type in ("gemma2", "bloom") else "sdpa"
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(hf, dtype=dtype, attn_implementation=attention)
+    if lora is not None:  # as the runtime: peft adapters (fp32), Trainer bf16 autocast
+        import peft
+
+        model = peft.get_peft_model(model, peft.LoraConfig(**lora))
     model.train()
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
@@ -64,7 +68,8 @@ def _saved_bytes(config: dict, seq: int, dtype) -> int:
 
     ids = torch.randint(0, 1000, (2, seq))
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(input_ids=ids, labels=ids)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=lora is not None):
+            model(input_ids=ids, labels=ids)
     return sum(seen.values())
 
 
@@ -108,3 +113,20 @@ def test_fp32_layer_and_eager_quadratic_term():
     arch = from_config(_config("llama", shape, 2))
     eager = [layer_bytes_per_token(MemorySetup(arch, seq_len=n, attention="eager")) for n in (64, 128)]
     assert eager[1] - eager[0] > 0 and short < long * 1.01  # sdpa: no length term
+
+
+@pytest.mark.parametrize("targets, dropout, exact", [
+    (["q_proj", "v_proj"], 0.0, True), (["q_proj", "v_proj"], 0.05, True), ("all-linear", 0.05, False)])
+def test_lora_layer_activations(targets, dropout, exact):
+    shape, seq = SHAPES[0], 64
+    lora = dict(r=8, target_modules=targets, lora_dropout=dropout)
+    one = _saved_bytes(_config("llama", shape, 1), seq, torch.bfloat16, lora)
+    two = _saved_bytes(_config("llama", shape, 2), seq, torch.bfloat16, lora)
+    real = (two - one) / (2 * seq)
+    arch = from_config(_config("llama", shape, 2))
+    got = layer_bytes_per_token(MemorySetup(arch, method="lora", lora_rank=8, lora_dropout=dropout, seq_len=seq,
+                                            lora_targets="all_linear" if targets == "all-linear" else tuple(targets)))
+    if exact:
+        assert got == pytest.approx(real, rel=0.02)
+    else:
+        assert real <= got <= 1.2 * real

@@ -276,10 +276,28 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
         total += 6 * heads * s.seq_len
     dropout = a.hidden_dropout_sites
     total += dropout * c * h  # residual dropout masks (GPT-2, OPT defaults)
-    if with_lora_dropout and s.method != "full" and s.lora_dropout > 0:
-        names, _ = resolve_targets(a, s.lora_targets)
-        total += sum((c + 1) * m.d_in * m.count for m in a.layer_linears if m.name in names)
+    if s.method != "full":
+        total += _lora_delta(s, c, with_lora_dropout)
     return total
+
+
+def _lora_delta(s: MemorySetup, c: int, with_dropout: bool) -> int:
+    """A frozen base saves less (no weight gradients need the inputs); adapters save a little more."""
+    a = s.arch
+    names = set(resolve_targets(a, s.lora_targets)[0])
+    adapted = [m for m in a.layer_linears if m.name in names]
+    delta = sum(c * (m.d_out + s.lora_rank) * m.count for m in adapted)  # adapter outputs
+    if with_dropout and s.lora_dropout > 0:
+        delta += sum(4 * m.d_in * m.count for m in adapted)  # dropout output and mask of each input
+    if a.model_type in LLAMA_LIKE and not a.experts:
+        norms = 4 if a.model_type == "gemma2" else 2
+        if a.model_type != "stablelm":
+            delta -= norms * c * a.hidden  # frozen norm weights: the normalized input is not kept
+        if not names & {"gate_proj", "up_proj", "gate_up_proj"}:
+            delta -= c * a.hidden  # the MLP input is needed by no weight gradient
+        if "down_proj" not in names:
+            delta -= c * a.intermediate  # nor is the down projection's input
+    return delta
 
 
 def _layer_tokens_bytes(s: MemorySetup, with_lora_dropout: bool) -> tuple[float, float]:
