@@ -46,6 +46,8 @@ def accelerate_config(plan: dict) -> dict:
             "deepspeed_multinode_launcher": "standard",
             "zero3_init_flag": dist["zero"] == 3,
         }
+    elif strategy == "fsdp" and plan["hardware"]["accelerator"] == "cpu":
+        config["fsdp_config"] = _cpu_fsdp(dist["fsdp"])
     elif strategy == "fsdp":
         fsdp = dist["fsdp"]
         config["fsdp_config"] = {
@@ -62,3 +64,19 @@ def accelerate_config(plan: dict) -> dict:
             "fsdp_version": 1,
         }
     return config
+
+
+def _cpu_fsdp(fsdp: dict) -> dict:
+    """FSDP on CPU (gloo): only FSDP2 (`fully_shard`) runs there, and without `sync_module_states` /
+    `cpu_ram_efficient_loading`, which broadcast from a GPU. Every rank loads the same weights from disk
+    with the same seed instead. Full shard is `reshard_after_forward: true`."""
+    return {
+        "fsdp_activation_checkpointing": False,
+        "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+        "fsdp_cpu_ram_efficient_loading": False,
+        "fsdp_offload_params": bool(fsdp.get("offload_params", False)),
+        "fsdp_reshard_after_forward": fsdp["sharding"] == "full_shard",
+        "fsdp_state_dict_type": "SHARDED_STATE_DICT",
+        "fsdp_sync_module_states": False,
+        "fsdp_version": 2,
+    }
