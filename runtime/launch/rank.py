@@ -205,3 +205,30 @@ def fault_callback(env=None):
             return control
 
     return FaultInjection()
+
+
+# ------------------------------------------------------------------ FSDP on CPU
+
+
+def enable_cpu_fsdp(trainer) -> bool:
+    """accelerate runs FSDP only for GPU-like distributed types; with `use_cpu` it silently falls back to
+    DDP (MULTI_CPU). torch's FSDP2 (`fully_shard`) does shard on CPU over gloo, so a CPU plan with
+    `distributed fsdp` installs the FSDP plugin that `accelerate launch` described in the environment
+    (FSDP_* variables from accelerate.yaml) before the model is prepared. GPU plans never get here."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
+        return False
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    state = trainer.accelerator.state
+    if state.distributed_type != DistributedType.MULTI_CPU:
+        return False
+    plugin = FullyShardedDataParallelPlugin()
+    if plugin.fsdp_version != 2:
+        from ftc.runtime.train.errors import RunError
+
+        raise RunError("FSDP on CPU needs fsdp_version 2 in accelerate.yaml (FSDP1 has no CPU support); "
+                       "recompile the recipe with this ftc")
+    state.fsdp_plugin = plugin
+    state.distributed_type = DistributedType.FSDP
+    trainer.is_fsdp_enabled = True
+    return True

@@ -87,6 +87,8 @@ def save_final(trainer, tokenizer, run_dir: Path) -> Path:
     main = trainer.args.should_save  # in a multi-process run every rank saves (shards gather), rank 0 writes
     if main:
         shutil.rmtree(tmp, ignore_errors=True)
+    if getattr(trainer, "is_fsdp_enabled", False):  # the final model is whole files, not per-rank shards
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(tmp))
     if not main:
         return final

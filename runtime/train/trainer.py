@@ -138,6 +138,10 @@ def build_trainer(plan: Plan, model, tokenizer, data, *, output_dir: Path, callb
         data_collator=data.collator, processing_class=tokenizer, callbacks=callbacks,
         checkpoints=manager, keep_best=ckpt.get("keep_best"),
     )
+    if plan.on_cpu and (plan.raw.get("distributed") or {}).get("strategy") == "fsdp":
+        from ftc.runtime.launch.rank import enable_cpu_fsdp
+
+        enable_cpu_fsdp(trainer)  # accelerate would otherwise fall back to DDP on CPU
     for cb in (ProgressCallback, PrinterCallback):  # our progress line replaces the default bar/printer
         trainer.remove_callback(cb)
     return trainer
