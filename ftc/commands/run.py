@@ -1,5 +1,6 @@
 """`ftc run RECIPE [--set ...] [--resume auto|PATH]` compiles, then executes;
 `ftc run --plan DIR` executes an already compiled folder (what was reviewed is what runs).
+A recipe with a `sweep` block runs an optuna study (ftc.runtime.sweep) unless `--no-sweep` is given.
 
 Exit codes: 0 done; 1 recipe or run error (a message, never a traceback); 2 usage;
 75 preempted by SIGTERM/SIGINT after saving a full checkpoint; 130 aborted by a second signal.
@@ -21,6 +22,22 @@ def add_arguments(parser) -> None:
                         help="where to compile the recipe (default: build/<recipe name>/)")
     add_set_argument(parser)
     add_run_options(parser)
+    parser.add_argument("--no-sweep", action="store_true",
+                        help="train once with the recipe's own values, even if it has a `sweep` block")
+    parser.add_argument("--trials", type=_positive, metavar="N", default=None,
+                        help="run N trials in all instead of the sweep's `trials` (e.g. for a quick try)")
+
+
+def _positive(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, found {text!r}")
+    return value
 
 
 def run_plan_folder(folder, args) -> int:
@@ -52,7 +69,25 @@ def run(args) -> int:
     folder = compile_to_folder(args.recipe, tuple(args.overrides), args.output)
     if folder is None:
         return 1
+    sweeps = not getattr(args, "no_sweep", False) and _has_sweep(folder)
+    if getattr(args, "trials", None) is not None and not sweeps:
+        print("ftc run: --trials applies to a recipe with a `sweep` block (and without --no-sweep)", file=sys.stderr)
+        return 2
+    if sweeps:
+        from ftc.runtime.sweep.cli import run_sweep_command
+
+        return run_sweep_command(args.recipe, tuple(args.overrides), folder, args)
     return run_plan_folder(folder, args)
+
+
+def _has_sweep(folder) -> bool:
+    import json
+    from pathlib import Path
+
+    try:
+        return bool(json.loads((Path(folder) / "plan.json").read_text(encoding="utf-8")).get("sweep"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def compile_to_folder(recipe: str, overrides: tuple[str, ...], output: str | None):
