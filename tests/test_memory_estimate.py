@@ -156,3 +156,12 @@ def test_fsdp_sharding_variants():
     assert estimate(base.with_(fsdp_sharding="hybrid_shard")).component("weights") == 2 * P // 8
     assert estimate(base.with_(fsdp_sharding="shard_grad_op")).component("weights") == 2 * P
     assert estimate(base.with_(fsdp_sharding="no_shard")).component("optimizer_states") == 4 * P
+
+
+def test_nvme_offload_does_not_need_host_ram():
+    base = dict(method="full", strategy="deepspeed", zero=3, dp_world=8, gpus_per_node=8)
+    cpu = estimate(MemorySetup(L2, **base, offload_optimizer="cpu", offload_params="cpu"))
+    nvme = estimate(MemorySetup(L2, **base, offload_optimizer="nvme", offload_params="nvme"))
+    assert nvme.peak_bytes == cpu.peak_bytes
+    assert nvme.cpu_bytes_per_node < cpu.cpu_bytes_per_node
+    assert sum(c.bytes for c in nvme.nvme) >= 16 * P  # weights, grads, master weights and Adam: all on NVMe

@@ -104,3 +104,33 @@ def test_hub_cache_wins_over_catalog(tmp_path, monkeypatch):
 def test_unsupported_model_type():
     with pytest.raises(ArchitectureError):
         from_config({"model_type": "t5"})
+
+
+ISSUE_MODELS = [
+    "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-2-13b-hf", "meta-llama/Llama-2-70b-hf",
+    "meta-llama/Meta-Llama-3-8B", "meta-llama/Meta-Llama-3-70B", "meta-llama/Llama-3.1-8B",
+    "meta-llama/Llama-3.1-70B", "meta-llama/Llama-3.1-405B", "meta-llama/Llama-3.2-1B", "meta-llama/Llama-3.2-3B",
+    "mistralai/Mistral-7B-v0.1", "mistralai/Mixtral-8x7B-v0.1",
+    "Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-1.5B", "Qwen/Qwen2.5-3B", "Qwen/Qwen2.5-7B", "Qwen/Qwen2.5-14B",
+    "Qwen/Qwen2.5-32B", "Qwen/Qwen2.5-72B", "google/gemma-2-2b", "google/gemma-2-9b", "google/gemma-2-27b",
+    "microsoft/phi-1_5", "microsoft/phi-2", "microsoft/Phi-3-mini-4k-instruct", "gpt2", "gpt2-medium",
+    "gpt2-large", "gpt2-xl", "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "stabilityai/stablelm-3b-4e1t",
+    "tiiuae/falcon-7b", "bigscience/bloom-7b1", "bigscience/bloomz-7b1", "facebook/opt-1.3b", "facebook/opt-2.7b",
+    "facebook/opt-6.7b", "facebook/opt-13b", "facebook/opt-30b",
+]
+
+
+@pytest.mark.parametrize("name", ISSUE_MODELS)
+def test_catalog_covers_the_models_people_fine_tune(name):
+    assert isinstance(resolve_model(name), ResolvedModel)
+
+
+# Parameter counts as the model cards state them (billions; cards round or truncate: one last-digit unit).
+@pytest.mark.parametrize("name, billions, digits", [
+    ("Qwen/Qwen2.5-0.5B", 0.49, 2), ("Qwen/Qwen2.5-1.5B", 1.54, 2), ("Qwen/Qwen2.5-3B", 3.09, 2),
+    ("Qwen/Qwen2.5-7B", 7.61, 2), ("Qwen/Qwen2.5-14B", 14.7, 1), ("Qwen/Qwen2.5-72B", 72.7, 1),
+    ("mistralai/Mixtral-8x7B-v0.1", 46.7, 1), ("gpt2-xl", 1.56, 2), ("tiiuae/falcon-7b", 6.92, 2),
+    ("bigscience/bloom-7b1", 7.07, 2),
+])
+def test_model_card_counts(name, billions, digits):
+    assert abs(arch(name).total_params / 1e9 - billions) <= 10 ** -digits

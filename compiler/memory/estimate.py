@@ -54,6 +54,7 @@ class MemoryEstimate:
     params_total: int
     params_trainable: int
     unmodeled: tuple[str, ...] = field(default=UNMODELED)
+    nvme: tuple[Component, ...] = ()  # bytes offloaded to NVMe per node
 
     def component(self, name: str) -> int:
         for c in self.components + self.off_peak:
@@ -83,10 +84,15 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     gpu: list[Component] = []
     host: list[Component] = []
 
-    def place(name: str, total: int, shard: bool, offload: bool, note: str) -> None:
+    nvme: list[Component] = []
+
+    def place(name: str, total: int, shard: bool, offload: bool, note: str, device: str = "cpu") -> None:
         per_rank = total // n if shard else total
         if offload:
-            host.append(Component(name, per_rank * s.ranks_per_node, note + ", offloaded to host"))
+            if device == "nvme":  # NVMe holds the bytes; host RAM keeps only staging buffers
+                nvme.append(Component(name, per_rank * s.ranks_per_node, note + ", offloaded to NVMe"))
+            else:
+                host.append(Component(name, per_rank * s.ranks_per_node, note + ", offloaded to host"))
             gpu.append(Component(name, 0, "offloaded"))
         else:
             gpu.append(Component(name, per_rank, note + (f", /{n} ranks" if shard and n > 1 else "")))
@@ -105,28 +111,31 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
         note = f"{counts.base:,} params × {w} B"
         base_dtype_bytes = w
     offload_params = s.offload_params != "none" and stage == 3
-    place("weights", weight_bytes, stage == 3, offload_params, note)
+    place("weights", weight_bytes, stage == 3, offload_params, note, s.offload_params)
     if s.method != "full":
         place("adapters", trainable * adapter_bytes, stage == 3, offload_params,
-              f"{counts.lora:,} LoRA + {counts.saved_copies:,} saved-module params × {adapter_bytes} B")
+              f"{counts.lora:,} LoRA + {counts.saved_copies:,} saved-module params × {adapter_bytes} B",
+              s.offload_params)
 
     # gradients, optimizer, master weights
     # DeepSpeed offloads optimizer state with its fp32 gradients; FSDP CPUOffload moves params, grads, state
     offload_opt = (s.offload_optimizer != "none" and s.strategy == "deepspeed") or \
         (s.strategy == "fsdp" and s.offload_params != "none")
+    opt_device = s.offload_optimizer if s.strategy == "deepspeed" else "cpu"
     if s.optimizer_in_backward:
         gpu.append(Component("gradients", 0, "freed by the optimizer step fused into backward"))
     else:
         place("gradients", trainable * (4 if offload_opt else t_bytes), stage >= 2, offload_opt,
-              f"{trainable:,} trainable × {4 if offload_opt else t_bytes} B")
+              f"{trainable:,} trainable × {4 if offload_opt else t_bytes} B", opt_device)
     state_dtype = 4 if (deepspeed_mixed or t_bytes == 4) else t_bytes
     states, paged = _optimizer_state_bytes(s, trainable, state_dtype, counts)
     if paged:
         gpu.append(Component("optimizer_states", 0, f"{s.optimizer}: paged, outside the allocator"))
     else:
-        place("optimizer_states", states, stage >= 1, offload_opt, f"{s.optimizer}")
+        place("optimizer_states", states, stage >= 1, offload_opt, f"{s.optimizer}", opt_device)
     if deepspeed_mixed:
-        place("master_weights", trainable * 4, stage >= 1, offload_opt, "fp32 copy of the trainable params")
+        place("master_weights", trainable * 4, stage >= 1, offload_opt, "fp32 copy of the trainable params",
+              opt_device)
 
     # sharding and communication buffers
     unit = max(a.layer_params, a.vocab * a.hidden)
@@ -191,7 +200,7 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
         unmodeled += ("FSDP-QLoRA quant-state buffers kept outside the shards",)
     return MemoryEstimate(tuple(gpu), tuple(off_peak), tuple(host), paged_bytes, tensor_peak,
                           tensor_peak + slack + context, sum(c.bytes for c in host), phase_name,
-                          counts.total, trainable, unmodeled)
+                          counts.total, trainable, unmodeled, tuple(nvme))
 
 
 def _optimizer_state_bytes(s: MemorySetup, trainable: int, state_dtype: int, counts) -> tuple[int, bool]:

@@ -31,6 +31,7 @@ def to_json(est: MemoryEstimate, setup: MemorySetup, budget_bytes: int | None, c
         "components": {c.name: int(c.bytes) for c in est.components},
         "off_peak": {c.name: int(c.bytes) for c in est.off_peak},
         "host_components": {c.name: int(c.bytes) for c in est.host},
+        "nvme_bytes_per_node": sum(int(c.bytes) for c in est.nvme),
         "params": {"total": est.params_total, "trainable": est.params_trainable},
         "setup": {
             "model_type": setup.arch.model_type, "method": setup.method, "dtype": setup.dtype,
