@@ -1,0 +1,135 @@
+"""Launching without training: the launcher invocation for each node and under SLURM, and the failures
+that must be caught before any rank starts (missing launcher, busy port, a rank count the plan does not
+count). Fast: nothing here imports torch."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from multiproc_util import base_env, compile_recipe, ftc_run
+
+SBATCH_STEP = 'NODE_RANK="$SLURM_NODEID" exec bash "$0/launch.sh" "$@"'
+
+
+@pytest.fixture(scope="module")
+def plans(tmp_path_factory):
+    root = tmp_path_factory.mktemp("launch")
+    return {"ddp": compile_recipe(root, "l-ddp", "ddp"),
+            "two-node": compile_recipe(root, "l-2node", "ddp", processes=1, nodes=2),
+            "zero2-two-node": compile_recipe(root, "l-z2-2node", "zero2", processes=1, nodes=2)}
+
+
+def _args(**kw):
+    return argparse.Namespace(resume=kw.get("resume"), run_id=kw.get("run_id"), merge=kw.get("merge"))
+
+
+def _fake_bin(folder: Path, name: str, body: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("#!/usr/bin/env bash\n" + body, encoding="utf-8")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+def test_missing_launcher_is_one_clear_message(plans, tmp_path, capsys):
+    from ftc.runtime.launch.cli import run_launched
+
+    env = {**base_env(), "PATH": str(tmp_path)}  # no accelerate anywhere
+    code = run_launched(plans["ddp"], _args(run_id="missing"), env=env, interpreter_dir=None, out=io.StringIO())
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "launcher `accelerate` is not on PATH" in err and "pip install accelerate" in err
+    assert "Traceback" not in err
+
+
+def test_busy_port_is_named_before_any_rank_starts(plans):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = ftc_run(plans["ddp"], "--run-id", "busy", timeout=120, MASTER_PORT=str(port))
+    assert result.returncode == 1, result.stderr
+    assert f"rendezvous port {port}" in result.stderr and "already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+    logs = plans["ddp"] / "runs" / "l-ddp" / "busy" / "logs"
+    assert not logs.exists() or not list(logs.glob("rank-*.pid"))  # no rank was started
+
+
+def test_a_rank_entry_point_refuses_a_plan_for_more_ranks(plans):
+    result = subprocess.run([sys.executable, "-m", "ftc.runtime.train", "--plan", str(plans["ddp"])],
+                            capture_output=True, text=True, timeout=120, env=base_env())
+    assert result.returncode == 1
+    assert "this plan trains on 2 processes" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_each_node_runs_the_compiled_launch_sh_with_its_rank(plans):
+    from ftc.runtime.launch.errors import LaunchError
+    from ftc.runtime.launch.spec import build_spec
+    from ftc.runtime.train.plan import load_plan
+
+    plan = load_plan(plans["two-node"])
+    run = plans["two-node"] / "runs" / "x"
+    spec = build_spec(plan, run, ("--resume", "ckpt"), env={**base_env(), "NODE_RANK": "1", "MASTER_PORT": "31234"},
+                      interpreter_dir=None)
+    assert spec.argv == ("bash", str(plans["two-node"] / "launch.sh"), "--resume", "ckpt")
+    assert (spec.env["NODE_RANK"], spec.env["MASTER_ADDR"], spec.env["MASTER_PORT"]) == ("1", "127.0.0.1", "31234")
+    assert spec.env["FTC_RUN_ID"] == "x" and spec.local_ranks == (1,) and spec.world_size == 2
+    with pytest.raises(LaunchError, match="NODE_RANK=2"):
+        build_spec(plan, run, env={**base_env(), "NODE_RANK": "2"}, interpreter_dir=None)
+
+
+@pytest.mark.parametrize("launcher, expected", [
+    ("accelerate", ["launch", "--config_file", "{dir}/accelerate.yaml", "--num_machines", "2", "--num_processes", "2",
+                    "--machine_rank", "1", "--main_process_ip", "127.0.0.1", "--main_process_port", "31234",
+                    "-m", "ftc.runtime.train", "--plan", "{dir}"]),
+    ("torchrun", ["--nnodes", "2", "--nproc_per_node", "1", "--node_rank", "1", "--master_addr", "127.0.0.1",
+                  "--master_port", "31234", "-m", "ftc.runtime.train", "--plan", "{dir}"]),
+])
+def test_launch_sh_passes_node_rank_and_rendezvous(plans, tmp_path, launcher, expected):
+    """The generated launch.sh (run by bash, launcher replaced by a recorder) starts node 1 of 2."""
+    folder = plans["two-node"]
+    _fake_bin(tmp_path, launcher, 'printf "%s\\n" "$@" > "$RECORD"\n')
+    env = base_env(PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}", FTC_LAUNCHER=launcher, NODE_RANK="1",
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT="31234", RECORD=str(tmp_path / "argv"))
+    result = subprocess.run(["bash", str(folder / "launch.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    argv = (tmp_path / "argv").read_text().splitlines()
+    want = [a.replace("{dir}", str(folder)) for a in expected]
+    assert [a for a in argv if a in want or a.startswith(str(folder))] == want, argv
+
+
+def test_slurm_allocation_runs_srun_as_the_sbatch_does(plans, tmp_path):
+    from ftc.runtime.launch.spec import build_spec
+    from ftc.runtime.train.plan import load_plan
+
+    _fake_bin(tmp_path, "scontrol", 'echo node-a; echo node-b\n')
+    env = {**base_env(), "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "SLURM_JOB_ID": "77",
+           "SLURM_JOB_NODELIST": "node-[a-b]", "FTC_LAUNCHER": "deepspeed"}  # it needs a hostfile, as sbatch writes
+    folder = plans["zero2-two-node"]
+    spec = build_spec(load_plan(folder), folder / "runs" / "r", ("--merge",), env=env, interpreter_dir=None)
+    assert spec.slurm and spec.argv[0] == "srun" and "--kill-on-bad-exit=1" in spec.argv
+    assert spec.argv[-3:] == (SBATCH_STEP, str(folder), "--merge")
+    assert SBATCH_STEP in (folder / "slurm.sbatch").read_text()  # the very step the sbatch file runs
+    assert spec.env["MASTER_ADDR"] == "node-a" and spec.local_ranks == (0, 1)
+    assert (folder / "hostfile.slurm-77").read_text() == "node-a slots=1\nnode-b slots=1\n"
+    inside_step = build_spec(load_plan(folder), folder / "runs" / "r", env={**env, "SLURM_STEP_ID": "0",
+                                                                          "SLURM_NODEID": "1"},
+                             interpreter_dir=None)
+    assert not inside_step.slurm and inside_step.env["NODE_RANK"] == "1"  # no srun inside srun
+
+
+def test_plans_name_their_launch(plans):
+    plan = json.loads((plans["ddp"] / "plan.json").read_text())
+    from ftc.runtime.launch import needs_launcher
+
+    assert needs_launcher(plan) and plan["launch"]["launcher"] == "accelerate"
+    assert not needs_launcher({"launch": {"launcher": "python"}, "distributed": {"world_size": 1}})
