@@ -129,6 +129,38 @@ def check_eval_and_checkpoint(recipe: ResolvedRecipe, sink: DiagnosticSink) -> N
                    help="add entries like `train.lr = loguniform(1e-6, 1e-4)`")
 
 
+def check_sweep(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
+    """A sweep whose trials cannot run is an error now, not a failure in every trial after the model loads."""
+    from ftc.compiler.schema import BLOCKS
+
+    if recipe.value("sweep.sampler") == "grid":
+        for p in recipe.sweep:
+            if p.distribution != "choice":
+                sink.error("E0308", f"`sampler = grid` needs listed values, but `{p.target}` is drawn from "
+                           f"`{p.distribution}`", p.span, label="not a finite set of values",
+                           help="write `choice(...)` for every entry, or use `sampler = tpe`, `random` or `cmaes`")
+    for p in recipe.sweep:
+        kind, _, name = p.target.partition(".")
+        spec = BLOCKS[kind]
+        label = recipe.value(kind) if spec.variant_fields else None
+        if label in spec.variant_fields and name not in spec.variant_fields[label]:
+            owners = [lbl for lbl, names in spec.variant_fields.items() if name in names]
+            sink.error("E0309", f"`{p.target}` cannot vary under `{kind} {label}`", p.span,
+                       label=f"not a field of `{kind} {label}`",
+                       help=(f"it belongs to `{kind} {' | '.join(owners)}`; " if owners else "")
+                       + "remove the entry, or change the method")
+            continue
+        field = spec.field(name)
+        units = {a.unit for a in p.args if isinstance(a, Amount)} or set(field.dims if field else ())
+        if p.distribution in ("uniform", "loguniform") and units and units <= {"steps", "tokens"}:
+            unit = units.pop()
+            low, high = (getattr(a, "value", a) for a in p.args)
+            suffix = f" {unit}" if any(isinstance(a, Amount) for a in p.args) else ""
+            sink.error("E0310", f"`{p.distribution}` draws fractions, but `{p.target}` is a whole number of {unit}",
+                       p.span, label="every trial would be invalid",
+                       help=f"use `int({int(low)}, {int(high)}){suffix}`")
+
+
 def check_distributed(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     strategy = recipe.value("distributed")
     world = data_parallel_world(recipe)
@@ -171,6 +203,7 @@ PASSES = (
     check_method,
     check_batch,
     check_eval_and_checkpoint,
+    check_sweep,
     check_distributed,
     check_budget,
 )
