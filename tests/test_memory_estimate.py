@@ -165,3 +165,28 @@ def test_nvme_offload_does_not_need_host_ram():
     assert nvme.peak_bytes == cpu.peak_bytes
     assert nvme.cpu_bytes_per_node < cpu.cpu_bytes_per_node
     assert sum(c.bytes for c in nvme.nvme) >= 16 * P  # weights, grads, master weights and Adam: all on NVMe
+
+
+CATALOG_IDS = sorted({c["model_type"] + "|" + n for n, c in __import__(
+    "ftc.compiler.models.resolve", fromlist=["catalog"]).catalog().items()})
+
+
+@settings(max_examples=60, deadline=None)
+@given(model=st.sampled_from(CATALOG_IDS), method=st.sampled_from(["full", "lora", "qlora"]),
+       optimizer=st.sampled_from(["adamw", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafactor"]),
+       strategy=st.sampled_from(["none", "ddp", "deepspeed", "fsdp"]), zero=st.integers(0, 3),
+       offload=st.sampled_from(["none", "cpu", "nvme"]), world=st.sampled_from([1, 2, 8, 64]),
+       attention=st.sampled_from(["sdpa", "eager", "flash_attention_2"]), dropout=st.sampled_from([0.0, 0.1]),
+       dtype=st.sampled_from(["bf16", "fp16", "fp32"]), evaluates=st.booleans(), gc=st.booleans())
+def test_every_setup_estimates_consistently(model, method, optimizer, strategy, zero, offload, world, attention,
+                                           dropout, dtype, evaluates, gc):
+    setup = MemorySetup(arch(model.split("|", 1)[1]), method=method, optimizer=optimizer, strategy=strategy,
+                        zero=zero, offload_optimizer=offload, offload_params=offload if zero == 3 else "none",
+                        dp_world=world, gpus_per_node=min(world, 8), nodes=max(1, world // 8), attention=attention,
+                        lora_dropout=dropout, lora_targets="all_linear", dtype=dtype,
+                        mixed_precision="no" if dtype == "fp32" else dtype, evaluates=evaluates,
+                        gradient_checkpointing=gc, micro_batch=2, seq_len=512)
+    est = estimate(setup)
+    assert all(c.bytes >= 0 for c in est.components + est.off_peak + est.host)
+    assert sum(c.bytes for c in est.components) == est.peak_bytes
+    assert est.tensor_peak_bytes < est.peak_bytes and est.cpu_bytes_per_node > 0
