@@ -97,10 +97,10 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
 
     backends = list((plan["tracking"] or {}).get("backends") or [])
     report_to = []
-    if "mlflow" in backends:
-        os.environ.setdefault("MLFLOW_TRACKING_URI", plan["tracking"].get("mlflow_uri")
-                              or f"sqlite:///{run_dir / 'mlflow.db'}")
-        os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", plan.recipe_name)
+    mlflow_env = {}
+    if "mlflow" in backends:  # read by transformers' MLflowCallback when training starts
+        mlflow_env = {"MLFLOW_TRACKING_URI": plan["tracking"].get("mlflow_uri") or f"sqlite:///{run_dir / 'mlflow.db'}",
+                      "MLFLOW_EXPERIMENT_NAME": plan.recipe_name, "MLFLOW_RUN_NAME": run_dir.name}
         report_to.append("mlflow")
     preemption = Preemption()
     progress = ProgressCallback(out)
@@ -114,8 +114,17 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
                             callbacks=callbacks, report_to=report_to, resuming=point is not None)
 
     train_started = time.perf_counter()
-    with preemption:
-        trainer.train(resume_from_checkpoint=str(point.checkpoint) if point else None)
+    saved_env = {k: os.environ.get(k) for k in mlflow_env}
+    os.environ.update(mlflow_env)
+    try:
+        with preemption:
+            trainer.train(resume_from_checkpoint=str(point.checkpoint) if point else None)
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     train_seconds = time.perf_counter() - train_started
     state = trainer.state
     tokens_per_second, _ = progress.rates(state)
