@@ -21,6 +21,8 @@ from .space import sample, space_from_plan
 from .study import (INTERRUPTED, STUDY_FILE, counted, existing_trials, grid_size, make_pruner, make_sampler,
                     open_study, quiet_optuna, requeue_interrupted)
 
+_clock = time.monotonic  # the sweep's timeout and trial wall times (a test replaces it)
+
 
 @dataclass(frozen=True)
 class SweepOptions:
@@ -154,11 +156,11 @@ def run_sweep(options: SweepOptions, base_plan, *, execute: Callable | None = No
             f"pruner {sweep['pruner']}")
 
     execute = execute or _default_execute
-    started = time.monotonic()
+    started = _clock()
     timeout = sweep.get("timeout_s")
     stopped = None
     while sum(counted(t) for t in study.trials) < total:
-        if timeout is not None and time.monotonic() - started >= timeout:
+        if timeout is not None and _clock() - started >= timeout:
             stopped = "timeout"
             say(f"ftc: sweep timeout ({timeout:g} s) reached; no new trials are started")
             break
@@ -167,11 +169,11 @@ def run_sweep(options: SweepOptions, base_plan, *, execute: Callable | None = No
         trial.set_user_attr("overrides", list(overrides))
         label = f"trial {trial.number}"
         say(f"ftc: {label}: " + "  ".join(overrides))
-        trial_started = time.monotonic()
+        trial_started = _clock()
         plan = _compile_trial(options, overrides, folder / "build" / f"trial-{trial.number}")
         if isinstance(plan, str):
             trial.set_user_attr("error", plan)
-            trial.set_user_attr("wall_seconds", round(time.monotonic() - trial_started, 3))
+            trial.set_user_attr("wall_seconds", round(_clock() - trial_started, 3))
             study.tell(trial, state=TrialState.FAIL)
             say(f"ftc: {label} failed: the recipe with these values does not compile:\n{plan}")
             continue
@@ -182,7 +184,7 @@ def run_sweep(options: SweepOptions, base_plan, *, execute: Callable | None = No
         try:
             result = execute(plan, run_options)
         except optuna.TrialPruned as exc:
-            trial.set_user_attr("wall_seconds", round(time.monotonic() - trial_started, 3))
+            trial.set_user_attr("wall_seconds", round(_clock() - trial_started, 3))
             study.tell(trial, state=TrialState.PRUNED)
             say(f"ftc: {label} {exc}")
             continue
@@ -208,7 +210,7 @@ def run_sweep(options: SweepOptions, base_plan, *, execute: Callable | None = No
         except SweepError as exc:
             _fail(study, trial, str(exc), trial_started)
             raise
-        trial.set_user_attr("wall_seconds", round(time.monotonic() - trial_started, 3))
+        trial.set_user_attr("wall_seconds", round(_clock() - trial_started, 3))
         study.tell(trial, value)
         say(f"ftc: {label} done: {metric} {value:.6g}")
 
@@ -247,7 +249,7 @@ def _fail(study, trial, message: str, started: float, detail: str | None = None)
     trial.set_user_attr("error", message)
     if detail:
         trial.set_user_attr("traceback", detail)
-    trial.set_user_attr("wall_seconds", round(time.monotonic() - started, 3))
+    trial.set_user_attr("wall_seconds", round(_clock() - started, 3))
     study.tell(trial, state=TrialState.FAIL)
 
 

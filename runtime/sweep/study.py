@@ -45,7 +45,7 @@ def make_sampler(name: str, seed: int | None, space: tuple[Dimension, ...]):
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
-        return optuna.samplers.GridSampler(grid_space(space), seed=seed)
+        return _grid_sampler(grid_space(space), seed)
     if name == "cmaes":
         try:
             import cmaes  # noqa: F401
@@ -53,6 +53,19 @@ def make_sampler(name: str, seed: int | None, space: tuple[Dimension, ...]):
             raise SweepError("`sampler = cmaes` needs the `cmaes` package: pip install cmaes") from None
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     raise SweepError(f"unknown sampler `{name}` (tpe, random, grid, cmaes)")
+
+
+def _grid_sampler(search_space: dict, seed: int | None):
+    import optuna
+
+    class Grid(optuna.samplers.GridSampler):
+        """GridSampler stops `study.optimize` when the grid is used up; the sweep asks and tells instead and
+        caps its trials at the grid's size, so there is nothing to stop (and `stop` outside optimize raises)."""
+
+        def after_trial(self, study, trial, state, values) -> None:
+            return None
+
+    return Grid(search_space, seed=seed)
 
 
 def make_pruner(name: str):
