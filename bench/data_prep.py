@@ -13,7 +13,9 @@ this one process, from the same file and tokenizer:
   floor     the tokenizer's own batch encode of the same rendered text (after dedup), nothing else
 
 Peak memory is the peak resident set size above the level at the start of each stage (sampled
-every 10 ms; freed memory is handed back to the OS between stages). Not a CI test.
+every 10 ms; freed memory is handed back to the OS between stages, and Arrow uses the system
+allocator so that it can be). Each contender gets a fresh tokenizer instance (the BPE word cache
+warms up during a run). Not a CI test.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+# Arrow's default pool (mimalloc) keeps freed memory; the system pool plus malloc_trim between stages
+# hands it back, so a later contender does not run on memory an earlier one left behind
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
@@ -230,15 +235,21 @@ def main(argv=None) -> int:
     datasets.disable_progress_bars()
     tokenizer(texts[:256], add_special_tokens=False)
     print("running ...", file=sys.stderr, flush=True)
-    ftc_s, ftc_mem, prepared = stage("ftc", lambda: run_ftc(data_path, tokenizer, work, args.max_length))
+    # a fresh tokenizer per contender: the BPE word cache warms up during a run, and must not carry over
+    fresh = lambda: AutoTokenizer.from_pretrained(str(work / "tok"))  # noqa: E731
+    tok = fresh()
+    ftc_s, ftc_mem, prepared = stage("ftc", lambda: run_ftc(data_path, tok, work, args.max_length))
     r = prepared.report
     ftc_tokens = r.train.tokens + (r.eval.tokens if r.eval else 0)
     ftc_slots = r.train.slots + (r.eval.slots if r.eval else 0)
     del prepared
-    floor_s, floor_mem, floor_tokens = stage("floor", lambda: run_floor(texts, tokenizer))
-    rust_s = stage("rust", lambda: run_rust_floor(texts, tokenizer))[0] if args.rust_floor else None
+    tok = fresh()
+    floor_s, floor_mem, floor_tokens = stage("floor", lambda: run_floor(texts, tok))
+    tok = fresh()
+    rust_s = stage("rust", lambda: run_rust_floor(texts, tok))[0] if args.rust_floor else None
     if not args.skip_tutorial:
-        tut_s, tut_mem, tut = stage("tutorial", lambda: run_tutorial(data_path, tokenizer, work, args.max_length))
+        tok = fresh()
+        tut_s, tut_mem, tut = stage("tutorial", lambda: run_tutorial(data_path, tok, work, args.max_length))
         tut_rows = len(tut["train"]) + len(tut["test"])
         tut_slots = tut_rows * args.max_length
         del tut

@@ -255,3 +255,23 @@ def test_template_skeleton_agrees_with_prefix_rendering(tok):
                     assert "".join(t for t, _ in expected) == full
         finally:
             tok.chat_template = saved
+
+
+def test_jsonl_blocks_keep_rows_and_line_numbers(tmp_path, tok, monkeypatch):
+    from ftc.runtime.data import sources
+
+    monkeypatch.setattr(sources, "JSONL_BLOCK", 100)  # many blocks, boundaries inside lines
+    rows = [{"text": f"row {i} " + "x" * (i % 37)} for i in range(50)]
+    path = tmp_path / "x.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" + ("\n" if i % 7 == 0 else "") for i, r in enumerate(rows)))
+    blocks = list(sources.read_source(sources.Source("jsonl", str(path), "x.jsonl"), "train"))
+    assert len(blocks) > 5
+    texts = [t for b in blocks for t in b.table.column("text").to_pylist()]
+    numbers = [int(n) for b in blocks for n in b.numbers]
+    lines = path.read_text().split("\n")
+    assert texts == [r["text"] for r in rows]
+    assert [json.loads(lines[n - 1])["text"] for n in numbers] == texts
+    (tmp_path / "bad.jsonl").write_text(path.read_text() + '{"text": 1}\n')
+    with pytest.raises(DataError) as info:
+        run(tmp_path, tok, train=["bad.jsonl"], format="text")
+    assert info.value.row == len(lines)

@@ -204,3 +204,15 @@ def test_ftc_data_cli(tmp_path, tok_dir, capsys):
     err = capsys.readouterr().err
     assert "d.jsonl:31: `text` must be a string, found number" in err and "Traceback" not in err
     assert main(["data", "--plan", str(tmp_path / "nowhere")]) == 2
+
+
+def test_ftc_data_compiles_a_recipe(tmp_path, capsys):
+    from ftc.cli import main
+
+    recipe = Path(__file__).resolve().parent.parent / "examples" / "tiny.ftspec"
+    if not recipe.exists():
+        pytest.skip("examples/tiny.ftspec is not in this checkout")
+    assert main(["data", str(recipe), "--cache-dir", str(tmp_path / "cache"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["format"] == "chat" and report["train"]["rows"] > 0 and report["eval_source"] == "files"
+    assert main(["data"]) == 2

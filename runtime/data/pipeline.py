@@ -60,17 +60,19 @@ class _Rows:
 def _read(sources: tuple[Source, ...], fmt: FormatSpec, what: str) -> _Rows:
     tables = []
     for i, source in enumerate(sources):
-        read = read_source(source, what)
-        table, problems = normalize(read, fmt, source)
-        problems = check(table, problems, fmt)
-        n = table.num_rows
-        table = (table.append_column(SRC, pa.array(np.full(n, i, dtype=np.int32)))
-                 .append_column(ROW, pa.array(np.asarray(read.numbers, dtype=np.int64)))
-                 .append_column(PROBLEM, problems))
-        tables.append(table)
-        del read
+        for read in read_source(source, what):
+            table, problems = normalize(read, fmt, source)
+            problems = check(table, problems, fmt)
+            n = table.num_rows
+            table = (table.append_column(SRC, pa.array(np.full(n, i, dtype=np.int32)))
+                     .append_column(ROW, pa.array(np.asarray(read.numbers, dtype=np.int64)))
+                     .append_column(PROBLEM, problems))
+            tables.append(table)
+            del read
     if not tables:
-        raise DataError(f"data.{what} names no source")
+        return _Rows(fmt.schema().empty_table().append_column(SRC, pa.array([], pa.int32()))
+                     .append_column(ROW, pa.array([], pa.int64())).append_column(PROBLEM, pa.array([], pa.string())),
+                     sources)
     return _Rows(pa.concat_tables(tables), sources)
 
 

@@ -107,17 +107,19 @@ def resolve(entries: tuple[str, ...], base_dir: Path, *, what: str = "train") ->
 # --- readers: each returns (table without origin columns, row numbers, problems or None) -------------
 
 
-def _nonblank_lines(path: str):
-    """1-based numbers of the non-blank lines, streaming over the file (never all of it in memory)."""
+def _nonblank_lines(block: bytes, first: int):
+    """Numbers of the non-blank lines of `block`, whose first line is line `first` of the file."""
     import numpy as np
 
-    count, blanks = 0, []
-    with open(path, "rb") as f:
-        for count, line in enumerate(f, start=1):
-            if line.isspace():
-                blanks.append(count)
-    numbers = np.arange(1, count + 1, dtype=np.int64)
-    return np.delete(numbers, np.asarray(blanks, dtype=np.int64) - 1) if blanks else numbers
+    lines = block.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    blanks = [i for i, line in enumerate(lines) if not line or line.isspace()]
+    numbers = np.arange(first, first + len(lines), dtype=np.int64)
+    return (np.delete(numbers, blanks) if blanks else numbers), first + len(lines)
+
+
+JSONL_BLOCK = 16 << 20  # bytes parsed at once: bounds the parser's working memory
 
 
 @dataclass(frozen=True)
@@ -134,9 +136,9 @@ def _rows_from_python(rows: list, numbers: list[int], problems: list) -> ReadRes
     return ReadResult(numbers=numbers, rows=rows, problems=problems)
 
 
-def _read_jsonl_slow(data: bytes, source: Source):
+def _read_jsonl_slow(data: bytes, first: int = 1) -> ReadResult:
     rows, numbers, problems = [], [], []
-    for i, line in enumerate(data.split(b"\n"), start=1):
+    for i, line in enumerate(data.split(b"\n"), start=first):
         if not line.strip():
             continue
         numbers.append(i)
@@ -156,18 +158,27 @@ def _read_jsonl_slow(data: bytes, source: Source):
 
 
 def _read_jsonl(source: Source):
+    """JSON lines, parsed block by block (whole lines per block) with pyarrow; a block the vectorised
+    parser rejects is re-read line by line to locate the problem."""
     import pyarrow.json as pajson
 
-    numbers = _nonblank_lines(source.path)
-    if not len(numbers):
-        return ReadResult(numbers=[], rows=[], problems=[])
-    try:
-        table = pajson.read_json(source.path, read_options=pajson.ReadOptions(block_size=1 << 24))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return _read_jsonl_slow(Path(source.path).read_bytes(), source)
-    if table.num_rows != len(numbers):
-        return _read_jsonl_slow(Path(source.path).read_bytes(), source)
-    return ReadResult(numbers=numbers, table=table)
+    first = 1
+    with open(source.path, "rb") as f:
+        while True:
+            block = f.read(JSONL_BLOCK)
+            if not block:
+                return
+            block += f.readline()
+            numbers, next_first = _nonblank_lines(block, first)
+            if len(numbers):
+                try:
+                    table = pajson.read_json(pa.BufferReader(block),
+                                             read_options=pajson.ReadOptions(block_size=len(block) + 1))
+                    ok = table.num_rows == len(numbers)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    ok = False
+                yield ReadResult(numbers=numbers, table=table) if ok else _read_jsonl_slow(block, first)
+            first = next_first
 
 
 def _read_json(source: Source):
@@ -175,7 +186,7 @@ def _read_json(source: Source):
     try:
         value = json.loads(data)
     except ValueError:
-        return _read_jsonl(source)  # a .json file that holds JSON lines
+        return list(_read_jsonl(source))  # a .json file that holds JSON lines
     if isinstance(value, dict):
         lists = [v for v in value.values() if isinstance(v, list)]
         if len(lists) != 1:
@@ -271,21 +282,22 @@ def _read_hub(source: Source, what: str):
 
 
 def read_source(source: Source, what: str):
-    """Read one source (origin columns are added by the caller)."""
+    """Read one source as blocks of rows (origin columns are added by the caller)."""
     try:
         if source.kind == "jsonl":
-            return _read_jsonl(source)
+            yield from _read_jsonl(source)
+            return
         if source.kind == "json":
-            return _read_json(source)
-        if source.kind == "csv":
-            return _read_csv(source)
-        if source.kind == "parquet":
-            return _read_parquet(source)
-        if source.kind == "txt":
-            return _read_txt(source)
-        if source.kind == "disk":
-            return _read_disk(source, what)
-        return _read_hub(source, what)
+            result = _read_json(source)
+            yield from (result if isinstance(result, list) else [result])
+            return
+        reader = {"csv": _read_csv, "parquet": _read_parquet, "txt": _read_txt}.get(source.kind)
+        if reader is not None:
+            yield reader(source)
+        elif source.kind == "disk":
+            yield _read_disk(source, what)
+        else:
+            yield _read_hub(source, what)
     except UnicodeDecodeError as exc:
         raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=source.display) from None
     except OSError as exc:
