@@ -42,7 +42,7 @@ def _config(model_type: str, shape: dict, layers: int) -> dict:
     return config
 
 
-def _saved_bytes(config: dict, seq: int, dtype, lora: dict | None = None) -> int:
+def _saved_bytes(config: dict, seq: int, dtype, lora: dict | None = None, qlora_dir=None) -> int:
     cfg = dict(config)
     model_type = cfg.pop("model_type")
     hf = transformers.AutoConfig.for_model(model_type, **cfg)
@@ -52,6 +52,16 @@ def _saved_bytes(config: dict, seq: int, dtype, lora: dict | None = None) -> int
     attention = "eager" if model_type in ("gemma2", "bloom") else "sdpa"
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(hf, dtype=dtype, attn_implementation=attention)
+    if qlora_dir is not None:  # as the runtime: bitsandbytes NF4 + prepare_model_for_kbit_training
+        import peft
+
+        model.save_pretrained(qlora_dir)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            qlora_dir, dtype=dtype, device_map="cpu", attn_implementation=attention,
+            quantization_config=transformers.BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_storage=torch.uint8))
+        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if lora is not None:  # as the runtime: peft adapters (fp32), Trainer bf16 autocast
         import peft
 
@@ -125,6 +135,23 @@ def test_lora_layer_activations(targets, dropout, exact):
     real = (two - one) / (2 * seq)
     arch = from_config(_config("llama", shape, 2))
     got = layer_bytes_per_token(MemorySetup(arch, method="lora", lora_rank=8, lora_dropout=dropout, seq_len=seq,
+                                            lora_targets="all_linear" if targets == "all-linear" else tuple(targets)))
+    if exact:
+        assert got == pytest.approx(real, rel=0.02)
+    else:
+        assert real <= got <= 1.2 * real
+
+
+@pytest.mark.parametrize("targets, exact", [(["q_proj", "v_proj"], True), ("all-linear", False)])
+def test_qlora_layer_activations(targets, exact, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    shape, seq = SHAPES[0], 64
+    lora = dict(r=8, target_modules=targets, lora_dropout=0.0)
+    one = _saved_bytes(_config("llama", shape, 1), seq, torch.bfloat16, lora, tmp_path / "one")
+    two = _saved_bytes(_config("llama", shape, 2), seq, torch.bfloat16, lora, tmp_path / "two")
+    real = (two - one) / (2 * seq)
+    arch = from_config(_config("llama", shape, 2))
+    got = layer_bytes_per_token(MemorySetup(arch, method="qlora", lora_rank=8, seq_len=seq,
                                             lora_targets="all_linear" if targets == "all-linear" else tuple(targets)))
     if exact:
         assert got == pytest.approx(real, rel=0.02)

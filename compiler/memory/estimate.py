@@ -287,6 +287,10 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
     total += dropout * c * h  # residual dropout masks (GPT-2, OPT defaults)
     if s.method != "full":
         total += _lora_delta(s, c, with_lora_dropout)
+    sharded_mixed = s.strategy in ("deepspeed", "fsdp") and s.mixed_precision != "no"
+    if s.method == "qlora" and s.kbit_fp32_upcast and not sharded_mixed and a.gated_mlp:
+        # fp32 residual stream: 4-bit linears return their input's dtype, so gate, act(gate) and up are fp32
+        total += 3 * (4 - c) * inter * max(1, a.experts_per_token if a.experts else 1)
     return total
 
 
