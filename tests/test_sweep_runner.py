@@ -226,3 +226,24 @@ def test_reporter_reports_each_evaluation_once_and_prunes_only_while_training():
     reporter.on_train_end(None, State(4), None)
     reporter.on_log(None, State(4), None, logs={"eval_loss": 3.1})  # the evaluation after training: no pruning
     assert trial.reported == [(2, 3.5), (4, 3.1)]
+
+
+def test_a_preempted_trial_stops_the_sweep_with_75_and_reruns_on_resume(tmp_path, capsys):
+    overrides, plan = compile_base(tmp_path, TINY_SWEEP)
+    args = argparse.Namespace(resume=None, run_id="p", merge=None, trials=2)
+
+    def preempted(plan, options):
+        result = FakeTraining()(plan, options)
+        return RunResult(result.run_dir, "preempted", 75, {})
+
+    assert run_sweep_command(str(TINY_SWEEP), overrides, tmp_path / "build", args, execute=preempted) == 75
+    out = capsys.readouterr().out
+    assert "--resume" in out and "running" in out
+    fake = FakeTraining()
+    resumed = argparse.Namespace(resume="auto", run_id=None, merge=None, trials=2)
+    assert run_sweep_command(str(TINY_SWEEP), overrides, tmp_path / "build", resumed, execute=fake) == 0
+    assert fake.calls == ["sweep-p/trial-1", "sweep-p/trial-2"]
+    summary = json.loads((tmp_path / "runs" / "tiny-sweep" / "sweep-p" / SUMMARY_FILE).read_text())
+    assert [(t["state"], t["interrupted"]) for t in summary["trials"]] == \
+        [("FAIL", True), ("COMPLETE", False), ("COMPLETE", False)]
+    assert summary["trials"][1]["params"] == summary["trials"][0]["params"]
