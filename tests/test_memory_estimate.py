@@ -26,11 +26,12 @@ def states(**fields) -> int:
     return estimate(MemorySetup(L2, **fields)).model_state_bytes
 
 
-# ZeRO paper (arXiv 1910.02054) model states with K = 12: 16Ψ, 4Ψ + 12Ψ/N, 2Ψ + 14Ψ/N, 16Ψ/N.
+# ZeRO paper (arXiv 1910.02054), fp16 mixed precision with K = 12: 16Ψ, 4Ψ + 12Ψ/N, 2Ψ + 14Ψ/N, 16Ψ/N.
 @pytest.mark.parametrize("zero, expected", [
     (0, 16 * P), (1, 4 * P + 12 * P // 64), (2, 2 * P + 14 * P // 64), (3, 16 * P // 64)])
 def test_zero_stages_match_the_paper(zero, expected):
-    got = states(method="full", strategy="deepspeed", zero=zero, dp_world=64, gpus_per_node=8)
+    got = states(method="full", dtype="fp16", mixed_precision="fp16", strategy="deepspeed", zero=zero, dp_world=64,
+                 gpus_per_node=8)
     assert abs(got - expected) <= 8  # integer division per component
 
 
@@ -190,3 +191,9 @@ def test_every_setup_estimates_consistently(model, method, optimizer, strategy, 
     assert all(c.bytes >= 0 for c in est.components + est.off_peak + est.host)
     assert sum(c.bytes for c in est.components) == est.peak_bytes
     assert est.tensor_peak_bytes < est.peak_bytes and est.cpu_bytes_per_node > 0
+
+
+def test_deepspeed_bf16_stage0_accumulates_fp32_gradients():
+    fp16 = states(method="full", dtype="fp16", mixed_precision="fp16", strategy="deepspeed", zero=0, dp_world=2)
+    bf16 = states(method="full", dtype="bf16", mixed_precision="bf16", strategy="deepspeed", zero=0, dp_world=2)
+    assert bf16 - fp16 == 2 * P

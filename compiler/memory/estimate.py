@@ -125,8 +125,10 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     if s.optimizer_in_backward:
         gpu.append(Component("gradients", 0, "freed by the optimizer step fused into backward"))
     else:
-        place("gradients", trainable * (4 if offload_opt else t_bytes), stage >= 2, offload_opt,
-              f"{trainable:,} trainable × {4 if offload_opt else t_bytes} B", opt_device)
+        # DeepSpeed's bf16 optimizer at stage 0 accumulates gradients in fp32; offloaded gradients are fp32
+        g_bytes = 4 if offload_opt or (deepspeed_mixed and stage == 0 and s.dtype == "bf16") else t_bytes
+        place("gradients", trainable * g_bytes, stage >= 2, offload_opt, f"{trainable:,} trainable × {g_bytes} B",
+              opt_device)
     state_dtype = 4 if (deepspeed_mixed or t_bytes == 4) else t_bytes
     states, paged = _optimizer_state_bytes(s, trainable, state_dtype, counts)
     if paged:
