@@ -103,7 +103,7 @@ def _problems_of(table: pa.Table) -> dict[int, str]:
     return dict(zip(bad.tolist(), texts))
 
 
-HASH_CHUNK = 16384
+HASH_CHUNK = 4096
 
 
 def _contents(table: pa.Table, indices: np.ndarray, fmt: FormatSpec):

@@ -119,7 +119,7 @@ def _nonblank_lines(block: bytes, first: int):
     return (np.delete(numbers, blanks) if blanks else numbers), first + len(lines)
 
 
-JSONL_BLOCK = 16 << 20  # bytes parsed at once: bounds the parser's working memory
+JSONL_BLOCK = 4 << 20  # bytes parsed at once: bounds the parser's working memory
 
 
 @dataclass(frozen=True)

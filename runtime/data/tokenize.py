@@ -16,7 +16,7 @@ import pyarrow as pa
 from .render import TokenizerInfo
 
 IGNORE = -100
-CHUNK_ROWS = 2048
+CHUNK_ROWS = 1024
 
 
 class Encoder:
