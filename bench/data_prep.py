@@ -258,7 +258,7 @@ def main(argv=None) -> int:
     print()
     print(f"rows {args.rows:,} ({len(texts):,} unique), tokens per row: median {np.median(lengths):.0f}, "
           f"p99 {np.percentile(lengths, 99):.0f}, max_length {args.max_length}, "
-          f"{os.cpu_count()} CPUs, ftc encodes in chunks of 2,048 rows")
+          f"{os.cpu_count()} CPUs, ftc encodes in chunks of 1,024 rows")
     print(f"ftc: {r.duplicates_exact:,} duplicates removed, {r.train.rows:,} train / "
           f"{r.eval.rows if r.eval else 0:,} eval examples, {r.truncated:,} truncated, "
           f"packing efficiency {r.packing_efficiency:.1%}")
