@@ -181,6 +181,7 @@ def test_ftc_run_hands_a_sweep_to_the_sweep_runner_unless_no_sweep(tmp_path, mon
     assert calls == [("sweep", 2), ("once", None), ("once", None)]
     assert main(["run", str(TINY), *out, "--trials", "2"]) == 2
     assert "--trials applies to a recipe with a `sweep` block" in capsys.readouterr().err
+    assert main(["run", "--plan", str(tmp_path / "b"), "--trials", "2"]) == 2
     with pytest.raises(SystemExit) as usage:
         main(["run", str(TINY_SWEEP), "--trials", "0"])
     assert usage.value.code == 2

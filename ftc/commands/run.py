@@ -65,6 +65,10 @@ def run(args) -> int:
         if args.overrides:
             print("ftc run: --set applies to a recipe; recompile to change a compiled plan", file=sys.stderr)
             return 2
+        if getattr(args, "trials", None) is not None:
+            print("ftc run: --trials applies to a recipe with a `sweep` block; a compiled plan runs once",
+                  file=sys.stderr)
+            return 2
         return run_plan_folder(args.plan, args)
     folder = compile_to_folder(args.recipe, tuple(args.overrides), args.output)
     if folder is None:
