@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from ftc.compiler.memory.estimate import layer_bytes_per_token  # noqa: E402
+from ftc.compiler.memory.activations import layer_bytes_per_token  # noqa: E402
 from ftc.compiler.memory.setup import MemorySetup  # noqa: E402
 from ftc.compiler.models.arch import from_config  # noqa: E402
 

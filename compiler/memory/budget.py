@@ -10,7 +10,8 @@ from __future__ import annotations
 from ftc.compiler.diagnostics import DiagnosticSink, did_you_mean
 from ftc.compiler.memory import hardware
 from ftc.compiler.memory.auto import resolve_auto
-from ftc.compiler.memory.estimate import NO_SDPA, estimate
+from ftc.compiler.memory.activations import NO_SDPA
+from ftc.compiler.memory.estimate import estimate
 from ftc.compiler.memory.fixes import suggest_fixes
 from ftc.compiler.memory.recipe import setup_from_recipe
 from ftc.compiler.memory.report import breakdown_notes

@@ -1,0 +1,105 @@
+"""Activation bytes per token, as transformers' modeling code makes autograd keep them.
+
+One decoder layer's saved tensors, per family, for full fine-tuning, LoRA (peft under autocast) and
+QLoRA (bitsandbytes after prepare_model_for_kbit_training). tests/test_memory_activations.py holds
+these formulas to autograd's own saved tensors on small models of every family.
+"""
+
+from __future__ import annotations
+
+from ftc.compiler.memory.setup import MemorySetup
+from ftc.compiler.models.params import resolve_targets
+
+LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "gemma2", "phi3", "stablelm")
+NO_SDPA = ("gemma2", "bloom")  # transformers runs these with eager attention only
+
+
+def compute_bytes(s: MemorySetup) -> int:
+    return 4 if (s.mixed_precision == "no" and s.dtype == "fp32") else 2
+
+
+def norm_bytes(a, c: int) -> int:
+    """Saved per token by one norm: RMSNorm keeps an fp32 copy of its input, the normalized input and the
+    scaled output; LayerNorm keeps input, output and fp32 mean/rstd."""
+    if a.model_type in LLAMA_LIKE and a.model_type != "stablelm":
+        return 4 * a.hidden + 2 * c * a.hidden + 4
+    return 2 * c * a.hidden + 4
+
+
+def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int:
+    """Bytes one decoder layer saves for backward per token, as transformers' modeling code does
+    (checked against autograd's saved tensors in tests/test_memory_activations.py)."""
+    a = s.arch
+    c = compute_bytes(s)
+    h, q, kv, inter, heads = a.hidden, a.q_dim, a.kv_dim, a.intermediate, a.heads
+    eager = s.attention == "eager" or a.model_type in NO_SDPA
+    norm = norm_bytes(a, c)
+    t = a.model_type
+    if t in LLAMA_LIKE:
+        total = norm * (4 if t == "gemma2" else 2)
+        if eager:  # K and V repeated to all heads; fp32 softmax output + 16-bit probabilities (+ softcap)
+            total += c * 4 * q + 6 * heads * s.seq_len
+            if t == "gemma2":  # scaled query, tanh soft-capping of the scores
+                total += c * q + 3 * heads * s.seq_len + 4 * heads
+        else:  # Q and K after RoPE, V, output, fp32 log-sum-exp
+            total += c * (2 * q + 2 * kv) + 4 * heads
+        if t in ("phi3", "stablelm"):
+            total += c * q  # fused qkv / partial-rotary concatenation keeps one more query-sized tensor
+        if a.experts:  # gathered input, gate_up, activation and product per routed copy; router in fp32
+            k = max(1, a.experts_per_token)
+            total += k * (4 * c * inter + 2 * c * h) + 25 * a.experts
+        else:
+            total += 4 * c * inter  # gate, up, act(gate), product
+    elif t == "gpt2":
+        total = 2 * norm + c * 3 * h + c * q + 2 * c * h + 4 * heads + 5 * c * inter  # gelu_new keeps 5 tensors
+    elif t == "phi":
+        total = norm + c * (2 * q + 2 * kv) + c * q + 4 * heads + 5 * c * inter
+    elif t == "opt":
+        total = 2 * norm + c * (q + 2 * kv) + c * q + 4 * heads + c * inter  # relu keeps its output only
+    elif t == "bloom":
+        total = 2 * norm + c * 3 * h + 6 * heads * s.seq_len + c * h + 2 * c * inter
+    else:  # falcon: Q, K, V, output, fp32 log-sum-exp, GELU input and output
+        total = norm + c * (2 * q + 2 * kv) + c * q + 4 * heads + 2 * c * inter
+    if eager and t not in LLAMA_LIKE and t != "bloom":
+        total += 6 * heads * s.seq_len
+    dropout = a.hidden_dropout_sites
+    total += dropout * c * h  # residual dropout masks (GPT-2, OPT defaults)
+    if s.method != "full":
+        total += _lora_delta(s, c, with_lora_dropout)
+    sharded_mixed = s.strategy in ("deepspeed", "fsdp") and s.mixed_precision != "no"
+    if s.method == "qlora" and s.kbit_fp32_upcast and not sharded_mixed and a.gated_mlp:
+        # fp32 residual stream: 4-bit linears return their input's dtype, so gate, act(gate) and up are fp32
+        total += 3 * (4 - c) * inter * max(1, a.experts_per_token if a.experts else 1)
+    return total
+
+
+def _lora_delta(s: MemorySetup, c: int, with_dropout: bool) -> int:
+    """A frozen base saves less (no weight gradients need the inputs); adapters save a little more."""
+    a = s.arch
+    names = set(resolve_targets(a, s.lora_targets)[0])
+    adapted = [m for m in a.layer_linears if m.name in names]
+    delta = sum(c * (m.d_out + s.lora_rank) * m.count for m in adapted)  # adapter outputs
+    if with_dropout and s.lora_dropout > 0:
+        delta += sum(4 * m.d_in * m.count for m in adapted)  # dropout output and mask of each input
+    if a.model_type in LLAMA_LIKE and not a.experts:
+        norms = 4 if a.model_type == "gemma2" else 2
+        if a.model_type != "stablelm":
+            delta -= norms * c * a.hidden  # frozen norm weights: the normalized input is not kept
+        if not names & {"gate_proj", "up_proj", "gate_up_proj"}:
+            delta -= c * a.hidden  # the MLP input is needed by no weight gradient
+        if "down_proj" not in names:
+            delta -= c * a.intermediate  # nor is the down projection's input
+    return delta
+
+
+def layer_and_checkpoint_bytes(s: MemorySetup, with_lora_dropout: bool) -> tuple[float, float]:
+    """(bytes saved per token by one layer, bytes per token of one checkpointed layer input)."""
+    c = compute_bytes(s)
+    sharded_mixed = s.strategy in ("deepspeed", "fsdp") and s.mixed_precision != "no"
+    # the residual stream is fp32 for an fp32 model under plain autocast and for QLoRA after the fp32
+    # upcast; DeepSpeed and FSDP mixed precision run the layers in 16 bit
+    if (s.method == "qlora" and s.kbit_fp32_upcast or s.dtype == "fp32") and not sharded_mixed:
+        resid = 4
+    else:
+        resid = c
+    return layer_bytes_per_token(s, with_lora_dropout), s.arch.hidden * resid
