@@ -192,8 +192,8 @@ def fault_callback(env=None):
     me = current(env).rank
 
     class FaultInjection(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):
-            if me != target or state.global_step != step:
+        def on_step_begin(self, args, state, control, **kw):  # during optimizer step `step` (1-based)
+            if me != target or state.global_step + 1 != step:
                 return control
             print(f"ftc: fault injection: rank {me} at step {step}: {action}", file=sys.stderr, flush=True)
             if action == "sigterm":
@@ -232,3 +232,16 @@ def enable_cpu_fsdp(trainer) -> bool:
     state.distributed_type = DistributedType.FSDP
     trainer.is_fsdp_enabled = True
     return True
+
+
+def save_fsdp_full(trainer, folder: Path, main: bool) -> None:
+    """The final model of an FSDP run as whole tensors. FSDP2 keeps DTensor shards: every rank joins the
+    gather (`full_tensor`), rank 0 writes. FSDP1 gathers through accelerate's FULL_STATE_DICT."""
+    state = trainer.model.state_dict()
+    if not any(hasattr(value, "full_tensor") for value in state.values()):  # FSDP1
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+        trainer.save_model(str(folder))
+        return
+    state = {key: (value.full_tensor() if hasattr(value, "full_tensor") else value) for key, value in state.items()}
+    if main:
+        trainer._save(str(folder), state_dict=state)

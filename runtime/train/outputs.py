@@ -88,8 +88,11 @@ def save_final(trainer, tokenizer, run_dir: Path) -> Path:
     if main:
         shutil.rmtree(tmp, ignore_errors=True)
     if getattr(trainer, "is_fsdp_enabled", False):  # the final model is whole files, not per-rank shards
-        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
-    trainer.save_model(str(tmp))
+        from ftc.runtime.launch.rank import save_fsdp_full
+
+        save_fsdp_full(trainer, tmp, main)
+    else:
+        trainer.save_model(str(tmp))
     if not main:
         return final
     tokenizer.save_pretrained(str(tmp))
