@@ -185,6 +185,20 @@ def check_distributed(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
                      recipe.span("distributed"))
 
 
+def check_qlora_zero3(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
+    """ZeRO-3 partitions every parameter as a plain tensor of one dtype. bitsandbytes 4-bit weights can be
+    partitioned only when packed in the compute dtype (`bnb_4bit_quant_storage`); ftc packs them as uint8,
+    which ZeRO-3 would partition and reassemble as garbage or refuse at initialisation."""
+    if recipe.value("method") != "qlora" or recipe.value("distributed") != "deepspeed":
+        return
+    if recipe.value("distributed.zero") == 3:
+        sink.error("E0416", "QLoRA cannot be combined with ZeRO-3 here: its 4-bit weights are stored as uint8, "
+                   "and ZeRO-3 partitions only weights stored in the compute dtype", recipe.span("distributed.zero"),
+                   label="ZeRO-3 would partition the packed 4-bit weights",
+                   help="use `zero = 2` (the 4-bit base fits on every rank; the adapters and their optimizer "
+                        "state are partitioned), or `distributed ddp {}`")
+
+
 def check_budget(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     """The memory budget pass lives with the estimator; it runs only on a recipe without errors."""
     if sink.has_errors:
@@ -205,6 +219,7 @@ PASSES = (
     check_eval_and_checkpoint,
     check_sweep,
     check_distributed,
+    check_qlora_zero3,
     check_budget,
 )
 
