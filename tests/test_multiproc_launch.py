@@ -133,3 +133,22 @@ def test_plans_name_their_launch(plans):
 
     assert needs_launcher(plan) and plan["launch"]["launcher"] == "accelerate"
     assert not needs_launcher({"launch": {"launcher": "python"}, "distributed": {"world_size": 1}})
+
+
+def test_qlora_with_zero3_is_rejected_at_compile_time_with_the_reason(tmp_path):
+    from multiproc_util import recipe_text
+
+    text = recipe_text("q-z3", "zero3").replace(
+        "method lora {", "method qlora {\n  quant = nf4\n  compute_dtype = bf16").replace(
+        "  offload_params = cpu\n", "")
+    recipe = tmp_path / "q.ftspec"
+    recipe.write_text(text, encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "ftc", "compile", str(recipe), "-o", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120, env=base_env())
+    assert result.returncode == 1
+    assert "E0416" in result.stderr and "uint8" in result.stderr and "zero = 2" in result.stderr
+    ok = recipe.with_name("q2.ftspec")
+    ok.write_text(text.replace("zero = 3", "zero = 2").replace("  offload_optimizer = cpu\n", ""), encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "ftc", "compile", str(ok), "-o", str(tmp_path / "out2")],
+                            capture_output=True, text=True, timeout=120, env=base_env())
+    assert result.returncode == 0, result.stderr
