@@ -24,6 +24,12 @@ MASTER_ADDR="${MASTER_ADDR:-$DEFAULT_MASTER_ADDR}"
 MASTER_PORT="${MASTER_PORT:-29500}"
 HOSTFILE="${FTC_HOSTFILE:-$HERE/hostfile}"
 ENTRY_MODULE=ftc.runtime.train
+# The run folder name every rank shares (ftc run and slurm.sbatch set it).
+if [ -z "${FTC_RUN_ID:-}" ]; then
+  echo "ftc: set FTC_RUN_ID to the same run name on every node (ftc run --run-id and slurm.sbatch do)" >&2
+  exit 2
+fi
+export FTC_RUN_ID
 
 echo "ftc: starting ${JOB_NAME} with ${LAUNCHER} (node ${NODE_RANK} of ${NNODES}, ${NPROC_PER_NODE} process(es) per node)" >&2
 

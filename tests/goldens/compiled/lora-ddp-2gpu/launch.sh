@@ -21,6 +21,9 @@ MASTER_ADDR="${MASTER_ADDR:-$DEFAULT_MASTER_ADDR}"
 MASTER_PORT="${MASTER_PORT:-29500}"
 HOSTFILE="${FTC_HOSTFILE:-$HERE/hostfile}"
 ENTRY_MODULE=ftc.runtime.train
+# The run folder name every rank shares (ftc run and slurm.sbatch set it).
+FTC_RUN_ID="${FTC_RUN_ID:-$(date +%Y%m%d-%H%M%S)}"
+export FTC_RUN_ID
 
 echo "ftc: starting ${JOB_NAME} with ${LAUNCHER} (node ${NODE_RANK} of ${NNODES}, ${NPROC_PER_NODE} process(es) per node)" >&2
 
