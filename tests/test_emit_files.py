@@ -157,7 +157,7 @@ def test_recipe_strings_never_reach_the_shell(case, tmp_path):
     work.mkdir()
     log = tmp_path / "argv.log"
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FTC_STUB_LOG": str(log), "HOME": str(work), "SLURM_JOB_NODELIST": "n1",
-           "SLURM_JOB_ID": "7"}
+           "SLURM_JOB_ID": "7", "FTC_RUN_ID": "run-1"}
     launchers = ["accelerate", "torchrun", "deepspeed"] + (["python"] if plan["distributed"]["world_size"] == 1 else [])
     refused = subprocess.run(["bash", str(folder / "launch.sh")], cwd=work, capture_output=True, text=True, env=env)
     assert refused.returncode == 2 and "unknown launcher" in refused.stderr
