@@ -99,7 +99,7 @@ def test_launch_sh_passes_node_rank_and_rendezvous(plans, tmp_path, launcher, ex
     folder = plans["two-node"]
     _fake_bin(tmp_path, launcher, 'printf "%s\\n" "$@" > "$RECORD"\n')
     env = base_env(PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}", FTC_LAUNCHER=launcher, NODE_RANK="1",
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT="31234", RECORD=str(tmp_path / "argv"))
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT="31234", RECORD=str(tmp_path / "argv"), FTC_RUN_ID="same")
     result = subprocess.run(["bash", str(folder / "launch.sh")], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     argv = (tmp_path / "argv").read_text().splitlines()
@@ -152,3 +152,12 @@ def test_qlora_with_zero3_is_rejected_at_compile_time_with_the_reason(tmp_path):
     result = subprocess.run([sys.executable, "-m", "ftc", "compile", str(ok), "-o", str(tmp_path / "out2")],
                             capture_output=True, text=True, timeout=120, env=base_env())
     assert result.returncode == 0, result.stderr
+
+
+def test_every_node_must_name_the_same_run_folder(plans):
+    """launch.sh of a multi-node plan refuses to start without FTC_RUN_ID (ranks on different nodes would
+    otherwise write one run into different folders); ftc run and slurm.sbatch set it."""
+    result = subprocess.run(["bash", str(plans["two-node"] / "launch.sh")], capture_output=True, text=True,
+                            timeout=60, env=base_env(NODE_RANK="1", MASTER_ADDR="127.0.0.1"))
+    assert result.returncode == 2 and "FTC_RUN_ID" in result.stderr
+    assert 'export FTC_RUN_ID' in (plans["two-node"] / "slurm.sbatch").read_text()
