@@ -47,10 +47,10 @@ def make_sampler(name: str, seed: int | None, space: tuple[Dimension, ...]):
     if name == "grid":
         return _grid_sampler(grid_space(space), seed)
     if name == "cmaes":
-        try:
-            import cmaes  # noqa: F401
-        except ImportError:
-            raise SweepError("`sampler = cmaes` needs the `cmaes` package: pip install cmaes") from None
+        import importlib.util
+
+        if importlib.util.find_spec("cmaes") is None:
+            raise SweepError("`sampler = cmaes` needs the `cmaes` package: pip install cmaes")
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     raise SweepError(f"unknown sampler `{name}` (tpe, random, grid, cmaes)")
 
