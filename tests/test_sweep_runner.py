@@ -248,3 +248,20 @@ def test_a_preempted_trial_stops_the_sweep_with_75_and_reruns_on_resume(tmp_path
     assert [(t["state"], t["interrupted"]) for t in summary["trials"]] == \
         [("FAIL", True), ("COMPLETE", False), ("COMPLETE", False)]
     assert summary["trials"][1]["params"] == summary["trials"][0]["params"]
+
+
+def test_a_draw_that_no_longer_fits_memory_is_a_failed_trial(tmp_path):
+    """QLoRA on a 24 GB card: rank 1024 needs far more than the budget, so its trial fails with E0705."""
+    recipe = tmp_path / "qlora.ftspec"
+    recipe.write_text(f'recipe "qlora-ranks"\nextends "{(EXAMPLES / "llama2-7b-qlora-24gb-sweep.ftspec").as_posix()}"\n'
+                      "train {\n  micro_batch = 1\n}\n"
+                      "sweep {\n  trials = 2\n  sampler = grid\n  method.rank = choice(16, 1024)\n"
+                      "  train.lr = choice(2e-4)\n  train.warmup = choice(10) steps\n}\n",
+                      encoding="utf-8")
+    overrides, plan = compile_base(tmp_path, recipe)
+    fake = FakeTraining()
+    result = run_sweep(SweepOptions(str(recipe), overrides), plan, execute=fake)
+    by_rank = {r.params["method.rank"]: r for r in result.trials}
+    assert by_rank[16].state == "COMPLETE" and len(fake.calls) == 1
+    assert by_rank[1024].state == "FAIL" and "error[E0705]" in by_rank[1024].error
+    assert "per GPU but the budget is" in by_rank[1024].error
