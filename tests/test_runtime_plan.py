@@ -117,12 +117,3 @@ def test_cli_missing_model_folder_exits_1_without_traceback(tmp_path):
     assert result.returncode == 1, result.stderr
     assert "model folder" in result.stderr and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
-
-
-@pytest.mark.slow
-def test_cli_other_launchers_are_refused_clearly(tmp_path):
-    """A launcher plan runs the compiled launch.sh (ftc.runtime.launch); without it, one clear message."""
-    folder = make_plan(tmp_path / "build", launcher="accelerate")
-    result = ftc("run", "--plan", str(folder))
-    assert result.returncode == 1
-    assert "launch.sh is missing" in result.stderr and "Traceback" not in result.stderr
