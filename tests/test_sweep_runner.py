@@ -48,6 +48,11 @@ class FakeTraining:
         records = self.metrics(plan) if self.metrics else [
             {"step": 0, "eval_loss": 4.0}, {"step": 4, "loss": 3.5}, {"step": 4, "eval_loss": fake_loss(plan)}]
         (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        for callback in options.callbacks:  # what the Trainer would call: the evaluations, during training
+            callback.on_train_begin(None, State(0), None)
+            for r in records:
+                callback.on_log(None, State(r["step"]), None, logs=r)
+            callback.on_train_end(None, State(records[-1]["step"]), None)
         return RunResult(run_dir, "completed", 0, {})
 
 
@@ -265,3 +270,32 @@ def test_a_draw_that_no_longer_fits_memory_is_a_failed_trial(tmp_path):
     assert by_rank[16].state == "COMPLETE" and len(fake.calls) == 1
     assert by_rank[1024].state == "FAIL" and "error[E0705]" in by_rank[1024].error
     assert "per GPU but the budget is" in by_rank[1024].error
+
+
+@pytest.mark.parametrize("sampler, pruner", [("random", "hyperband"), ("cmaes", "none"), ("tpe", "median")])
+def test_each_sampler_and_pruner_runs_a_sweep(tmp_path, sampler, pruner):
+    overrides, plan = compile_base(tmp_path, TINY_SWEEP, f"sweep.sampler={sampler}", f"sweep.pruner={pruner}")
+    result = run_sweep(SweepOptions(str(TINY_SWEEP), overrides, trials=3), plan, execute=FakeTraining())
+    assert len(result.trials) == 3 and all(r.state in ("COMPLETE", "PRUNED") for r in result.trials)
+    import optuna
+
+    study = optuna.load_study(study_name=result.folder.name, storage=f"sqlite:///{result.folder / 'study.db'}")
+    assert all(t.intermediate_values.get(0) == 4.0 for t in study.trials)  # the reporter reached optuna
+
+
+def test_samplers_and_pruners_are_the_named_optuna_classes():
+    import optuna
+
+    from ftc.runtime.sweep import Dimension, SweepError
+    from ftc.runtime.sweep.study import make_pruner, make_sampler
+
+    space = (Dimension("method.rank", "choice", (4, 8)), Dimension("train.lr", "loguniform", (1e-4, 1e-2)))
+    assert isinstance(make_sampler("tpe", 1, space), optuna.samplers.TPESampler)
+    assert isinstance(make_sampler("random", 1, space), optuna.samplers.RandomSampler)
+    assert isinstance(make_sampler("cmaes", 1, space), optuna.samplers.CmaEsSampler)
+    assert isinstance(make_sampler("grid", 1, space[:1]), optuna.samplers.GridSampler)
+    with pytest.raises(SweepError, match="train.lr"):
+        make_sampler("grid", 1, space)
+    assert isinstance(make_pruner("median"), optuna.pruners.MedianPruner)
+    assert isinstance(make_pruner("hyperband"), optuna.pruners.HyperbandPruner)
+    assert isinstance(make_pruner("none"), optuna.pruners.NopPruner)
