@@ -16,26 +16,31 @@ DISTRIBUTED = {
     "ddp": "distributed ddp {}",
     "zero2": "distributed deepspeed {\n  zero = 2\n}",
     "zero3": "distributed deepspeed {\n  zero = 3\n  offload_optimizer = cpu\n  offload_params = cpu\n}",
+    "zero3-optimizer-offload": "distributed deepspeed {\n  zero = 3\n  offload_optimizer = cpu\n}",
     "fsdp": "distributed fsdp {}",
     "none": "",
 }
 
 
-def recipe_text(name: str, strategy: str, *, processes: int = 2, nodes: int = 1, max_steps: int = 4,
-                every: int = 2) -> str:
-    """The tiny model with LoRA, 4 steps of global batch 8 (micro 4): 2 ranks x 4, or 1 rank x 4 x 2."""
-    return f"""recipe "{name}"
-
-model "{TINY / 'model'}" {{
-  dtype = fp32
-}}
-
-method lora {{
+LORA = """method lora {
   rank    = 8
   alpha   = 16
   dropout = 0.0
   targets = all_linear
+}"""
+
+
+def recipe_text(name: str, strategy: str, *, processes: int = 2, nodes: int = 1, max_steps: int = 4,
+                every: int = 2, full: bool = False) -> str:
+    """The tiny model with LoRA (fp32, lr 2e-3) or full fine-tuning (bf16, lr 1e-4), `max_steps` steps of
+    global batch 8 (micro 4): 2 ranks x 4, or 1 rank x 4 x 2."""
+    return f"""recipe "{name}"
+
+model "{TINY / 'model'}" {{
+  dtype = {"bf16" if full else "fp32"}
 }}
+
+{"method full {}" if full else LORA}
 
 data {{
   train      = "{TINY / 'data' / 'train.jsonl'}"
@@ -46,7 +51,7 @@ data {{
 
 train {{
   max_steps    = {max_steps} steps
-  lr           = 2e-3
+  lr           = {"1e-4" if full else "2e-3"}
   schedule     = constant
   warmup       = 0 steps
   global_batch = 8

@@ -107,6 +107,22 @@ def test_zero3_offload_preemption_on_one_rank_saves_all_then_resumes(root, ddp):
     assert (run / "final" / "adapter_model.safetensors").is_file()  # gathered from the ZeRO-3 partitions
 
 
+def test_zero3_full_finetuning_in_bf16_saves_one_consolidated_16bit_model(root):
+    """Full fine-tuning, every weight partitioned (ZeRO-3) with DeepSpeed's CPU Adam: the final model is the
+    whole model gathered from both ranks (stage3_gather_16bit_weights_on_model_save), in bf16."""
+    folder, result = _train(root, "mp-full-zero3", "zero3-optimizer-offload", full=True, max_steps=2, every=2)
+    assert result.returncode == 0, explain(result)
+    run = run_dir(folder, "r")
+    assert len(losses(run)) == 2
+    from safetensors import safe_open
+
+    with safe_open(str(run / "final" / "model.safetensors"), "pt") as weights:
+        tensors = [weights.get_tensor(key) for key in weights.keys()]
+    summary = json.loads((run / "summary.json").read_text())
+    assert {str(t.dtype) for t in tensors} == {"torch.bfloat16"}
+    assert sum(t.numel() for t in tensors) == summary["total_params"]  # whole, not one rank's partition
+
+
 def test_fsdp_trains(root, ddp):
     folder, result = _train(root, "mp-fsdp", "fsdp")
     assert result.returncode == 0, explain(result)
