@@ -22,8 +22,11 @@ def add_run_options(parser) -> None:
 
 def quiet_libraries() -> None:
     """Library chatter (weight loading bars, advisory warnings) would bury the progress lines."""
+    import logging
     import warnings
 
+    # bitsandbytes logs at import that an optional CPU kernel package is absent; training does not need it
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=FutureWarning)
     import transformers
