@@ -126,3 +126,26 @@ def test_resume_auto_picks_newest_run_with_a_verified_checkpoint(tmp_path, resum
     point = find_resume(plan, resume)
     assert point.run_dir.name == "20260101-000000" and point.step == 8
     assert find_resume(plan, None) is None
+
+
+def test_resume_from_an_explicit_path(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_runtime_plan import make_plan
+
+    from ftc.runtime.train import RunError
+    from ftc.runtime.train.plan import load_plan
+    from ftc.runtime.train.resume import find_resume
+
+    plan = load_plan(make_plan(tmp_path / "build"))
+    run = plan.runs_dir / plan.recipe_name / "r1"
+    m = CheckpointManager(run / "checkpoints", keep_last=None, keep_best=None)
+    good, bad = commit(m, 4), commit(m, 8)
+    (bad / "sub" / "optimizer.pt").write_bytes(b"")
+    assert find_resume(plan, str(good)).step == 4  # a checkpoint folder
+    assert find_resume(plan, str(run)).step == 4  # a run folder: its newest that verifies
+    with pytest.raises(RunError, match="truncated"):
+        find_resume(plan, str(bad))  # asked for by name: refused, not silently replaced
+    with pytest.raises(RunError, match="not a checkpoint folder or a run folder"):
+        find_resume(plan, str(tmp_path / "nowhere"))
