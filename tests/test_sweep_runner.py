@@ -299,3 +299,15 @@ def test_samplers_and_pruners_are_the_named_optuna_classes():
     assert isinstance(make_pruner("median"), optuna.pruners.MedianPruner)
     assert isinstance(make_pruner("hyperband"), optuna.pruners.HyperbandPruner)
     assert isinstance(make_pruner("none"), optuna.pruners.NopPruner)
+
+
+def test_a_diverged_trial_fails_and_a_changed_direction_is_refused(tmp_path):
+    from ftc.runtime.sweep import SweepError
+
+    overrides, plan = compile_base(tmp_path, TINY_SWEEP)
+    nan = FakeTraining(metrics=lambda plan: [{"step": 4, "eval_loss": float("nan")}])
+    result = run_sweep(SweepOptions(str(TINY_SWEEP), overrides, trials=1, name="n"), plan, execute=nan)
+    assert result.trials[0].state == "FAIL" and "diverged" in result.trials[0].error and result.best is None
+    overrides, maximizing = compile_base(tmp_path, TINY_SWEEP, "sweep.objective=maximize eval_loss")
+    with pytest.raises(SweepError, match="started to minimize"):
+        run_sweep(SweepOptions(str(TINY_SWEEP), overrides, resume="auto"), maximizing, execute=FakeTraining())

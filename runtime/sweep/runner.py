@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gc
 import json
+import math
+import shlex
 import sys
 import time
 import traceback
@@ -200,16 +202,22 @@ def run_sweep(options: SweepOptions, base_plan, *, execute: Callable | None = No
             say(f"ftc: {label} failed: {type(exc).__name__}: {exc}")
             continue
         finally:
-            gc.collect()
+            _release_memory()
         if result.status == "preempted":
             stopped = "preempted"  # the trial stays RUNNING and re-runs on --resume
-            say(f"ftc: sweep stopped during {label}; continue with: ftc run {options.recipe} --resume {folder}")
+            again = shlex.join(["ftc", "run", options.recipe, *(a for o in options.overrides for a in ("--set", o)),
+                                "--resume", str(folder)])
+            say(f"ftc: sweep stopped during {label}; continue with: {again}")
             break
         try:
             value = objective_value(Path(result.run_dir) / "metrics.jsonl", metric)
         except SweepError as exc:
             _fail(study, trial, str(exc), trial_started)
             raise
+        if not math.isfinite(value):
+            _fail(study, trial, f"{metric} is {value} (the run diverged)", trial_started)
+            say(f"ftc: {label} failed: {metric} is {value}")
+            continue
         trial.set_user_attr("wall_seconds", round(_clock() - trial_started, 3))
         study.tell(trial, value)
         say(f"ftc: {label} done: {metric} {value:.6g}")
@@ -235,6 +243,16 @@ def _compile_trial(options: SweepOptions, overrides: tuple[str, ...], out_dir: P
         return render_all_text(errors, compiled.registry)
     write_folder(compiled.out_dir, emit(compiled.plan))
     return load_plan(compiled.out_dir)
+
+
+def _release_memory() -> None:
+    """Trials share the process: free the last trial's model before the next one loads, and restart the
+    GPU peak counter so each run's summary reports its own peak."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
 
 
 def _default_execute(plan, options):

@@ -89,8 +89,16 @@ def open_study(folder: Path, direction: str, sampler, pruner):
     """Create the study in `folder/study.db`, or load it when the sweep continues."""
     import optuna
 
-    return optuna.create_study(storage=storage_url(folder), study_name=Path(folder).name, direction=direction,
-                               sampler=sampler, pruner=pruner, load_if_exists=True)
+    try:
+        study = optuna.create_study(storage=storage_url(folder), study_name=Path(folder).name, direction=direction,
+                                    sampler=sampler, pruner=pruner, load_if_exists=True)
+    except ValueError as exc:  # e.g. a stored study with another direction
+        raise SweepError(f"cannot continue the study in {folder}: {exc}") from None
+    stored = study.direction.name.lower()
+    if stored != direction:
+        raise SweepError(f"the study in {folder} was started to {stored}; the recipe now says {direction}. "
+                         "Start a new sweep (without --resume) or restore the objective")
+    return study
 
 
 def existing_trials(folder: Path) -> int:
