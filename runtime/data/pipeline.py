@@ -26,7 +26,7 @@ from .report import BadRow, DataReport, Histogram
 from .sources import PROBLEM, ROW, SRC, Source, file_fingerprint, read_source, resolve
 from .spec import DataSpec
 from .split import eval_mask
-from .tokenize import Encoder, encode_rows
+from .tokenize import Encoder, encode_rows, take_rows
 from .write import SplitWriter
 
 MAX_BAD_EXAMPLES = 10
@@ -109,8 +109,7 @@ HASH_CHUNK = 4096
 def _contents(table: pa.Table, indices: np.ndarray, fmt: FormatSpec):
     """Normalised content of the rows `indices`, in bounded slices."""
     for start in range(0, len(indices), HASH_CHUNK):
-        idx = pa.array(indices[start:start + HASH_CHUNK], type=pa.int64())
-        yield content(table.take(idx), fmt)
+        yield content(take_rows(table, indices[start:start + HASH_CHUNK]), fmt)
 
 
 def _hashes(table: pa.Table, indices: np.ndarray, fmt: FormatSpec) -> np.ndarray:

@@ -95,6 +95,15 @@ class Encoded:
         return Encoded(self.ids[idx], self.labels[idx], offsets, self.rows[keep], self.truncated[keep])
 
 
+def take_rows(table: pa.Table, indices: np.ndarray) -> pa.Table:
+    """table.take for ascending indices, on the slice they span: taking from a table of many chunks
+    would otherwise resolve every chunk on each call (quadratic over a whole data set)."""
+    if len(indices) == 0:
+        return table.slice(0, 0)
+    lo, hi = int(indices.min()), int(indices.max()) + 1
+    return table.slice(lo, hi - lo).take(pa.array(indices - lo, type=pa.int64()))
+
+
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenation of arange(s, s + n) for each (s, n), vectorised."""
     total = int(lengths.sum())
@@ -232,8 +241,7 @@ def encode_rows(table: pa.Table, indices: np.ndarray, fmt_name: str, train_on: s
 
     def render(start):
         idx = indices[start:start + chunk_rows]
-        r = _render_chunk(table.take(pa.array(idx, type=pa.int64())), 0, fmt_name, train_on, encoder.info,
-                          renderer)
+        r = _render_chunk(take_rows(table, idx), 0, fmt_name, train_on, encoder.info, renderer)
         # chunk-local row numbers -> table rows
         return _Rendered(r.texts, r.continues, r.trained, r.owner, idx[r.rows],
                          {int(idx[k]): v for k, v in r.problems.items()})
