@@ -8,14 +8,15 @@ names it. Each rank runs `python -m ftc.runtime.train --plan DIR`; `rank.py` is 
 
 from __future__ import annotations
 
+import os
+
 __all__ = ["needs_launcher", "run_launched"]
 
 
 def needs_launcher(raw_plan: dict) -> bool:
+    """More than one rank, or a launcher other than `python` (the plan's, or FTC_LAUNCHER)."""
     launch = raw_plan.get("launch") or {}
     world = int((raw_plan.get("distributed") or {}).get("world_size") or 1)
-    import os
-
     return world > 1 or (os.environ.get("FTC_LAUNCHER") or launch.get("launcher") or "python") != "python"
 
 

@@ -135,7 +135,7 @@ def build_spec(plan, run_dir: Path, entry_args: tuple[str, ...] = (), *, env: Ma
     binaries = tuple(b for b in (BINARIES[launcher],) if b)
     if slurm:
         hosts = _slurm_hosts(env)
-        env["MASTER_ADDR"] = master_addr = env.get("MASTER_ADDR_OVERRIDE") or hosts[0]
+        env["MASTER_ADDR"] = master_addr = hosts[0]  # as slurm.sbatch: the allocation's first host
         if launcher == "deepspeed":  # as slurm.sbatch: a hostfile from the allocation
             hostfile = folder / f"hostfile.slurm-{env['SLURM_JOB_ID']}"
             hostfile.write_text("".join(f"{h} slots={nproc}\n" for h in hosts[:nnodes]), encoding="utf-8")
