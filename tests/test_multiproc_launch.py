@@ -161,3 +161,43 @@ def test_every_node_must_name_the_same_run_folder(plans):
                             timeout=60, env=base_env(NODE_RANK="1", MASTER_ADDR="127.0.0.1"))
     assert result.returncode == 2 and "FTC_RUN_ID" in result.stderr
     assert 'export FTC_RUN_ID' in (plans["two-node"] / "slurm.sbatch").read_text()
+
+
+RANK_SCRIPT = """
+import os, signal, sys, time
+from ftc.runtime.launch.rank import rank_process
+
+with rank_process() as code:
+    print(f"rank {os.environ['RANK']} up", flush=True)
+    if os.environ["RANK"] == "1":
+        raise SystemExit(3)                       # the failing rank
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a rank stuck in a collective, deaf to SIGTERM
+    while True:
+        time.sleep(0.05)
+"""
+
+
+def test_supervisor_kills_a_rank_deaf_to_sigterm_within_the_bound(tmp_path):
+    """Rank 1 exits 3; rank 0 ignores SIGTERM: the supervisor names rank 1 and SIGKILLs rank 0 after
+    `kill_after_s`, without any collective timeout."""
+    from ftc.runtime.launch.spec import LaunchSpec
+    from ftc.runtime.launch.supervise import _alive, supervise
+
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT, encoding="utf-8")
+    launcher = tmp_path / "launcher.sh"
+    launcher.write_text(f'RANK=0 "{sys.executable}" "{script}" & RANK=1 "{sys.executable}" "{script}" & wait\n')
+    log_dir = tmp_path / "run" / "logs"
+    env = {**base_env(), "FTC_RANK_LOG_DIR": str(log_dir), "WORLD_SIZE": "2"}
+    spec = LaunchSpec(folder=tmp_path, launcher="torchrun", argv=("bash", str(launcher)), env=env, binaries=(),
+                      nnodes=1, nproc_per_node=2, node_rank=0, master_addr="127.0.0.1", master_port=1,
+                      run_dir=tmp_path / "run", log_dir=log_dir)
+    out = io.StringIO()
+    result = supervise(spec, out=out, kill_after_s=2.0, poll_s=0.05)
+    assert result.status == "failed" and result.exit_code == 1
+    assert (result.failed.rank, result.failed.exit_code) == (1, 3)
+    assert str(log_dir / "rank-1.log") in result.message
+    assert result.seconds < 30
+    pid0 = json.loads((log_dir / "rank-0.pid").read_text())["pid"]
+    assert not _alive(pid0)
+    assert "rank 0 up" in out.getvalue()  # rank 0's log streamed to the terminal
