@@ -71,6 +71,16 @@ def _lora_config(lora: dict):
     )
 
 
+def _keep_4bit_trainable_on_cpu(model) -> None:
+    """bitsandbytes repacks a 4-bit weight for a fast CPU inference kernel the first time the layer
+    runs in eval mode (an evaluation before training does that), and keeps it packed; that kernel has
+    no backward, so later training steps would silently drop the gradient through the frozen weights.
+    Turning the repacking off keeps every forward on the differentiable path."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
 def load_model(plan: Plan) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, set_seed
@@ -102,6 +112,8 @@ def load_model(plan: Plan) -> LoadedModel:
     except (OSError, ValueError, ImportError) as exc:
         raise RunError(f"cannot load the model from {source}: {exc}") from None
     gradient_checkpointing = bool(plan["train"].get("gradient_checkpointing"))
+    if kind == "qlora" and plan.on_cpu:
+        _keep_4bit_trainable_on_cpu(model)
     if kind == "qlora":
         from peft import prepare_model_for_kbit_training
 
