@@ -129,7 +129,8 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
     state = trainer.state
     tokens_per_second, _ = progress.rates(state)
 
-    status = "preempted" if preemption.requested else "completed"
+    # a signal during the very last step still leaves a finished training: finish the outputs too
+    status = "preempted" if preemption.requested and state.global_step < state.max_steps else "completed"
     final_dir = merged_dir = None
     if status == "completed":
         key = metric_key("eval_loss")
