@@ -167,7 +167,7 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
         "run_id": run_dir.name,
         "status": status,
         "method": plan["method"]["kind"],
-        "model": plan["model"]["name_or_path"],
+        "model": loaded.source,  # resolved: the folder or hub id the weights came from
         "global_step": state.global_step,
         "max_steps": state.max_steps,
         "epoch": state.epoch,
