@@ -54,6 +54,7 @@ def run_launched(folder, args, *, env=None, interpreter_dir=Path(sys.executable)
     from ftc.runtime.train.plan import load_plan
 
     out = out or sys.stdout
+    run_dir = None
     try:
         plan = load_plan(folder)
         run_dir, entry = choose_run_dir(plan, args.resume, args.run_id, int(plan["launch"].get("nnodes") or 1))
@@ -63,6 +64,11 @@ def run_launched(folder, args, *, env=None, interpreter_dir=Path(sys.executable)
         preflight(spec)
     except (LaunchError, RunError) as exc:
         print(f"ftc: error: {exc}", file=sys.stderr)
+        if run_dir is not None:
+            try:
+                run_dir.rmdir()  # a run folder this attempt created and never used
+            except OSError:
+                pass
         return 1
     where = "on every node of the SLURM allocation (srun)" if spec.slurm else \
         f"node {spec.node_rank} of {spec.nnodes}, rendezvous {spec.master_addr}:{spec.master_port}"
