@@ -64,9 +64,9 @@ def run_launched(folder, args, *, env=None, interpreter_dir=Path(sys.executable)
         preflight(spec)
     except (LaunchError, RunError) as exc:
         print(f"ftc: error: {exc}", file=sys.stderr)
-        if run_dir is not None:
+        if run_dir is not None and not args.resume and int(plan["launch"].get("nnodes") or 1) == 1:
             try:
-                run_dir.rmdir()  # a run folder this attempt created and never used
+                run_dir.rmdir()  # the run folder this attempt created and never used (shared ones stay)
             except OSError:
                 pass
         return 1
