@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_runtime_plan import REPO, make_plan  # noqa: E402
 
 pytestmark = pytest.mark.slow
-STEPS = 8
+STEPS = 12
 
 
 def start(*args: str) -> subprocess.Popen:
@@ -71,11 +71,11 @@ def tensors(folder: Path) -> dict:
 def test_sigterm_saves_and_resume_is_bitwise_exact(tmp_path):
     import torch
 
-    straight = make_plan(tmp_path / "a" / "build", max_steps=STEPS, every=2, eval_every=4)
+    straight = make_plan(tmp_path / "a" / "build", max_steps=STEPS, every=4, eval_every=4)
     code, out = run_to_end("--plan", str(straight), "--run-id", "r")
     assert code == 0, out
 
-    folder = make_plan(tmp_path / "b" / "build", max_steps=STEPS, every=2, eval_every=4)
+    folder = make_plan(tmp_path / "b" / "build", max_steps=STEPS, every=4, eval_every=4)
     proc, log = start("--plan", str(folder), "--run-id", "r"), []
     assert wait_for(proc, f" 2/{STEPS}  loss", log), "".join(log)
     proc.send_signal(signal.SIGTERM)
@@ -111,6 +111,8 @@ def test_second_signal_aborts_at_once_and_keeps_complete_checkpoints(tmp_path):
     code = finish(proc, log)
     text = "".join(log)
     assert code == 130, text
-    assert "aborting now" in text
+    # during training the handler aborts with its message; if the step and its save had already finished,
+    # the default SIGINT handling is back and ftc stops as interrupted: at once, with the same code
+    assert "aborting now" in text or "ftc: interrupted" in text
     checkpoints = list_complete(tmp_path / "runs" / "t-lora" / "r" / "checkpoints")
     assert checkpoints and all(verify(c.path) is None for c in checkpoints)
