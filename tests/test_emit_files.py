@@ -194,7 +194,7 @@ def test_header_cannot_break_out_of_its_comment():
 PROBE = """
 from accelerate import PartialState
 state = PartialState(cpu=True)  # what TrainingArguments(use_cpu=True) does
-print(f"RANK {state.process_index} OF {state.num_processes} {state.backend}", flush=True)
+print(f"<RANK {state.process_index} OF {state.num_processes} {state.backend}>", flush=True)
 """
 
 
@@ -214,7 +214,7 @@ def test_cpu_accelerate_yaml_really_starts_n_processes(emitted, tmp_path):
                              "--main_process_port", str(port), str(tmp_path / "probe.py")],
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    ranks = sorted(re.findall(r"RANK \d OF \d \w+", result.stdout))  # the workers' lines may interleave
+    ranks = sorted(re.findall(r"<(RANK \d+ OF \d+ \w+)>", result.stdout))  # the workers' lines may interleave
     assert ranks == ["RANK 0 OF 2 gloo", "RANK 1 OF 2 gloo"]
 
 
