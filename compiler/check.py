@@ -6,6 +6,7 @@ several fields at once is here. The memory budget pass comes last.
 
 from __future__ import annotations
 
+from ftc.compiler.batch import BatchProblem, solve_batch
 from ftc.compiler.diagnostics import DiagnosticSink
 from ftc.compiler.resolve import ResolvedRecipe
 from ftc.compiler.schema import AUTO
@@ -80,34 +81,22 @@ def check_method(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
 
 
 def check_batch(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
+    """The batch sizes the recipe fixes must multiply out exactly (autos are lowering's to choose)."""
     global_batch = recipe.value("train.global_batch")
-    micro = recipe.value("train.micro_batch", AUTO)
-    accum = recipe.value("train.grad_accum", AUTO)
-    world = data_parallel_world(recipe)
     if not isinstance(global_batch, int):
         return
-    if global_batch % world:
-        sink.error("E0501", f"`global_batch = {global_batch}` is not divisible by the {world} data-parallel ranks",
-                   recipe.span("train.global_batch"), label=f"{global_batch} sequences over {world} ranks",
-                   help=f"use a multiple of {world}, e.g. `global_batch = {max(world, global_batch // world * world)}`")
-        return
-    per_rank = global_batch // world
-    if isinstance(micro, int):
-        if per_rank % micro:
-            divisors = [d for d in range(1, per_rank + 1) if per_rank % d == 0 and d <= micro]
-            sink.error("E0502", f"`global_batch = {global_batch}` is not micro_batch ({micro}) × grad_accum × "
-                       f"{world} rank{'s' if world != 1 else ''} for any whole grad_accum", recipe.span("train.micro_batch"),
-                       label=f"{per_rank} sequences per rank is not a multiple of {micro}",
-                       help=f"use `micro_batch = {divisors[-1]}`" if divisors else None)
+    micro = recipe.value("train.micro_batch", AUTO)
+    accum = recipe.value("train.grad_accum", AUTO)
+    micro = None if micro is AUTO else micro
+    accum = None if accum is AUTO else accum
+    world = data_parallel_world(recipe)
+    if micro is None and accum is None:
+        if global_batch % world == 0:
             return
-        if isinstance(accum, int) and micro * accum * world != global_batch:
-            sink.error("E0503", f"batch sizes disagree: {micro} × {accum} × {world} ranks = {micro * accum * world}, "
-                       f"not global_batch = {global_batch}", recipe.span("train.grad_accum"),
-                       label="inconsistent with global_batch",
-                       help=f"remove `grad_accum` (it is derived), or set it to {per_rank // micro}")
-    elif isinstance(accum, int) and per_rank % accum:
-        sink.error("E0503", f"`grad_accum = {accum}` does not divide the {per_rank} sequences per rank",
-                   recipe.span("train.grad_accum"), help="remove `grad_accum`; it is derived from the batch sizes")
+        micro = 1  # only the divisibility by the world can be checked yet
+    result = solve_batch(global_batch, micro, accum, world)
+    if isinstance(result, BatchProblem):
+        sink.error(result.code, result.message, recipe.span(result.key), label=result.label, help=result.help)
 
 
 def check_eval_and_checkpoint(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:

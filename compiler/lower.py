@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from ftc import __version__
 from ftc.compiler.diagnostics import DiagnosticSink
+from ftc.compiler.batch import BatchProblem, BatchTriple, solve_batch  # noqa: F401  (re-exported)
 from ftc.compiler.resolve import DERIVED, ResolvedRecipe
 from ftc.compiler.schema import AUTO
 from ftc.compiler.units import Amount
@@ -238,54 +239,6 @@ def lower_strategy(lw: Lowering) -> None:
     lw.plan["distributed"] = dist
 
 
-@dataclass(frozen=True)
-class BatchTriple:
-    global_batch: int
-    micro_batch: int
-    grad_accum: int
-    data_parallel_world: int
-
-
-@dataclass(frozen=True)
-class BatchProblem:
-    code: str  # E0501 | E0502 | E0503
-    key: str  # the recipe field to point at
-    message: str
-    help: str
-
-
-def solve_batch(global_batch: int, micro: int | None, grad_accum: int | None, world: int) -> BatchTriple | BatchProblem:
-    """The one owner of the batch arithmetic: global = micro × grad_accum × data-parallel world, exactly.
-
-    `micro` or `grad_accum` may be None (derived from the others); both None is the caller's auto pass.
-    Anything that does not divide is a problem to report, never a floor.
-    """
-    if global_batch % world:
-        return BatchProblem("E0501", "train.global_batch",
-                            f"`global_batch = {global_batch}` is not divisible by the {world} data-parallel ranks",
-                            f"use a multiple of {world}")
-    per_rank = global_batch // world
-    if micro is None:
-        if grad_accum is None:
-            raise ValueError("solve_batch needs micro_batch or grad_accum")
-        if per_rank % grad_accum:
-            return BatchProblem("E0503", "train.grad_accum",
-                                f"`grad_accum = {grad_accum}` does not divide the {per_rank} sequences per rank",
-                                "remove `grad_accum`; it is derived from the batch sizes")
-        micro = per_rank // grad_accum
-    if per_rank % micro:
-        return BatchProblem("E0502", "train.micro_batch",
-                            f"`global_batch = {global_batch}` is not micro_batch ({micro}) × grad_accum × "
-                            f"{world} rank(s) for any whole grad_accum", f"use a micro_batch that divides {per_rank}")
-    derived_accum = per_rank // micro
-    if grad_accum is not None and grad_accum != derived_accum:
-        return BatchProblem("E0503", "train.grad_accum",
-                            f"batch sizes disagree: {micro} × {grad_accum} × {world} ranks = "
-                            f"{micro * grad_accum * world}, not global_batch = {global_batch}",
-                            f"remove `grad_accum` (it is derived), or set it to {derived_accum}")
-    return BatchTriple(global_batch, micro, derived_accum, world)
-
-
 def lower_batch(lw: Lowering) -> None:
     """The batch triple from `solve_batch`; `micro_batch = auto` is decided first when nothing else fixes it."""
     r = lw.recipe
@@ -300,7 +253,7 @@ def lower_batch(lw: Lowering) -> None:
             micro = _auto_micro_batch(lw, global_batch // world)
     result = solve_batch(global_batch, micro, accum, world)
     if isinstance(result, BatchProblem):
-        lw.sink.error(result.code, result.message, _span(lw, result.key), help=result.help)
+        lw.sink.error(result.code, result.message, _span(lw, result.key), label=result.label, help=result.help)
         lw.plan["batch"] = None
         return
     if r.value("train.micro_batch", AUTO) is AUTO and accum is not None:
