@@ -192,6 +192,10 @@ def supervise(spec: LaunchSpec, *, out=None, poll_s: float = 0.25, kill_after_s:
                 pass
         _kill_all(signal.SIGKILL)
         proc.wait()
+        # SIGKILL is delivered asynchronously: return only once every rank is really gone (bounded)
+        gone_by = time.monotonic() + 5.0
+        while any(_alive(p) for p in ranks.pids().values()) and time.monotonic() < gone_by:
+            time.sleep(poll_s)
 
     in_main = _in_main_thread()
     if in_main:
