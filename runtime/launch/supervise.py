@@ -185,13 +185,20 @@ def supervise(spec: LaunchSpec, *, out=None, poll_s: float = 0.25, kill_after_s:
         deadline = time.monotonic() + kill_after_s
         while time.monotonic() < deadline:
             if proc.poll() is not None and not any(_alive(p) for p in ranks.pids().values()):
-                return
+                break
             try:
                 proc.wait(timeout=poll_s)
             except subprocess.TimeoutExpired:
                 pass
-        _kill_all(signal.SIGKILL)
+        else:
+            _kill_all(signal.SIGKILL)
         proc.wait()
+        # a rank that had not registered its pid yet is still in the launcher's process group
+        # (the group id outlives the reaped launcher while members remain; no plain kill of a reused pid)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         # SIGKILL is delivered asynchronously: return only once every rank is really gone (bounded)
         gone_by = time.monotonic() + 5.0
         while any(_alive(p) for p in ranks.pids().values()) and time.monotonic() < gone_by:
