@@ -40,3 +40,14 @@ def golden(update_goldens):
         assert text == expected, f"output differs from golden {path.relative_to(REPO)} (--update-goldens to refresh)"
 
     return check
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Train with one torch thread: steadier timings on a shared 2-core machine; restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

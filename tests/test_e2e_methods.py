@@ -17,13 +17,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Each end-to-end training here runs with one torch thread (see conftest)."""
 
 
 def generate(model, tokenizer) -> str:

@@ -17,13 +17,8 @@ SHORT = ("train.max_steps=4 steps", "train.warmup=1 steps", "train.eval_every=2 
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Each end-to-end training here runs with one torch thread (see conftest)."""
 
 
 def short_overrides(tmp_path: Path) -> tuple[str, ...]:
