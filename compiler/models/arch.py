@@ -115,16 +115,36 @@ def from_config(config: dict) -> Architecture:
     return builder(config)
 
 
+@dataclass(frozen=True)
+class _Dims:
+    """The sizes every Llama-style config.json spells the same way."""
+
+    hidden: int
+    layers: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    tied: bool
+
+
+def _dims(config: dict, *, head_dim_key: bool = True) -> _Dims:
+    """`head_dim_key=False` for families whose head size is always hidden / heads (phi, phi3)."""
+    h = int(_get(config, "hidden_size"))
+    heads = int(_get(config, "num_attention_heads"))
+    head_dim = int(_get(config, "head_dim", default=h // heads)) if head_dim_key else h // heads
+    return _Dims(hidden=h, layers=int(_get(config, "num_hidden_layers")),
+                 intermediate=int(_get(config, "intermediate_size")), heads=heads,
+                 kv_heads=int(_get(config, "num_key_value_heads", default=heads)), head_dim=head_dim,
+                 vocab=int(_get(config, "vocab_size")), tied=bool(config.get("tie_word_embeddings", False)))
+
+
 def _llama_like(config: dict, *, qkv_bias: bool = False, norm_bias: bool = False,
                 norms_per_layer: int = 2, mlp_bias: bool = False) -> Architecture:
-    h = int(_get(config, "hidden_size"))
-    layers = int(_get(config, "num_hidden_layers"))
-    inter = int(_get(config, "intermediate_size"))
-    heads = int(_get(config, "num_attention_heads"))
-    kv = int(_get(config, "num_key_value_heads", default=heads))
-    head_dim = int(_get(config, "head_dim", default=h // heads))
-    vocab = int(_get(config, "vocab_size"))
-    tied = bool(config.get("tie_word_embeddings", False))
+    d = _dims(config)
+    h, layers, inter, heads, kv, head_dim, vocab, tied = (
+        d.hidden, d.layers, d.intermediate, d.heads, d.kv_heads, d.head_dim, d.vocab, d.tied)
     experts = int(config.get("num_local_experts") or 0)
     attn_bias = bool(config.get("attention_bias", False))
     qkv_b = qkv_bias or attn_bias
@@ -180,17 +200,13 @@ def _stablelm(config):
 
 
 def _phi3(config):
-    h = int(_get(config, "hidden_size"))
-    heads = int(_get(config, "num_attention_heads"))
-    kv = int(_get(config, "num_key_value_heads", default=heads))
-    head_dim = h // heads
-    inter = int(_get(config, "intermediate_size"))
-    vocab = int(_get(config, "vocab_size"))
-    tied = bool(config.get("tie_word_embeddings", False))
+    d = _dims(config, head_dim_key=False)
+    h, heads, kv, head_dim, inter, vocab, tied = (
+        d.hidden, d.heads, d.kv_heads, d.head_dim, d.intermediate, d.vocab, d.tied)
     linears = (Linear("qkv_proj", h, (heads + 2 * kv) * head_dim), Linear("o_proj", h, h),
                Linear("gate_up_proj", h, 2 * inter), Linear("down_proj", inter, h))
     return Architecture(
-        model_type="phi3", hidden=h, layers=int(_get(config, "num_hidden_layers")), intermediate=inter,
+        model_type="phi3", hidden=h, layers=d.layers, intermediate=inter,
         heads=heads, kv_heads=kv, head_dim=head_dim, vocab=vocab, tied=tied,
         max_positions=config.get("max_position_embeddings"), experts=0, experts_per_token=0,
         gated_mlp=True, embed_name="embed_tokens", embedding_params=vocab * h, layer_linears=linears,
@@ -198,20 +214,16 @@ def _phi3(config):
 
 
 def _phi(config):
-    h = int(_get(config, "hidden_size"))
-    heads = int(_get(config, "num_attention_heads"))
-    kv = int(_get(config, "num_key_value_heads", default=heads))
-    head_dim = h // heads
-    inter = int(_get(config, "intermediate_size"))
-    vocab = int(_get(config, "vocab_size"))
-    tied = bool(config.get("tie_word_embeddings", False))
+    d = _dims(config, head_dim_key=False)
+    h, heads, kv, head_dim, inter, vocab, tied = (
+        d.hidden, d.heads, d.kv_heads, d.head_dim, d.intermediate, d.vocab, d.tied)
     if config.get("qk_layernorm"):
         raise ArchitectureError("phi with qk_layernorm is not supported")
     linears = (Linear("q_proj", h, heads * head_dim, True), Linear("k_proj", h, kv * head_dim, True),
                Linear("v_proj", h, kv * head_dim, True), Linear("dense", heads * head_dim, h, True),
                Linear("fc1", h, inter, True), Linear("fc2", inter, h, True))
     return Architecture(
-        model_type="phi", hidden=h, layers=int(_get(config, "num_hidden_layers")), intermediate=inter,
+        model_type="phi", hidden=h, layers=d.layers, intermediate=inter,
         heads=heads, kv_heads=kv, head_dim=head_dim, vocab=vocab, tied=tied,
         max_positions=config.get("max_position_embeddings"), experts=0, experts_per_token=0,
         gated_mlp=False, embed_name="embed_tokens", embedding_params=vocab * h, layer_linears=linears,
