@@ -18,11 +18,6 @@ def has_eval_data(recipe: ResolvedRecipe) -> bool:
     return recipe.value("data.eval") is not None or (isinstance(split, Amount) and split.value > 0)
 
 
-def data_parallel_world(recipe: ResolvedRecipe) -> int:
-    """Ranks that each see different data. Every strategy here is data parallel over all ranks."""
-    return int(recipe.value("hardware.gpus_per_node", 1)) * int(recipe.value("hardware.nodes", 1))
-
-
 def check_length(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     if recipe.is_set("train.epochs") and recipe.is_set("train.max_steps"):
         sink.error("E0401", "`epochs` and `max_steps` are both set", recipe.span("train.max_steps"),
@@ -51,17 +46,12 @@ def check_data(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
         sink.warning("W0404", "`near_threshold` has no effect unless `dedup = near`", recipe.span("data.near_threshold"))
 
 
-def is_hub_reference(text: str) -> bool:
-    return text.startswith("hf:")
-
-
 def check_data_files(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     """A local data file that does not exist is found now, not after the model has loaded."""
     for key in ("data.train", "data.eval"):
         for text in recipe.value(key) or ():
-            if is_hub_reference(text) or any(c in text for c in "*?["):
-                continue
-            if not recipe.resolve_path(key, text).exists():
+            path = recipe.local_path(key, text)
+            if path is not None and not path.exists():
                 sink.error("E0420", f"data file `{text}` not found", recipe.span(key), label="no such file or folder",
                            help="paths are relative to the recipe file that names them; "
                                 "hub datasets are written `hf:org/name`")
@@ -89,7 +79,7 @@ def check_batch(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     accum = recipe.value("train.grad_accum", AUTO)
     micro = None if micro is AUTO else micro
     accum = None if accum is AUTO else accum
-    world = data_parallel_world(recipe)
+    world = recipe.world_size()
     if micro is None and accum is None:
         if global_batch % world == 0:
             return
@@ -152,7 +142,7 @@ def check_sweep(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
 
 def check_distributed(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     strategy = recipe.value("distributed")
-    world = data_parallel_world(recipe)
+    world = recipe.world_size()
     if strategy == "deepspeed":
         zero = recipe.value("distributed.zero")
         if recipe.value("distributed.offload_params", "none") != "none" and isinstance(zero, int) and zero != 3:

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from ftc import __version__
 from ftc.compiler.diagnostics import DiagnosticSink
-from ftc.compiler.batch import BatchProblem, BatchTriple, solve_batch  # noqa: F401  (re-exported)
+from ftc.compiler.batch import BatchProblem, solve_batch
 from ftc.compiler.resolve import DERIVED, ResolvedRecipe
 from ftc.compiler.schema import AUTO
 from ftc.compiler.units import Amount
@@ -196,14 +196,10 @@ def _catalog_gpu_memory(name: str) -> int | None:
     return int(value) if value else None
 
 
-def _world(lw: Lowering) -> int:
-    hw = lw.plan["hardware"]
-    return int(hw["gpus_per_node"]) * int(hw["nodes"])
-
 
 def lower_strategy(lw: Lowering) -> None:
     r = lw.recipe
-    world = _world(lw)
+    world = lw.recipe.world_size()
     strategy = r.value("distributed", "auto")
     if strategy == "auto":
         if world == 1:
@@ -396,10 +392,9 @@ def count_rows(path: Path, limit: int = COUNT_LIMIT_BYTES) -> int | None:
 def _train_rows(lw: Lowering, limit: int) -> int | None:
     total = 0
     for value in lw.recipe.value("data.train"):
-        if value.startswith("hf:") or any(ch in value for ch in "*?["):
+        path = lw.recipe.local_path("data.train", value)
+        if path is None:
             return None
-        path = Path(os.path.expanduser(value))
-        path = path if path.is_absolute() else lw.recipe.location("data.train") / path
         if path.suffix.lower() not in COUNTABLE_SUFFIXES:
             return None
         rows = count_rows(path, limit)

@@ -92,7 +92,17 @@ class ResolvedRecipe:
         return self.base_dir
 
     def resolve_path(self, key: str, text: str) -> Path:
-        return (self.location(key) / text).resolve()
+        return (self.location(key) / Path(text).expanduser()).resolve()
+
+    def local_path(self, key: str, text: str) -> Path | None:
+        """Where a data path of `key` lives on this machine; None for a hub id (`hf:`) or a glob."""
+        if text.startswith("hf:") or any(ch in text for ch in "*?["):
+            return None
+        return self.resolve_path(key, text)
+
+    def world_size(self) -> int:
+        """Ranks that each see different data: every strategy here is data parallel over all ranks."""
+        return int(self.value("hardware.gpus_per_node", 1)) * int(self.value("hardware.nodes", 1))
 
     def has_block(self, kind: str) -> bool:
         return kind in self.blocks

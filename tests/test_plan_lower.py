@@ -266,7 +266,7 @@ def test_estimator_failure_is_a_warning_and_fixed_rules(tmp_path):
 
 
 def test_solve_batch_is_exact():
-    from ftc.compiler.lower import BatchProblem, BatchTriple, solve_batch
+    from ftc.compiler.batch import BatchProblem, BatchTriple, solve_batch
 
     assert solve_batch(64, 4, None, 4) == BatchTriple(64, 4, 4, 4)
     assert solve_batch(64, None, 2, 4) == BatchTriple(64, 8, 2, 4)

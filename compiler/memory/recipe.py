@@ -60,7 +60,7 @@ def setup_from_recipe(recipe) -> RecipeMemory:
     resolved = resolve_model(model_name, recipe.location("model"), recipe.value("model.revision"))
     gpus_per_node = int(recipe.value("hardware.gpus_per_node", 1))
     nodes = int(recipe.value("hardware.nodes", 1))
-    world = gpus_per_node * nodes
+    world = recipe.world_size()
     global_batch = recipe.value("train.global_batch")
     common = dict(budget_bytes=budget, budget_source=source, cpu_memory=recipe.value("hardware.cpu_memory"),
                   global_batch=global_batch if isinstance(global_batch, int) else None)
