@@ -17,6 +17,7 @@ from ftc.compiler.schema import BLOCKS
 
 
 SET_FILE = "--set"
+_VALUE_LINE = 2  # the value's line in the text the override is parsed from
 
 
 def apply_overrides(merged: Merged, overrides: tuple[str, ...], sink: DiagnosticSink,
@@ -39,7 +40,7 @@ def apply_overrides(merged: Merged, overrides: tuple[str, ...], sink: Diagnostic
         recipe, diagnostics = parse_text(prefix + raw.strip() + "\n}\n", display)
         if recipe is None:
             for d in diagnostics:
-                sink.add(_shift(d, display, offset - len("  v = ")))
+                sink.add(_shift(d, display, offset - len("  v = "), len(text)))
             continue
         attribute = recipe.blocks[0].items[0]
         value = _shift_value(attribute.value, display, offset - len("  v = "))
@@ -72,13 +73,16 @@ def apply_overrides(merged: Merged, overrides: tuple[str, ...], sink: Diagnostic
         target.entries[name] = Entry(value, OVERRIDE, Span(display, 1, 1, 1, len(text) + 1))
 
 
-def _shift(d, display: str, delta: int):
+def _shift(d, display: str, delta: int, length: int):
+    """Move a diagnostic from the wrapper text (value on line 2) onto the `--set` text; anything
+    not on the value's line points at the whole override."""
     if d.span is None:
         return d
-    line_delta = 1 - d.span.line
-    span = Span(display, 1, max(1, d.span.column + delta), 1,
-                max(2, d.span.end_column + delta) if d.span.end_line == d.span.line else max(2, d.span.column + delta + 1))
-    return replace(d, span=span if line_delta <= 0 else Span(display, 1, 1, 1, 2))
+    if d.span.line != _VALUE_LINE:
+        return replace(d, span=Span(display, 1, 1, 1, length + 1))
+    start = max(1, d.span.column + delta)
+    end = (d.span.end_column if d.span.end_line == d.span.line else d.span.column + 1) + delta
+    return replace(d, span=Span(display, 1, start, 1, max(start + 1, end)))
 
 
 def _shift_span(span: Span, display: str, delta: int) -> Span:

@@ -196,8 +196,6 @@ def _type_block(spec: BlockSpec, block: MergedBlock | None, prefix: str, setting
             else entry.span
         if field_spec is None or (name not in allowed and label_text is not None) or \
                 (name not in allowed and spec.label == "none"):
-            if field_spec is None and spec.dotted_entries and "." not in name:
-                pass
             suggestion = _unknown_field(spec, label_text, name, key_span, sink)
             if suggestion:
                 suggested.add(suggestion)
