@@ -20,10 +20,10 @@ def has_eval_data(recipe: ResolvedRecipe) -> bool:
 
 def check_length(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     if recipe.is_set("train.epochs") and recipe.is_set("train.max_steps"):
-        sink.error("E0401", "`epochs` and `max_steps` are both set", recipe.span("train.max_steps"),
-                   label="second way to say how long", notes=(f"`epochs` is set at line {recipe.span('train.epochs').line}",)
-                   if recipe.span("train.epochs") and recipe.span("train.epochs").file == recipe.span("train.max_steps").file else (),
-                   help="keep one of them")
+        epochs, max_steps = recipe.span("train.epochs"), recipe.span("train.max_steps")
+        same_file = epochs is not None and max_steps is not None and epochs.file == max_steps.file
+        sink.error("E0401", "`epochs` and `max_steps` are both set", max_steps, label="second way to say how long",
+                   notes=(f"`epochs` is set at line {epochs.line}",) if same_file else (), help="keep one of them")
     warmup = recipe.value("train.warmup")
     if isinstance(warmup, Amount) and warmup.unit == "ratio" and warmup.value >= 1:
         sink.error("E0414", "`warmup` must be less than 100% of the run", recipe.span("train.warmup"),
