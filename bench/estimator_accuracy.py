@@ -33,10 +33,10 @@ L32_3B, L2_7B, L2_70B = "meta-llama/Llama-3.2-3B", "meta-llama/Llama-2-7b-hf", "
 ALL = "all_linear"
 TT_3B_LORA = ("q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
-# torchtune: pure bf16 (no master, bf16 optimizer state and adapters), its own loss; torchao NF4 without
-# an fp32 upcast of the rest. HF/peft examples: adapters fp32, prepare_model_for_kbit_training only when
+# torchtune: pure bf16 (no master, bf16 optimizer state and adapters), its own loss; torchao NF4 (its quant
+# state shards with the codes) without an fp32 upcast of the rest. HF/peft examples: adapters fp32, prepare_model_for_kbit_training only when
 # the 4-bit model is not sharded (TRL skips it for FSDP/ZeRO-3 QLoRA).
-TT = dict(dtype="bf16", mixed_precision="no", adapter_dtype="bf16", kbit_fp32_upcast=False)
+TT = dict(dtype="bf16", mixed_precision="no", adapter_dtype="bf16", kbit_fp32_upcast=False, quant_library="torchao")
 TT_SINGLE = dict(TT, strategy="none")
 TT_FULL = dict(TT_SINGLE, method="full", fused_optimizer=True)  # torchtune full-FT configs: AdamW(fused=True)
 

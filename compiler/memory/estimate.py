@@ -22,10 +22,14 @@ ALLOCATOR_SLACK = 0.15  # reserved − allocated, as a share of the tensor peak 
 NF4_DQ_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 0.5159: 4-bit codes, 8-bit absmax per 64, fp32 per 256 blocks
 NF4_BYTES = 0.5 + 4 / 64  # 0.5625: fp32 absmax per block of 64
 DS_REDUCE_BUCKET = 500_000_000  # DeepSpeed defaults (elements); the emitted ds_config keeps them
-DS_PREFETCH_BUCKET = 50_000_000
 DS_MAX_LIVE_PARAMETERS = 1_000_000_000
 BNB_MIN_8BIT_SIZE = 4096  # bnb keeps 32-bit state for smaller tensors
-LOSS_BYTES_UNCHUNKED = 8  # fp32 upcast + log-softmax output (or its gradient), on top of the logits dtype
+# Unchunked cross-entropy, bytes per logit element. Forward: the logits (c) + their fp32 upcast + the
+# saved log-softmax. Backward (the higher one in 16 bit): saved log-softmax + its incoming gradient + the
+# gradient it produces, all fp32 = 12 B. Measured with torch's MemTracker on transformers' Llama loss path:
+# 11.9 B in bf16 and 11.8 B in fp32 (tests/test_memory_loss.py).
+LOSS_BYTES_FORWARD = 8  # on top of the logits' own dtype
+LOSS_BYTES_BACKWARD = 12
 LOSS_BYTES_CHUNKED = 1  # chunked output + loss: 16-bit logits stay, one chunk (1/8) upcast + log-softmax at a time
 
 UNMODELED = (
@@ -105,6 +109,15 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
         note = f"{counts.quantized:,} params {s.quant}{'+dq' if s.double_quant else ''} " \
                f"({q_bytes:.4f} B), {counts.unquantized:,} at {rest} B"
         base_dtype_bytes = 2
+        if stage == 3 and s.quant_library == "bitsandbytes":
+            # Sharding and offload move only the packed 4-bit codes: bitsandbytes keeps each layer's quant
+            # state (absmax, nested absmax) on the module, outside the shards, whole on every rank
+            # (bitsandbytes nn/modules.py fix_4bit_weight_quant_state_from_module).
+            state = int(counts.quantized * (q_bytes - 0.5))
+            weight_bytes -= state
+            note = f"{counts.quantized:,} params as 4-bit codes (0.5 B), {counts.unquantized:,} at {rest} B"
+            gpu.append(Component("quant_state", state, f"4-bit quant state ({q_bytes - 0.5:.4f} B/param), "
+                                 "whole on every rank"))
     else:
         w = 2 if deepspeed_mixed else p_bytes  # DeepSpeed casts the whole module to its 16-bit dtype
         weight_bytes = counts.base * w
@@ -144,8 +157,7 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     if stage == 3 and n > 1 or offload_params:
         if s.method == "qlora":
             layer_q = sum(m.params for m in a.layer_linears if m.quantizable)
-            unit_bytes = max(int(layer_q * (NF4_DQ_BYTES if s.double_quant else NF4_BYTES))
-                             + (a.layer_params - layer_q) * 2, a.vocab * a.hidden * 2)
+            unit_bytes = max(layer_q // 2 + (a.layer_params - layer_q) * 2, a.vocab * a.hidden * 2)  # codes only
         else:
             unit_bytes = unit * base_dtype_bytes
         grad_unit = unit * t_bytes if s.method == "full" else 0
@@ -156,10 +168,12 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
                 gathered, note = live, "gathered params up to stage3_max_live_parameters (1e9)"
         gpu.append(Component("gathered_params", gathered + grad_unit, note + " and one layer's unsharded grads"))
     if s.strategy == "deepspeed" and stage >= 1:
-        reduce = min(DS_REDUCE_BUCKET, trainable) * 2
-        extra = reduce if stage < 3 else min(DS_PREFETCH_BUCKET, counts.base) * 2
-        gpu.append(Component("zero_buckets", reduce * (2 if stage < 3 else 1) + extra,
-                             "reduce (overlap_comm: double) and all-gather/prefetch buckets"))
+        # DeepSpeed allocates its gradient-reduction (IPG) buffers at the full reduce_bucket_size, however few
+        # parameters train, in the engine's dtype: two (overlap_comm) at stages 1-2 (stage_1_and_2.py
+        # setup_buckets), one at stage 3 (stage3.py, contiguous_gradients). All-gathers write in place.
+        buffers = 2 if stage < 3 else 1
+        gpu.append(Component("zero_buckets", DS_REDUCE_BUCKET * (2 if deepspeed_mixed else 4) * buffers,
+                             f"{buffers} × reduce_bucket_size ({DS_REDUCE_BUCKET:.0e} elements) gradient buffer"))
     elif s.strategy == "ddp" and s.dp_world > 1:
         gpu.append(Component("ddp_buckets", trainable * t_bytes, "DDP gradient buckets (a second gradient copy)"))
     if s.method == "qlora":
@@ -238,8 +252,8 @@ def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
     compute = compute_bytes(s)
     layer = int(per_layer * tokens)
     head_in = tokens * norm_bytes(a, compute)  # the final norm
-    loss_extra = LOSS_BYTES_CHUNKED if s.chunked_loss else LOSS_BYTES_UNCHUNKED
-    logits = tokens * a.vocab * (compute + loss_extra)
+    per_logit = compute + LOSS_BYTES_CHUNKED if s.chunked_loss else loss_bytes_per_logit(compute)
+    logits = tokens * a.vocab * per_logit
     workspace = tokens * (a.hidden * 4 + 2 * a.intermediate * compute)  # gradients flowing through a layer
     if s.attention == "eager":
         workspace += 4 * a.heads * s.seq_len * tokens  # fp32 scores before softmax
@@ -250,14 +264,14 @@ def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
                              f"checkpointed layer inputs ({kept} layers × b·s·h)"))
         recompute = layer + workspace
         if logits >= recompute:
-            out.append(Component("logits_loss", logits, f"b·s·V × {compute + loss_extra} B"))
+            out.append(Component("logits_loss", logits, f"b·s·V × {per_logit} B"))
         else:
             out.append(Component("layer_recompute", recompute, "one layer recomputed in backward + its gradients"))
     else:
         kept = a.layers if not s.activation_offload else 2
         out.append(Component("activations", kept * layer + head_in,
                              f"{kept} layers × {per_layer:,.0f} B/token × {tokens:,} tokens"))
-        out.append(Component("logits_loss", max(logits, workspace), f"b·s·V × {compute + loss_extra} B"))
+        out.append(Component("logits_loss", max(logits, workspace), f"b·s·V × {per_logit} B"))
     return out
 
 
@@ -279,4 +293,9 @@ def _eval_phase(s: MemorySetup) -> int:
     tokens = s.micro_batch * s.seq_len
     per_layer, _ = layer_and_checkpoint_bytes(s, False)
     compute = 4 if (s.mixed_precision == "no" and s.dtype == "fp32") else 2
-    return int(per_layer * tokens) + tokens * a.vocab * (compute + LOSS_BYTES_UNCHUNKED)
+    return int(per_layer * tokens) + tokens * a.vocab * (compute + LOSS_BYTES_FORWARD)  # no backward in eval
+
+
+def loss_bytes_per_logit(compute: int) -> int:
+    """Peak bytes per logit element of unchunked cross-entropy in training (forward or backward)."""
+    return max(compute + LOSS_BYTES_FORWARD, LOSS_BYTES_BACKWARD)

@@ -42,6 +42,9 @@ class MemorySetup:
     # non-4-bit parameter (embeddings, head, norms) to fp32.
     kbit_fp32_upcast: bool = True
     adapter_dtype: str = "fp32"  # peft casts 16-bit adapters to fp32 (autocast_adapter_dtype=True)
+    # bitsandbytes keeps the 4-bit quant state outside FSDP/ZeRO-3 shards; torchao's NF4 tensor (torchtune)
+    # shards it with the codes.
+    quant_library: str = "bitsandbytes"  # bitsandbytes | torchao
     # Not produced by the compiler; they describe published runs the estimator is compared with.
     chunked_loss: bool = False
     optimizer_in_backward: bool = False
