@@ -34,8 +34,8 @@ ALL = "all_linear"
 TT_3B_LORA = ("q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 # torchtune: pure bf16 (no master, bf16 optimizer state and adapters), its own loss; torchao NF4 (its quant
-# state shards with the codes) without an fp32 upcast of the rest. HF/peft examples: adapters fp32, prepare_model_for_kbit_training only when
-# the 4-bit model is not sharded (TRL skips it for FSDP/ZeRO-3 QLoRA).
+# state shards with the codes) without an fp32 upcast of the rest. HF/peft examples: adapters fp32,
+# prepare_model_for_kbit_training only when the 4-bit model is not sharded (TRL skips it for FSDP/ZeRO-3 QLoRA).
 TT = dict(dtype="bf16", mixed_precision="no", adapter_dtype="bf16", kbit_fp32_upcast=False, quant_library="torchao")
 TT_SINGLE = dict(TT, strategy="none")
 TT_FULL = dict(TT_SINGLE, method="full", fused_optimizer=True)  # torchtune full-FT configs: AdamW(fused=True)
@@ -101,6 +101,10 @@ ROWS: dict[str, tuple[str, str, dict, str]] = {
              micro_batch=2, seq_len=2048, gradient_checkpointing=True, attention="flash_attention_2",
              strategy="fsdp", dp_world=2, gpus_per_node=2, kbit_fp32_upcast=False), ""),
 }
+# torchtune README notes for TT01-TT08: "bs=2, no grad-accum" (and zero_grad(set_to_none=True)): gradients
+# live only from backward to the step. Elsewhere accumulation is not stated and the estimate keeps them.
+for _case in ("TT01", "TT03", "TT05", "TT06", "TT07", "TT08"):
+    ROWS[_case][2]["sequences_per_rank"] = ROWS[_case][2]["micro_batch"]
 # The chenyaofo gist: DeepSpeed bf16 full fine-tuning of LLaMA-7B on 8 GPUs, seq 4096; "X/Y" memory
 # whose meaning is not visible in the stored copy (Y taken as the peak, NVML assumed). Reported apart.
 _GI = {"GI01": (2, "none", 1, False), "GI02": (2, "none", 1, True), "GI03": (2, "cpu", 1, True),

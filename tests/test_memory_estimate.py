@@ -222,3 +222,18 @@ def test_deepspeed_bf16_stage0_accumulates_fp32_gradients():
     fp16 = states(method="full", dtype="fp16", mixed_precision="fp16", strategy="deepspeed", zero=0, dp_world=2)
     bf16 = states(method="full", dtype="bf16", mixed_precision="bf16", strategy="deepspeed", zero=0, dp_world=2)
     assert bf16 - fp16 == 2 * P
+
+
+def test_gradients_are_absent_at_the_start_of_backward_unless_they_accumulate():
+    long = dict(method="full", micro_batch=4, seq_len=4096)  # activations dominate: the peak is backward's start
+    once = estimate(MemorySetup(L2, sequences_per_rank=4, **long))
+    accumulating = estimate(MemorySetup(L2, sequences_per_rank=16, **long))
+    grads = 2 * P
+    assert once.peak_phase == accumulating.peak_phase == "forward/backward"
+    assert once.component("gradients") == accumulating.component("gradients") == grads
+    assert "gradients" in [c.name for c in once.off_peak] and "gradients" in [c.name for c in accumulating.components]
+    assert accumulating.tensor_peak_bytes - once.tensor_peak_bytes == grads
+    short = estimate(MemorySetup(L2, method="full", micro_batch=1, seq_len=64, sequences_per_rank=1))
+    assert short.peak_phase == "optimizer step" and "gradients" in [c.name for c in short.components]
+    deepspeed = estimate(MemorySetup(L2, strategy="deepspeed", zero=0, sequences_per_rank=4, **long))
+    assert "gradients" in [c.name for c in deepspeed.components]  # preallocated buffers

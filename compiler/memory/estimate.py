@@ -70,8 +70,8 @@ class MemoryEstimate:
     @property
     def model_state_bytes(self) -> int:
         """Weights, adapters, gradients, optimizer states and master weights on the GPU."""
-        names = ("weights", "adapters", "gradients", "optimizer_states", "master_weights")
-        return sum(c.bytes for c in self.components if c.name in names)
+        names = ("weights", "quant_state", "adapters", "gradients", "optimizer_states", "master_weights")
+        return sum(c.bytes for c in self.components + self.off_peak if c.name in names)
 
 
 def estimate(setup: MemorySetup) -> MemoryEstimate:
@@ -142,6 +142,12 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
         g_bytes = 4 if offload_opt or (deepspeed_mixed and stage == 0 and s.dtype == "bf16") else t_bytes
         place("gradients", trainable * g_bytes, stage >= 2, offload_opt, f"{trainable:,} trainable × {g_bytes} B",
               opt_device)
+    grads_in_phases = []
+    if gpu[-1].name == "gradients" and gpu[-1].bytes and s.strategy != "deepspeed" and not s.accumulates:
+        # zero_grad(set_to_none) frees them after each step and backward creates them as activations die:
+        # none exist at the start of backward, all at the optimizer step. DeepSpeed preallocates its gradient
+        # buffers and accumulation keeps them from one micro-batch to the next: both stay static.
+        grads_in_phases = [gpu.pop()]
     state_dtype = 4 if (deepspeed_mixed or t_bytes == 4) else t_bytes
     states, paged = _optimizer_state_bytes(s, trainable, state_dtype, counts)
     if paged:
@@ -183,13 +189,12 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     train = _activation_phase(s, counts.lora > 0)
     step = _step_transient(s, trainable, state_dtype, offload_opt)
     eval_bytes = _eval_phase(s) if s.evaluates else 0
-    phases = [("forward/backward", train), ("optimizer step", step), ("eval", eval_bytes)]
-    phase_name, _ = max(phases, key=lambda p: sum(c.bytes for c in p[1]) if isinstance(p[1], list) else p[1])
+    phases = [("forward/backward", train),
+              ("optimizer step", grads_in_phases + [Component("optimizer_step", step, "optimizer update temporaries")]),
+              ("eval", [Component("eval_pass", eval_bytes, "eval forward: one layer + logits/loss")])]
+    phase_name, _ = max(phases, key=lambda p: sum(c.bytes for c in p[1]))
     off_peak: list[Component] = []
-    for name, value in phases:
-        comps = value if isinstance(value, list) else [Component(
-            {"optimizer step": "optimizer_step", "eval": "eval_pass"}[name], value,
-            {"optimizer step": "optimizer update temporaries", "eval": "eval forward: one layer + logits/loss"}[name])]
+    for name, comps in phases:
         (gpu if name == phase_name else off_peak).extend(comps)
     tensor_peak = sum(c.bytes for c in gpu)
     slack = int(tensor_peak * ALLOCATOR_SLACK)

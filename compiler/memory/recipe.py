@@ -71,8 +71,14 @@ def setup_from_recipe(recipe) -> RecipeMemory:
     autos = set()
     assumptions = []
     micro = recipe.value("train.micro_batch", AUTO)
+    accum = recipe.value("train.grad_accum", AUTO)
+    if isinstance(global_batch, int) and world and global_batch % world == 0:
+        per_rank = global_batch // world
+    elif isinstance(micro, int) and isinstance(accum, int):
+        per_rank = micro * accum
+    else:
+        per_rank = 0  # unknown: the estimate keeps gradients for the whole step
     if micro is AUTO:
-        accum = recipe.value("train.grad_accum", AUTO)
         if isinstance(accum, int) and isinstance(global_batch, int) and global_batch % (accum * world) == 0:
             micro = global_batch // (accum * world)
         else:
@@ -104,7 +110,8 @@ def setup_from_recipe(recipe) -> RecipeMemory:
         modules_to_save=tuple(recipe.value("method.modules_to_save", ()) or ()),
         quant=recipe.value("method.quant") or "nf4", double_quant=bool(recipe.value("method.double_quant", True)),
         dtype=dtype, mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(quant_compute, "no"),
-        optimizer=recipe.value("train.optimizer", "adamw"), micro_batch=int(micro), seq_len=int(seq_len),
+        optimizer=recipe.value("train.optimizer", "adamw"), micro_batch=int(micro), sequences_per_rank=per_rank,
+        seq_len=int(seq_len),
         gradient_checkpointing=bool(checkpointing), attention=recipe.value("model.attention", "sdpa"),
         strategy=strategy, zero=int(zero),
         fsdp_sharding=recipe.value("distributed.sharding", "full_shard") if strategy == "fsdp" else "full_shard",

@@ -26,6 +26,9 @@ class MemorySetup:
     mixed_precision: str = "bf16"  # autocast: bf16 | fp16 | no
     optimizer: str = "adamw"
     micro_batch: int = 1
+    # Sequences one rank takes per optimizer step (global batch / data-parallel world); more than
+    # micro_batch means gradient accumulation. 0: unknown, taken as accumulating.
+    sequences_per_rank: int = 0
     seq_len: int = 2048
     gradient_checkpointing: bool = False
     attention: str = "sdpa"  # sdpa | eager | flash_attention_2
@@ -53,6 +56,11 @@ class MemorySetup:
 
     def with_(self, **changes) -> "MemorySetup":
         return replace(self, **changes)
+
+    @property
+    def accumulates(self) -> bool:
+        """Gradients outlive a micro-batch (accumulation, or a batch size not known)."""
+        return self.sequences_per_rank == 0 or self.sequences_per_rank > self.micro_batch
 
     @property
     def shard_stage(self) -> int:
