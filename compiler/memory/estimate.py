@@ -36,6 +36,7 @@ UNMODELED = (
     "dropout masks of the base model's hidden/attention dropout (zero in Llama-family configs)",
     "torch.compile fusion (usually lowers activations)",
     "fragmentation beyond the allocator-slack share (variable-length batches)",
+    "packed batches: transformers' block-diagonal attention mask, which also makes SDPA get K/V repeated to all heads",
 )
 
 
@@ -257,6 +258,11 @@ def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
     compute = compute_bytes(s)
     layer = int(per_layer * tokens)
     head_in = tokens * norm_bytes(a, compute)  # the final norm
+    sharded_mixed = s.strategy in ("deepspeed", "fsdp") and s.mixed_precision != "no"
+    if s.method == "qlora" and s.kbit_fp32_upcast and compute == 2 and not sharded_mixed:
+        # the fp32 head is frozen, so autocast's 16-bit copy of it is not cached but saved for the backward
+        # of the logits matmul (measured: bench/memory_measure.py --device cpu, llama8b-qlora)
+        head_in += a.vocab * a.hidden * compute
     per_logit = compute + LOSS_BYTES_CHUNKED if s.chunked_loss else loss_bytes_per_logit(compute)
     logits = tokens * a.vocab * per_logit
     workspace = tokens * (a.hidden * 4 + 2 * a.intermediate * compute)  # gradients flowing through a layer

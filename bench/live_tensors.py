@@ -1,0 +1,63 @@
+"""Count live tensor bytes on any device, the way CUDA's `max_memory_allocated` counts them.
+
+A dispatch mode sees every tensor an operator creates; each distinct storage is counted once,
+rounded up to the caching allocator's 512-byte blocks, and uncounted when Python's weak reference
+to it dies. Tensors created before the mode (weights) are added with `track`. Unlike torch's
+MemTracker this needs no module hooks, so frozen parameters (LoRA, QLoRA) are fine.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+BLOCK = 512  # c10/cuda/CUDACachingAllocator.cpp kMinBlockSize
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self._refs: dict[int, weakref.ref] = {}
+        self.current = 0
+        self.peak = 0
+
+    def track(self, tensors) -> None:
+        """Count tensors that already exist (parameters, buffers, optimizer state)."""
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                self._add(t)
+
+    def reset_peak(self) -> None:
+        self.peak = self.current
+
+    def _add(self, t: torch.Tensor) -> None:
+        if t.is_meta or not hasattr(t, "untyped_storage"):
+            return
+        try:
+            storage = t.untyped_storage()
+        except (NotImplementedError, RuntimeError):  # tensor subclasses without a plain storage
+            return
+        key = id(storage)
+        ref = self._refs.get(key)
+        if ref is not None and ref() is storage:
+            return
+        size = -(-storage.nbytes() // BLOCK) * BLOCK
+
+        def freed(_, key=key, size=size):
+            if self._refs.get(key) is not None and self._refs[key]() is None:
+                del self._refs[key]
+            self.current -= size
+
+        self._refs[key] = weakref.ref(storage, freed)
+        self.current += size
+        self.peak = max(self.peak, self.current)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                self._add(t)
+        return out

@@ -1,0 +1,50 @@
+"""The whole estimate against measured training steps, on CPU.
+
+bench/memory_measure.py builds a model the way the runtime does (bf16 weights, peft LoRA, bitsandbytes
+NF4 with prepare_model_for_kbit_training), trains two steps the way the Trainer does (autocast,
+backward, foreach AdamW, zero_grad(set_to_none)) and counts live tensors with the same rule as
+CUDA's `max_memory_allocated` (bench/live_tensors.py). The estimator's live-tensor peak for the same
+setup must be within -3% / +10% of it: every component and the choice of peak phase are exercised
+(forward/backward with and without checkpointing, the optimizer step, eager attention, LoRA dropout,
+4-bit weights).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("peft")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import memory_measure  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+LLAMA = dict(model_type="llama", hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8,
+             num_key_value_heads=4, vocab_size=4096, max_position_embeddings=1024, tie_word_embeddings=False,
+             rms_norm_eps=1e-5)
+
+CASES = {
+    "full": dict(method="full", micro_batch=4, seq_len=256),
+    "full-checkpointing": dict(method="full", micro_batch=4, seq_len=256, gradient_checkpointing=True),
+    "full-optimizer-step": dict(method="full", micro_batch=1, seq_len=32),
+    "lora-qv-dropout": dict(method="lora", lora_rank=16, lora_targets=("q_proj", "v_proj"), lora_dropout=0.1,
+                            micro_batch=4, seq_len=256),
+    "lora-all-checkpointing": dict(method="lora", lora_rank=8, lora_targets="all_linear", micro_batch=4,
+                                   seq_len=256, gradient_checkpointing=True),
+    "lora-eager": dict(method="lora", lora_rank=8, micro_batch=2, seq_len=256, attention="eager"),
+    "qlora-all-checkpointing": dict(method="qlora", lora_rank=8, lora_targets="all_linear", micro_batch=4,
+                                    seq_len=256, gradient_checkpointing=True),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_estimate_matches_measured_live_tensor_peak(case, one_torch_thread):
+    fields = CASES[case]
+    measured, _ = memory_measure.measure(LLAMA, fields, steps=2, device="cpu")
+    est = memory_measure.estimate_for(LLAMA, fields)
+    error = (est.tensor_peak_bytes - measured) / measured
+    assert -0.03 <= error <= 0.10, f"{case}: estimate {est.tensor_peak_bytes:,} vs measured {measured:,} ({error:+.1%})"
