@@ -40,6 +40,8 @@ def apply_overrides(merged: Merged, overrides: tuple[str, ...], sink: Diagnostic
         recipe, diagnostics = parse_text(prefix + raw.strip() + "\n}\n", display)
         if recipe is None:
             for d in diagnostics:
+                if d.code == "E0005" and d.span is not None and d.span.line == _VALUE_LINE:
+                    d = replace(d, help="close it at the end of the value")  # not before the wrapper's `}`
                 sink.add(_shift(d, display, offset - len("  v = "), len(text)))
             continue
         attribute = recipe.blocks[0].items[0]

@@ -250,6 +250,14 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, file: str) -> Diagnostic
         closer = {"LSQB": "]", "LPAR": ")"}[opener.type]
         return Diagnostic("E0005", Severity.ERROR, f"`{opener}` is not closed", _token_span(opener, file),
                           f"this `{opener}` has no matching `{closer}`", f"add `{closer}`")
+    mismatched = {"RBRACE": "LBRACE", "RSQB": "LSQB", "RPAR": "LPAR"}.get(token.type)
+    if mismatched and stack and stack[-1].type in ("LSQB", "LPAR") and stack[-1].type != mismatched:
+        # `lr = [1, 2` then `}`: the list is what is unfinished, not the block
+        opener = stack[-1]
+        closer = {"LSQB": "]", "LPAR": ")"}[opener.type]
+        return Diagnostic("E0005", Severity.ERROR, f"`{opener}` is not closed", _token_span(opener, file),
+                          f"this `{opener}` has no matching `{closer}`",
+                          f"add `{closer}` before the `{token}` on line {token.line}")
     if label in _MESSAGES:
         code, message, help_text = _MESSAGES[label]
         under = "expected `=` before this" if label == "missing-equals" else "unexpected here"

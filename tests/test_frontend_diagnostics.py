@@ -92,7 +92,9 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "syntax_attribute_outside_block": (replace('recipe "case"', 'recipe "case"\nlr = 2e-4'), ()),
     "syntax_two_attributes_one_line": (replace("  rank = 8", "  rank = 8 alpha = 16"), ()),
     "syntax_unknown_escape": (replace('"meta-llama/Llama-2-7b-hf"', '"meta-llama\\qLlama-2-7b-hf"'), ()),
+    "syntax_list_not_closed": (replace("  rank = 8", "  rank = 8\n  targets = [q_proj, v_proj"), ()),
     "set_override_bad_value": (BASE, ("train.lr=fast",)),
+    "set_override_list_not_closed": (BASE, ("method.targets=[q_proj, v_proj",)),
     "set_override_unknown_field": (BASE, ("train.learning_rate=1e-4",)),
     "several_errors_at_once": (replace("  dtype = bf16", "  dtype = bf61\n  attention = flash")
                                .replace("  epochs       = 1", "  epochs       = 1 steps\n  schedule = cosin"), ()),
