@@ -36,7 +36,8 @@ TT_3B_LORA = ("q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # torchtune: pure bf16 (no master, bf16 optimizer state and adapters), its own loss; torchao NF4 (its quant
 # state shards with the codes) without an fp32 upcast of the rest. HF/peft examples: adapters fp32,
 # prepare_model_for_kbit_training only when the 4-bit model is not sharded (TRL skips it for FSDP/ZeRO-3 QLoRA).
-TT = dict(dtype="bf16", mixed_precision="no", adapter_dtype="bf16", kbit_fp32_upcast=False, quant_library="torchao")
+TT = dict(dtype="bf16", mixed_precision="no", adapter_dtype="bf16", kbit_fp32_upcast=False, quant_library="torchao",
+          padded_batches=False)  # packed to full rows, or inputs forced to the full length (TT32/TT33)
 TT_SINGLE = dict(TT, strategy="none")
 TT_FULL = dict(TT_SINGLE, method="full", fused_optimizer=True)  # torchtune full-FT configs: AdamW(fused=True)
 

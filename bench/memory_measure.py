@@ -147,8 +147,8 @@ def measure(config: dict, fields: dict, steps: int, device: str) -> tuple[int, i
 
 def estimate_for(config: dict, fields: dict):
     """The estimator on the same architecture and loop (one micro-batch per optimizer step)."""
-    setup = MemorySetup(from_config(config), dtype="bf16", mixed_precision="bf16",
-                        sequences_per_rank=fields["micro_batch"], **fields)
+    setup = MemorySetup(from_config(config), dtype="bf16", mixed_precision="bf16", padded_batches=False,
+                        sequences_per_rank=fields["micro_batch"], **fields)  # full-length rows, no mask
     return estimate(setup)
 
 

@@ -42,7 +42,7 @@ def _config(model_type: str, shape: dict, layers: int) -> dict:
     return config
 
 
-def _saved_bytes(config: dict, seq: int, dtype, lora: dict | None = None, qlora_dir=None) -> int:
+def _saved_bytes(config: dict, seq: int, dtype, lora: dict | None = None, qlora_dir=None, padded: bool = False) -> int:
     cfg = dict(config)
     model_type = cfg.pop("model_type")
     hf = transformers.AutoConfig.for_model(model_type, **cfg)
@@ -77,9 +77,13 @@ def _saved_bytes(config: dict, seq: int, dtype, lora: dict | None = None, qlora_
         return t
 
     ids = torch.randint(0, 1000, (2, seq))
+    extra = {}
+    if padded:  # the second row three tokens shorter: a padding mask, as in a dynamically padded batch
+        extra["attention_mask"] = torch.ones(2, seq, dtype=torch.long)
+        extra["attention_mask"][1, -3:] = 0
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=lora is not None):
-            model(input_ids=ids, labels=ids)
+            model(input_ids=ids, labels=ids, **extra)
     return sum(seen.values())
 
 
@@ -93,7 +97,8 @@ def measured_per_token(model_type: str, shape: dict, seq: int = 64, dtype=None) 
 def predicted(model_type: str, shape: dict, seq: int = 64, dtype: str = "bf16") -> int:
     arch = from_config(_config(model_type, shape, 2))
     setup = MemorySetup(arch, method="full", dtype=dtype, mixed_precision="no" if dtype == "fp32" else "bf16",
-                        seq_len=seq, attention="eager" if model_type in ("gemma2", "bloom") else "sdpa")
+                        seq_len=seq, attention="eager" if model_type in ("gemma2", "bloom") else "sdpa",
+                        padded_batches=False)
     return layer_bytes_per_token(setup)
 
 
@@ -135,6 +140,7 @@ def test_lora_layer_activations(targets, dropout, exact):
     real = (two - one) / (2 * seq)
     arch = from_config(_config("llama", shape, 2))
     got = layer_bytes_per_token(MemorySetup(arch, method="lora", lora_rank=8, lora_dropout=dropout, seq_len=seq,
+                                            padded_batches=False,
                                             lora_targets="all_linear" if targets == "all-linear" else tuple(targets)))
     if exact:
         assert got == pytest.approx(real, rel=0.02)
@@ -151,9 +157,23 @@ def test_qlora_layer_activations(targets, exact, tmp_path):
     two = _saved_bytes(_config("llama", shape, 2), seq, torch.bfloat16, lora, tmp_path / "two")
     real = (two - one) / (2 * seq)
     arch = from_config(_config("llama", shape, 2))
-    got = layer_bytes_per_token(MemorySetup(arch, method="qlora", lora_rank=8, seq_len=seq,
+    got = layer_bytes_per_token(MemorySetup(arch, method="qlora", lora_rank=8, seq_len=seq, padded_batches=False,
                                             lora_targets="all_linear" if targets == "all-linear" else tuple(targets)))
     if exact:
         assert got == pytest.approx(real, rel=0.02)
     else:
         assert real <= got <= 1.2 * real
+
+
+@pytest.mark.parametrize("model_type", ("llama", "qwen2", "gpt2"))
+@pytest.mark.parametrize("seq", (64, 128))
+def test_padded_batches_add_the_mask_and_repeated_kv(model_type, seq):
+    """With a padding mask SDPA gets K/V repeated to every head and keeps a 16-bit bias per layer."""
+    shape = SHAPES[0]
+    one = _saved_bytes(_config(model_type, shape, 1), seq, torch.bfloat16, padded=True)
+    two = _saved_bytes(_config(model_type, shape, 2), seq, torch.bfloat16, padded=True)
+    arch = from_config(_config(model_type, shape, 2))
+    padded = layer_bytes_per_token(MemorySetup(arch, seq_len=seq, padded_batches=True))
+    full_rows = layer_bytes_per_token(MemorySetup(arch, seq_len=seq, padded_batches=False))
+    assert padded == pytest.approx((two - one) / (2 * seq), rel=0.02)
+    assert padded - full_rows == 2 * 2 * (arch.q_dim - arch.kv_dim) + 2 * seq

@@ -61,7 +61,7 @@ def test_qlora_weights_llama3_8b():
 def test_activation_formula_llama2_7b():
     # §7c: b·s·(12h + 4h_kv + 8I) = 153,600 B/token/layer; transformers' RMSNorm also keeps an fp32 copy of
     # each of its two inputs (2 × 4h) and its rstd, and SDPA a fp32 log-sum-exp per head
-    est = estimate(MemorySetup(L2, method="full", micro_batch=1, seq_len=1000))
+    est = estimate(MemorySetup(L2, method="full", micro_batch=1, seq_len=1000, padded_batches=False))
     final_norm = 1000 * (8 * 4096 + 4)
     per_layer = 153_600 + 2 * 4 * 4096 + 2 * 4 + 4 * 32
     assert est.component("activations") == 32 * 1000 * per_layer + final_norm
@@ -104,7 +104,7 @@ def test_bitsandbytes_quant_state_stays_whole_on_every_rank():
 
 
 def test_eager_attention_adds_the_quadratic_term():
-    sdpa = estimate(MemorySetup(L2, method="lora", seq_len=4096))
+    sdpa = estimate(MemorySetup(L2, method="lora", seq_len=4096, padded_batches=False))
     eager = estimate(MemorySetup(L2, method="lora", seq_len=4096, attention="eager"))
     # fp32 softmax output + 16-bit probabilities (6 B per score) replace the fp32 log-sum-exp
     assert eager.component("activations") - sdpa.component("activations") == 32 * 4096 * (6 * 32 * 4096 - 4 * 32)

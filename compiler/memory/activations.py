@@ -62,6 +62,10 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
         total = norm + c * (2 * q + 2 * kv) + c * q + 4 * heads + 2 * c * inter
     if eager and t not in LLAMA_LIKE and t != "bloom":
         total += 6 * heads * s.seq_len
+    if s.padded_batches and not eager and s.attention != "flash_attention_2":
+        # a padding mask makes transformers hand SDPA a mask: it repeats K/V to every head (no GQA fast
+        # path with a mask) and SDPA turns the boolean mask into a 16-bit bias per call, kept for backward
+        total += c * 2 * (q - kv) + c * s.seq_len
     dropout = a.hidden_dropout_sites
     total += dropout * c * h  # residual dropout masks (GPT-2, OPT defaults)
     if s.method != "full":

@@ -36,7 +36,6 @@ UNMODELED = (
     "dropout masks of the base model's hidden/attention dropout (zero in Llama-family configs)",
     "torch.compile fusion (usually lowers activations)",
     "fragmentation beyond the allocator-slack share (variable-length batches)",
-    "packed batches: transformers' block-diagonal attention mask, which also makes SDPA get K/V repeated to all heads",
 )
 
 

@@ -31,6 +31,9 @@ class MemorySetup:
     sequences_per_rank: int = 0
     seq_len: int = 2048
     gradient_checkpointing: bool = False
+    # Rows of unequal length in a batch (unpacked data, or packed rows not filled to max_length) carry a
+    # padding mask; the worst batch has one.
+    padded_batches: bool = True
     attention: str = "sdpa"  # sdpa | eager | flash_attention_2
     strategy: str = "none"  # none | ddp | deepspeed | fsdp
     zero: int = 0  # DeepSpeed stage
