@@ -82,6 +82,8 @@ def _lora_delta(s: MemorySetup, c: int, with_dropout: bool) -> int:
     a = s.arch
     names = set(resolve_targets(a, s.lora_targets)[0])
     adapted = [m for m in a.layer_linears if m.name in names]
+    if a.model_type in LLAMA_LIKE and not a.experts:
+        return _lora_delta_llama(s, c, with_dropout, names, adapted)
     delta = sum(c * (m.d_out + s.lora_rank) * m.count for m in adapted)  # adapter outputs
     if with_dropout and s.lora_dropout > 0:
         delta += sum(4 * m.d_in * m.count for m in adapted)  # dropout output and mask of each input
@@ -93,6 +95,32 @@ def _lora_delta(s: MemorySetup, c: int, with_dropout: bool) -> int:
             delta -= c * a.hidden  # the MLP input is needed by no weight gradient
         if "down_proj" not in names:
             delta -= c * a.intermediate  # nor is the down projection's input
+    return delta
+
+
+def _lora_delta_llama(s: MemorySetup, c: int, with_dropout: bool, names: set, adapted: list) -> int:
+    """Measured against autograd on Llama (tests/test_memory_activations.py). A frozen base keeps no
+    input for weight gradients and frozen norms no normalized input. Without autocast an adapter keeps
+    its rank-r intermediate and a linear input stays saved while some adapter reads it. Under autocast
+    (16-bit base, fp32 adapters) peft casts each adapter's input to fp32 and autocast back to 16 bit, so
+    every adapter keeps its own 16-bit copy of its input, and 10 B per rank."""
+    a = s.arch
+    autocast = s.mixed_precision != "no"
+    norms = 4 if a.model_type == "gemma2" else 2
+    delta = -norms * c * a.hidden if a.model_type != "stablelm" else 0
+    attention_in = bool(names & {"q_proj", "k_proj", "v_proj", "qkv_proj"})
+    mlp_in = bool(names & {"gate_proj", "up_proj", "gate_up_proj"})
+    if autocast:
+        delta += sum((c * m.d_in + 10 * s.lora_rank) * m.count for m in adapted)
+        delta -= 2 * c * a.hidden + c * a.intermediate  # the shared inputs, now copied per adapter
+    else:
+        delta += sum(c * s.lora_rank * m.count for m in adapted)
+        delta -= (0 if attention_in else c * a.hidden) + (0 if mlp_in else c * a.hidden)
+        delta -= 0 if "down_proj" in names else c * a.intermediate
+    if not names & {"q_proj", "k_proj", "qkv_proj"}:
+        delta += c * a.head_dim  # RoPE's cos and sin then stay saved per layer
+    if with_dropout and s.lora_dropout > 0:
+        delta += sum((c + 2) * m.d_in * m.count for m in adapted)  # each adapter's dropout output and mask
     return delta
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ftc.compiler.memory.activations import compute_bytes, layer_and_checkpoint_bytes, norm_bytes
+from ftc.compiler.memory.activations import NO_SDPA, compute_bytes, layer_and_checkpoint_bytes, norm_bytes
 from ftc.compiler.memory.setup import DTYPE_BYTES, MemorySetup
 from ftc.compiler.models.params import count, resolve_targets
 
@@ -299,11 +299,19 @@ def _step_transient(s: MemorySetup, trainable: int, state_dtype: int, offloaded:
 
 
 def _eval_phase(s: MemorySetup) -> int:
+    """No-grad forward: nothing is saved, so the peak is the larger of one layer's working set and the
+    loss (logits, their fp32 upcast unless already fp32, log-softmax), on top of the residual stream."""
     a = s.arch
     tokens = s.micro_batch * s.seq_len
-    per_layer, _ = layer_and_checkpoint_bytes(s, False)
-    compute = 4 if (s.mixed_precision == "no" and s.dtype == "fp32") else 2
-    return int(per_layer * tokens) + tokens * a.vocab * (compute + LOSS_BYTES_FORWARD)  # no backward in eval
+    c = 4 if (s.mixed_precision == "no" and s.dtype == "fp32") else 2
+    loss = tokens * a.vocab * (c + 4 + (4 if c < 4 else 0))
+    mlp = max(1, a.experts_per_token if a.experts else 1) * 3 * a.intermediate  # gate, up, act(gate)
+    layer = tokens * c * (a.hidden + mlp)
+    if s.attention == "eager" or a.model_type in NO_SDPA:
+        layer += tokens * a.heads * s.seq_len * (4 + c)  # fp32 scores and 16-bit probabilities
+    elif s.padded_batches and s.attention != "flash_attention_2":
+        layer += tokens * c * s.seq_len  # the mask turned into a bias
+    return max(layer, loss) + tokens * a.hidden * c
 
 
 def loss_bytes_per_logit(compute: int) -> int:
