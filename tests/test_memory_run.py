@@ -39,7 +39,8 @@ class CountLiveTensors(transformers.TrainerCallback):
 
 
 @pytest.mark.parametrize("overrides", [(), ("method=full",), ("train.gradient_checkpointing=true",),
-                                       ("model.dtype=bf16",)], ids=["as-shipped", "full", "checkpointing", "bf16"])
+                                       ("model.dtype=bf16",), ("method=qlora", "method.quant=nf4")],
+                         ids=["as-shipped", "full", "checkpointing", "bf16", "qlora"])
 def test_run_peak_matches_the_estimate(tmp_path, overrides, one_torch_thread):
     from ftc.cli import main as ftc
     from ftc.compiler.frontend import analyze
