@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -237,3 +239,16 @@ def test_gradients_are_absent_at_the_start_of_backward_unless_they_accumulate():
     assert short.peak_phase == "optimizer step" and "gradients" in [c.name for c in short.components]
     deepspeed = estimate(MemorySetup(L2, strategy="deepspeed", zero=0, sequences_per_rank=4, **long))
     assert "gradients" in [c.name for c in deepspeed.components]  # preallocated buffers
+
+
+def test_tied_embedding_gradients_meet_at_the_end_of_backward():
+    tied = arch("meta-llama/Llama-3.2-1B")
+    est = estimate(MemorySetup(tied, method="full", micro_batch=1, seq_len=64, sequences_per_rank=1))
+    assert est.component("tied_gradient_sum") == 2 * tied.vocab * tied.hidden * 2
+    # at full depth the optimizer's temporary (one state per parameter) is larger; a shallow copy flips it
+    assert est.peak_phase == "optimizer step"
+    two_layers = estimate(MemorySetup(replace(tied, layers=2), method="full", micro_batch=1, seq_len=64,
+                                      sequences_per_rank=1))
+    assert two_layers.peak_phase == "end of backward"
+    untied = estimate(MemorySetup(L2, method="full", micro_batch=1, seq_len=64, sequences_per_rank=1))
+    assert untied.component("tied_gradient_sum") == 0

@@ -6,7 +6,7 @@ backward, foreach AdamW, zero_grad(set_to_none)) and counts live tensors with th
 CUDA's `max_memory_allocated` (bench/live_tensors.py). The estimator's live-tensor peak for the same
 setup must be within -3% / +10% of it: every component and the choice of peak phase are exercised
 (forward/backward with and without checkpointing, the optimizer step, eager attention, LoRA dropout,
-4-bit weights).
+4-bit weights, a tied embedding).
 """
 
 from __future__ import annotations
@@ -38,13 +38,15 @@ CASES = {
     "lora-eager": dict(method="lora", lora_rank=8, micro_batch=2, seq_len=256, attention="eager"),
     "qlora-all-checkpointing": dict(method="qlora", lora_rank=8, lora_targets="all_linear", micro_batch=4,
                                     seq_len=256, gradient_checkpointing=True),
+    "full-tied-embedding": dict(method="full", micro_batch=1, seq_len=32),
 }
+CONFIGS = {"full-tied-embedding": dict(LLAMA, vocab_size=16384, tie_word_embeddings=True)}
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_estimate_matches_measured_live_tensor_peak(case, one_torch_thread):
-    fields = CASES[case]
-    measured, _ = memory_measure.measure(LLAMA, fields, steps=2, device="cpu")
-    est = memory_measure.estimate_for(LLAMA, fields)
+    fields, config = CASES[case], CONFIGS.get(case, LLAMA)
+    measured, _ = memory_measure.measure(config, fields, steps=2, device="cpu")
+    est = memory_measure.estimate_for(config, fields)
     error = (est.tensor_peak_bytes - measured) / measured
     assert -0.03 <= error <= 0.10, f"{case}: estimate {est.tensor_peak_bytes:,} vs measured {measured:,} ({error:+.1%})"

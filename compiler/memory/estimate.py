@@ -55,7 +55,7 @@ class MemoryEstimate:
     tensor_peak_bytes: int  # live tensors: what torch.cuda.max_memory_allocated reports
     peak_bytes: int  # the device footprint: tensors + allocator slack + context
     cpu_bytes_per_node: int
-    peak_phase: str  # "forward/backward" | "optimizer step" | "eval"
+    peak_phase: str  # "forward/backward" | "optimizer step" | "end of backward" | "eval"
     params_total: int
     params_trainable: int
     unmodeled: tuple[str, ...] = field(default=UNMODELED)
@@ -191,6 +191,7 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     eval_bytes = _eval_phase(s) if s.evaluates else 0
     phases = [("forward/backward", train),
               ("optimizer step", grads_in_phases + [Component("optimizer_step", step, "optimizer update temporaries")]),
+              ("end of backward", _tied_gradient_sum(s, t_bytes, grads_in_phases)),
               ("eval", [Component("eval_pass", eval_bytes, "eval forward: one layer + logits/loss")])]
     phase_name, _ = max(phases, key=lambda p: sum(c.bytes for c in p[1]))
     off_peak: list[Component] = []
@@ -296,6 +297,17 @@ def _step_transient(s: MemorySetup, trainable: int, state_dtype: int, offloaded:
     if s.optimizer == "adafactor":
         return max(m.d_in * m.d_out for m in s.arch.layer_linears) * 4 * 2
     return 0
+
+
+def _tied_gradient_sum(s: MemorySetup, t_bytes: int, grads: list[Component]) -> list[Component]:
+    """A trained embedding tied to the head gets two gradients: the head's lands in `.grad` first, and
+    the embedding's dense gradient is added out of place, so three vocabulary-sized gradients meet at the
+    end of backward (measured: bench/memory_measure.py, Llama-3.2-1B)."""
+    a = s.arch
+    if s.method != "full" or not a.tied or s.optimizer_in_backward or s.shard_stage >= 2:
+        return []
+    return grads + [Component("tied_gradient_sum", 2 * a.vocab * a.hidden * t_bytes,
+                              "the tied embedding's own gradient and its sum with the head's")]
 
 
 def _eval_phase(s: MemorySetup) -> int:
