@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from ftc.compiler.memory.estimate import loss_bytes_per_logit  # noqa: E402
+from ftc.compiler.memory.activations import loss_bytes_per_logit  # noqa: E402
 
 HIDDEN, TOKENS = 64, 2048
 

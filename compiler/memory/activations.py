@@ -1,14 +1,23 @@
 """Activation bytes per token, as transformers' modeling code makes autograd keep them.
 
-One decoder layer's saved tensors, per family, for full fine-tuning, LoRA (peft under autocast) and
-QLoRA (bitsandbytes after prepare_model_for_kbit_training). tests/test_memory_activations.py holds
-these formulas to autograd's own saved tensors on small models of every family.
+One decoder layer's saved tensors, per family, for full fine-tuning, LoRA (peft, with and without
+autocast) and QLoRA (bitsandbytes after prepare_model_for_kbit_training); the loss's bytes per logit and
+the no-grad eval working set. tests/test_memory_activations.py and tests/test_memory_loss.py hold these
+formulas to autograd's saved tensors and to measured live tensors on small models.
 """
 
 from __future__ import annotations
 
 from ftc.compiler.memory.setup import MemorySetup
 from ftc.compiler.models.params import resolve_targets
+
+# Unchunked cross-entropy, bytes per logit element. Forward: the logits (c) + their fp32 upcast + the
+# saved log-softmax. Backward (the higher one in 16 bit): saved log-softmax + its incoming gradient + the
+# gradient it produces, all fp32 = 12 B. Measured with torch's MemTracker on transformers' Llama loss path:
+# 11.9 B in bf16 and 11.8 B in fp32 (tests/test_memory_loss.py).
+LOSS_BYTES_FORWARD = 8  # on top of the logits' own dtype
+LOSS_BYTES_BACKWARD = 12
+LOSS_BYTES_CHUNKED = 1  # chunked output + loss: 16-bit logits stay, one chunk (1/8) upcast + log-softmax at a time
 
 LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "gemma2", "phi3", "stablelm")
 NO_SDPA = ("gemma2", "bloom")  # transformers runs these with eager attention only
@@ -135,3 +144,24 @@ def layer_and_checkpoint_bytes(s: MemorySetup, with_lora_dropout: bool) -> tuple
     else:
         resid = c
     return layer_bytes_per_token(s, with_lora_dropout), s.arch.hidden * resid
+
+
+def eval_bytes(s: MemorySetup) -> int:
+    """No-grad forward: nothing is saved, so the peak is the larger of one layer's working set and the
+    loss (logits, their fp32 upcast unless already fp32, log-softmax), on top of the residual stream."""
+    a = s.arch
+    tokens = s.micro_batch * s.seq_len
+    c = 4 if (s.mixed_precision == "no" and s.dtype == "fp32") else 2
+    loss = tokens * a.vocab * (c + 4 + (4 if c < 4 else 0))
+    mlp = max(1, a.experts_per_token if a.experts else 1) * 3 * a.intermediate  # gate, up, act(gate)
+    layer = tokens * c * (a.hidden + mlp)
+    if s.attention == "eager" or a.model_type in NO_SDPA:
+        layer += tokens * a.heads * s.seq_len * (4 + c)  # fp32 scores and 16-bit probabilities
+    elif s.padded_batches and s.attention != "flash_attention_2":
+        layer += tokens * c * s.seq_len  # the mask turned into a bias
+    return max(layer, loss) + tokens * a.hidden * c
+
+
+def loss_bytes_per_logit(compute: int) -> int:
+    """Peak bytes per logit element of unchunked cross-entropy in training (forward or backward)."""
+    return max(compute + LOSS_BYTES_FORWARD, LOSS_BYTES_BACKWARD)

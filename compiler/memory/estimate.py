@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ftc.compiler.memory.activations import NO_SDPA, compute_bytes, layer_and_checkpoint_bytes, norm_bytes
+from ftc.compiler.memory.activations import (LOSS_BYTES_CHUNKED, compute_bytes, eval_bytes,
+                                             layer_and_checkpoint_bytes, loss_bytes_per_logit, norm_bytes)
+from ftc.compiler.memory.optimizer import optimizer_state_bytes, step_transient_bytes
 from ftc.compiler.memory.setup import DTYPE_BYTES, MemorySetup
-from ftc.compiler.models.params import count, resolve_targets
+from ftc.compiler.models.params import count
 
 GiB = 2**30
 CUDA_CONTEXT_BYTES = int(0.5 * GiB)  # context + kernels with lazy module loading (PyTorch PR #86509: 287 MB)
@@ -23,15 +25,6 @@ NF4_DQ_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 0.5159: 4-bit codes, 8-bit absma
 NF4_BYTES = 0.5 + 4 / 64  # 0.5625: fp32 absmax per block of 64
 DS_REDUCE_BUCKET = 500_000_000  # DeepSpeed defaults (elements); the emitted ds_config keeps them
 DS_MAX_LIVE_PARAMETERS = 1_000_000_000
-BNB_MIN_8BIT_SIZE = 4096  # bnb keeps 32-bit state for smaller tensors
-# Unchunked cross-entropy, bytes per logit element. Forward: the logits (c) + their fp32 upcast + the
-# saved log-softmax. Backward (the higher one in 16 bit): saved log-softmax + its incoming gradient + the
-# gradient it produces, all fp32 = 12 B. Measured with torch's MemTracker on transformers' Llama loss path:
-# 11.9 B in bf16 and 11.8 B in fp32 (tests/test_memory_loss.py).
-LOSS_BYTES_FORWARD = 8  # on top of the logits' own dtype
-LOSS_BYTES_BACKWARD = 12
-LOSS_BYTES_CHUNKED = 1  # chunked output + loss: 16-bit logits stay, one chunk (1/8) upcast + log-softmax at a time
-
 UNMODELED = (
     "dropout masks of the base model's hidden/attention dropout (zero in Llama-family configs)",
     "torch.compile fusion (usually lowers activations)",
@@ -149,7 +142,7 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
         # buffers and accumulation keeps them from one micro-batch to the next: both stay static.
         grads_in_phases = [gpu.pop()]
     state_dtype = 4 if (deepspeed_mixed or t_bytes == 4) else t_bytes
-    states, paged = _optimizer_state_bytes(s, trainable, state_dtype, counts)
+    states, paged = optimizer_state_bytes(s, trainable, state_dtype, counts)
     if paged:
         gpu.append(Component("optimizer_states", 0, f"{s.optimizer}: paged, outside the allocator"))
     else:
@@ -187,12 +180,12 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
         gpu.append(Component("dequant_buffer", largest * 2, "one 4-bit matrix dequantized for its matmul"))
     # phases
     train = _activation_phase(s, counts.lora > 0)
-    step = _step_transient(s, trainable, state_dtype, offload_opt)
-    eval_bytes = _eval_phase(s) if s.evaluates else 0
+    step = step_transient_bytes(s, trainable, state_dtype, offload_opt)
+    evaluation = eval_bytes(s) if s.evaluates else 0
     phases = [("forward/backward", train),
               ("optimizer step", grads_in_phases + [Component("optimizer_step", step, "optimizer update temporaries")]),
               ("end of backward", _tied_gradient_sum(s, t_bytes, grads_in_phases)),
-              ("eval", [Component("eval_pass", eval_bytes, "eval forward: one layer + logits/loss")])]
+              ("eval", [Component("eval_pass", evaluation, "no-grad forward: one layer's working set or the loss")])]
     phase_name, _ = max(phases, key=lambda p: sum(c.bytes for c in p[1]))
     off_peak: list[Component] = []
     for name, comps in phases:
@@ -221,34 +214,6 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     return MemoryEstimate(tuple(gpu), tuple(off_peak), tuple(host), paged_bytes, tensor_peak,
                           tensor_peak + slack + context, sum(c.bytes for c in host), phase_name,
                           counts.total, trainable, unmodeled, tuple(nvme))
-
-
-def _optimizer_state_bytes(s: MemorySetup, trainable: int, state_dtype: int, counts) -> tuple[int, bool]:
-    """(bytes of optimizer state for all trainable params, paged?)."""
-    a = s.arch
-    if s.optimizer in ("adamw", "paged_adamw"):
-        return trainable * 2 * state_dtype, s.optimizer == "paged_adamw"
-    if s.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
-        small = a.layers * a.layer_other_params + a.final_params if s.method == "full" else 0
-        small += sum(a.layers * m.count * m.d_out for m in a.layer_linears if m.bias) if s.method == "full" else 0
-        big = trainable - small
-        # two uint8 states + one fp32 absmax per 256-element block each; small tensors keep 2 fp32 states
-        return int(big * (2 + 8 / 256)) + small * 8, s.optimizer == "paged_adamw_8bit"
-    if s.optimizer == "sgd":
-        return 0, False  # transformers' "sgd": torch SGD without momentum keeps no state
-    if s.optimizer == "adafactor":
-        # factored second moment: one fp32 value per row and per column of each matrix
-        if s.method == "full":
-            rows_cols = a.layers * sum(m.count * (m.d_in + m.d_out) for m in a.layer_linears)
-            rows_cols += a.vocab + a.hidden + (a.vocab + a.hidden if a.lm_head else 0)
-            rows_cols += a.layers * a.layer_other_params + a.final_params
-        else:
-            names, _ = resolve_targets(a, s.lora_targets)
-            rows_cols = a.layers * sum(m.count * 2 * (m.d_in + m.d_out + 2 * s.lora_rank)
-                                       for m in a.layer_linears if m.name in names)
-            rows_cols += counts.saved_copies // max(1, a.hidden) + a.hidden
-        return rows_cols * 4, False
-    raise ValueError(f"unknown optimizer {s.optimizer!r}")
 
 
 def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
@@ -286,19 +251,6 @@ def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
     return out
 
 
-def _step_transient(s: MemorySetup, trainable: int, state_dtype: int, offloaded: bool) -> int:
-    if offloaded or s.optimizer_in_backward or s.fused_optimizer:
-        return 0
-    shard = s.shards if s.shard_stage >= 1 else 1
-    if s.strategy == "deepspeed":
-        return 4 * trainable // shard  # fp32 gradient partition built for the update
-    if s.optimizer in ("adamw", "paged_adamw"):
-        return trainable * state_dtype // shard  # foreach AdamW: one state-sized temporary
-    if s.optimizer == "adafactor":
-        return max(m.d_in * m.d_out for m in s.arch.layer_linears) * 4 * 2
-    return 0
-
-
 def _tied_gradient_sum(s: MemorySetup, t_bytes: int, grads: list[Component]) -> list[Component]:
     """A trained embedding tied to the head gets two gradients: the head's lands in `.grad` first, and
     the embedding's dense gradient is added out of place, so three vocabulary-sized gradients meet at the
@@ -308,24 +260,3 @@ def _tied_gradient_sum(s: MemorySetup, t_bytes: int, grads: list[Component]) -> 
         return []
     return grads + [Component("tied_gradient_sum", 2 * a.vocab * a.hidden * t_bytes,
                               "the tied embedding's own gradient and its sum with the head's")]
-
-
-def _eval_phase(s: MemorySetup) -> int:
-    """No-grad forward: nothing is saved, so the peak is the larger of one layer's working set and the
-    loss (logits, their fp32 upcast unless already fp32, log-softmax), on top of the residual stream."""
-    a = s.arch
-    tokens = s.micro_batch * s.seq_len
-    c = 4 if (s.mixed_precision == "no" and s.dtype == "fp32") else 2
-    loss = tokens * a.vocab * (c + 4 + (4 if c < 4 else 0))
-    mlp = max(1, a.experts_per_token if a.experts else 1) * 3 * a.intermediate  # gate, up, act(gate)
-    layer = tokens * c * (a.hidden + mlp)
-    if s.attention == "eager" or a.model_type in NO_SDPA:
-        layer += tokens * a.heads * s.seq_len * (4 + c)  # fp32 scores and 16-bit probabilities
-    elif s.padded_batches and s.attention != "flash_attention_2":
-        layer += tokens * c * s.seq_len  # the mask turned into a bias
-    return max(layer, loss) + tokens * a.hidden * c
-
-
-def loss_bytes_per_logit(compute: int) -> int:
-    """Peak bytes per logit element of unchunked cross-entropy in training (forward or backward)."""
-    return max(compute + LOSS_BYTES_FORWARD, LOSS_BYTES_BACKWARD)
