@@ -10,7 +10,7 @@ needed) live tensors are counted by `live_tensors.LiveTensorBytes`, which counts
 allocator's `allocated` counter would; `--layers N` keeps N decoder layers so big architectures
 train in seconds (every per-layer term of the estimate scales with the depth, so the comparison holds).
 
-    python bench/memory_measure.py [--device cpu|cuda] [--layers N] [--cases NAME ...] [--steps 3]
+    python bench/memory_measure.py [--device cpu|cuda] [--layers N] [--seq-len N] [--cases NAME ...] [--steps 3]
 """
 
 from __future__ import annotations
