@@ -246,24 +246,24 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, file: str) -> Diagnostic
         return Diagnostic("E0005", Severity.ERROR, "block is not closed", _token_span(stack[-1], file),
                           "this `{` has no matching `}`", "add `}` at the end of the block")
     if at_end and stack:
-        opener = stack[-1]
-        closer = {"LSQB": "]", "LPAR": ")"}[opener.type]
-        return Diagnostic("E0005", Severity.ERROR, f"`{opener}` is not closed", _token_span(opener, file),
-                          f"this `{opener}` has no matching `{closer}`", f"add `{closer}`")
-    mismatched = {"RBRACE": "LBRACE", "RSQB": "LSQB", "RPAR": "LPAR"}.get(token.type)
-    if mismatched and stack and stack[-1].type in ("LSQB", "LPAR") and stack[-1].type != mismatched:
+        return _not_closed(stack[-1], file)
+    if token.type in ("RBRACE", "RSQB", "RPAR") and stack and stack[-1].type in ("LSQB", "LPAR") \
+            and _BracketPostLexer._open[stack[-1].type] != token.type:
         # `lr = [1, 2` then `}`: the list is what is unfinished, not the block
-        opener = stack[-1]
-        closer = {"LSQB": "]", "LPAR": ")"}[opener.type]
-        return Diagnostic("E0005", Severity.ERROR, f"`{opener}` is not closed", _token_span(opener, file),
-                          f"this `{opener}` has no matching `{closer}`",
-                          f"add `{closer}` before the `{token}` on line {token.line}")
+        return _not_closed(stack[-1], file, f" before the `{token}` on line {token.line}")
     if label in _MESSAGES:
         code, message, help_text = _MESSAGES[label]
         under = "expected `=` before this" if label == "missing-equals" else "unexpected here"
         return Diagnostic(code, Severity.ERROR, message, span, under, help_text)
     found = "end of file" if at_end else f"`{_short(str(token))}`"
     return Diagnostic("E0001", Severity.ERROR, f"unexpected {found}", span, "not valid here", _expected_help(exc))
+
+
+def _not_closed(opener: Token, file: str, where: str = "") -> Diagnostic:
+    """E0005 at an open `[` or `(`; `where` says where the closer goes."""
+    closer = {"LSQB": "]", "LPAR": ")"}[opener.type]
+    return Diagnostic("E0005", Severity.ERROR, f"`{opener}` is not closed", _token_span(opener, file),
+                      f"this `{opener}` has no matching `{closer}`", f"add `{closer}`{where}")
 
 
 def _error_key(exc: UnexpectedToken) -> tuple[int, str]:
