@@ -88,10 +88,12 @@ def _saved_bytes(config: dict, seq: int, dtype, lora: dict | None = None, qlora_
     return sum(seen.values())
 
 
-def measured_per_token(model_type: str, shape: dict, seq: int = 64, dtype=None) -> float:
+def measured_per_token(model_type: str, shape: dict, seq: int = 64, dtype=None, qlora_dir=None, **kwargs) -> float:
+    """One layer's saved bytes per token: a 2-layer model minus a 1-layer one (kwargs: `_saved_bytes`'s)."""
     dtype = dtype or torch.bfloat16
-    one = _saved_bytes(_config(model_type, shape, 1), seq, dtype)
-    two = _saved_bytes(_config(model_type, shape, 2), seq, dtype)
+    dirs = (qlora_dir / "one", qlora_dir / "two") if qlora_dir is not None else (None, None)
+    one = _saved_bytes(_config(model_type, shape, 1), seq, dtype, qlora_dir=dirs[0], **kwargs)
+    two = _saved_bytes(_config(model_type, shape, 2), seq, dtype, qlora_dir=dirs[1], **kwargs)
     return (two - one) / (2 * seq)
 
 
@@ -138,9 +140,7 @@ def test_lora_layer_activations(targets, dropout):
     """bf16 base under autocast with fp32 adapters, as the runtime trains LoRA."""
     shape, seq = SHAPES[0], 64
     lora = dict(r=8, target_modules=targets, lora_dropout=dropout)
-    one = _saved_bytes(_config("llama", shape, 1), seq, torch.bfloat16, lora)
-    two = _saved_bytes(_config("llama", shape, 2), seq, torch.bfloat16, lora)
-    real = (two - one) / (2 * seq)
+    real = measured_per_token("llama", shape, seq, lora=lora)
     arch = from_config(_config("llama", shape, 2))
     got = layer_bytes_per_token(MemorySetup(arch, method="lora", lora_rank=8, lora_dropout=dropout, seq_len=seq,
                                             padded_batches=False,
@@ -153,9 +153,7 @@ def test_qlora_layer_activations(targets, tmp_path):
     pytest.importorskip("bitsandbytes")
     shape, seq = SHAPES[0], 64
     lora = dict(r=8, target_modules=targets, lora_dropout=0.0)
-    one = _saved_bytes(_config("llama", shape, 1), seq, torch.bfloat16, lora, tmp_path / "one")
-    two = _saved_bytes(_config("llama", shape, 2), seq, torch.bfloat16, lora, tmp_path / "two")
-    real = (two - one) / (2 * seq)
+    real = measured_per_token("llama", shape, seq, lora=lora, qlora_dir=tmp_path)
     arch = from_config(_config("llama", shape, 2))
     got = layer_bytes_per_token(MemorySetup(arch, method="qlora", lora_rank=8, seq_len=seq, padded_batches=False,
                                             lora_targets="all_linear" if targets == "all-linear" else tuple(targets)))
@@ -167,12 +165,10 @@ def test_qlora_layer_activations(targets, tmp_path):
 def test_padded_batches_add_the_mask_and_repeated_kv(model_type, seq):
     """With a padding mask SDPA gets K/V repeated to every head and keeps a 16-bit bias per layer."""
     shape = SHAPES[0]
-    one = _saved_bytes(_config(model_type, shape, 1), seq, torch.bfloat16, padded=True)
-    two = _saved_bytes(_config(model_type, shape, 2), seq, torch.bfloat16, padded=True)
     arch = from_config(_config(model_type, shape, 2))
     padded = layer_bytes_per_token(MemorySetup(arch, seq_len=seq, padded_batches=True))
     full_rows = layer_bytes_per_token(MemorySetup(arch, seq_len=seq, padded_batches=False))
-    assert padded == pytest.approx((two - one) / (2 * seq), rel=0.02)
+    assert padded == pytest.approx(measured_per_token(model_type, shape, seq, padded=True), rel=0.02)
     assert padded - full_rows == 2 * 2 * (arch.q_dim - arch.kv_dim) + 2 * seq
 
 
@@ -182,13 +178,11 @@ def test_fp32_lora_layer_activations_without_autocast(targets, dropout):
     """An fp32 model trains without autocast: nothing is cast, so LoRA keeps much less than under bf16."""
     shape, seq = SHAPES[0], 64
     lora = dict(r=8, target_modules=targets, lora_dropout=dropout)
-    one = _saved_bytes(_config("llama", shape, 1), seq, torch.float32, lora, autocast=False)
-    two = _saved_bytes(_config("llama", shape, 2), seq, torch.float32, lora, autocast=False)
     arch = from_config(_config("llama", shape, 2))
     got = layer_bytes_per_token(MemorySetup(arch, method="lora", lora_rank=8, lora_dropout=dropout, seq_len=seq,
                                             dtype="fp32", mixed_precision="no", padded_batches=False,
                                             lora_targets="all_linear" if targets == "all-linear" else tuple(targets)))
-    real = (two - one) / (2 * seq)
+    real = measured_per_token("llama", shape, seq, torch.float32, lora=lora, autocast=False)
     if dropout:  # (c + 2) B per dropped input element is exact for attention inputs, an upper bound for down_proj's
         assert real <= got <= 1.1 * real
     else:

@@ -27,6 +27,15 @@ def compute_bytes(s: MemorySetup) -> int:
     return 4 if (s.mixed_precision == "no" and s.dtype == "fp32") else 2
 
 
+def runs_eager(s: MemorySetup) -> bool:
+    return s.attention == "eager" or s.arch.model_type in NO_SDPA
+
+
+def sdpa_gets_mask(s: MemorySetup) -> bool:
+    """A padding mask reaches SDPA (eager adds it to the scores; flash-attention 2 unpads instead)."""
+    return s.padded_batches and not runs_eager(s) and s.attention != "flash_attention_2"
+
+
 def norm_bytes(a, c: int) -> int:
     """Saved per token by one norm: RMSNorm keeps an fp32 copy of its input, the normalized input and the
     scaled output; LayerNorm keeps input, output and fp32 mean/rstd."""
@@ -41,7 +50,7 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
     a = s.arch
     c = compute_bytes(s)
     h, q, kv, inter, heads = a.hidden, a.q_dim, a.kv_dim, a.intermediate, a.heads
-    eager = s.attention == "eager" or a.model_type in NO_SDPA
+    eager = runs_eager(s)
     norm = norm_bytes(a, c)
     t = a.model_type
     if t in LLAMA_LIKE:
@@ -71,7 +80,7 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
         total = norm + c * (2 * q + 2 * kv) + c * q + 4 * heads + 2 * c * inter
     if eager and t not in LLAMA_LIKE and t != "bloom":
         total += 6 * heads * s.seq_len
-    if s.padded_batches and not eager and s.attention != "flash_attention_2":
+    if sdpa_gets_mask(s):
         # a padding mask makes transformers hand SDPA a mask: it repeats K/V to every head (no GQA fast
         # path with a mask) and SDPA turns the boolean mask into a 16-bit bias per call, kept for backward
         total += c * 2 * (q - kv) + c * s.seq_len
@@ -79,8 +88,7 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
     total += dropout * c * h  # residual dropout masks (GPT-2, OPT defaults)
     if s.method != "full":
         total += _lora_delta(s, c, with_lora_dropout)
-    sharded_mixed = s.strategy in ("deepspeed", "fsdp") and s.mixed_precision != "no"
-    if s.method == "qlora" and s.kbit_fp32_upcast and not sharded_mixed and a.gated_mlp:
+    if s.qlora_fp32_residual and a.gated_mlp:
         # fp32 residual stream: 4-bit linears return their input's dtype, so gate, act(gate) and up are fp32
         total += 3 * (4 - c) * inter * max(1, a.experts_per_token if a.experts else 1)
     return total
@@ -136,10 +144,9 @@ def _lora_delta_llama(s: MemorySetup, c: int, with_dropout: bool, names: set, ad
 def layer_and_checkpoint_bytes(s: MemorySetup, with_lora_dropout: bool) -> tuple[float, float]:
     """(bytes saved per token by one layer, bytes per token of one checkpointed layer input)."""
     c = compute_bytes(s)
-    sharded_mixed = s.strategy in ("deepspeed", "fsdp") and s.mixed_precision != "no"
     # the residual stream is fp32 for an fp32 model under plain autocast and for QLoRA after the fp32
     # upcast; DeepSpeed and FSDP mixed precision run the layers in 16 bit
-    if (s.method == "qlora" and s.kbit_fp32_upcast or s.dtype == "fp32") and not sharded_mixed:
+    if s.qlora_fp32_residual or s.dtype == "fp32" and not s.sharded_mixed_precision:
         resid = 4
     else:
         resid = c
@@ -151,13 +158,13 @@ def eval_bytes(s: MemorySetup) -> int:
     loss (logits, their fp32 upcast unless already fp32, log-softmax), on top of the residual stream."""
     a = s.arch
     tokens = s.micro_batch * s.seq_len
-    c = 4 if (s.mixed_precision == "no" and s.dtype == "fp32") else 2
+    c = compute_bytes(s)
     loss = tokens * a.vocab * (c + 4 + (4 if c < 4 else 0))
     mlp = max(1, a.experts_per_token if a.experts else 1) * 3 * a.intermediate  # gate, up, act(gate)
     layer = tokens * c * (a.hidden + mlp)
-    if s.attention == "eager" or a.model_type in NO_SDPA:
+    if runs_eager(s):
         layer += tokens * a.heads * s.seq_len * (4 + c)  # fp32 scores and 16-bit probabilities
-    elif s.padded_batches and s.attention != "flash_attention_2":
+    elif sdpa_gets_mask(s):
         layer += tokens * c * s.seq_len  # the mask turned into a bias
     return max(layer, loss) + tokens * a.hidden * c
 

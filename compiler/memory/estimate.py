@@ -223,8 +223,7 @@ def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
     compute = compute_bytes(s)
     layer = int(per_layer * tokens)
     head_in = tokens * norm_bytes(a, compute)  # the final norm
-    sharded_mixed = s.strategy in ("deepspeed", "fsdp") and s.mixed_precision != "no"
-    if s.method == "qlora" and s.kbit_fp32_upcast and compute == 2 and not sharded_mixed:
+    if s.qlora_fp32_residual and compute == 2:
         # the fp32 head is frozen, so autocast's 16-bit copy of it is not cached but saved for the backward
         # of the logits matmul (measured: bench/memory_measure.py --device cpu, llama8b-qlora)
         head_in += a.vocab * a.hidden * compute

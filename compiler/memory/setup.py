@@ -61,6 +61,17 @@ class MemorySetup:
         return replace(self, **changes)
 
     @property
+    def sharded_mixed_precision(self) -> bool:
+        """DeepSpeed or FSDP mixed precision: the layers run in 16 bit, whatever the weights were loaded in."""
+        return self.strategy in ("deepspeed", "fsdp") and self.mixed_precision != "no"
+
+    @property
+    def qlora_fp32_residual(self) -> bool:
+        """QLoRA after peft's kbit preparation: embeddings, norms and head in fp32, so the residual stream
+        is fp32 (DeepSpeed/FSDP mixed precision keeps it 16 bit)."""
+        return self.method == "qlora" and self.kbit_fp32_upcast and not self.sharded_mixed_precision
+
+    @property
     def accumulates(self) -> bool:
         """Gradients outlive a micro-batch (accumulation, or a batch size not known)."""
         return self.sequences_per_rank == 0 or self.sequences_per_rank > self.micro_batch
