@@ -43,7 +43,8 @@ TT_FULL = dict(TT_SINGLE, method="full", fused_optimizer=True)  # torchtune full
 
 
 def fsdp(n: int) -> dict:
-    return dict(TT, strategy="fsdp", dp_world=n, gpus_per_node=n)
+    """torchtune's FSDP2: fully_shard per layer, embeddings and output as their own units."""
+    return dict(TT, strategy="fsdp", dp_world=n, gpus_per_node=n, fsdp_version=2)
 
 
 # case_id -> (model, metric, setup fields, reading of the source)

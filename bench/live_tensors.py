@@ -61,3 +61,33 @@ class LiveTensorBytes(TorchDispatchMode):
             if isinstance(t, torch.Tensor):
                 self._add(t)
         return out
+
+
+class LiveStorageBytes(LiveTensorBytes):
+    """Like LiveTensorBytes, with every live storage counted at its current size.
+
+    FSDP frees a gathered parameter by resizing its storage to zero and gathers it again into the same
+    storage, so a size fixed at creation would miss both. Re-summing the live storages around every
+    operator is slower (linear in the number of live storages), which small models can afford."""
+
+    def _add(self, t: torch.Tensor) -> None:
+        if t.is_meta or not hasattr(t, "untyped_storage"):
+            return
+        try:
+            storage = t.untyped_storage()
+        except (NotImplementedError, RuntimeError):
+            return
+        key = id(storage)
+        ref = self._refs.get(key)
+        if ref is None or ref() is not storage:
+            self._refs[key] = weakref.ref(storage, lambda _, key=key: self._refs.pop(key, None))
+        self._recount()
+
+    def _recount(self) -> None:
+        live = (ref() for ref in list(self._refs.values()))
+        self.current = sum(-(-s.nbytes() // BLOCK) * BLOCK for s in live if s is not None)
+        self.peak = max(self.peak, self.current)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self._recount()  # a resize since the last operator (FSDP's gather or free)
+        return super().__torch_dispatch__(func, types, args, kwargs)

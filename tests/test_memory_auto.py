@@ -210,3 +210,29 @@ def test_sdpa_on_a_model_without_it(tmp_path):
     assert d.code == "E0708" and "eager" in d.help
     path.write_text(path.read_text().replace("dtype = bf16", "dtype = bf16\n  attention = eager"))
     assert errors(path) == []
+
+
+@pytest.mark.parametrize("hardware, version", [('hardware {\n  gpu = a100-80gb\n  gpus_per_node = 2\n}', 1),
+                                               ('hardware {\n  accelerator = cpu\n  gpus_per_node = 2\n}', 2)])
+def test_fsdp_version_follows_the_emitted_accelerate_config(tmp_path, hardware, version):
+    from ftc.compiler.memory.recipe import setup_from_recipe
+
+    path = write(tmp_path, gc="true", length=512, hardware=hardware)
+    path.write_text(path.read_text() + "\ndistributed fsdp {}\n")
+    setup = setup_from_recipe(analyze(path).recipe).setup
+    assert setup.strategy == "fsdp" and setup.fsdp_version == version
+    build = tmp_path / "build"
+    assert main(["compile", str(path), "-o", str(build)]) == 0
+    assert f"fsdp_version: {version}" in (build / "accelerate.yaml").read_text()
+
+
+def test_off_peak_phases_in_estimate_json(tmp_path, capsys):
+    path = write(tmp_path, gc="true", length=512, hardware='hardware {\n  gpu = a100-80gb\n  gpus_per_node = 2\n}')
+    path.write_text(path.read_text().replace("method lora {}", "method full {}") + "\ndistributed fsdp {}\n")
+    assert main(["estimate", str(path), "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    phases = {obj["peak_phase"], *obj["off_peak"]}
+    assert phases == {"forward/backward", "optimizer step", "end of backward", "eval pass"}
+    assert "gathered_params" not in obj["off_peak"].get("optimizer step", {})
+    end = obj["components"] if obj["peak_phase"] == "end of backward" else obj["off_peak"]["end of backward"]
+    assert {"gathered_params", "root_gradients"} <= set(end)

@@ -252,3 +252,21 @@ def test_tied_embedding_gradients_meet_at_the_end_of_backward():
     assert two_layers.peak_phase == "end of backward"
     untied = estimate(MemorySetup(L2, method="full", micro_batch=1, seq_len=64, sequences_per_rank=1))
     assert untied.component("tied_gradient_sum") == 0
+
+
+def test_fsdp1_keeps_its_root_unit_gathered_and_fsdp2_does_not():
+    v_h = L2.vocab * L2.hidden
+    common = dict(method="lora", strategy="fsdp", dp_world=8, gpus_per_node=8, micro_batch=1, seq_len=512)
+    fsdp1 = estimate(MemorySetup(L2, fsdp_version=1, **common))
+    fsdp2 = estimate(MemorySetup(L2, fsdp_version=2, **common))
+    layer = L2.layer_params * 2
+    assert fsdp1.component("gathered_params") == 2 * layer + (2 * v_h + L2.hidden) * 2  # embed + head + norm
+    assert fsdp2.component("gathered_params") == 2 * max(layer, v_h * 2)
+    assert fsdp1.component("unsharded_gradients") == fsdp2.component("unsharded_gradients") == 0  # frozen
+    # gathered only while layers run: the optimizer step's phase holds none
+    full = estimate(MemorySetup(L2, **dict(common, method="full", sequences_per_rank=1)))
+    assert full.peak_phase != "optimizer step"
+    assert {c.name for c in full.off_peak if c.phase == "optimizer step"} == {"gradients", "optimizer_step"}
+    # full fine-tuning: at the end of backward the root's two gradient copies meet while it is gathered
+    assert full.component("root_gradients") == 2 * (2 * v_h + L2.hidden) * 2
+    assert fsdp2.component("root_gradients") == 0

@@ -1,14 +1,15 @@
 """Per-GPU memory of one training rank, component by component (formulas: docs/memory.md).
 
-The peak is the static state (weights, adapters, gradients, optimizer, master weights, sharding
-buffers) plus the largest of three phases: end of forward / start of backward (saved activations,
-one recomputed layer, logits and loss), the optimizer step, and the eval pass. Constants that are
+The peak is the static state (weights, adapters, gradients, optimizer, master weights, reduce
+buffers) plus the largest of four phases: forward/backward (gathered parameters, saved activations,
+one recomputed layer, logits and loss), the optimizer step, the end of backward (where the embedding's
+gradient meets the head's) and the eval pass. Constants that are
 calibrated rather than derived are the three at the top; nothing is tuned per model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ftc.compiler.memory.activations import (LOSS_BYTES_CHUNKED, compute_bytes, eval_bytes,
                                              layer_and_checkpoint_bytes, loss_bytes_per_logit, norm_bytes)
@@ -37,18 +38,19 @@ class Component:
     name: str
     bytes: int
     note: str = ""
+    phase: str = ""  # set on off-peak components: the phase they belong to
 
 
 @dataclass(frozen=True)
 class MemoryEstimate:
     components: tuple[Component, ...]  # on the GPU at the peak; they sum to peak_bytes
-    off_peak: tuple[Component, ...]  # GPU phases that are not the peak (reported, not added)
+    off_peak: tuple[Component, ...]  # GPU phases that are not the peak (reported, not added; `phase` set)
     host: tuple[Component, ...]  # host RAM per node
     paged_bytes: int  # bitsandbytes paged optimizer state: managed memory, outside the allocator
     tensor_peak_bytes: int  # live tensors: what torch.cuda.max_memory_allocated reports
     peak_bytes: int  # the device footprint: tensors + allocator slack + context
     cpu_bytes_per_node: int
-    peak_phase: str  # "forward/backward" | "optimizer step" | "end of backward" | "eval"
+    peak_phase: str  # "forward/backward" | "optimizer step" | "end of backward" | "eval pass"
     params_total: int
     params_trainable: int
     unmodeled: tuple[str, ...] = field(default=UNMODELED)
@@ -152,20 +154,9 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
               opt_device)
 
     # sharding and communication buffers
-    unit = max(a.layer_params, a.vocab * a.hidden)
-    if stage == 3 and n > 1 or offload_params:
-        if s.method == "qlora":
-            layer_q = sum(m.params for m in a.layer_linears if m.quantizable)
-            unit_bytes = max(layer_q // 2 + (a.layer_params - layer_q) * 2, a.vocab * a.hidden * 2)  # codes only
-        else:
-            unit_bytes = unit * base_dtype_bytes
-        grad_unit = unit * t_bytes if s.method == "full" else 0
-        gathered, note = 2 * unit_bytes, "two gathered layers (current + prefetch)"
-        if s.strategy == "deepspeed":  # DeepSpeed keeps gathered params live up to stage3_max_live_parameters
-            live = min(DS_MAX_LIVE_PARAMETERS, counts.base) * base_dtype_bytes
-            if live > gathered:
-                gathered, note = live, "gathered params up to stage3_max_live_parameters (1e9)"
-        gpu.append(Component("gathered_params", gathered + grad_unit, note + " and one layer's unsharded grads"))
+    # gathered copies are in the layers' compute dtype under FSDP/DeepSpeed mixed precision
+    gather_bytes = 2 if s.sharded_mixed_precision else base_dtype_bytes
+    gathered = _gathered_units(s, counts, gather_bytes, t_bytes) if stage == 3 and n > 1 or offload_params else []
     if s.strategy == "deepspeed" and stage >= 1:
         # DeepSpeed allocates its gradient-reduction (IPG) buffers at the full reduce_bucket_size, however few
         # parameters train, in the engine's dtype: two (overlap_comm) at stages 1-2 (stage_1_and_2.py
@@ -182,14 +173,22 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     train = _activation_phase(s, counts.lora > 0)
     step = step_transient_bytes(s, trainable, state_dtype, offload_opt)
     evaluation = eval_bytes(s) if s.evaluates else 0
-    phases = [("forward/backward", train),
+    if evaluation:
+        evaluation_phase = [c for c in gathered if c.name == "gathered_params"]
+    else:
+        evaluation_phase = []
+    phases = [("forward/backward", gathered + train),
               ("optimizer step", grads_in_phases + [Component("optimizer_step", step, "optimizer update temporaries")]),
-              ("end of backward", _tied_gradient_sum(s, t_bytes, grads_in_phases)),
-              ("eval", [Component("eval_pass", evaluation, "no-grad forward: one layer's working set or the loss")])]
+              ("end of backward", _end_of_backward(s, t_bytes, gather_bytes, grads_in_phases, trainable)),
+              ("eval pass", evaluation_phase + [Component("eval_pass", evaluation,
+                                                     "no-grad forward: one layer's working set or the loss")])]
     phase_name, _ = max(phases, key=lambda p: sum(c.bytes for c in p[1]))
     off_peak: list[Component] = []
     for name, comps in phases:
-        (gpu if name == phase_name else off_peak).extend(comps)
+        if name == phase_name:
+            gpu.extend(comps)
+        else:
+            off_peak.extend(replace(c, phase=name) for c in comps)
     tensor_peak = sum(c.bytes for c in gpu)
     slack = int(tensor_peak * ALLOCATOR_SLACK)
     gpu.append(Component("allocator_slack", slack, f"{ALLOCATOR_SLACK:.0%} of live tensors (caching allocator)"))
@@ -214,6 +213,56 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     return MemoryEstimate(tuple(gpu), tuple(off_peak), tuple(host), paged_bytes, tensor_peak,
                           tensor_peak + slack + context, sum(c.bytes for c in host), phase_name,
                           counts.total, trainable, unmodeled, tuple(nvme))
+
+
+def _fsdp1_root(s: MemorySetup) -> int:
+    """Parameters of FSDP1's root unit when it is sharded: the embedding, the head and the final norm,
+    which transformer-layer wrapping (accelerate's TRANSFORMER_BASED_WRAP) leaves outside every layer.
+    FSDP never reshards the root after forward (torch fsdp/_runtime_utils.py `_post_forward_reshard`:
+    `not state._is_root`), so it stays gathered from the first forward to the end of backward."""
+    if s.strategy != "fsdp" or s.fsdp_version != 1 or not (s.shard_stage == 3 and s.shards > 1
+                                                            or s.offload_params != "none"):
+        return 0
+    a = s.arch
+    return a.vocab * a.hidden * (1 if a.tied else 2) + a.hidden
+
+
+def _gathered_units(s: MemorySetup, counts, gather_bytes: int, t_bytes: int) -> list[Component]:
+    """Parameters gathered whole while their layers run (ZeRO-3, FSDP full shard, parameter offload), and
+    in full fine-tuning their unsharded gradients before the reduce-scatter. They exist only between the
+    first forward and the end of backward: none at the optimizer step.
+
+    FSDP1 keeps its root unit (embeddings, head) gathered throughout (`_fsdp1_root`); the module weights are
+    views of the flat parameter, so autograd holds the head's gradient from the start of backward until
+    the embedding's arrives (split backward). FSDP2 as accelerate and torchtune build it shards the
+    embedding and the head as their own units, gathered only while used."""
+    a = s.arch
+    grad_bytes = min(t_bytes, gather_bytes)
+    if s.method == "qlora":
+        layer_q = sum(m.params for m in a.layer_linears if m.quantizable)
+        layer_bytes = layer_q // 2 + (a.layer_params - layer_q) * 2  # 4-bit codes
+    else:
+        layer_bytes = a.layer_params * gather_bytes
+    full = s.method == "full"
+    root = _fsdp1_root(s)
+    if root:
+        params = 2 * layer_bytes + root * gather_bytes
+        note = "the root unit (embeddings, head) and two layers (current + prefetch)"
+        grads = (a.vocab * a.hidden + a.layer_params) * grad_bytes if full else 0
+        grads_note = "the head's gradient (held until the embedding's) and one layer's unsharded gradients"
+    else:
+        params = 2 * max(layer_bytes, a.vocab * a.hidden * gather_bytes)
+        note = "two gathered layers (current + prefetch)"
+        if s.strategy == "deepspeed":  # DeepSpeed keeps gathered params live up to stage3_max_live_parameters
+            live = min(DS_MAX_LIVE_PARAMETERS, counts.base) * gather_bytes
+            if live > params:
+                params, note = live, "gathered params up to stage3_max_live_parameters (1e9)"
+        grads = max(a.layer_params, a.vocab * a.hidden) * grad_bytes if full else 0
+        grads_note = "one layer's unsharded gradients"
+    out = [Component("gathered_params", params, note)]
+    if grads:
+        out.append(Component("unsharded_gradients", grads, grads_note))
+    return out
 
 
 def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
@@ -250,12 +299,30 @@ def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
     return out
 
 
-def _tied_gradient_sum(s: MemorySetup, t_bytes: int, grads: list[Component]) -> list[Component]:
-    """A trained embedding tied to the head gets two gradients: the head's lands in `.grad` first, and
-    the embedding's dense gradient is added out of place, so three vocabulary-sized gradients meet at the
-    end of backward (measured: bench/memory_measure.py, Llama-3.2-1B)."""
+def _end_of_backward(s: MemorySetup, t_bytes: int, gather_bytes: int, grads: list[Component],
+                     trainable: int) -> list[Component]:
+    """Where the embedding's gradient meets the head's, in full fine-tuning.
+
+    FSDP1: the root's module weights are views of its flat parameter, so the split's backward
+    concatenates the head's and the embedding's gradients into a new flat gradient while both still
+    exist (two copies of the root's gradients), with the root still gathered (measured on CPU over gloo:
+    tests/test_memory_fsdp.py). Unsharded, a trained embedding tied to the head gets two gradients: the
+    head's lands in `.grad` first, and the embedding's dense gradient is added out of place, so three
+    vocabulary-sized gradients meet (measured: bench/memory_measure.py, Llama-3.2-1B)."""
     a = s.arch
-    if s.method != "full" or not a.tied or s.optimizer_in_backward or s.shard_stage >= 2:
+    if s.method != "full" or s.optimizer_in_backward:
+        return []
+    root = _fsdp1_root(s)
+    if root:
+        grad_bytes = min(t_bytes, gather_bytes)
+        copies = 3 * a.vocab * a.hidden if a.tied else 2 * root
+        # the root's own gradient is not yet reduced to its shard
+        grads = [Component(g.name, g.bytes - g.bytes * root // trainable, g.note) for g in grads]
+        return grads + [Component("gathered_params", root * gather_bytes, "the root unit, gathered until the end "
+                                  "of backward"),
+                        Component("root_gradients", copies * grad_bytes, "the embedding's and head's gradients and "
+                                  "their concatenation into the root's flat gradient")]
+    if not a.tied or s.shard_stage >= 2:
         return []
     return grads + [Component("tied_gradient_sum", 2 * a.vocab * a.hidden * t_bytes,
                               "the tied embedding's own gradient and its sum with the head's")]

@@ -29,7 +29,7 @@ def to_json(est: MemoryEstimate, setup: MemorySetup, budget_bytes: int | None, c
         "paged_bytes_per_gpu": int(est.paged_bytes),
         "peak_phase": est.peak_phase,
         "components": {c.name: int(c.bytes) for c in est.components},
-        "off_peak": {c.name: int(c.bytes) for c in est.off_peak},
+        "off_peak": off_peak_by_phase(est),
         "host_components": {c.name: int(c.bytes) for c in est.host},
         "nvme_bytes_per_node": sum(int(c.bytes) for c in est.nvme),
         "params": {"total": est.params_total, "trainable": est.params_trainable},
@@ -43,6 +43,14 @@ def to_json(est: MemoryEstimate, setup: MemorySetup, budget_bytes: int | None, c
         "unmodeled": list(est.unmodeled),
         "assumptions": list(assumptions),
     }
+
+
+def off_peak_by_phase(est: MemoryEstimate) -> dict[str, dict[str, int]]:
+    """The phases that are not the peak, each as component name → bytes (a name can recur across phases)."""
+    phases: dict[str, dict[str, int]] = {}
+    for c in est.off_peak:
+        phases.setdefault(c.phase, {})[c.name] = int(c.bytes)
+    return phases
 
 
 def breakdown_rows(est: MemoryEstimate) -> list[tuple[str, int, str, str]]:

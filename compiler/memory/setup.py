@@ -38,6 +38,9 @@ class MemorySetup:
     strategy: str = "none"  # none | ddp | deepspeed | fsdp
     zero: int = 0  # DeepSpeed stage
     fsdp_sharding: str = "full_shard"  # full_shard | shard_grad_op | hybrid_shard | no_shard
+    # 1: FSDP1 wrapped per transformer layer (accelerate's TRANSFORMER_BASED_WRAP, what the runtime emits for
+    # GPUs): embeddings and head stay in the root unit. 2: fully_shard with embeddings and head as own units.
+    fsdp_version: int = 1
     offload_optimizer: str = "none"  # none | cpu | nvme
     offload_params: str = "none"  # none | cpu | nvme
     dp_world: int = 1

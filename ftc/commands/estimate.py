@@ -74,7 +74,7 @@ def render_table(name: str, est, setup, rm, decisions) -> str:
                  f"live tensors {gib(est.tensor_peak_bytes)}")
     for c in est.off_peak:
         if c.bytes:
-            lines.append(f"{'  (' + c.name + ')':{width}}  {gib(c.bytes):>10}  {'':>5}  not at the peak")
+            lines.append(f"{'  (' + c.name + ')':{width}}  {gib(c.bytes):>10}  {'':>5}  at the {c.phase}, not the peak")
     budget = rm.budget_bytes
     if budget is None:
         lines.append("budget: none (no GPU hardware block)")

@@ -1,0 +1,134 @@
+"""FSDP's per-rank memory, measured on CPU over gloo, next to the estimate.
+
+Two ranks wrap a small random-initialized Llama the way accelerate's FSDP1 does for the runtime's GPU
+plans (TRANSFORMER_BASED_WRAP, FULL_SHARD, BACKWARD_PRE prefetch, use_orig_params, bf16 mixed
+precision; peft's wrap policy for LoRA, as the Trainer installs it) and train two steps the way the
+Trainer does (autocast, backward, foreach AdamW, zero_grad(set_to_none)). Rank 0 counts live storages
+at their current size (`live_tensors.LiveStorageBytes`: FSDP gathers and frees by resizing storages),
+which is what CUDA's `max_memory_allocated` would count on a GPU.
+
+    python bench/fsdp_memory_measure.py [--cases NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from ftc.compiler.memory.estimate import estimate
+from ftc.compiler.memory.setup import MemorySetup
+from ftc.compiler.models.arch import from_config
+
+MiB = 2**20
+LLAMA = dict(model_type="llama", hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8,
+             num_key_value_heads=4, vocab_size=16384, max_position_embeddings=1024, tie_word_embeddings=False,
+             rms_norm_eps=1e-5)
+
+# name -> (config changes, setup fields). Short sequences put the peak at the end of backward, where the
+# root unit's gradients meet; long ones put it in the forward/backward.
+CASES = {
+    "full": ({}, dict(method="full", micro_batch=1, seq_len=32)),
+    "full-tied": ({"tie_word_embeddings": True}, dict(method="full", micro_batch=1, seq_len=32)),
+    "full-long": ({}, dict(method="full", micro_batch=4, seq_len=256)),
+    "full-long-checkpointing": ({}, dict(method="full", micro_batch=4, seq_len=256, gradient_checkpointing=True)),
+    "lora": ({}, dict(method="lora", micro_batch=1, seq_len=32)),
+    "lora-long-checkpointing": ({}, dict(method="lora", micro_batch=4, seq_len=256, gradient_checkpointing=True)),
+}
+
+
+def _rank(rank: int, port: int, config: dict, fields: dict, out: str) -> None:
+    import torch
+    import torch.distributed as dist
+    import transformers
+    from torch.distributed.fsdp import BackwardPrefetch, MixedPrecision, ShardingStrategy
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from live_tensors import LiveStorageBytes
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    config = dict(config)
+    hf_config = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
+    hf_config.use_cache = False
+    model = transformers.AutoModelForCausalLM.from_config(hf_config, dtype=torch.bfloat16, attn_implementation="sdpa")
+    layer_class = type(model.model.layers[0])
+    policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls={layer_class})
+    if fields.get("gradient_checkpointing"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if fields["method"] == "lora":
+        from peft import LoraConfig, get_peft_model
+        from peft.utils.other import fsdp_auto_wrap_policy
+
+        if fields.get("gradient_checkpointing"):
+            model.enable_input_require_grads()
+        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear",
+                                                 task_type="CAUSAL_LM"))
+        policy = fsdp_auto_wrap_policy(model)  # what the Trainer installs for a peft model
+    wrapped = FSDP(model, auto_wrap_policy=policy, sharding_strategy=ShardingStrategy.FULL_SHARD,
+                   device_id=torch.device("cpu"), backward_prefetch=BackwardPrefetch.BACKWARD_PRE,
+                   use_orig_params=True, limit_all_gathers=True,
+                   mixed_precision=MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16))
+    optimizer = torch.optim.AdamW([p for p in wrapped.parameters() if p.requires_grad], lr=1e-5, foreach=True)
+    counter = LiveStorageBytes()
+    counter.track(list(wrapped.parameters()) + list(wrapped.buffers()))
+    counter.track(p for module in wrapped.modules() if isinstance(module, FSDP) for p in module.params)
+    b, s = fields["micro_batch"], fields["seq_len"]
+    with counter:
+        for _ in range(2):
+            ids = torch.randint(0, hf_config.vocab_size, (b, s))
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = wrapped(input_ids=ids, labels=ids).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    if rank == 0:
+        Path(out).write_text(json.dumps({"peak": counter.peak}))
+    dist.destroy_process_group()
+
+
+def measure(config: dict, fields: dict) -> int:
+    """Peak live bytes of rank 0 over two FSDP training steps on 2 CPU ranks."""
+    import torch.multiprocessing as mp
+
+    from ftc.runtime.launch.ports import free_port
+
+    with tempfile.TemporaryDirectory(prefix="ftc-fsdp-") as folder:
+        out = os.path.join(folder, "peak.json")
+        mp.spawn(_rank, args=(free_port(), config, fields, out), nprocs=2)
+        return json.loads(Path(out).read_text())["peak"]
+
+
+def estimate_for(config: dict, fields: dict):
+    """The estimator on the same wrapping and loop (FSDP1, 2 ranks, one micro-batch per step)."""
+    lora = dict(lora_rank=8, lora_targets="all_linear") if fields["method"] == "lora" else {}
+    return estimate(MemorySetup(from_config(config), dtype="bf16", mixed_precision="bf16", padded_batches=False,
+                                strategy="fsdp", fsdp_version=1, dp_world=2, gpus_per_node=2,
+                                sequences_per_rank=fields["micro_batch"], **lora, **fields))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    args = parser.parse_args(argv)
+    print(f"{'case':24} {'measured':>9} {'estimate':>9} {'error':>7}  phase (MiB, rank 0 of 2)")
+    for name in args.cases:
+        changes, fields = CASES[name]
+        config = dict(LLAMA, **changes)
+        measured = measure(config, fields)
+        est = estimate_for(config, fields)
+        error = (est.tensor_peak_bytes - measured) / measured
+        print(f"{name:24} {measured / MiB:9.1f} {est.tensor_peak_bytes / MiB:9.1f} {error:+7.1%}  {est.peak_phase}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
