@@ -208,8 +208,6 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     unmodeled = UNMODELED
     if a.experts and s.method == "qlora":
         unmodeled += ("4-bit quantization of fused MoE expert weights (counted unquantized)",)
-    if s.strategy == "fsdp" and s.method == "qlora":
-        unmodeled += ("FSDP-QLoRA quant-state buffers kept outside the shards",)
     return MemoryEstimate(tuple(gpu), tuple(off_peak), tuple(host), paged_bytes, tensor_peak,
                           tensor_peak + slack + context, sum(c.bytes for c in host), phase_name,
                           counts.total, trainable, unmodeled, tuple(nvme))
