@@ -7,7 +7,7 @@ description instead of per-purpose formulas.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 SUPPORTED_TYPES = ("llama", "mistral", "mixtral", "qwen2", "gemma2", "phi", "phi3", "gpt2",
                    "stablelm", "falcon", "bloom", "opt")
@@ -35,10 +35,9 @@ class Linear:
 
 
 @dataclass(frozen=True)
-class Architecture:
-    """What the estimator needs to know about a decoder-only transformer."""
+class Sizes:
+    """The sizes every decoder-only config.json states (under family-specific key names)."""
 
-    model_type: str
     hidden: int
     layers: int
     intermediate: int
@@ -47,6 +46,13 @@ class Architecture:
     head_dim: int
     vocab: int
     tied: bool
+
+
+@dataclass(frozen=True)
+class Architecture(Sizes):
+    """What the estimator needs to know about a decoder-only transformer: its sizes and module layout."""
+
+    model_type: str
     max_positions: int | None
     experts: int  # 0 for dense models
     experts_per_token: int
@@ -115,26 +121,13 @@ def from_config(config: dict) -> Architecture:
     return builder(config)
 
 
-@dataclass(frozen=True)
-class _Dims:
-    """The sizes every Llama-style config.json spells the same way."""
-
-    hidden: int
-    layers: int
-    intermediate: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    vocab: int
-    tied: bool
-
-
-def _dims(config: dict, *, head_dim_key: bool = True) -> _Dims:
-    """`head_dim_key=False` for families whose head size is always hidden / heads (phi, phi3)."""
+def _llama_sizes(config: dict, *, head_dim_key: bool = True) -> Sizes:
+    """The sizes as Llama-style configs spell them; `head_dim_key=False` for families whose head size is
+    always hidden / heads (phi, phi3)."""
     h = int(_get(config, "hidden_size"))
     heads = int(_get(config, "num_attention_heads"))
     head_dim = int(_get(config, "head_dim", default=h // heads)) if head_dim_key else h // heads
-    return _Dims(hidden=h, layers=int(_get(config, "num_hidden_layers")),
+    return Sizes(hidden=h, layers=int(_get(config, "num_hidden_layers")),
                  intermediate=int(_get(config, "intermediate_size")), heads=heads,
                  kv_heads=int(_get(config, "num_key_value_heads", default=heads)), head_dim=head_dim,
                  vocab=int(_get(config, "vocab_size")), tied=bool(config.get("tie_word_embeddings", False)))
@@ -142,9 +135,9 @@ def _dims(config: dict, *, head_dim_key: bool = True) -> _Dims:
 
 def _llama_like(config: dict, *, qkv_bias: bool = False, norm_bias: bool = False,
                 norms_per_layer: int = 2, mlp_bias: bool = False) -> Architecture:
-    d = _dims(config)
-    h, layers, inter, heads, kv, head_dim, vocab, tied = (
-        d.hidden, d.layers, d.intermediate, d.heads, d.kv_heads, d.head_dim, d.vocab, d.tied)
+    d = _llama_sizes(config)
+    h, inter, heads, kv, head_dim = d.hidden, d.intermediate, d.heads, d.kv_heads, d.head_dim
+    vocab, tied = d.vocab, d.tied
     experts = int(config.get("num_local_experts") or 0)
     attn_bias = bool(config.get("attention_bias", False))
     qkv_b = qkv_bias or attn_bias
@@ -166,10 +159,8 @@ def _llama_like(config: dict, *, qkv_bias: bool = False, norm_bias: bool = False
         linears += [Linear("gate_proj", h, inter, mlp_b), Linear("up_proj", h, inter, mlp_b),
                     Linear("down_proj", inter, h, mlp_b)]
     return Architecture(
-        model_type=config["model_type"], hidden=h, layers=layers, intermediate=inter, heads=heads,
-        kv_heads=kv, head_dim=head_dim, vocab=vocab, tied=tied,
-        max_positions=config.get("max_position_embeddings"), experts=experts,
-        experts_per_token=int(config.get("num_experts_per_tok") or 0), gated_mlp=True,
+        **asdict(d), model_type=config["model_type"], max_positions=config.get("max_position_embeddings"),
+        experts=experts, experts_per_token=int(config.get("num_experts_per_tok") or 0), gated_mlp=True,
         embed_name="embed_tokens", embedding_params=vocab * h, layer_linears=tuple(linears),
         layer_other_params=other, final_params=h * (2 if norm_bias else 1),
         lm_head=None if tied else Linear("lm_head", h, vocab))
@@ -200,33 +191,31 @@ def _stablelm(config):
 
 
 def _phi3(config):
-    d = _dims(config, head_dim_key=False)
-    h, heads, kv, head_dim, inter, vocab, tied = (
-        d.hidden, d.heads, d.kv_heads, d.head_dim, d.intermediate, d.vocab, d.tied)
+    d = _llama_sizes(config, head_dim_key=False)
+    h, heads, kv, head_dim, inter = d.hidden, d.heads, d.kv_heads, d.head_dim, d.intermediate
+    vocab, tied = d.vocab, d.tied
     linears = (Linear("qkv_proj", h, (heads + 2 * kv) * head_dim), Linear("o_proj", h, h),
                Linear("gate_up_proj", h, 2 * inter), Linear("down_proj", inter, h))
     return Architecture(
-        model_type="phi3", hidden=h, layers=d.layers, intermediate=inter,
-        heads=heads, kv_heads=kv, head_dim=head_dim, vocab=vocab, tied=tied,
-        max_positions=config.get("max_position_embeddings"), experts=0, experts_per_token=0,
-        gated_mlp=True, embed_name="embed_tokens", embedding_params=vocab * h, layer_linears=linears,
+        **asdict(d), model_type="phi3", max_positions=config.get("max_position_embeddings"), experts=0,
+        experts_per_token=0, gated_mlp=True, embed_name="embed_tokens", embedding_params=vocab * h,
+        layer_linears=linears,
         layer_other_params=2 * h, final_params=h, lm_head=None if tied else Linear("lm_head", h, vocab))
 
 
 def _phi(config):
-    d = _dims(config, head_dim_key=False)
-    h, heads, kv, head_dim, inter, vocab, tied = (
-        d.hidden, d.heads, d.kv_heads, d.head_dim, d.intermediate, d.vocab, d.tied)
+    d = _llama_sizes(config, head_dim_key=False)
+    h, heads, kv, head_dim, inter = d.hidden, d.heads, d.kv_heads, d.head_dim, d.intermediate
+    vocab, tied = d.vocab, d.tied
     if config.get("qk_layernorm"):
         raise ArchitectureError("phi with qk_layernorm is not supported")
     linears = (Linear("q_proj", h, heads * head_dim, True), Linear("k_proj", h, kv * head_dim, True),
                Linear("v_proj", h, kv * head_dim, True), Linear("dense", heads * head_dim, h, True),
                Linear("fc1", h, inter, True), Linear("fc2", inter, h, True))
     return Architecture(
-        model_type="phi", hidden=h, layers=d.layers, intermediate=inter,
-        heads=heads, kv_heads=kv, head_dim=head_dim, vocab=vocab, tied=tied,
-        max_positions=config.get("max_position_embeddings"), experts=0, experts_per_token=0,
-        gated_mlp=False, embed_name="embed_tokens", embedding_params=vocab * h, layer_linears=linears,
+        **asdict(d), model_type="phi", max_positions=config.get("max_position_embeddings"), experts=0,
+        experts_per_token=0, gated_mlp=False, embed_name="embed_tokens", embedding_params=vocab * h,
+        layer_linears=linears,
         layer_other_params=2 * h, final_params=2 * h,
         lm_head=None if tied else Linear("lm_head", h, vocab, True))
 
