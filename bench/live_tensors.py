@@ -17,6 +17,11 @@ from torch.utils._pytree import tree_flatten
 BLOCK = 512  # c10/cuda/CUDACachingAllocator.cpp kMinBlockSize
 
 
+def _blocks(nbytes: int) -> int:
+    """Bytes the caching allocator hands out for a request: whole 512-byte blocks."""
+    return -(-nbytes // BLOCK) * BLOCK
+
+
 class LiveTensorBytes(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
@@ -33,18 +38,26 @@ class LiveTensorBytes(TorchDispatchMode):
     def reset_peak(self) -> None:
         self.peak = self.current
 
-    def _add(self, t: torch.Tensor) -> None:
+    @staticmethod
+    def _storage(t: torch.Tensor):
+        """The tensor's storage, or None for meta tensors and subclasses without a plain storage."""
         if t.is_meta or not hasattr(t, "untyped_storage"):
-            return
+            return None
         try:
-            storage = t.untyped_storage()
-        except (NotImplementedError, RuntimeError):  # tensor subclasses without a plain storage
+            return t.untyped_storage()
+        except (NotImplementedError, RuntimeError):
+            return None
+
+    def _known(self, storage) -> bool:
+        ref = self._refs.get(id(storage))
+        return ref is not None and ref() is storage
+
+    def _add(self, t: torch.Tensor) -> None:
+        storage = self._storage(t)
+        if storage is None or self._known(storage):
             return
         key = id(storage)
-        ref = self._refs.get(key)
-        if ref is not None and ref() is storage:
-            return
-        size = -(-storage.nbytes() // BLOCK) * BLOCK
+        size = _blocks(storage.nbytes())
 
         def freed(_, key=key, size=size):
             if self._refs.get(key) is not None and self._refs[key]() is None:
@@ -71,21 +84,17 @@ class LiveStorageBytes(LiveTensorBytes):
     operator is slower (linear in the number of live storages), which small models can afford."""
 
     def _add(self, t: torch.Tensor) -> None:
-        if t.is_meta or not hasattr(t, "untyped_storage"):
+        storage = self._storage(t)
+        if storage is None:
             return
-        try:
-            storage = t.untyped_storage()
-        except (NotImplementedError, RuntimeError):
-            return
-        key = id(storage)
-        ref = self._refs.get(key)
-        if ref is None or ref() is not storage:
+        if not self._known(storage):
+            key = id(storage)
             self._refs[key] = weakref.ref(storage, lambda _, key=key: self._refs.pop(key, None))
         self._recount()
 
     def _recount(self) -> None:
         live = (ref() for ref in list(self._refs.values()))
-        self.current = sum(-(-s.nbytes() // BLOCK) * BLOCK for s in live if s is not None)
+        self.current = sum(_blocks(s.nbytes()) for s in live if s is not None)
         self.peak = max(self.peak, self.current)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
