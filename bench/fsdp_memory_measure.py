@@ -44,34 +44,24 @@ CASES = {
 def _rank(rank: int, port: int, config: dict, fields: dict, out: str) -> None:
     import torch
     import torch.distributed as dist
-    import transformers
     from torch.distributed.fsdp import BackwardPrefetch, MixedPrecision, ShardingStrategy
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
     from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 
     sys.path.insert(0, str(Path(__file__).parent))
+    import memory_measure
     from live_tensors import LiveStorageBytes
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    config = dict(config)
-    hf_config = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
-    hf_config.use_cache = False
-    model = transformers.AutoModelForCausalLM.from_config(hf_config, dtype=torch.bfloat16, attn_implementation="sdpa")
-    layer_class = type(model.model.layers[0])
-    policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls={layer_class})
-    if fields.get("gradient_checkpointing"):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model, vocab = memory_measure.build(config, _with_lora(fields), "cpu")
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls={type(base.model.layers[0])})
     if fields["method"] == "lora":
-        from peft import LoraConfig, get_peft_model
         from peft.utils.other import fsdp_auto_wrap_policy
 
-        if fields.get("gradient_checkpointing"):
-            model.enable_input_require_grads()
-        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear",
-                                                 task_type="CAUSAL_LM"))
         policy = fsdp_auto_wrap_policy(model)  # what the Trainer installs for a peft model
     wrapped = FSDP(model, auto_wrap_policy=policy, sharding_strategy=ShardingStrategy.FULL_SHARD,
                    device_id=torch.device("cpu"), backward_prefetch=BackwardPrefetch.BACKWARD_PRE,
@@ -81,15 +71,8 @@ def _rank(rank: int, port: int, config: dict, fields: dict, out: str) -> None:
     counter = LiveStorageBytes()
     counter.track(list(wrapped.parameters()) + list(wrapped.buffers()))
     counter.track(p for module in wrapped.modules() if isinstance(module, FSDP) for p in module.params)
-    b, s = fields["micro_batch"], fields["seq_len"]
     with counter:
-        for _ in range(2):
-            ids = torch.randint(0, hf_config.vocab_size, (b, s))
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = wrapped(input_ids=ids, labels=ids).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        memory_measure.train_steps(wrapped, optimizer, vocab, fields["micro_batch"], fields["seq_len"], 2, "cpu")
     if rank == 0:
         Path(out).write_text(json.dumps({"peak": counter.peak}))
     dist.destroy_process_group()
@@ -107,12 +90,16 @@ def measure(config: dict, fields: dict) -> int:
         return json.loads(Path(out).read_text())["peak"]
 
 
+def _with_lora(fields: dict) -> dict:
+    """LoRA cases: rank 8 on every linear."""
+    return dict(fields, lora_rank=8, lora_targets="all_linear") if fields["method"] == "lora" else fields
+
+
 def estimate_for(config: dict, fields: dict):
     """The estimator on the same wrapping and loop (FSDP1, 2 ranks, one micro-batch per step)."""
-    lora = dict(lora_rank=8, lora_targets="all_linear") if fields["method"] == "lora" else {}
     return estimate(MemorySetup(from_config(config), dtype="bf16", mixed_precision="bf16", padded_batches=False,
                                 strategy="fsdp", fsdp_version=1, dp_world=2, gpus_per_node=2,
-                                sequences_per_rank=fields["micro_batch"], **lora, **fields))
+                                sequences_per_rank=fields["micro_batch"], **_with_lora(fields)))
 
 
 def main(argv=None) -> int:

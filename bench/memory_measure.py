@@ -103,6 +103,19 @@ def build(config: dict, fields: dict, device: str):
     return model, hf_config.vocab_size
 
 
+def train_steps(model, optimizer, vocab: int, b: int, s: int, steps: int, device: str) -> None:
+    """The Trainer's loop: autocast forward, backward, optimizer step, zero_grad(set_to_none)."""
+    import torch
+
+    for _ in range(steps):
+        ids = torch.randint(0, vocab, (b, s), device=device)
+        with torch.autocast(device, dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+
 def measure(config: dict, fields: dict, steps: int, device: str) -> tuple[int, int | None]:
     """(peak allocated, peak reserved or None on CPU) over `steps` training steps."""
     import torch
@@ -123,13 +136,7 @@ def measure(config: dict, fields: dict, steps: int, device: str) -> tuple[int, i
         counter.track(list(model.parameters()) + list(model.buffers()))
         counter.__enter__()
     try:
-        for _ in range(steps):
-            ids = torch.randint(0, vocab, (b, s), device=device)
-            with torch.autocast(device, dtype=torch.bfloat16):
-                loss = model(input_ids=ids, labels=ids).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        train_steps(model, optimizer, vocab, b, s, steps, device)
     finally:
         if counter is not None:
             counter.__exit__(None, None, None)
