@@ -156,7 +156,7 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     # sharding and communication buffers
     # gathered copies are in the layers' compute dtype under FSDP/DeepSpeed mixed precision
     gather_bytes = 2 if s.sharded_mixed_precision else base_dtype_bytes
-    gathered = _gathered_units(s, counts, gather_bytes, t_bytes) if stage == 3 and n > 1 or offload_params else []
+    gathered = _gathered_units(s, counts, gather_bytes, t_bytes) if s.gathers_params else []
     if s.strategy == "deepspeed" and stage >= 1:
         # DeepSpeed allocates its gradient-reduction (IPG) buffers at the full reduce_bucket_size, however few
         # parameters train, in the engine's dtype: two (overlap_comm) at stages 1-2 (stage_1_and_2.py
@@ -218,8 +218,7 @@ def _fsdp1_root(s: MemorySetup) -> int:
     which transformer-layer wrapping (accelerate's TRANSFORMER_BASED_WRAP) leaves outside every layer.
     FSDP never reshards the root after forward (torch fsdp/_runtime_utils.py `_post_forward_reshard`:
     `not state._is_root`), so it stays gathered from the first forward to the end of backward."""
-    if s.strategy != "fsdp" or s.fsdp_version != 1 or not (s.shard_stage == 3 and s.shards > 1
-                                                            or s.offload_params != "none"):
+    if s.strategy != "fsdp" or s.fsdp_version != 1 or not s.gathers_params:
         return 0
     a = s.arch
     return a.vocab * a.hidden * (1 if a.tied else 2) + a.hidden

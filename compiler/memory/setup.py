@@ -89,6 +89,12 @@ class MemorySetup:
         return 0
 
     @property
+    def gathers_params(self) -> bool:
+        """Whole layers are gathered from shards or from host memory to run: stage 3 over more than one
+        rank, or with parameters offloaded."""
+        return self.shard_stage == 3 and (self.shards > 1 or self.offload_params != "none")
+
+    @property
     def shards(self) -> int:
         if self.shard_stage == 0:
             return 1
