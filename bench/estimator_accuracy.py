@@ -202,21 +202,24 @@ def print_speed() -> None:
     print(f"\nspeed: one estimate of a Llama-3.1-405B QLoRA recipe takes {per * 1e3:.3f} ms")
 
 
+def measured_values(path: str | Path = DEFAULT_CSV) -> dict[str, float]:
+    """Each calibration row's measured peak, GiB per GPU."""
+    with open(path, encoding="utf-8") as handle:
+        return {row["case_id"]: float(row["measured_peak_GiB_per_gpu"]) for row in csv.DictReader(handle)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csv", default=str(DEFAULT_CSV))
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (for docs/memory.md)")
     args = parser.parse_args(argv)
-    rows = list(csv.DictReader(open(args.csv, encoding="utf-8")))
     table, skipped = [], []
-    for row in rows:
-        case = row["case_id"]
+    for case, measured in measured_values(args.csv).items():
         if case not in ROWS:
             reason = SKIP.get(case) or next((r for p, r in SKIP_PREFIX.items() if case.startswith(p)), None)
             skipped.append((case, reason or "no mapping: inputs not stated"))
             continue
         model, metric, fields, reading = ROWS[case]
-        measured = float(row["measured_peak_GiB_per_gpu"])
         est, result = ours(case, model, metric, fields)
         table.append((case, model.split("/")[-1], metric, measured, est, (est - measured) / measured,
                       deepspeed_says(fields, result, resolve_model(model).architecture), accelerate_says(fields, result), reading))
