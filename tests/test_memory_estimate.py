@@ -83,6 +83,13 @@ def test_logits_term_is_twelve_bytes_per_element_in_training_and_ten_in_eval():
     assert est.component("eval_pass") >= 8192 * 128_256 * 10  # no backward: bf16 logits + fp32 upcast + log-softmax
 
 
+def test_a_loop_holding_fp32_logits_adds_four_bytes_per_logit_to_the_loss_peak():
+    a = arch("meta-llama/Meta-Llama-3-8B")
+    setup = MemorySetup(a, method="lora", micro_batch=1, seq_len=8192, gradient_checkpointing=True)
+    held = estimate(setup.with_(loop_keeps_fp32_logits=True)).component("logits_loss")
+    assert held - estimate(setup).component("logits_loss") == 8192 * 128_256 * 4
+
+
 def test_deepspeed_reduce_buckets_are_full_size_whatever_trains():
     lora = dict(method="lora", strategy="deepspeed", dp_world=8, gpus_per_node=8)
     assert estimate(MemorySetup(L2, zero=3, **lora)).component("zero_buckets") == 500_000_000 * 2

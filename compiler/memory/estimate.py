@@ -274,6 +274,8 @@ def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
         # of the logits matmul (measured: bench/memory_measure.py --device cpu, llama8b-qlora)
         head_in += a.vocab * a.hidden * compute
     per_logit = compute + LOSS_BYTES_CHUNKED if s.chunked_loss else loss_bytes_per_logit(compute)
+    if s.loop_keeps_fp32_logits:
+        per_logit += 4
     logits = tokens * a.vocab * per_logit
     workspace = tokens * (a.hidden * 4 + 2 * a.intermediate * compute)  # gradients flowing through a layer
     if s.attention == "eager":

@@ -59,6 +59,9 @@ class MemorySetup:
     optimizer_in_backward: bool = False
     fused_optimizer: bool = False  # torch AdamW(fused=True): no foreach temporaries at the step
     activation_offload: bool = False
+    # The loop holds the model's output through backward, and with it the logits, in fp32 as transformers
+    # before 4.45 returned them (the Answer.AI FSDP-QLoRA benchmark loop).
+    loop_keeps_fp32_logits: bool = False
 
     def with_(self, **changes) -> "MemorySetup":
         return replace(self, **changes)
