@@ -32,10 +32,10 @@ from torch.utils._pytree import tree_flatten
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from caching_allocator import CachingAllocator  # noqa: E402
+from memory_measure import model_config  # noqa: E402
 
 GiB = 2**30
-LLAMA2_70B = dict(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64,
-                  num_key_value_heads=8, vocab_size=32000, max_position_embeddings=4096, rms_norm_eps=1e-5)
+LLAMA2_70B = model_config("meta-llama/Llama-2-70b-hf", None)  # the catalog's config
 # calibration row: (4-bit base, micro-batch, sequence, reentrant checkpointing, loading replayed)
 CASES = {
     "PD02": (False, 8, 2048, False, None),  # LoRA, FSDP over 8 GPUs
@@ -170,7 +170,8 @@ class LoraLinear(torch.nn.Module):
 def build(layers: int, quantized: bool, reentrant: bool):
     import transformers
 
-    config = transformers.LlamaConfig(**dict(LLAMA2_70B, num_hidden_layers=layers), use_cache=False)
+    fields = {key: value for key, value in LLAMA2_70B.items() if key != "model_type"}
+    config = transformers.LlamaConfig(**dict(fields, num_hidden_layers=layers), use_cache=False)
     transformers.AttentionInterface.register("attention_imitation", flash_attention)
     config._attn_implementation = "attention_imitation"
     with torch.device("meta"):
