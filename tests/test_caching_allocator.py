@@ -174,3 +174,11 @@ def test_free_of_unknown_handle_is_an_error():
     a.free(h)
     with pytest.raises(ValueError):
         a.free(h)
+
+
+def test_small_block_is_split_when_exactly_one_512_byte_block_remains():
+    a = CachingAllocator()
+    a.malloc(MiB)
+    a.malloc(MiB - 512)  # the 1 MiB remainder leaves exactly kMinBlockSize: should_split says yes
+    assert a.allocated == 2 * MiB - 512
+    assert a.segments() == [(2 * MiB, [(MiB, True), (MiB - 512, True), (512, False)])]
