@@ -138,6 +138,13 @@ def test_unmodeled_is_named():
     assert estimate(MemorySetup(L2)).unmodeled
 
 
+def test_fsdp_offload_of_4bit_weights_carries_the_unattributed_published_gap():
+    setup = MemorySetup(L2, method="qlora", strategy="fsdp", dp_world=2, gpus_per_node=2)
+    assert not any("offload of frozen 4-bit" in line for line in estimate(setup).unmodeled)
+    offloaded = estimate(setup.with_(offload_params="cpu")).unmodeled
+    assert any("offload of frozen 4-bit" in line and "docs/memory.md" in line for line in offloaded)
+
+
 @settings(max_examples=40, deadline=None)
 @given(mb=st.integers(1, 8), seq=st.sampled_from([256, 1024, 4096]), gc=st.booleans(),
        method=st.sampled_from(["full", "lora", "qlora"]), zero=st.integers(0, 3))

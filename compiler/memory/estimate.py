@@ -208,6 +208,9 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     unmodeled = UNMODELED
     if a.experts and s.method == "qlora":
         unmodeled += ("4-bit quantization of fused MoE expert weights (counted unquantized)",)
+    if s.method == "qlora" and s.strategy == "fsdp" and s.offload_params != "none":
+        unmodeled += ("FSDP parameter offload of frozen 4-bit weights: one published run (peft's Llama-2-70B "
+                      "example, nvidia-smi) read ~4 GiB above this estimate, unattributed (docs/memory.md §5)",)
     return MemoryEstimate(tuple(gpu), tuple(off_peak), tuple(host), paged_bytes, tensor_peak,
                           tensor_peak + slack + context, sum(c.bytes for c in host), phase_name,
                           counts.total, trainable, unmodeled, tuple(nvme))
