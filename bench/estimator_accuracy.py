@@ -153,22 +153,22 @@ AA = dict(dtype="bf16", mixed_precision="no", adapter_dtype="bf16", kbit_fp32_up
           lora_targets=("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj"),
           gradient_checkpointing=True, loop_keeps_fp32_logits=True)
 AA_QLORA, AA_LORA = dict(AA, method="qlora"), dict(AA, method="lora")
-# case -> (model, metric, setup fields, measured GiB, reading of the source)
-INDEPENDENT: dict[str, tuple[str, str, dict, float, str]] = {
-    "AA01": (L2_7B, "reserved", dict(AA_QLORA, micro_batch=1, seq_len=512), 4.98, "3.72 reserved after loading"),
-    "AA02": (L2_7B, "reserved", dict(AA_QLORA, micro_batch=1, seq_len=2048), 5.21, ""),
-    "AA03": (L2_7B, "reserved", dict(AA_LORA, micro_batch=1, seq_len=512), 10.24, ""),
-    "AA03a": (L2_7B, "allocated", dict(AA_LORA, micro_batch=1, seq_len=512), 8.28, "AA03's peak allocated"),
-    "AA04": (L2_7B, "reserved", dict(AA_LORA, micro_batch=1, seq_len=2048), 10.22, ""),
-    "AA04a": (L2_7B, "allocated", dict(AA_LORA, micro_batch=1, seq_len=2048), 9.16, "AA04's peak allocated"),
-    "AA05": (L2_7B, "reserved", dict(AA_QLORA, micro_batch=4, seq_len=2048), 11.22, ""),
-    "AA06": (L2_7B, "reserved", dict(AA_QLORA, micro_batch=10, seq_len=2048), 20.97, ""),
-    "AA07": (L2_7B, "reserved", dict(AA_LORA, micro_batch=4, seq_len=2048), 16.14, ""),
-    "AA08": (L2_7B, "reserved", dict(AA_LORA, micro_batch=6, seq_len=2048), 21.35, ""),
-    "AA09": (L2_7B, "reserved", dict(AA_QLORA, fsdp_sharding="no_shard", micro_batch=8, seq_len=2048), 20.94,
-             "sharding 'ddp' (NO_SHARD)"),
-    "AA10": (L2_70B, "reserved", dict(AA_QLORA, offload_params="cpu", micro_batch=2, seq_len=2048), 14.92,
-             "PD04's recipe, torch's counter"),
+# case -> (model, metric, setup fields, reading of the source, measured GiB)
+INDEPENDENT: dict[str, tuple[str, str, dict, str, float]] = {
+    "AA01": (L2_7B, "reserved", dict(AA_QLORA, micro_batch=1, seq_len=512), "3.72 reserved after loading", 4.98),
+    "AA02": (L2_7B, "reserved", dict(AA_QLORA, micro_batch=1, seq_len=2048), "", 5.21),
+    "AA03": (L2_7B, "reserved", dict(AA_LORA, micro_batch=1, seq_len=512), "", 10.24),
+    "AA03a": (L2_7B, "allocated", dict(AA_LORA, micro_batch=1, seq_len=512), "AA03's peak allocated", 8.28),
+    "AA04": (L2_7B, "reserved", dict(AA_LORA, micro_batch=1, seq_len=2048), "", 10.22),
+    "AA04a": (L2_7B, "allocated", dict(AA_LORA, micro_batch=1, seq_len=2048), "AA04's peak allocated", 9.16),
+    "AA05": (L2_7B, "reserved", dict(AA_QLORA, micro_batch=4, seq_len=2048), "", 11.22),
+    "AA06": (L2_7B, "reserved", dict(AA_QLORA, micro_batch=10, seq_len=2048), "", 20.97),
+    "AA07": (L2_7B, "reserved", dict(AA_LORA, micro_batch=4, seq_len=2048), "", 16.14),
+    "AA08": (L2_7B, "reserved", dict(AA_LORA, micro_batch=6, seq_len=2048), "", 21.35),
+    "AA09": (L2_7B, "reserved", dict(AA_QLORA, fsdp_sharding="no_shard", micro_batch=8, seq_len=2048),
+             "sharding 'ddp' (NO_SHARD)", 20.94),
+    "AA10": (L2_70B, "reserved", dict(AA_QLORA, offload_params="cpu", micro_batch=2, seq_len=2048),
+             "PD04's recipe, torch's counter", 14.92),
 }
 INDEPENDENT_SKIPPED = (
     "LoRA 7B 'ddp' batch 4 (22.04), Yi-34B (23.05, 22.98), the 4090 rows at 22.38-22.69 and Mistral-7B at 24K "
@@ -305,8 +305,7 @@ def main(argv=None) -> int:
         if subset:
             print_summary(label, subset)
     print("\nOutside the calibration CSV: Answer.AI's FSDP-QLoRA benchmarks (2 x 24 GB, March 2024)")
-    independent = compare({case: (model, metric, fields, reading, measured)
-                           for case, (model, metric, fields, measured, reading) in INDEPENDENT.items()})
+    independent = compare(INDEPENDENT)
     print_table(independent, args.markdown)
     print_summary("Answer.AI rows", independent)
     print_speed()
