@@ -196,10 +196,9 @@ def _catalog_gpu_memory(name: str) -> int | None:
     return int(value) if value else None
 
 
-
 def lower_strategy(lw: Lowering) -> None:
     r = lw.recipe
-    world = lw.recipe.world_size()
+    world = r.world_size()
     strategy = r.value("distributed", "auto")
     if strategy == "auto":
         if world == 1:
