@@ -188,10 +188,10 @@ def build(layers: int, quantized: bool, reentrant: bool):
     model.train()
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
     model.enable_input_require_grads()
-    return model, config.vocab_size
+    return model
 
 
-def trace_steps(model, vocab: int, batch: int, seq: int, steps: int) -> list[tuple[str, int, int]]:
+def trace_steps(model, batch: int, seq: int, steps: int) -> list[tuple[str, int, int]]:
     trace = AllocationTrace()
     trace.known(model.parameters())
     with trace:
@@ -277,8 +277,8 @@ def main(argv=None) -> int:
           f"{'row gap':>8}")
     for name in args.cases:
         quantized, batch, seq, reentrant, loading = CASES[name]
-        model, vocab = build(LLAMA2_70B["num_hidden_layers"], quantized, reentrant)
-        events = trace_steps(model, vocab, batch, seq, args.steps)
+        model = build(LLAMA2_70B["num_hidden_layers"], quantized, reentrant)
+        events = trace_steps(model, batch, seq, args.steps)
         if loading:
             events = loading_events(LLAMA2_70B, 2, keep_shards=loading == "sharded") + events
         allocator = replay(events)

@@ -30,8 +30,8 @@ def live_peak(events) -> tuple[int, int]:
 
 @pytest.mark.parametrize("quantized,reentrant", [(False, False), (True, True)])
 def test_every_storage_a_step_creates_is_freed_and_weights_are_not_recorded(quantized, reentrant):
-    model, vocab = allocator_replay.build(2, quantized, reentrant)
-    events = allocator_replay.trace_steps(model, vocab, 1, 256, 2)
+    model = allocator_replay.build(2, quantized, reentrant)
+    events = allocator_replay.trace_steps(model, 1, 256, 2)
     mallocs = [size for kind, _, size in events if kind == "malloc"]
     _, left = live_peak(events)
     assert left == 0
@@ -43,8 +43,8 @@ def test_every_storage_a_step_creates_is_freed_and_weights_are_not_recorded(quan
 
 
 def test_replay_counts_what_the_trace_holds_and_reserves_at_least_that():
-    model, vocab = allocator_replay.build(2, True, True)
-    events = allocator_replay.trace_steps(model, vocab, 1, 512, 2)
+    model = allocator_replay.build(2, True, True)
+    events = allocator_replay.trace_steps(model, 1, 512, 2)
     allocator = allocator_replay.replay(events)
     peak, _ = live_peak(events)
     assert peak <= allocator.peak_allocated <= peak + (1 << 20) * 8  # unsplit remainders of at most 1 MiB
