@@ -13,7 +13,7 @@ from ftc.compiler.resolve import ResolvedRecipe, resolve
 
 @dataclass(frozen=True)
 class Analysis:
-    recipe: ResolvedRecipe | None  # None when the files could not be read or parsed
+    recipe: ResolvedRecipe | None  # None when a file of the chain could not be read or parsed
     diagnostics: tuple[Diagnostic, ...]  # sorted by position
     registry: SourceRegistry  # source texts, for rendering
 
@@ -28,7 +28,7 @@ def analyze(path: str | Path, overrides: tuple[str, ...] = ()) -> Analysis:
     registry = SourceRegistry()
     chain = load_chain(Path(path), sink, registry)
     recipe = None
-    if chain.root is not None and chain.root.recipe is not None and all(f.recipe is not None for f in chain.files):
+    if chain.root is not None and chain.root.recipe is not None and not chain.broken:
         recipe = resolve(chain, tuple(overrides), sink, registry)
         if recipe is not None:
             run_checks(recipe, sink)

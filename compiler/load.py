@@ -30,10 +30,14 @@ class SourceFile:
 
 @dataclass(frozen=True)
 class LoadedChain:
-    """Files in merge order: ancestors first, the root last. `root` is the file the user named."""
+    """Files in merge order: ancestors first, the root last. `root` is the file the user named.
+    `broken` is true when a file named by `extends` could not be read or parsed, or the chain has a
+    cycle: what the recipe would contain is unknown, so it is not resolved (no follow-on errors about
+    blocks and fields the missing file may well provide)."""
 
     files: tuple[SourceFile, ...]
     root: SourceFile | None
+    broken: bool = False
 
 
 class SourceRegistry:
@@ -95,19 +99,23 @@ def load_chain(path: Path, sink: DiagnosticSink, registry: SourceRegistry) -> Lo
     """Load `path` and, depth first, every file it extends. Each file appears once."""
     files: list[SourceFile] = []
     seen: set[Path] = set()
+    broken = False
 
     def visit(file_path: Path, stack: tuple[Path, ...], named_at: Span | None) -> SourceFile | None:
+        nonlocal broken
         resolved = file_path.resolve()
         if resolved in stack:
             cycle = " -> ".join(display_path(p) for p in (*stack[stack.index(resolved):], resolved))
             sink.error("E0114", "`extends` forms a cycle", named_at, label="extends a file that extends this one",
                        notes=(f"cycle: {cycle}",), help="remove one of the `extends` in the cycle")
+            broken = True
             return None
         if resolved in seen:
             return None  # a diamond: the shared ancestor is merged once, first
         source = read_source(resolved, sink, registry, named_at=named_at,
                              display=Path(file_path).as_posix() if named_at is None else None)
         if source is None or source.recipe is None:
+            broken = broken or named_at is not None
             return source
         for directive in source.recipe.directives:
             if directive.name != "extends":
@@ -123,4 +131,4 @@ def load_chain(path: Path, sink: DiagnosticSink, registry: SourceRegistry) -> Lo
         return source
 
     root = visit(path, (), None)
-    return LoadedChain(tuple(files), root)
+    return LoadedChain(tuple(files), root, broken)

@@ -237,6 +237,15 @@ def _type_sweep_entry(name: str, entry: Entry, sink: DiagnosticSink, sweep: list
         sweep.append(param)
 
 
+def _block_example(spec: BlockSpec) -> str:
+    """How a block of this kind opens, for a help line: `train`, `method full`, `model "org/name"`."""
+    if spec.label == "none":
+        return spec.name
+    if spec.label_kind == ENUM:
+        return f"{spec.name} {spec.label_choices[0]}"
+    return f'{spec.name} "{spec.label_example}"'
+
+
 def resolve(chain: LoadedChain, overrides: tuple[str, ...], sink: DiagnosticSink,
             registry: SourceRegistry) -> ResolvedRecipe | None:
     if chain.root is None or chain.root.recipe is None:
@@ -249,8 +258,7 @@ def resolve(chain: LoadedChain, overrides: tuple[str, ...], sink: DiagnosticSink
     for kind in REQUIRED_BLOCKS:
         if kind not in merged.blocks:
             sink.error("E0109", f"missing block `{kind}`", root_span, label=f"this recipe has no `{kind}` block",
-                       help=f"add `{kind} {{ ... }}`" if BLOCKS[kind].label == "none"
-                       else f"add `{kind} {BLOCKS[kind].label_doc.split(' | ')[0]} {{ ... }}`")
+                       help=f"add `{_block_example(BLOCKS[kind])} {{ ... }}`")
     for kind, spec in BLOCKS.items():
         _type_block(spec, merged.blocks.get(kind), kind, settings, sink, sweep)
     _derive_defaults(settings, merged)

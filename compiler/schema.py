@@ -86,6 +86,7 @@ class BlockSpec:
     label_kind: str = STRING  # STRING (any text) or ENUM
     label_choices: tuple[str, ...] = ()
     label_doc: str = ""
+    label_example: str = ""  # a string label as a help line shows it
     label_default: str | None = None
     variant_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)  # label -> fields allowed
     nested: tuple["BlockSpec", ...] = ()
@@ -117,6 +118,7 @@ QLORA_FIELDS = LORA_FIELDS + ("quant", "double_quant", "compute_dtype")
 MODEL = BlockSpec(
     "model", "The base model: a hub id or a local folder (relative to the recipe file).",
     label="required", label_kind=STRING, label_doc="hub id (`org/name`) or local directory",
+    label_example="org/name",
     fields=(
         F("dtype", ENUM, "Weights and compute dtype.", "bf16", ("bf16", "fp16", "fp32")),
         F("revision", STRING, "Hub revision (branch, tag or commit).", "main"),

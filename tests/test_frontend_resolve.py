@@ -92,6 +92,16 @@ def test_extends_cycle_and_missing_file(project):
     assert (d.span.file, d.span.line, d.span.column) == ("c.ftspec", 2, 9)
 
 
+def test_a_missing_parent_is_the_only_error(project):
+    """What the unread parent would have provided is unknown: no follow-on missing blocks or fields."""
+    (project / "child.ftspec").write_text('extends "nowhere.ftspec"\nrecipe "child"\n\ntrain {\n  epochs = 1\n}\n')
+    analysis = analyze("child.ftspec")
+    assert codes(analysis) == ["E0112"] and analysis.recipe is None
+    (project / "a.ftspec").write_text('extends "b.ftspec"\nrecipe "a"\n')
+    (project / "b.ftspec").write_text('extends "a.ftspec"\n')
+    assert codes(analyze("a.ftspec")) == ["E0114"]
+
+
 def test_set_overrides_are_typed_like_file_values(project):
     good = analyze("base/parent.ftspec", ("train.lr=5e-5", "train.warmup=5%", "method=lora", "data.packing=on"))
     assert good.ok, codes(good)

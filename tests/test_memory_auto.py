@@ -158,6 +158,15 @@ def test_estimate_table_and_exit_code(tmp_path, capsys):
     assert "does NOT fit" in out and "activations" in out and "share" in out
 
 
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_estimate_of_a_recipe_without_a_model_block_is_a_diagnostic(tmp_path, capsys, json_flag):
+    path = tmp_path / "no_model.ftspec"
+    path.write_text('recipe "no-model"\n\nhardware {\n  gpu = l40s\n}\n')
+    assert main(["estimate", str(path), *json_flag]) == 1
+    err = capsys.readouterr().err
+    assert "missing block `model`" in err and 'add `model "org/name" { ... }`' in err
+
+
 @pytest.mark.parametrize("name", ["llama2-7b-lora-a100-40gb", "lora-ddp-2gpu", "llama2-7b-full-zero3"])
 def test_examples_fit(name):
     root = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ DEFAULT_SEQ_LEN = 2048
 class RecipeMemory:
     """What the budget pass, the auto passes and `ftc estimate` need from one recipe."""
 
-    setup: MemorySetup | None  # autos filled with placeholders (see `autos`); None when the model is unknown
+    setup: MemorySetup | None  # autos filled with placeholders (see `autos`); None when the model is unknown or absent
     autos: frozenset[str]  # "micro_batch" | "zero" | "gradient_checkpointing" still to decide
     budget_bytes: int | None  # None: no GPU budget (no hardware block, cpu, or unknown GPU name)
     budget_source: str  # e.g. "a100-80gb (80.0 GiB)", "memory_per_gpu", "none"
@@ -57,13 +57,15 @@ def setup_from_recipe(recipe) -> RecipeMemory:
     """The estimator input for `recipe`; autos get placeholders and are listed in `autos`."""
     budget, source = budget_of(recipe)
     model_name = recipe.value("model")
-    resolved = resolve_model(model_name, recipe.location("model"), recipe.value("model.revision"))
     gpus_per_node = int(recipe.value("hardware.gpus_per_node", 1))
     nodes = int(recipe.value("hardware.nodes", 1))
     world = recipe.world_size()
     global_batch = recipe.value("train.global_batch")
     common = dict(budget_bytes=budget, budget_source=source, cpu_memory=recipe.value("hardware.cpu_memory"),
                   global_batch=global_batch if isinstance(global_batch, int) else None)
+    if not isinstance(model_name, str):  # no model block: reported by the front end
+        return RecipeMemory(None, frozenset(), model_error=None, **common)
+    resolved = resolve_model(model_name, recipe.location("model"), recipe.value("model.revision"))
     if isinstance(resolved, ModelNotFound):
         return RecipeMemory(None, frozenset(), model_error=resolved, **common)
     method = recipe.value("method", "full")
