@@ -9,7 +9,7 @@ from unittest import mock
 
 import pytest
 
-from ftc.compiler.lower import count_rows, trainer_steps_per_epoch
+from ftc.compiler.lower.steps import count_rows, trainer_steps_per_epoch
 from ftc.compiler.pipeline import compile_recipe
 
 

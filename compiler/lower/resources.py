@@ -1,0 +1,213 @@
+"""Passes for where it runs: hardware, the distributed strategy, the batch triple and the memory autos.
+
+Every `auto` here is decided by the memory estimator's `choose` whenever there is a GPU budget and a known
+architecture, by a fixed rule otherwise (docs/plan.md); each decision is recorded with its reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ftc.compiler.batch import BatchProblem, solve_batch
+from ftc.compiler.lower.builder import Lowering
+from ftc.compiler.resolve import DERIVED
+from ftc.compiler.schema import AUTO
+
+MAX_AUTO_MICRO_BATCH = 8  # fallback only: the estimator picks the largest micro-batch that fits
+
+
+def lower_hardware(lw: Lowering) -> None:
+    r = lw.recipe
+    budget = r.value("hardware.memory_per_gpu")
+    gpu = r.value("hardware.gpu")
+    if budget is None and gpu is not None:
+        budget = _catalog_gpu_memory(gpu)
+    lw.plan["hardware"] = {
+        "accelerator": r.value("hardware.accelerator", "gpu"),
+        "gpu": gpu,
+        "memory_per_gpu": budget,
+        "gpus_per_node": r.value("hardware.gpus_per_node", 1),
+        "nodes": r.value("hardware.nodes", 1),
+        "cpu_memory": r.value("hardware.cpu_memory"),
+    }
+
+
+def _catalog_gpu_memory(name: str) -> int | None:
+    """The GPU catalog belongs to the memory estimator; without it the budget stays unknown."""
+    try:
+        from ftc.compiler.memory import hardware  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    lookup = getattr(hardware, "gpu_memory", None)
+    if lookup is None:
+        return None
+    try:
+        value = lookup(name)
+    except (KeyError, ValueError):
+        return None
+    return int(value) if value else None
+
+
+def lower_strategy(lw: Lowering) -> None:
+    r = lw.recipe
+    world = r.world_size()
+    strategy = r.value("distributed", "auto")
+    if strategy == "auto":
+        if world == 1:
+            strategy = lw.decide("distributed", "none", "one rank: a single process")
+        elif lw.plan["method"]["kind"] == "full":
+            strategy = lw.decide("distributed", "deepspeed", f"{world} ranks, full fine-tuning: DeepSpeed "
+                                 "partitions optimizer state, gradients and (stage 3) weights")
+        else:
+            strategy = lw.decide("distributed", "ddp", f"{world} ranks, adapters only: the trainable state is "
+                                 "small, plain data parallelism")
+    elif strategy == "ddp" and world == 1:
+        strategy = lw.decide("distributed", "none", "`distributed ddp` with one rank runs as a single process")
+    if strategy == "none" and world > 1:
+        lw.sink.error("E0518", f"`distributed none` runs one process, but `hardware` gives {world} ranks",
+                      lw.span("distributed"), label="a single process",
+                      help="use `distributed ddp {}` (or deepspeed / fsdp), or set `gpus_per_node = 1`")
+    dist = {"strategy": strategy, "world_size": world, "zero": None, "offload_optimizer": "none",
+            "offload_params": "none", "nvme_path": None, "fsdp": None,
+            "find_unused_parameters": bool(r.value("distributed.find_unused_parameters", False))
+            if strategy == "ddp" else False}
+    if strategy == "deepspeed":
+        dist["offload_optimizer"] = r.value("distributed.offload_optimizer", "none")
+        dist["offload_params"] = r.value("distributed.offload_params", "none")
+        nvme = r.value("distributed.nvme_path")
+        dist["nvme_path"] = nvme  # a path on the training nodes, kept as written
+        if dist["offload_optimizer"] != "none" and r.value("train.optimizer") != "adamw":
+            lw.sink.error("E0510", f"`offload_optimizer = {dist['offload_optimizer']}` needs `optimizer = adamw`",
+                          lw.span("train.optimizer"), label="DeepSpeed offloads only its own Adam",
+                          help="use `optimizer = adamw`, or `offload_optimizer = none`")
+    elif strategy == "fsdp":
+        dist["fsdp"] = {"sharding": r.value("distributed.sharding", "full_shard"), "wrap": "transformer_layer",
+                        "offload_params": r.value("distributed.offload_params", "none") != "none"}
+    lw.plan["distributed"] = dist
+
+
+def lower_batch(lw: Lowering) -> None:
+    """The batch triple from `solve_batch`; `micro_batch = auto` is decided first when nothing else fixes it."""
+    r = lw.recipe
+    world = lw.plan["distributed"]["world_size"]
+    global_batch = r.value("train.global_batch")
+    micro = r.value("train.micro_batch", AUTO)
+    accum = r.value("train.grad_accum", AUTO)
+    accum = None if accum is AUTO else accum
+    if micro is AUTO:
+        micro = None
+        if accum is None and global_batch % world == 0:
+            micro = _auto_micro_batch(lw, global_batch // world)
+    result = solve_batch(global_batch, micro, accum, world)
+    if isinstance(result, BatchProblem):
+        lw.sink.error(result.code, result.message, lw.span(result.key), label=result.label, help=result.help)
+        lw.plan["batch"] = None
+        return
+    if r.value("train.micro_batch", AUTO) is AUTO and accum is not None:
+        lw.decide("train.micro_batch", result.micro_batch,
+                  f"global_batch {global_batch} / ({accum} grad_accum × {world} ranks)")
+    if accum is None:
+        lw.derived["train.grad_accum"] = DERIVED
+    lw.plan["batch"] = {"global_batch": result.global_batch, "micro_batch": result.micro_batch,
+                        "grad_accum": result.grad_accum, "data_parallel_world": result.data_parallel_world}
+
+
+def _auto_micro_batch(lw: Lowering, per_rank: int) -> int:
+    estimator = _estimator_choice(lw, "micro_batch", per_rank=per_rank)
+    if estimator is not None:
+        value, reason = estimator
+        return lw.decide("train.micro_batch", value, reason)
+    divisors = [d for d in range(1, min(per_rank, MAX_AUTO_MICRO_BATCH) + 1) if per_rank % d == 0]
+    return lw.decide("train.micro_batch", divisors[-1],
+                     f"{_why_no_estimate(lw)}: largest divisor of the {per_rank} sequences per rank "
+                     f"up to {MAX_AUTO_MICRO_BATCH}")
+
+
+def _why_no_estimate(lw: Lowering) -> str:
+    """Why an auto fell back to its fixed rule (the estimator decides whenever it can)."""
+    hw = lw.plan["hardware"]
+    if hw["accelerator"] == "cpu":
+        return "cpu run, no GPU memory budget"
+    if hw["memory_per_gpu"] is None:
+        return "no GPU memory budget (set `hardware.gpu` or `memory_per_gpu`)"
+    if _estimator_hook() is None:
+        return "no memory estimator installed"
+    return "no memory estimate for this model"
+
+
+def lower_memory_autos(lw: Lowering) -> None:
+    """`zero = auto` and `gradient_checkpointing = auto` (unset means auto)."""
+    r = lw.recipe
+    dist = lw.plan["distributed"]
+    if dist["strategy"] == "deepspeed":
+        zero = r.value("distributed.zero", AUTO)
+        if zero is AUTO:
+            choice = _estimator_choice(lw, "zero")
+            if choice is not None:
+                zero = lw.decide("distributed.zero", *choice)
+            elif r.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit"):
+                zero = lw.decide("distributed.zero", 0, "8-bit optimizers cannot be partitioned by ZeRO")
+            elif dist["offload_params"] != "none":
+                zero = lw.decide("distributed.zero", 3, "`offload_params` needs stage 3")
+            elif lw.plan["method"]["kind"] == "full":
+                zero = lw.decide("distributed.zero", 3, f"{_why_no_estimate(lw)}: full fine-tuning "
+                                 "partitions weights too (stage 3)")
+            else:
+                zero = lw.decide("distributed.zero", 2, f"{_why_no_estimate(lw)}: adapters keep full "
+                                 "weights on every rank; stage 2 partitions optimizer state and gradients")
+        dist["zero"] = zero
+        if dist["offload_params"] != "none" and zero != 3:
+            lw.sink.error("E0514", f"`offload_params` needs ZeRO stage 3; `zero = auto` chose {zero}",
+                          lw.span("distributed.offload_params"), help="set `zero = 3`")
+    checkpointing = r.value("train.gradient_checkpointing", AUTO)
+    if checkpointing is AUTO:
+        choice = _estimator_choice(lw, "gradient_checkpointing")
+        if choice is not None:
+            checkpointing = lw.decide("train.gradient_checkpointing", *choice)
+        else:
+            checkpointing = lw.decide("train.gradient_checkpointing", False,
+                                      f"{_why_no_estimate(lw)}: off (it costs about a third more compute)")
+    lw.plan["_gradient_checkpointing"] = bool(checkpointing)
+    lw.plan["memory"] = _estimate(lw)
+
+
+def _estimator_choice(lw: Lowering, what: str, **context) -> tuple[Any, str] | None:
+    """(value, reason) from the memory estimator's auto pass, or None when it cannot decide."""
+    hook = _estimator_hook()
+    if hook is None:
+        return None
+    try:
+        return hook(lw.recipe, what, lw.plan, **context)
+    except Exception as exc:  # noqa: BLE001 - a bug there must not become a traceback for a valid recipe
+        _estimator_failed(lw, exc)
+        return None
+
+
+def _estimator_failed(lw: Lowering, exc: Exception) -> None:
+    lw.sink.warning("W0519", f"the memory estimator failed ({type(exc).__name__}: {exc}); fixed rules used instead",
+                    lw.recipe.block_span("hardware") or lw.recipe.block_span("train"),
+                    help="please report this; the plan is still valid, its autos are not memory-aware")
+
+
+def _estimator_hook() -> Callable | None:
+    try:
+        from ftc.compiler.memory import auto  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return getattr(auto, "choose", None)
+
+
+def _estimate(lw: Lowering) -> dict | None:
+    try:
+        from ftc.compiler.memory import auto  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    estimate = getattr(auto, "plan_estimate", None)
+    if estimate is None:
+        return None
+    try:
+        return estimate(lw.recipe, lw.plan)
+    except Exception as exc:  # noqa: BLE001 - see _estimator_choice
+        _estimator_failed(lw, exc)
+        return None
+

@@ -1,0 +1,102 @@
+"""Passes for what the run reads: the recipe's identity, the model, the method and the data."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from ftc import __version__
+from ftc.compiler.lower.builder import Lowering
+from ftc.compiler.units import Amount
+
+SCHEMA_VERSION = 1
+
+
+def lower_recipe(lw: Lowering) -> None:
+    sources = []
+    for path in lw.recipe.file_paths:
+        try:
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:  # the loader already read it; a file removed meanwhile is not our concern here
+            digest = "0" * 64
+        sources.append({"path": lw.rel(path), "sha256": digest})
+    lw.plan["schema_version"] = SCHEMA_VERSION
+    lw.plan["ftc_version"] = __version__
+    lw.plan["recipe"] = {"name": lw.recipe.name, "source": lw.rel(lw.recipe.file_paths[-1]), "sources": sources}
+
+
+def is_local_model(name: str, base_dir: Path) -> bool:
+    """A folder next to the recipe (or a path spelled like one) is local; anything else is a hub id."""
+    return name.startswith((".", "/", "~")) or (base_dir / name).is_dir()
+
+
+def lower_model(lw: Lowering) -> None:
+    r = lw.recipe
+    name = r.value("model")
+    local = is_local_model(name, r.location("model"))
+    tokenizer = r.value("model.tokenizer")
+    if tokenizer is not None and is_local_model(tokenizer, r.location("model.tokenizer")):
+        tokenizer = lw.rel(tokenizer, "model.tokenizer")
+    lw.plan["model"] = {
+        "name_or_path": lw.rel(name, "model") if local else name,
+        "local": local,
+        "revision": r.value("model.revision"),
+        "dtype": r.value("model.dtype"),
+        "attention": r.value("model.attention"),
+        "trust_remote_code": bool(r.value("model.trust_remote_code", False)),
+        "tokenizer": tokenizer,
+    }
+
+
+def lower_method(lw: Lowering) -> None:
+    r = lw.recipe
+    kind = r.value("method")
+    lora = None
+    if kind in ("lora", "qlora"):
+        targets = r.value("method.targets")
+        lora = {
+            "rank": r.value("method.rank"),
+            "alpha": float(r.value("method.alpha")),
+            "dropout": float(r.value("method.dropout")),
+            "targets": targets if targets == "all_linear" else list(targets),
+            "modules_to_save": list(r.value("method.modules_to_save", ())),
+            "bias": r.value("method.bias", "none"),
+        }
+    quantization = None
+    if kind == "qlora":
+        quantization = {"quant": r.value("method.quant"), "double_quant": bool(r.value("method.double_quant")),
+                        "compute_dtype": r.value("method.compute_dtype")}
+    lw.plan["method"] = {"kind": kind, "lora": lora, "quantization": quantization}
+
+
+
+
+def _data_paths(lw: Lowering, key: str) -> list[str] | None:
+    values = lw.recipe.value(key)
+    if values is None:
+        return None
+    return [value if value.startswith("hf:") else lw.rel(value, key) for value in values]
+
+
+def lower_data(lw: Lowering) -> None:
+    r = lw.recipe
+    split = r.value("data.eval_split")
+    columns = {key.rsplit(".", 1)[1]: s.value for key, s in r.items("data.columns.")}
+    lw.plan["data"] = {
+        "train": _data_paths(lw, "data.train"),
+        "eval": _data_paths(lw, "data.eval"),
+        "eval_split": float(split.value) if isinstance(split, Amount) and r.value("data.eval") is None else 0.0,
+        "format": r.value("data.format"),
+        "columns": columns,
+        "max_length": r.value("data.max_length"),
+        "packing": bool(r.value("data.packing", False)),
+        "dedup": r.value("data.dedup"),
+        "near_dedup_threshold": float(r.value("data.near_threshold")),
+        "train_on": r.value("data.train_on"),
+        "on_bad_rows": r.value("data.on_bad_rows"),
+        "truncation": r.value("data.truncation"),
+        "seed": r.value("data.seed"),
+        "cache_dir": lw.rel(r.value("data.cache_dir"), "data.cache_dir") if r.value("data.cache_dir") else None,
+    }
+
+
