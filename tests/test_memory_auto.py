@@ -9,6 +9,7 @@ import pytest
 
 from ftc.cli import main
 from ftc.compiler.frontend import analyze
+from ftc.compiler.memory import hardware
 from ftc.compiler.memory.auto import resolve_auto
 from ftc.compiler.memory.estimate import estimate
 from ftc.compiler.memory.fixes import suggest_fixes
@@ -69,6 +70,60 @@ def test_combined_fix_when_no_single_edit_fits():
     s = MemorySetup(L2, method="full", micro_batch=8, seq_len=4096, strategy="deepspeed", dp_world=8, gpus_per_node=8)
     fixes = suggest_fixes(s, 30 * GiB, global_batch=64)
     assert fixes[0].fits and len(fixes[0].changes) >= 2
+
+
+def test_more_gpus_fix_is_the_smallest_count_that_fits_and_compiles(tmp_path):
+    s = MemorySetup(resolve_model("meta-llama/Llama-3.1-70B").architecture, method="lora", micro_batch=1,
+                    seq_len=4096, gradient_checkpointing=True, sequences_per_rank=16)
+    budget = 80 * GiB
+    (fix,) = [f for f in suggest_fixes(s, budget, global_batch=16) if f.field == "hardware.gpus_per_node"]
+    assert fix.fits and fix.changes == (("hardware.gpus_per_node", fix.value), ("distributed", "fsdp"))
+    def on(gpus):
+        return estimate(s.with_(gpus_per_node=gpus, dp_world=gpus, sequences_per_rank=16 // gpus,
+                                strategy="fsdp")).peak_bytes
+    assert on(fix.value) <= budget < on(fix.value // 2)
+    assert fix.describe().startswith(f"gpus_per_node = {fix.value} and distributed = fsdp saves ")
+    path = write(tmp_path, micro="1", gc="true", hardware="hardware {\n  gpu = h100-80gb\n}")
+    path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-70B"))
+    (d,) = [d for d in errors(path) if d.code == "E0705"]
+    assert f"gpus_per_node = {fix.value} and distributed = fsdp saves" in d.help
+    edited = analyze(path, (f"hardware.gpus_per_node={fix.value}", "distributed=fsdp"))
+    assert [d.code for d in edited.diagnostics if d.is_error] == []
+
+
+def test_no_more_gpus_for_qlora_or_an_indivisible_batch():
+    s = MemorySetup(L2, method="lora", micro_batch=2, seq_len=4096, sequences_per_rank=12)
+    offered = [f.value for f in suggest_fixes(s, 10 * GiB, global_batch=12) if f.field == "hardware.gpus_per_node"]
+    assert offered == [2]  # 4 and 8 GPUs leave 3 and 1.5 sequences per rank: not whole micro-batches of 2
+    q = s.with_(method="qlora")
+    assert all(f.field != "hardware.gpus_per_node" for f in suggest_fixes(q, 2 * GiB, global_batch=12))
+
+
+def test_qlora_of_fused_experts_warns_and_lora_is_the_fix(tmp_path):
+    path = write(tmp_path, method="qlora", micro="1", gc="true", hardware="hardware {\n  gpu = rtx-4090\n}")
+    path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", "mistralai/Mixtral-8x7B-v0.1")
+                    .replace("method qlora {}", "method qlora {\n  quant = nf4\n}"))
+    diagnostics = analyze(path).diagnostics
+    (warning,) = [d for d in diagnostics if d.code == "W0709"]
+    assert warning.span.line == 3 and "45.1B of the 46.7B" in warning.message and "method lora" in warning.help
+    (over,) = [d for d in diagnostics if d.code == "E0705"]
+    assert "method = lora saves" in over.help and "no GPU in the catalog holds" in over.help
+    dense = write(tmp_path, method="qlora", micro="1", gc="true")
+    dense.write_text(dense.read_text().replace("method qlora {}", "method qlora {\n  quant = nf4\n}"))
+    assert all(d.code != "W0709" for d in analyze(dense).diagnostics)
+
+
+def test_larger_gpu_named_when_no_edit_fits(tmp_path):
+    path = write(tmp_path, method="full", micro="1", gc="true", length=512, hardware="hardware {\n  gpu = t4\n}")
+    odd_batch = ("train.global_batch=3",)  # no GPU count divides it: only a larger card helps
+    (d,) = [d for d in analyze(path, odd_batch).diagnostics if d.code == "E0705"]
+    assert "fits with" not in d.help and "holds it as written" in d.help
+    name = d.help.split("`gpu = ")[1].split("`")[0]
+    assert [x.code for x in analyze(path, odd_batch + (f"hardware.gpu={name}",)).diagnostics if x.is_error] == []
+    next_smaller = max((g for g in hardware.GPUS if hardware.GPUS[g][0] < hardware.GPUS[name][0]),
+                       key=lambda g: hardware.GPUS[g][0])
+    assert [x.code for x in analyze(path, odd_batch + (f"hardware.gpu={next_smaller}",)).diagnostics
+            if x.is_error] == ["E0705"]
 
 
 RECIPE = """recipe "r"

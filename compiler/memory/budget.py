@@ -2,7 +2,8 @@
 
 Codes: W0701 unknown model (memory not checked), E0702 unknown GPU name, W0703 no memory
 budget, E0704 LoRA target not in the model, E0705 over the GPU budget, E0706 over the host RAM,
-W0707 max_length beyond the model's positions, E0708 sdpa asked of a model without it.
+W0707 max_length beyond the model's positions, E0708 sdpa asked of a model without it, W0709 QLoRA
+leaving most of the weights unquantized (fused MoE experts).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ftc.compiler.memory.fixes import suggest_fixes
 from ftc.compiler.memory.recipe import setup_from_recipe
 from ftc.compiler.memory.report import breakdown_notes
 from ftc.compiler.memory.units import gib
-from ftc.compiler.models.params import resolve_targets
+from ftc.compiler.models.params import count, resolve_targets
 
 
 def check_budget(recipe, sink: DiagnosticSink) -> None:
@@ -29,6 +30,7 @@ def check_budget(recipe, sink: DiagnosticSink) -> None:
     _check_targets(recipe, sink, setup)
     _check_positions(recipe, sink, setup)
     _check_attention(recipe, sink, setup)
+    _check_unquantized(recipe, sink, setup)
     if not gpu_run:
         return
     if rm.budget_source == "unknown-gpu":
@@ -45,8 +47,7 @@ def check_budget(recipe, sink: DiagnosticSink) -> None:
     where = rm.budget_source if rm.budget_source != "memory_per_gpu" else "memory_per_gpu"
     if est.peak_bytes > budget:
         fixes = suggest_fixes(setup, budget, rm.global_batch)
-        help_text = "; or ".join(f.describe() for f in fixes[:3]) if fixes else \
-            "no single change fits; use more GPUs or a smaller model"
+        help_text = "; or ".join([f.describe() for f in fixes[:3]] + _larger_gpu(est.peak_bytes, fixes))
         decided = ", ".join(f"{a} = auto" for a in sorted(rm.autos))
         notes = breakdown_notes(est) + tuple(rm.assumptions)
         if decided:
@@ -60,6 +61,16 @@ def check_budget(recipe, sink: DiagnosticSink) -> None:
                    f"{gib(rm.cpu_memory)}", span, label="not enough host RAM",
                    notes=tuple(f"{c.name}: {gib(c.bytes)}" for c in est.host if c.bytes),
                    help="offload less (`offload_params = none`), use NVMe offload, or more nodes")
+
+
+def _larger_gpu(peak: int, fixes) -> list[str]:
+    """When no edit fits: the smallest catalog GPU that holds the recipe as written, or that none does."""
+    if any(f.fits for f in fixes):
+        return []
+    name = hardware.smallest_holding(peak)
+    if name is None:
+        return [f"no GPU in the catalog holds {gib(peak)}: shard over more GPUs, or a smaller model"]
+    return [f"`gpu = {name}` ({gib(hardware.gpu_memory(name))}) holds it as written"]
 
 
 def _unknown_model(recipe, sink, error) -> None:
@@ -113,3 +124,21 @@ def _check_positions(recipe, sink, setup) -> None:
         sink.warning("W0707", f"`max_length = {length}` is longer than the model's {limit} positions",
                      recipe.span("data.max_length"), label=f"the model was trained on at most {limit} tokens",
                      help=f"use `max_length = {limit}` or less")
+
+
+def _check_unquantized(recipe, sink, setup) -> None:
+    """bitsandbytes quantizes nn.Linear layers only; transformers stores MoE experts as fused 3-D tensors,
+    which QLoRA then keeps, cast to fp32 by peft's k-bit preparation: larger than LoRA's bf16 copy."""
+    if setup.method != "qlora":
+        return
+    arch = setup.arch
+    kept = arch.layers * sum(linear.params for linear in arch.layer_linears if not linear.quantizable)
+    total = count(arch).total
+    if kept * 2 < total:
+        return
+    sink.warning("W0709", f"QLoRA leaves {kept / 1e9:.1f}B of the {total / 1e9:.1f}B parameters of this "
+                 f"{arch.model_type} model unquantized", recipe.span("method"),
+                 label="its expert weights are not nn.Linear layers",
+                 notes=("bitsandbytes quantizes nn.Linear layers only; the fused expert tensors stay, in fp32 "
+                        "after peft's k-bit preparation (4 bytes per parameter, twice LoRA's bf16)",),
+                 help="use `method lora` (weights in bf16), sharded over several GPUs")

@@ -206,8 +206,6 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     host.append(Component("model_load", counts.base * p_bytes if s.method != "qlora" else weight_bytes,
                           "weights read once per node while loading (page cache)"))
     unmodeled = UNMODELED
-    if a.experts and s.method == "qlora":
-        unmodeled += ("4-bit quantization of fused MoE expert weights (counted unquantized)",)
     if s.method == "qlora" and s.strategy == "fsdp" and s.offload_params != "none":
         unmodeled += ("FSDP parameter offload of frozen 4-bit weights: one published run (peft's Llama-2-70B "
                       "example, nvidia-smi) read ~4 GiB above this estimate, unattributed (docs/memory.md §5)",)

@@ -1,8 +1,9 @@
-"""What to change when a recipe does not fit: single-field edits, each estimated, ranked.
+"""What to change when a recipe does not fit: edits, each estimated, ranked.
 
 Ranking: edits that make the recipe fit come first, cheapest to adopt first (the order of
-`_CANDIDATES`: recompute before sharding before changing the method or the data); then the rest by
-bytes saved. When no single edit fits, the greedy combination of the best savers is offered too.
+`_candidates`: recompute before sharding before changing the method or the data, more GPUs last);
+then the rest by bytes saved. When no single edit fits, the greedy combination of the best savers is
+offered too.
 """
 
 from __future__ import annotations
@@ -41,51 +42,78 @@ def _show(value) -> str:
 
 
 def _candidates(s: MemorySetup, global_batch: int | None):
-    """(field, value, changed setup) for each applicable single edit, in adoption-cost order."""
+    """(edits, changed setup) for each applicable edit, in adoption-cost order; `edits` is one
+    (field, value) pair, or several for a change that needs them together (more GPUs and a sharding)."""
     if not s.gradient_checkpointing:
-        yield "train.gradient_checkpointing", True, s.with_(gradient_checkpointing=True)
+        yield (("train.gradient_checkpointing", True),), s.with_(gradient_checkpointing=True)
     if s.micro_batch > 1:
         per_rank = global_batch // s.dp_world if global_batch and global_batch % s.dp_world == 0 else None
         for m in range(s.micro_batch - 1, 0, -1):
             if per_rank is None or per_rank % m == 0:
-                yield "train.micro_batch", m, s.with_(micro_batch=m)
+                yield (("train.micro_batch", m),), s.with_(micro_batch=m)
     if s.attention == "eager":
-        yield "model.attention", "sdpa", s.with_(attention="sdpa")
+        yield (("model.attention", "sdpa"),), s.with_(attention="sdpa")
     if s.method != "full" and s.lora_dropout > 0:
-        yield "method.dropout", 0.0, s.with_(lora_dropout=0.0)
+        yield (("method.dropout", 0.0),), s.with_(lora_dropout=0.0)
     if s.dp_world > 1 and s.optimizer not in ("adamw_8bit", "paged_adamw_8bit"):
         if s.strategy == "deepspeed":
             for z in range(s.zero + 1, 4):
-                yield "distributed.zero", z, s.with_(zero=z)
+                yield (("distributed.zero", z),), s.with_(zero=z)
         elif s.strategy in ("none", "ddp"):
-            yield "distributed", "fsdp", s.with_(strategy="fsdp")
+            yield (("distributed", "fsdp"),), s.with_(strategy="fsdp")
     if s.optimizer == "adamw" and s.shard_stage == 0:
-        yield "train.optimizer", "adamw_8bit", s.with_(optimizer="adamw_8bit")
+        yield (("train.optimizer", "adamw_8bit"),), s.with_(optimizer="adamw_8bit")
     if s.strategy == "deepspeed" and s.zero >= 1 and s.offload_optimizer == "none" and s.optimizer == "adamw":
-        yield "distributed.offload_optimizer", "cpu", s.with_(offload_optimizer="cpu")
+        yield (("distributed.offload_optimizer", "cpu"),), s.with_(offload_optimizer="cpu")
     if s.shard_stage == 3 and s.offload_params == "none":
-        yield "distributed.offload_params", "cpu", s.with_(offload_params="cpu")
+        yield (("distributed.offload_params", "cpu"),), s.with_(offload_params="cpu")
     if s.method == "full":
-        yield "method", "lora", s.with_(method="lora")
+        yield (("method", "lora"),), s.with_(method="lora")
     if s.method == "lora":
-        yield "method", "qlora", s.with_(method="qlora")
+        yield (("method", "qlora"),), s.with_(method="qlora")
+    if s.method == "qlora":  # saves only where bitsandbytes leaves weights unquantized (fused MoE experts)
+        yield (("method", "lora"),), s.with_(method="lora")
     if s.seq_len > 256:
-        yield "data.max_length", s.seq_len // 2, s.with_(seq_len=s.seq_len // 2)
+        yield (("data.max_length", s.seq_len // 2),), s.with_(seq_len=s.seq_len // 2)
+    yield from _more_gpus(s, global_batch)
+
+
+def _more_gpus(s: MemorySetup, global_batch: int | None):
+    """More GPUs of the same kind per node, with the weights sharded over them (FSDP unless the recipe
+    already shards with DeepSpeed). Not for QLoRA: its 4-bit weights are not sharded here (E0416)."""
+    if s.method == "qlora" or s.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
+        return
+    for gpus in (2, 4, 8):
+        if gpus <= s.gpus_per_node:
+            continue
+        world = gpus * s.nodes
+        if global_batch is None or global_batch % world or (global_batch // world) % s.micro_batch:
+            continue
+        edits = [("hardware.gpus_per_node", gpus)]
+        changed = s.with_(gpus_per_node=gpus, dp_world=world, sequences_per_rank=global_batch // world)
+        if s.strategy == "deepspeed" and s.zero < 3:
+            edits.append(("distributed.zero", 3))
+            changed = changed.with_(zero=3)
+        elif s.strategy in ("none", "ddp"):
+            edits.append(("distributed", "fsdp"))
+            changed = changed.with_(strategy="fsdp")
+        yield tuple(edits), changed
 
 
 def suggest_fixes(setup: MemorySetup, budget_bytes: int, global_batch: int | None = None,
                   limit: int = 5) -> list[Fix]:
-    """Ranked single-field edits (and a combination when none fits alone)."""
+    """Ranked edits (and a combination when none fits alone)."""
     before = estimate(setup).peak_bytes
     fixes: list[tuple[int, Fix]] = []
     seen_fields: set[str] = set()
-    for order, (field, value, changed) in enumerate(_candidates(setup, global_batch)):
+    for order, (edits, changed) in enumerate(_candidates(setup, global_batch)):
         after = estimate(changed).peak_bytes
         if after >= before:
             continue
-        fix = Fix(field, value, before - after, budget_bytes - after)
-        if field == "train.micro_batch":  # only the largest micro-batch that fits, or 1
-            if field in seen_fields or (not fix.fits and value != 1):
+        (field, value), *_ = edits
+        fix = Fix(field, value, before - after, budget_bytes - after, edits if len(edits) > 1 else ())
+        if field in ("train.micro_batch", "hardware.gpus_per_node"):  # only the smallest change that fits
+            if field in seen_fields or (not fix.fits and value != _last_value(setup, field, global_batch)):
                 continue
         seen_fields.add(field)
         fixes.append((order, fix))
@@ -99,13 +127,22 @@ def suggest_fixes(setup: MemorySetup, budget_bytes: int, global_batch: int | Non
     return ranked[:limit]
 
 
+def _last_value(setup: MemorySetup, field: str, global_batch: int | None):
+    """The furthest a stepped edit goes, shown even when it does not fit: micro_batch 1, the most GPUs."""
+    if field == "train.micro_batch":
+        return 1
+    return max((edits[0][1] for edits, _ in _more_gpus(setup, global_batch)), default=None)
+
+
 def _combine(setup: MemorySetup, budget: int, global_batch: int | None, before: int) -> Fix | None:
-    """Greedy: apply the best-saving edit of a different field until the recipe fits."""
+    """Greedy: apply the best-saving edit of a different field until the recipe fits (the recipe's own
+    method, data and hardware stay: those are offered alone)."""
     current, changes, used = setup, [], set()
     for _ in range(6):
         best = None
-        for field, value, changed in _candidates(current, global_batch):
-            if field in used or field in ("method", "data.max_length"):
+        for edits, changed in _candidates(current, global_batch):
+            field, value = edits[0]
+            if field in used or field in ("method", "data.max_length", "hardware.gpus_per_node"):
                 continue
             peak = estimate(changed).peak_bytes
             if best is None or peak < best[0]:

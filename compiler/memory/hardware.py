@@ -72,6 +72,12 @@ def gpu_memory(name: str) -> int:
     return GPUS[key][0] * MiB
 
 
+def smallest_holding(nbytes: int) -> str | None:
+    """The catalog GPU with the least memory that still holds `nbytes`, or None when none does."""
+    holding = [(mib, name) for name, (mib, _) in GPUS.items() if mib * MiB >= nbytes]
+    return min(holding)[1] if holding else None
+
+
 def known_names() -> list[str]:
     return sorted(GPUS)
 
