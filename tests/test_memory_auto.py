@@ -91,6 +91,22 @@ def test_more_gpus_fix_is_the_smallest_count_that_fits_and_compiles(tmp_path):
     assert [d.code for d in edited.diagnostics if d.is_error] == []
 
 
+def test_offload_fix_over_the_host_ram_does_not_fit_and_more_nodes_do():
+    s = MemorySetup(resolve_model("meta-llama/Llama-3.1-405B").architecture, method="lora", micro_batch=1,
+                    seq_len=4096, gradient_checkpointing=True, strategy="fsdp", dp_world=8, gpus_per_node=8,
+                    sequences_per_rank=8)
+    budget, host = hardware.gpu_memory("h200"), 1000 * GiB
+    assert estimate(s).peak_bytes > budget
+    fixes = {f.field: f for f in suggest_fixes(s, budget, global_batch=64, host_budget=host)}
+    offload = fixes["distributed.offload_params"]
+    assert offload.spare_bytes >= 0 and offload.host_bytes > host and not offload.fits
+    assert "of host RAM per node, over `cpu_memory` 1000.0 GiB" in offload.describe()
+    assert suggest_fixes(s, budget, global_batch=64)[0].field == "distributed.offload_params"  # no cpu_memory
+    nodes = fixes["hardware.nodes"]
+    assert nodes.fits and nodes.value == 2 and nodes.changes == ()
+    assert estimate(s.with_(nodes=2, dp_world=16, sequences_per_rank=4)).peak_bytes == budget - nodes.spare_bytes
+
+
 def test_no_more_gpus_for_qlora_or_an_indivisible_batch():
     s = MemorySetup(L2, method="lora", micro_batch=2, seq_len=4096, sequences_per_rank=12)
     offered = [f.value for f in suggest_fixes(s, 10 * GiB, global_batch=12) if f.field == "hardware.gpus_per_node"]

@@ -15,6 +15,10 @@ from ftc.compiler.memory.setup import MemorySetup
 from ftc.compiler.memory.units import gib
 
 
+# Edits tried in steps (micro_batch 7, 6, …; 2, 4, 8 GPUs): only the first that fits is offered, or the last.
+STEPPED = ("train.micro_batch", "hardware.gpus_per_node", "hardware.nodes")
+
+
 @dataclass(frozen=True)
 class Fix:
     field: str  # recipe field, e.g. "train.gradient_checkpointing"
@@ -22,16 +26,27 @@ class Fix:
     saved_bytes: int
     spare_bytes: int  # budget − new peak (negative: still over)
     changes: tuple[tuple[str, object], ...] = ()  # several fields, for a combined fix
+    host_bytes: int = 0  # host RAM per node the edited recipe needs
+    host_budget: int | None = None  # `hardware.cpu_memory`; None: not declared, not checked
+
+    @property
+    def host_over(self) -> bool:
+        return self.host_budget is not None and self.host_bytes > self.host_budget
 
     @property
     def fits(self) -> bool:
-        return self.spare_bytes >= 0
+        return self.spare_bytes >= 0 and not self.host_over
 
     def describe(self) -> str:
         edits = self.changes or ((self.field, self.value),)
         what = " and ".join(f"{f.split('.')[-1]} = {_show(v)}" for f, v in edits)
-        outcome = f"fits with {gib(self.spare_bytes)} to spare" if self.fits else \
-            f"still {gib(-self.spare_bytes)} over"
+        if self.host_over:
+            outcome = (f"but needs {gib(self.host_bytes)} of host RAM per node, over `cpu_memory` "
+                       f"{gib(self.host_budget)}")
+        elif self.fits:
+            outcome = f"fits with {gib(self.spare_bytes)} to spare"
+        else:
+            outcome = f"still {gib(-self.spare_bytes)} over"
         return f"{what} saves {gib(self.saved_bytes)} → {outcome}"
 
 
@@ -69,7 +84,7 @@ def _candidates(s: MemorySetup, global_batch: int | None):
         yield (("distributed.offload_params", "cpu"),), s.with_(offload_params="cpu")
     if s.method == "full":
         yield (("method", "lora"),), s.with_(method="lora")
-    if s.method == "lora":
+    if s.method == "lora" and s.shard_stage < 3:  # 4-bit weights are not sharded here (W0405, E0416)
         yield (("method", "qlora"),), s.with_(method="qlora")
     if s.method == "qlora":  # saves only where bitsandbytes leaves weights unquantized (fused MoE experts)
         yield (("method", "lora"),), s.with_(method="lora")
@@ -79,18 +94,20 @@ def _candidates(s: MemorySetup, global_batch: int | None):
 
 
 def _more_gpus(s: MemorySetup, global_batch: int | None):
-    """More GPUs of the same kind per node, with the weights sharded over them (FSDP unless the recipe
-    already shards with DeepSpeed). Not for QLoRA: its 4-bit weights are not sharded here (E0416)."""
+    """More GPUs of the same kind, with the weights sharded over them (FSDP unless the recipe already
+    shards with DeepSpeed): up to 8 per node, then 2 or 4 times the nodes. Not for QLoRA: its 4-bit
+    weights are not sharded here (W0405, E0416)."""
     if s.method == "qlora" or s.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
         return
-    for gpus in (2, 4, 8):
-        if gpus <= s.gpus_per_node:
-            continue
-        world = gpus * s.nodes
+    layouts = [("hardware.gpus_per_node", gpus, gpus, s.nodes) for gpus in (2, 4, 8) if gpus > s.gpus_per_node]
+    if s.gpus_per_node >= 8:
+        layouts += [("hardware.nodes", s.nodes * k, s.gpus_per_node, s.nodes * k) for k in (2, 4)]
+    for field, value, gpus, nodes in layouts:
+        world = gpus * nodes
         if global_batch is None or global_batch % world or (global_batch // world) % s.micro_batch:
             continue
-        edits = [("hardware.gpus_per_node", gpus)]
-        changed = s.with_(gpus_per_node=gpus, dp_world=world, sequences_per_rank=global_batch // world)
+        edits = [(field, value)]
+        changed = s.with_(gpus_per_node=gpus, nodes=nodes, dp_world=world, sequences_per_rank=global_batch // world)
         if s.strategy == "deepspeed" and s.zero < 3:
             edits.append(("distributed.zero", 3))
             changed = changed.with_(zero=3)
@@ -101,18 +118,21 @@ def _more_gpus(s: MemorySetup, global_batch: int | None):
 
 
 def suggest_fixes(setup: MemorySetup, budget_bytes: int, global_batch: int | None = None,
-                  limit: int = 5) -> list[Fix]:
-    """Ranked edits (and a combination when none fits alone)."""
+                  limit: int = 5, host_budget: int | None = None) -> list[Fix]:
+    """Ranked edits (and a combination when none fits alone). With `host_budget` (`cpu_memory`), an edit
+    that fits the GPU but not host RAM (offloading, say) does not count as fitting."""
     before = estimate(setup).peak_bytes
     fixes: list[tuple[int, Fix]] = []
     seen_fields: set[str] = set()
     for order, (edits, changed) in enumerate(_candidates(setup, global_batch)):
-        after = estimate(changed).peak_bytes
+        after_estimate = estimate(changed)
+        after = after_estimate.peak_bytes
         if after >= before:
             continue
         (field, value), *_ = edits
-        fix = Fix(field, value, before - after, budget_bytes - after, edits if len(edits) > 1 else ())
-        if field in ("train.micro_batch", "hardware.gpus_per_node"):  # only the smallest change that fits
+        fix = Fix(field, value, before - after, budget_bytes - after, edits if len(edits) > 1 else (),
+                  after_estimate.cpu_bytes_per_node, host_budget)
+        if field in STEPPED:  # only the smallest change that fits
             if field in seen_fields or (not fix.fits and value != _last_value(setup, field, global_batch)):
                 continue
         seen_fields.add(field)
@@ -121,7 +141,7 @@ def suggest_fixes(setup: MemorySetup, budget_bytes: int, global_batch: int | Non
     others = sorted((f for _, f in fixes if not f.fits), key=lambda f: -f.saved_bytes)
     ranked = fitting + others
     if not fitting and others:
-        combined = _combine(setup, budget_bytes, global_batch, before)
+        combined = _combine(setup, budget_bytes, global_batch, before, host_budget)
         if combined is not None:
             ranked.insert(0, combined)
     return ranked[:limit]
@@ -131,10 +151,11 @@ def _last_value(setup: MemorySetup, field: str, global_batch: int | None):
     """The furthest a stepped edit goes, shown even when it does not fit: micro_batch 1, the most GPUs."""
     if field == "train.micro_batch":
         return 1
-    return max((edits[0][1] for edits, _ in _more_gpus(setup, global_batch)), default=None)
+    return max((edits[0][1] for edits, _ in _more_gpus(setup, global_batch) if edits[0][0] == field), default=None)
 
 
-def _combine(setup: MemorySetup, budget: int, global_batch: int | None, before: int) -> Fix | None:
+def _combine(setup: MemorySetup, budget: int, global_batch: int | None, before: int,
+             host_budget: int | None) -> Fix | None:
     """Greedy: apply the best-saving edit of a different field until the recipe fits (the recipe's own
     method, data and hardware stay: those are offered alone)."""
     current, changes, used = setup, [], set()
@@ -142,16 +163,19 @@ def _combine(setup: MemorySetup, budget: int, global_batch: int | None, before: 
         best = None
         for edits, changed in _candidates(current, global_batch):
             field, value = edits[0]
-            if field in used or field in ("method", "data.max_length", "hardware.gpus_per_node"):
+            if field in used or field in ("method", "data.max_length") or field.startswith("hardware."):
                 continue
-            peak = estimate(changed).peak_bytes
+            changed_estimate = estimate(changed)
+            if host_budget is not None and changed_estimate.cpu_bytes_per_node > host_budget:
+                continue
+            peak = changed_estimate.peak_bytes
             if best is None or peak < best[0]:
-                best = (peak, field, value, changed)
+                best = (peak, field, value, changed, changed_estimate.cpu_bytes_per_node)
         if best is None:
             return None
-        peak, field, value, current = best
+        peak, field, value, current, host = best
         used.add(field)
         changes.append((field, value))
         if peak <= budget:
-            return Fix(changes[0][0], changes[0][1], before - peak, budget - peak, tuple(changes))
+            return Fix(changes[0][0], changes[0][1], before - peak, budget - peak, tuple(changes), host, host_budget)
     return None
