@@ -122,7 +122,8 @@ MODEL = BlockSpec(
     fields=(
         F("dtype", ENUM, "Weights and compute dtype.", "bf16", ("bf16", "fp16", "fp32")),
         F("revision", STRING, "Hub revision (branch, tag or commit).", "main"),
-        F("attention", ENUM, "Attention implementation.", "sdpa", ("sdpa", "eager", "flash_attention_2")),
+        F("attention", ENUM, "Attention implementation. Unset: sdpa, or eager for the families transformers "
+          "runs only eagerly (Gemma-2, BLOOM).", "sdpa", ("sdpa", "eager", "flash_attention_2")),
         F("trust_remote_code", BOOL, "Run code shipped with the model; must be explicit to be true.", False),
         F("tokenizer", STRING, "A separate tokenizer (hub id or folder); default: the model's own."),
     ),
@@ -138,7 +139,9 @@ METHOD = BlockSpec(
           exclusive_min=True, tunable=True),
         F("dropout", FLOAT, "Dropout on the LoRA input.", 0.05, minimum=0, maximum=1, exclusive_max=True,
           tunable=True),
-        F("targets", MODULES, "Linear modules that get adapters, or `all_linear`.",
+        F("targets", MODULES, "Linear modules that get adapters, or `all_linear`. Unset: the model's attention "
+          "projections by its family's names (`[qkv_proj, o_proj]` in Phi-3, `[query_key_value, dense]` in "
+          "Falcon and BLOOM, `[c_attn]` in GPT-2).",
           ("q_proj", "k_proj", "v_proj", "o_proj")),
         F("modules_to_save", NAMES, "Modules trained in full and saved with the adapter (e.g. `lm_head`).", ()),
         F("bias", ENUM, "Which biases are trained.", "none", ("none", "all", "lora_only")),

@@ -285,11 +285,70 @@ def test_compile_path_imports_no_training_library():
 
 def test_sdpa_on_a_model_without_it(tmp_path):
     path = write(tmp_path, gc="true", length=512)
-    path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", "google/gemma-2-2b"))
+    path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", "google/gemma-2-2b")
+                    .replace("dtype = bf16", "dtype = bf16\n  attention = sdpa"))
     (d,) = errors(path)
     assert d.code == "E0708" and "eager" in d.help
-    path.write_text(path.read_text().replace("dtype = bf16", "dtype = bf16\n  attention = eager"))
+    path.write_text(path.read_text().replace("attention = sdpa", "attention = eager"))
     assert errors(path) == []
+
+
+def compiled_plan(path: Path, tmp_path: Path) -> dict:
+    from ftc.compiler.pipeline import compile_recipe
+
+    result = compile_recipe(path, (), out_dir=tmp_path / "out")
+    assert result.plan is not None, [d.code for d in result.diagnostics]
+    return result.plan
+
+
+@pytest.mark.parametrize("model, attention, targets", [
+    ("google/gemma-2-2b", "eager", ["q_proj", "k_proj", "v_proj", "o_proj"]),
+    ("bigscience/bloomz-7b1", "eager", ["query_key_value", "dense"]),
+    ("tiiuae/falcon-7b", "sdpa", ["query_key_value", "dense"]),
+    ("microsoft/Phi-3-mini-4k-instruct", "sdpa", ["qkv_proj", "o_proj"]),
+    ("facebook/opt-1.3b", "sdpa", ["q_proj", "k_proj", "v_proj", "out_proj"]),
+    ("openai-community/gpt2", "sdpa", ["c_attn"]),
+    ("meta-llama/Llama-2-7b-hf", "sdpa", ["q_proj", "k_proj", "v_proj", "o_proj"]),
+])
+def test_unset_attention_and_targets_follow_the_architecture(tmp_path, model, attention, targets):
+    """Not written: the family's attention projections and, where transformers has no sdpa, eager attention;
+    each recorded with its reason, and the estimate counts the same adapters."""
+    from ftc.compiler.memory.recipe import setup_from_recipe
+    from ftc.compiler.models.params import lora_params
+
+    path = write(tmp_path, gc="true", length=512, hardware="hardware {\n  gpu = h100-80gb\n}")
+    path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", model))
+    assert errors(path) == []
+    plan = compiled_plan(path, tmp_path)
+    assert plan["model"]["attention"] == attention and plan["method"]["lora"]["targets"] == targets
+    decided = {a["field"]: a for a in plan["auto"]}
+    assert decided["method.targets"]["value"] == targets and "attention projections" in decided["method.targets"]["reason"]
+    assert ("model.attention" in decided) == (attention == "eager")
+    setup = setup_from_recipe(analyze(path).recipe).setup
+    assert setup.attention == attention and setup.lora_targets == tuple(targets)
+    assert lora_params(setup.arch, 8, tuple(targets)) > 0
+
+
+def test_written_targets_and_attention_are_kept(tmp_path):
+    path = write(tmp_path, gc="true", length=512)
+    path.write_text(path.read_text().replace("method lora {}", "method lora {\n  targets = [q_proj, v_proj]\n}")
+                    .replace("dtype = bf16", "dtype = bf16\n  attention = eager"))
+    plan = compiled_plan(path, tmp_path)
+    assert plan["method"]["lora"]["targets"] == ["q_proj", "v_proj"] and plan["model"]["attention"] == "eager"
+    assert not {"method.targets", "model.attention"} & {a["field"] for a in plan["auto"]}
+
+
+def test_max_length_past_learned_positions_is_an_error_and_past_rotary_a_warning(tmp_path):
+    path = write(tmp_path, gc="true", length=2048, hardware="hardware {\n  gpu = h100-80gb\n}")
+    text = path.read_text()
+    path.write_text(text.replace("meta-llama/Llama-2-7b-hf", "openai-community/gpt2"))
+    (d,) = errors(path)
+    assert d.code == "E0710" and "1024 learned position embeddings of a gpt2 model" in d.message
+    assert d.span.line == text.splitlines().index("  max_length = 2048") + 1
+    path.write_text(text.replace("meta-llama/Llama-2-7b-hf", "facebook/opt-1.3b").replace("2048", "4096"))
+    assert [d.code for d in errors(path)] == ["E0710"] and "an opt model" in errors(path)[0].message
+    path.write_text(text.replace("meta-llama/Llama-2-7b-hf", "tiiuae/falcon-7b").replace("2048", "4096"))
+    assert errors(path) == [] and "W0707" in [d.code for d in analyze(path).diagnostics]
 
 
 @pytest.mark.parametrize("hardware, version", [('hardware {\n  gpu = a100-80gb\n  gpus_per_node = 2\n}', 1),

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ftc import __version__
 from ftc.compiler.lower.builder import Lowering
+from ftc.compiler.models.arch import Architecture
+from ftc.compiler.models.resolve import ModelNotFound, resolve_model
 from ftc.compiler.units import Amount
 
 SCHEMA_VERSION = 1
@@ -42,10 +44,35 @@ def lower_model(lw: Lowering) -> None:
         "local": local,
         "revision": r.value("model.revision"),
         "dtype": r.value("model.dtype"),
-        "attention": r.value("model.attention"),
+        "attention": r.value("model.attention") if r.is_set("model.attention") else _default_attention(lw),
         "trust_remote_code": bool(r.value("model.trust_remote_code", False)),
         "tokenizer": tokenizer,
     }
+
+
+def _architecture(lw: Lowering) -> Architecture | None:
+    """The model's architecture when it can be resolved without the network (catalog, cache, local config)."""
+    r = lw.recipe
+    resolved = resolve_model(r.value("model"), r.location("model"), r.value("model.revision"))
+    return None if isinstance(resolved, ModelNotFound) else resolved.architecture
+
+
+def _default_targets(lw: Lowering) -> list[str]:
+    """No `targets` written: the attention projections of the model's family (`o_proj` is `dense` in
+    Falcon and `out_proj` in OPT); the schema's Llama names when the architecture is not known."""
+    arch = _architecture(lw)
+    if arch is None:
+        return list(lw.recipe.value("method.targets"))
+    return lw.decide("method.targets", list(arch.attention_targets),
+                     f"not set: the attention projections of {arch.a_model}")
+
+
+def _default_attention(lw: Lowering) -> str:
+    arch = _architecture(lw)
+    if arch is None or arch.default_attention == lw.recipe.value("model.attention"):
+        return lw.recipe.value("model.attention")
+    return lw.decide("model.attention", arch.default_attention,
+                     f"not set: transformers has no sdpa attention for {arch.model_type} models")
 
 
 def lower_method(lw: Lowering) -> None:
@@ -53,7 +80,7 @@ def lower_method(lw: Lowering) -> None:
     kind = r.value("method")
     lora = None
     if kind in ("lora", "qlora"):
-        targets = r.value("method.targets")
+        targets = r.value("method.targets") if r.is_set("method.targets") else _default_targets(lw)
         lora = {
             "rank": r.value("method.rank"),
             "alpha": float(r.value("method.alpha")),

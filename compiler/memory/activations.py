@@ -9,6 +9,7 @@ formulas to autograd's saved tensors and to measured live tensors on small model
 from __future__ import annotations
 
 from ftc.compiler.memory.setup import MemorySetup
+from ftc.compiler.models.arch import NO_SDPA
 from ftc.compiler.models.params import resolve_targets
 
 # Unchunked cross-entropy, bytes per logit element. Forward: the logits (c) + their fp32 upcast + the
@@ -20,7 +21,6 @@ LOSS_BYTES_BACKWARD = 12
 LOSS_BYTES_CHUNKED = 1  # chunked output + loss: 16-bit logits stay, one chunk (1/8) upcast + log-softmax at a time
 
 LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "gemma2", "phi3", "stablelm")
-NO_SDPA = ("gemma2", "bloom")  # transformers runs these with eager attention only
 
 
 def compute_bytes(s: MemorySetup) -> int:

@@ -2,7 +2,7 @@
 
 Codes: W0701 unknown model (memory not checked), E0702 unknown GPU name, W0703 no memory
 budget, E0704 LoRA target not in the model, E0705 over the GPU budget, E0706 over the host RAM,
-W0707 max_length beyond the model's positions, E0708 sdpa asked of a model without it, W0709 QLoRA
+W0707 max_length beyond the model's positions, E0710 beyond its learned position embeddings, E0708 sdpa asked of a model without it, W0709 QLoRA
 leaving most of the weights unquantized (fused MoE experts).
 """
 
@@ -11,12 +11,12 @@ from __future__ import annotations
 from ftc.compiler.diagnostics import DiagnosticSink, did_you_mean
 from ftc.compiler.memory import hardware
 from ftc.compiler.memory.auto import resolve_auto
-from ftc.compiler.memory.activations import NO_SDPA
 from ftc.compiler.memory.estimate import estimate
 from ftc.compiler.memory.fixes import suggest_fixes
 from ftc.compiler.memory.recipe import setup_from_recipe
 from ftc.compiler.memory.report import breakdown_notes
 from ftc.compiler.memory.units import gib
+from ftc.compiler.models.arch import NO_SDPA
 from ftc.compiler.models.params import count, resolve_targets
 
 
@@ -105,7 +105,7 @@ def _check_targets(recipe, sink, setup) -> None:
     if unknown:
         names = ", ".join(f"`{n}`" for n in setup.arch.linear_names)
         sink.error("E0704", f"LoRA target{'s' if len(unknown) > 1 else ''} "
-                   f"{', '.join(f'`{u}`' for u in unknown)} not in a {setup.arch.model_type} model",
+                   f"{', '.join(f'`{u}`' for u in unknown)} not in {setup.arch.a_model}",
                    recipe.span("method.targets"), label="no such module",
                    help=f"the {setup.arch.model_type} linear modules are {names}, or `all_linear`")
 
@@ -120,7 +120,12 @@ def _check_attention(recipe, sink, setup) -> None:
 def _check_positions(recipe, sink, setup) -> None:
     limit = setup.arch.max_positions
     length = recipe.value("data.max_length")
-    if isinstance(limit, int) and isinstance(length, int) and length > limit:
+    if isinstance(limit, int) and isinstance(length, int) and length > limit and setup.arch.learned_positions:
+        sink.error("E0710", f"`max_length = {length}` is longer than the {limit} learned position embeddings "
+                   f"of {setup.arch.a_model}", recipe.span("data.max_length"),
+                   label=f"positions past {limit} have no embedding: the first longer batch fails",
+                   help=f"use `max_length = {limit}` or less")
+    elif isinstance(limit, int) and isinstance(length, int) and length > limit:
         sink.warning("W0707", f"`max_length = {length}` is longer than the model's {limit} positions",
                      recipe.span("data.max_length"), label=f"the model was trained on at most {limit} tokens",
                      help=f"use `max_length = {limit}` or less")

@@ -98,7 +98,8 @@ def setup_from_recipe(recipe) -> RecipeMemory:
     if not isinstance(seq_len, int):
         seq_len = DEFAULT_SEQ_LEN
         assumptions.append(f"`data.max_length` is not set: sequences assumed {DEFAULT_SEQ_LEN} tokens long")
-    targets = recipe.value("method.targets", ())
+    targets = recipe.value("method.targets", ()) if recipe.is_set("method.targets") else \
+        resolved.architecture.attention_targets  # as lowering resolves an unset `targets`
     dtype = recipe.value("model.dtype", "bf16")
     quant_compute = recipe.value("method.compute_dtype", "bf16") if method == "qlora" else dtype
     split = recipe.value("data.eval_split")
@@ -114,7 +115,8 @@ def setup_from_recipe(recipe) -> RecipeMemory:
         dtype=dtype, mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(quant_compute, "no"),
         optimizer=recipe.value("train.optimizer", "adamw"), micro_batch=int(micro), sequences_per_rank=per_rank,
         seq_len=int(seq_len),
-        gradient_checkpointing=bool(checkpointing), attention=recipe.value("model.attention", "sdpa"),
+        gradient_checkpointing=bool(checkpointing), attention=recipe.value("model.attention") if recipe.is_set("model.attention")
+        else resolved.architecture.default_attention,
         strategy=strategy, zero=int(zero),
         fsdp_sharding=recipe.value("distributed.sharding", "full_shard") if strategy == "fsdp" else "full_shard",
         # the emitted accelerate.yaml: FSDP1 on GPUs, FSDP2 on CPU (compiler/emit/accelerate.py)

@@ -17,6 +17,9 @@ class ArchitectureError(ValueError):
     """The config cannot be understood (unknown model_type or a missing key)."""
 
 
+NO_SDPA = ("gemma2", "bloom")  # transformers runs these with eager attention only (`_supports_sdpa = False`)
+
+
 @dataclass(frozen=True)
 class Linear:
     """A linear (or GPT-2 Conv1D) module repeated `count` times per layer (experts)."""
@@ -64,6 +67,21 @@ class Architecture(Sizes):
     final_params: int  # final norm
     lm_head: Linear | None  # None when tied to the embedding
     hidden_dropout_sites: int = 0  # residual dropouts per layer active in training (GPT-2, OPT configs)
+    # LoRA's targets when the recipe names none: the attention projections, by this family's module names
+    # (GPT-2's attention output shares its leaf name `c_proj` with the MLP's, so only `c_attn` there)
+    attention_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    # a table of max_positions learned position embeddings (GPT-2, OPT): a longer sequence has no row to read
+    learned_positions: bool = False
+
+    @property
+    def default_attention(self) -> str:
+        """What `attention` means when the recipe does not say: sdpa, or eager where transformers has no sdpa."""
+        return "eager" if self.model_type in NO_SDPA else "sdpa"
+
+    @property
+    def a_model(self) -> str:
+        """"a llama model", "an opt model": for messages."""
+        return f"{'an' if self.model_type[0] in 'aeio' else 'a'} {self.model_type} model"
 
     @property
     def kv_dim(self) -> int:
@@ -200,7 +218,8 @@ def _phi3(config):
         **asdict(d), model_type="phi3", max_positions=config.get("max_position_embeddings"), experts=0,
         experts_per_token=0, gated_mlp=True, embed_name="embed_tokens", embedding_params=vocab * h,
         layer_linears=linears,
-        layer_other_params=2 * h, final_params=h, lm_head=None if tied else Linear("lm_head", h, vocab))
+        layer_other_params=2 * h, final_params=h, lm_head=None if tied else Linear("lm_head", h, vocab),
+        attention_targets=("qkv_proj", "o_proj"))
 
 
 def _phi(config):
@@ -217,7 +236,8 @@ def _phi(config):
         experts_per_token=0, gated_mlp=False, embed_name="embed_tokens", embedding_params=vocab * h,
         layer_linears=linears,
         layer_other_params=2 * h, final_params=2 * h,
-        lm_head=None if tied else Linear("lm_head", h, vocab, True))
+        lm_head=None if tied else Linear("lm_head", h, vocab, True),
+        attention_targets=("q_proj", "k_proj", "v_proj", "dense"))
 
 
 def _gpt2(config):
@@ -235,7 +255,8 @@ def _gpt2(config):
         max_positions=positions, experts=0, experts_per_token=0, gated_mlp=False, embed_name="wte",
         embedding_params=vocab * h + positions * h, layer_linears=linears, layer_other_params=4 * h,
         final_params=2 * h, lm_head=None if tied else Linear("lm_head", h, vocab),
-        hidden_dropout_sites=2 if float(config.get("resid_pdrop", 0.1)) > 0 else 0)
+        hidden_dropout_sites=2 if float(config.get("resid_pdrop", 0.1)) > 0 else 0,
+        attention_targets=("c_attn",), learned_positions=True)
 
 
 def _falcon(config):
@@ -268,7 +289,8 @@ def _falcon(config):
         max_positions=config.get("max_position_embeddings"), experts=0, experts_per_token=0,
         gated_mlp=False, embed_name="word_embeddings", embedding_params=vocab * h,
         layer_linears=linears, layer_other_params=norms, final_params=2 * h,
-        lm_head=None if tied else Linear("lm_head", h, vocab))
+        lm_head=None if tied else Linear("lm_head", h, vocab),
+        attention_targets=("query_key_value", "dense"))
 
 
 def _bloom(config):
@@ -283,7 +305,8 @@ def _bloom(config):
         intermediate=4 * h, heads=heads, kv_heads=heads, head_dim=h // heads, vocab=vocab, tied=tied,
         max_positions=None, experts=0, experts_per_token=0, gated_mlp=False,
         embed_name="word_embeddings", embedding_params=vocab * h + 2 * h, layer_linears=linears,
-        layer_other_params=4 * h, final_params=2 * h, lm_head=None if tied else Linear("lm_head", h, vocab))
+        layer_other_params=4 * h, final_params=2 * h, lm_head=None if tied else Linear("lm_head", h, vocab),
+        attention_targets=("query_key_value", "dense"))
 
 
 def _opt(config):
@@ -308,7 +331,8 @@ def _opt(config):
         experts=0, experts_per_token=0, gated_mlp=False, embed_name="embed_tokens",
         embedding_params=vocab * h + (positions + 2) * h, layer_linears=linears,
         layer_other_params=2 * ln, final_params=ln, lm_head=None if tied else Linear("lm_head", h, vocab),
-        hidden_dropout_sites=2 if float(config.get("dropout", 0.1)) > 0 else 0)
+        hidden_dropout_sites=2 if float(config.get("dropout", 0.1)) > 0 else 0,
+        attention_targets=("q_proj", "k_proj", "v_proj", "out_proj"), learned_positions=True)
 
 
 _BUILDERS = {
