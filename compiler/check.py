@@ -70,6 +70,26 @@ def check_method(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
         sink.warning("W0403", "`merge = true` has no effect with `method full`", recipe.span("output.merge"))
 
 
+def check_precision(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
+    """fp16 compute is a GPU feature, and torch's fp16 loss scaler refuses fp16 gradients: a plain or DDP full
+    fine-tune needs fp32 weights under it (DeepSpeed and FSDP keep their own fp32 copy)."""
+    method = recipe.value("method")
+    key = "method.compute_dtype" if method == "qlora" else "model.dtype"
+    if recipe.value(key) != "fp16":
+        return
+    name = key.split(".")[-1]
+    if recipe.value("hardware.accelerator", "gpu") == "cpu":
+        sink.error("E0417", f"`{name} = fp16` needs a GPU: there is no fp16 mixed precision on CPU",
+                   recipe.span(key), label="accelerator = cpu", help=f"use `{name} = bf16` or `fp32` on CPU")
+        return
+    strategy = recipe.value("distributed", "auto")
+    single = strategy in ("none", "ddp") or (strategy == "auto" and recipe.world_size() == 1)
+    if method == "full" and single:
+        sink.error("E0418", "full fine-tuning with `dtype = fp16` weights fails at the first step: the fp16 loss "
+                   "scaler cannot unscale fp16 gradients", recipe.span(key), label="trainable weights in fp16",
+                   help="use `dtype = bf16` (Ampere or newer GPUs) or `dtype = fp32`, or LoRA (its adapters are fp32)")
+
+
 def check_batch(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     """The batch sizes the recipe fixes must multiply out exactly (autos are lowering's to choose)."""
     global_batch = recipe.value("train.global_batch")
@@ -194,6 +214,7 @@ PASSES = (
     check_data,
     check_data_files,
     check_method,
+    check_precision,
     check_batch,
     check_eval_and_checkpoint,
     check_sweep,

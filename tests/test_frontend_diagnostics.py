@@ -85,6 +85,10 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
                                      "  model.dtype = choice(bf16, fp16)\n}\n"), ()),
     "offload_params_needs_zero3": (with_block("hardware {\n  gpu = a100-80gb\n  gpus_per_node = 2\n}\n\n"
                                               "distributed deepspeed {\n  zero = 2\n  offload_params = cpu\n}\n"), ()),
+    "fp16_on_cpu": (replace("  dtype = bf16", "  dtype = fp16") + "\nhardware {\n  accelerator = cpu\n}\n", ()),
+    "fp16_full_fine_tuning": (replace("  dtype = bf16", "  dtype = fp16").replace("method lora {\n  rank = 8\n}",
+                                                                                "method full {}"), ()),
+    "bf16_on_a_gpu_without_it": (with_block("hardware {\n  gpu = v100-32gb\n}\n"), ()),
     "syntax_missing_equals": (replace("  rank = 8", "  rank 8"), ()),
     "syntax_colon": (replace("  rank = 8", "  rank: 8"), ()),
     "syntax_missing_brace": (BASE.rstrip().rstrip("}"), ()),

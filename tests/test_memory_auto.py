@@ -338,6 +338,21 @@ def test_written_targets_and_attention_are_kept(tmp_path):
     assert not {"method.targets", "model.attention"} & {a["field"] for a in plan["auto"]}
 
 
+@pytest.mark.parametrize("method, dtype, hardware, expected", [
+    ("full", "fp16", 'hardware {\n  gpu = v100-32gb\n}', ["E0418"]),
+    ("full", "fp16", 'hardware {\n  gpu = v100-32gb\n  gpus_per_node = 2\n}', ["E0705"]),  # DeepSpeed: fp32 master
+    ("lora", "fp16", 'hardware {\n  gpu = v100-32gb\n}', []),
+    ("lora", "fp16", 'hardware {\n  accelerator = cpu\n}', ["E0417"]),
+    ("lora", "bf16", 'hardware {\n  gpu = v100-32gb\n}', ["E0711"]),
+    ("lora", "bf16", 'hardware {\n  gpu = a10g\n}', []),
+    ("lora", "fp32", 'hardware {\n  gpu = v100-32gb\n}', []),
+])
+def test_precision_against_the_hardware(tmp_path, method, dtype, hardware, expected):
+    path = write(tmp_path, method=method, micro="1", gc="true", length=512, hardware=hardware)
+    path.write_text(path.read_text().replace("dtype = bf16", f"dtype = {dtype}"))
+    assert [d.code for d in errors(path)] == expected
+
+
 def test_max_length_past_learned_positions_is_an_error_and_past_rotary_a_warning(tmp_path):
     path = write(tmp_path, gc="true", length=2048, hardware="hardware {\n  gpu = h100-80gb\n}")
     text = path.read_text()

@@ -2,7 +2,7 @@
 
 Codes: W0701 unknown model (memory not checked), E0702 unknown GPU name, W0703 no memory
 budget, E0704 LoRA target not in the model, E0705 over the GPU budget, E0706 over the host RAM,
-W0707 max_length beyond the model's positions, E0710 beyond its learned position embeddings, E0708 sdpa asked of a model without it, W0709 QLoRA
+W0707 max_length beyond the model's positions, E0710 beyond its learned position embeddings, E0708 sdpa asked of a model without it, E0711 bf16 on a GPU without it, W0709 QLoRA
 leaving most of the weights unquantized (fused MoE experts).
 """
 
@@ -36,6 +36,7 @@ def check_budget(recipe, sink: DiagnosticSink) -> None:
     if rm.budget_source == "unknown-gpu":
         _unknown_gpu(recipe, sink)
         return
+    _check_bf16(recipe, sink)
     if rm.budget_bytes is None:
         sink.warning("W0703", "no GPU memory budget: the memory check is skipped", recipe.block_span("hardware"),
                      help="set `gpu = a100-80gb` (a catalog name) or `memory_per_gpu = 24 GiB`")
@@ -147,3 +148,17 @@ def _check_unquantized(recipe, sink, setup) -> None:
                  notes=("bitsandbytes quantizes nn.Linear layers only; the fused expert tensors stay, in fp32 "
                         "after peft's k-bit preparation (4 bytes per parameter, twice LoRA's bf16)",),
                  help="use `method lora` (weights in bf16), sharded over several GPUs")
+
+
+def _check_bf16(recipe, sink) -> None:
+    gpu = recipe.value("hardware.gpu")
+    if gpu is None or hardware.supports_bf16(gpu):
+        return
+    key = "method.compute_dtype" if recipe.value("method") == "qlora" else "model.dtype"
+    if recipe.value(key) != "bf16":
+        return
+    written = "" if recipe.is_set(key) else " (the default)"
+    sink.error("E0711", f"`{key.split('.')[-1]} = bf16`{written} needs bfloat16 arithmetic, which the "
+               f"{hardware.GPUS[hardware.lookup(gpu)][1]} does not have", recipe.span(key),
+               label="no bf16 before Ampere GPUs",
+               help=f"set `{key.split('.')[-1]} = fp16` in `{key.split('.')[0]}` (or `fp32`)")

@@ -72,6 +72,14 @@ def gpu_memory(name: str) -> int:
     return GPUS[key][0] * MiB
 
 
+# Before Ampere NVIDIA GPUs have no bfloat16 arithmetic; transformers' Trainer refuses `bf16=True` on them.
+NO_BF16 = frozenset({"t4", "v100-16gb", "v100-32gb"})
+
+
+def supports_bf16(name: str) -> bool:
+    return lookup(name) not in NO_BF16
+
+
 def smallest_holding(nbytes: int) -> str | None:
     """The catalog GPU with the least memory that still holds `nbytes`, or None when none does."""
     holding = [(mib, name) for name, (mib, _) in GPUS.items() if mib * MiB >= nbytes]
