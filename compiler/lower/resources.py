@@ -6,10 +6,11 @@ architecture, by a fixed rule otherwise (docs/plan.md); each decision is recorde
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from ftc.compiler.batch import BatchProblem, solve_batch
 from ftc.compiler.lower.builder import Lowering
+from ftc.compiler.memory import auto, hardware
 from ftc.compiler.resolve import DERIVED
 from ftc.compiler.schema import AUTO
 
@@ -33,19 +34,10 @@ def lower_hardware(lw: Lowering) -> None:
 
 
 def _catalog_gpu_memory(name: str) -> int | None:
-    """The GPU catalog belongs to the memory estimator; without it the budget stays unknown."""
     try:
-        from ftc.compiler.memory import hardware  # type: ignore[attr-defined]
-    except ImportError:
+        return hardware.gpu_memory(name)
+    except KeyError:  # unknown or ambiguous: E0702, and no budget
         return None
-    lookup = getattr(hardware, "gpu_memory", None)
-    if lookup is None:
-        return None
-    try:
-        value = lookup(name)
-    except (KeyError, ValueError):
-        return None
-    return int(value) if value else None
 
 
 def lower_strategy(lw: Lowering) -> None:
@@ -130,8 +122,6 @@ def _why_no_estimate(lw: Lowering) -> str:
         return "cpu run, no GPU memory budget"
     if hw["memory_per_gpu"] is None:
         return "no GPU memory budget (set `hardware.gpu` or `memory_per_gpu`)"
-    if _estimator_hook() is None:
-        return "no memory estimator installed"
     return "no memory estimate for this model"
 
 
@@ -173,11 +163,8 @@ def lower_memory_autos(lw: Lowering) -> None:
 
 def _estimator_choice(lw: Lowering, what: str, **context) -> tuple[Any, str] | None:
     """(value, reason) from the memory estimator's auto pass, or None when it cannot decide."""
-    hook = _estimator_hook()
-    if hook is None:
-        return None
     try:
-        return hook(lw.recipe, what, lw.plan, **context)
+        return auto.choose(lw.recipe, what, lw.plan, **context)
     except Exception as exc:  # noqa: BLE001 - a bug there must not become a traceback for a valid recipe
         _estimator_failed(lw, exc)
         return None
@@ -189,25 +176,9 @@ def _estimator_failed(lw: Lowering, exc: Exception) -> None:
                     help="please report this; the plan is still valid, its autos are not memory-aware")
 
 
-def _estimator_hook() -> Callable | None:
-    try:
-        from ftc.compiler.memory import auto  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return getattr(auto, "choose", None)
-
-
 def _estimate(lw: Lowering) -> dict | None:
     try:
-        from ftc.compiler.memory import auto  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    estimate = getattr(auto, "plan_estimate", None)
-    if estimate is None:
-        return None
-    try:
-        return estimate(lw.recipe, lw.plan)
+        return auto.plan_estimate(lw.recipe, lw.plan)
     except Exception as exc:  # noqa: BLE001 - see _estimator_choice
         _estimator_failed(lw, exc)
         return None
-
