@@ -179,9 +179,12 @@ def check_distributed(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     if strategy in ("ddp", "deepspeed", "fsdp") and world == 1 and recipe.is_set("distributed"):
         sink.warning("W0402", f"`distributed {strategy}` with one rank runs as a single process",
                      recipe.span("distributed"), help="set `gpus_per_node` (and `nodes`) in `hardware`")
-    if strategy == "fsdp" and recipe.value("method") == "qlora":
-        sink.warning("W0405", "QLoRA with FSDP needs a quant storage dtype that matches the compute dtype",
-                     recipe.span("distributed"))
+    if strategy == "fsdp" and recipe.value("method") == "qlora" and recipe.value("hardware.accelerator") != "cpu":
+        sink.error("E0419", "QLoRA cannot be combined with FSDP on GPUs here: FSDP1 flattens each layer into one "
+                   "floating-point tensor, and ftc packs 4-bit weights as uint8", recipe.span("distributed"),
+                   label="FSDP would refuse the packed 4-bit weights when wrapping the model",
+                   help="use `distributed ddp {}` or `distributed deepspeed { zero = 2 }` (the 4-bit base fits on "
+                        "every rank), or `method lora` with FSDP")
 
 
 def check_qlora_zero3(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:

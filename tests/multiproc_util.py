@@ -29,18 +29,20 @@ LORA = """method lora {
   targets = all_linear
 }"""
 
+QLORA = LORA.replace("method lora {", "method qlora {").replace("all_linear\n", "all_linear\n  quant   = nf4\n")
+
 
 def recipe_text(name: str, strategy: str, *, processes: int = 2, nodes: int = 1, max_steps: int = 4,
-                every: int = 2, full: bool = False) -> str:
-    """The tiny model with LoRA (fp32, lr 2e-3) or full fine-tuning (bf16, lr 1e-4), `max_steps` steps of
-    global batch 8 (micro 4): 2 ranks x 4, or 1 rank x 4 x 2."""
+                every: int = 2, full: bool = False, qlora: bool = False) -> str:
+    """The tiny model with LoRA (fp32, lr 2e-3; `qlora`: on its NF4-quantized base) or full fine-tuning
+    (bf16, lr 1e-4), `max_steps` steps of global batch 8 (micro 4): 2 ranks x 4, or 1 rank x 4 x 2."""
     return f"""recipe "{name}"
 
 model "{TINY / 'model'}" {{
   dtype = {"bf16" if full else "fp32"}
 }}
 
-{"method full {}" if full else LORA}
+{"method full {}" if full else QLORA if qlora else LORA}
 
 data {{
   train      = "{TINY / 'data' / 'train.jsonl'}"

@@ -1,6 +1,6 @@
 """Real multi-process training of the tiny model on CPU: 2 ranks over gloo, started by `ftc run` through
 the compiled launch.sh (accelerate launch), for DDP, DeepSpeed ZeRO-2, ZeRO-3 with CPU optimizer and
-parameter offload, and FSDP; a 2-node run on loopback; preemption of one rank and resume; a rank that
+parameter offload, and FSDP (LoRA and QLoRA); a 2-node run on loopback; preemption of one rank and resume; a rank that
 dies. Every wait is a process wait with a timeout.
 
 DeepSpeed compiles two C++ ops on first use (cpu_adam, shm_comm). TORCH_EXTENSIONS_DIR (the Makefile's
@@ -129,6 +129,18 @@ def test_fsdp_trains(root, ddp):
     run = run_dir(folder, "r")
     _assert_close(losses(run), losses(ddp))
     assert (run / "checkpoints" / "checkpoint-4" / "pytorch_model_fsdp_0").is_dir()  # sharded, not DDP
+    assert (run / "final" / "adapter_model.safetensors").is_file()
+
+
+def test_fsdp_qlora_trains_on_cpu(root):
+    """FSDP2 (the CPU accelerate config) shards the uint8-packed 4-bit weights per parameter; on GPUs, where
+    the config is FSDP1, the same recipe is a compile error (E0419)."""
+    folder, result = _train(root, "mp-fsdp-qlora", "fsdp", qlora=True)
+    assert result.returncode == 0, explain(result)
+    run = run_dir(folder, "r")
+    trained = losses(run)
+    assert sorted(trained) == [1, 2, 3, 4] and trained[4] < trained[1]
+    assert (run / "checkpoints" / "checkpoint-4" / "pytorch_model_fsdp_0").is_dir()
     assert (run / "final" / "adapter_model.safetensors").is_file()
 
 

@@ -84,7 +84,7 @@ def _candidates(s: MemorySetup, global_batch: int | None):
         yield (("distributed.offload_params", "cpu"),), s.with_(offload_params="cpu")
     if s.method == "full":
         yield (("method", "lora"),), s.with_(method="lora")
-    if s.method == "lora" and s.shard_stage < 3:  # 4-bit weights are not sharded here (W0405, E0416)
+    if s.method == "lora" and s.shard_stage < 3:  # 4-bit weights are not sharded here (E0416, E0419)
         yield (("method", "qlora"),), s.with_(method="qlora")
     if s.method == "qlora":  # saves only where bitsandbytes leaves weights unquantized (fused MoE experts)
         yield (("method", "lora"),), s.with_(method="lora")
@@ -96,7 +96,7 @@ def _candidates(s: MemorySetup, global_batch: int | None):
 def _more_gpus(s: MemorySetup, global_batch: int | None):
     """More GPUs of the same kind, with the weights sharded over them (FSDP unless the recipe already
     shards with DeepSpeed): up to 8 per node, then 2 or 4 times the nodes. Not for QLoRA: its 4-bit
-    weights are not sharded here (W0405, E0416)."""
+    weights are not sharded here (E0416, E0419)."""
     if s.method == "qlora" or s.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
         return
     layouts = [("hardware.gpus_per_node", gpus, gpus, s.nodes) for gpus in (2, 4, 8) if gpus > s.gpus_per_node]
