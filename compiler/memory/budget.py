@@ -2,8 +2,9 @@
 
 Codes: W0701 unknown model (memory not checked), E0702 unknown GPU name, W0703 no memory
 budget, E0704 LoRA target not in the model, E0705 over the GPU budget, E0706 over the host RAM,
-W0707 max_length beyond the model's positions, E0710 beyond its learned position embeddings, E0708 sdpa asked of a model without it, E0711 bf16 on a GPU without it, W0709 QLoRA
-leaving most of the weights unquantized (fused MoE experts).
+W0707 max_length beyond the model's positions, E0710 beyond its learned position embeddings, E0708 sdpa
+asked of a model without it, W0709 QLoRA leaving most of the weights unquantized (fused MoE experts),
+E0711 bf16 on a GPU without it.
 """
 
 from __future__ import annotations
@@ -121,12 +122,14 @@ def _check_attention(recipe, sink, setup) -> None:
 def _check_positions(recipe, sink, setup) -> None:
     limit = setup.arch.max_positions
     length = recipe.value("data.max_length")
-    if isinstance(limit, int) and isinstance(length, int) and length > limit and setup.arch.learned_positions:
+    if not (isinstance(limit, int) and isinstance(length, int) and length > limit):
+        return
+    if setup.arch.learned_positions:
         sink.error("E0710", f"`max_length = {length}` is longer than the {limit} learned position embeddings "
                    f"of {setup.arch.a_model}", recipe.span("data.max_length"),
                    label=f"positions past {limit} have no embedding: the first longer batch fails",
                    help=f"use `max_length = {limit}` or less")
-    elif isinstance(limit, int) and isinstance(length, int) and length > limit:
+    else:
         sink.warning("W0707", f"`max_length = {length}` is longer than the model's {limit} positions",
                      recipe.span("data.max_length"), label=f"the model was trained on at most {limit} tokens",
                      help=f"use `max_length = {limit}` or less")
