@@ -55,3 +55,43 @@ def test_fractional_ratio_and_whole_draws_are_clean(tmp_path):
 def test_the_shipped_sweeps_check_clean():
     for name in ("tiny-sweep.ftspec", "llama2-7b-qlora-24gb-sweep.ftspec"):
         assert analyze(TINY.parent / name).ok
+
+
+SWEEP_24GB = Path(__file__).resolve().parent.parent / "examples" / "llama2-7b-qlora-24gb-sweep.ftspec"
+
+
+def sweep_warnings(tmp_path: Path, entries: str) -> list:
+    """The shipped 24 GB QLoRA sweep with `entries` in place of its rank entry."""
+    text = SWEEP_24GB.read_text().replace("  method.rank  = choice(8, 16, 32, 64)", entries)
+    data = tmp_path / "data" / "support"
+    data.mkdir(parents=True)
+    for name in ("train.jsonl", "eval.jsonl"):
+        (data / name).write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    recipe = tmp_path / "sweep.ftspec"
+    recipe.write_text(text)
+    diagnostics = analyze(recipe).diagnostics
+    assert not [d for d in diagnostics if d.is_error]
+    return [d for d in diagnostics if d.code == "W0712"]
+
+
+def test_sweep_whose_largest_draw_does_not_fit_names_the_entry_and_what_fits(tmp_path):
+    from ftc.compiler.memory.estimate import estimate
+    from ftc.compiler.memory.auto import resolve_auto
+    from ftc.compiler.memory.recipe import setup_from_recipe
+
+    (warning,) = sweep_warnings(tmp_path, "  method.rank  = choice(8, 16)\n  data.max_length = int(1024, 32768) tokens")
+    assert "`data.max_length = 32768`" in warning.message and "rank" not in warning.message
+    assert warning.span.line == SWEEP_24GB.read_text().splitlines().index("  method.rank  = choice(8, 16, 32, 64)") + 2
+    fitting = int(warning.help.split("values up to ")[1].split()[0])
+    rm = setup_from_recipe(analyze(tmp_path / "sweep.ftspec").recipe)
+
+    def peak(length: int) -> int:  # as a trial compiled with `--set data.max_length=<length>` resolves it
+        trial, _ = resolve_auto(rm.setup.with_(seq_len=length, lora_rank=16), rm.autos, rm.budget_bytes,
+                                rm.global_batch, rm.setup.dp_world)
+        return estimate(trial).peak_bytes
+
+    assert peak(fitting) <= rm.budget_bytes < peak(fitting + 1)
+
+
+def test_sweep_that_fits_at_its_largest_draw_is_quiet(tmp_path):
+    assert sweep_warnings(tmp_path, "  method.rank  = choice(8, 64)\n  data.max_length = choice(1024, 2048)") == []

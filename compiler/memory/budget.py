@@ -4,7 +4,7 @@ Codes: W0701 unknown model (memory not checked), E0702 unknown GPU name, W0703 n
 budget, E0704 LoRA target not in the model, E0705 over the GPU budget, E0706 over the host RAM,
 W0707 max_length beyond the model's positions, E0710 beyond its learned position embeddings, E0708 sdpa
 asked of a model without it, W0709 QLoRA leaving most of the weights unquantized (fused MoE experts),
-E0711 bf16 on a GPU without it.
+E0711 bf16 on a GPU without it, W0712 a sweep whose largest draws do not fit.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from ftc.compiler.memory.report import breakdown_notes
 from ftc.compiler.memory.units import gib
 from ftc.compiler.models.arch import NO_SDPA
 from ftc.compiler.models.params import count, resolve_targets
+from ftc.compiler.units import Amount
+
+# sweep entries that change memory, and the setup field each sets
+_SWEPT_SIZES = {"method.rank": "lora_rank", "data.max_length": "seq_len"}
 
 
 def check_budget(recipe, sink: DiagnosticSink) -> None:
@@ -57,6 +61,8 @@ def check_budget(recipe, sink: DiagnosticSink) -> None:
         sink.error("E0705", f"the recipe needs {gib(est.peak_bytes)} per GPU but the budget is {gib(budget)} "
                    f"({where})", recipe.block_span("hardware"),
                    label=f"{gib(est.peak_bytes - budget)} over", help=help_text, notes=notes)
+    else:
+        _check_sweep(recipe, sink, rm, setup, budget)
     if rm.cpu_memory is not None and est.cpu_bytes_per_node > rm.cpu_memory:
         span = recipe.span("hardware.cpu_memory") or recipe.block_span("hardware")
         sink.error("E0706", f"host RAM needed per node is {gib(est.cpu_bytes_per_node)} but `cpu_memory` is "
@@ -165,3 +171,54 @@ def _check_bf16(recipe, sink) -> None:
                f"{hardware.GPUS[hardware.lookup(gpu)][1]} does not have", recipe.span(key),
                label="no bf16 before Ampere GPUs",
                help=f"set `{key.split('.')[-1]} = fp16` in `{key.split('.')[0]}` (or `fp32`)")
+
+
+def _check_sweep(recipe, sink, rm, setup, budget: int) -> None:
+    """Each trial is compiled, and checked, with its own draw; say now when the largest draws cannot fit
+    (those trials would be recorded as failed without training), and up to which value they do."""
+    def peak(**sizes) -> int:
+        trial = setup.with_(**{_SWEPT_SIZES[target]: value for target, value in sizes.items()})
+        if rm.autos:
+            trial, _ = resolve_auto(trial, rm.autos, budget, rm.global_batch, trial.dp_world)
+        return estimate(trial).peak_bytes
+
+    swept = {}
+    for param in recipe.sweep:
+        if param.target in _SWEPT_SIZES and not (param.target == "method.rank" and setup.method == "full"):
+            values = [a.value if isinstance(a, Amount) else a for a in param.args]
+            numbers = sorted({int(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            if numbers:
+                swept[param.target] = (param, numbers)
+    alone = {target: peak(**{target: numbers[-1]}) for target, (_, numbers) in swept.items()}
+    for target, (param, numbers) in swept.items():
+        if alone[target] > budget:
+            fitting = _largest_fitting(param.distribution, numbers, lambda v: peak(**{target: v}) <= budget)
+            _sweep_warning(sink, param.span, f"`{target} = {numbers[-1]}`", alone[target], budget,
+                           f"values up to {fitting} fit" if fitting is not None else "no value in the range fits")
+    if len(swept) > 1 and all(p <= budget for p in alone.values()):
+        together = peak(**{target: numbers[-1] for target, (_, numbers) in swept.items()})
+        if together > budget:
+            drawn = " and ".join(f"`{target} = {numbers[-1]}`" for target, (_, numbers) in swept.items())
+            _sweep_warning(sink, min(param.span for param, _ in swept.values()), drawn, together, budget,
+                           "each fits alone; narrow one of the ranges")
+
+
+def _largest_fitting(distribution: str, numbers: list[int], fits) -> int | None:
+    """The largest value the entry can draw that fits: among the choices, or by bisection over int(a, b)
+    (memory grows with rank and length)."""
+    if distribution == "choice":
+        return max((v for v in numbers if fits(v)), default=None)
+    low, high = numbers[0], numbers[-1]
+    if not fits(low):
+        return None
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
+
+
+def _sweep_warning(sink, span, drawn: str, peak: int, budget: int, advice: str) -> None:
+    sink.warning("W0712", f"the sweep's largest draw ({drawn}) needs {gib(peak)} per GPU, over the "
+                 f"{gib(budget)} budget", span,
+                 label="trials that draw it fail to compile and are recorded as failed, without training",
+                 help=f"{advice} (`ftc estimate --set` shows any one value)")
