@@ -378,7 +378,7 @@ class _Builder:
         atoms = [self.atom(child) for child in node.children]
         span = self.span(node)
         if len(atoms) == 1:
-            return atoms[0]
+            return ast.Word("%", atoms[0].span) if isinstance(atoms[0], _Percent) else atoms[0]
         if len(atoms) == 2 and isinstance(atoms[0], ast.Number) and isinstance(atoms[1], (ast.Word, _Percent)):
             unit = "%" if isinstance(atoms[1], _Percent) else atoms[1].name
             return ast.Quantity(atoms[0], unit, atoms[1].span, span)

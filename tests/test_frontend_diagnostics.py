@@ -91,6 +91,8 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "bf16_on_a_gpu_without_it": (with_block("hardware {\n  gpu = v100-32gb\n}\n"), ()),
     "qlora_fsdp_on_gpus": (replace("method lora {\n  rank = 8\n}", "method qlora {\n  rank = 8\n  quant = nf4\n}")
                            + "\nhardware {\n  gpu = a100-80gb\n  gpus_per_node = 2\n}\n\ndistributed fsdp {}\n", ()),
+    "bare_percent": (replace("  global_batch = 8", "  global_batch = 8\n  warmup       = %\n  seed         = [%]"),
+                     ("train.max_grad_norm=%",)),
     "syntax_missing_equals": (replace("  rank = 8", "  rank 8"), ()),
     "syntax_colon": (replace("  rank = 8", "  rank: 8"), ()),
     "syntax_missing_brace": (BASE.rstrip().rstrip("}"), ()),
