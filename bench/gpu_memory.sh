@@ -5,12 +5,17 @@
 #
 #   bash bench/gpu_memory.sh [RESULTS.json]
 #
-# Needs torch with CUDA, transformers and peft where it runs; installs ftc itself without dependencies
-# (the estimator imports none of them). The QLoRA cases run only where bitsandbytes imports.
+# Needs torch with CUDA, transformers and peft where it runs; ftc itself is put on the path, not installed
+# (the estimator imports none of those). The QLoRA cases run only where bitsandbytes imports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 results=${1:-memory_measure_cuda.json}
-python3 -m pip install -q --no-deps --no-build-isolation --no-cache-dir -e . >/dev/null
+# ftc without installing it: the package layout of pyproject.toml's package-dir, as links
+site=$(mktemp -d)
+mkdir "$site/ftc"
+ln -s "$PWD"/ftc/* "$site/ftc/"
+for part in compiler runtime grammar; do ln -s "$PWD/$part" "$site/ftc/$part"; done
+export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 cases=(qwen0.5b-full qwen0.5b-full-gc llama1b-full llama1b-lora llama8b-lora-gc)
 if python3 -c "import bitsandbytes" 2>/dev/null; then
   cases+=(tinyllama-qlora llama8b-qlora)
