@@ -115,6 +115,16 @@ def test_no_more_gpus_for_qlora_or_an_indivisible_batch():
     assert all(f.field != "hardware.gpus_per_node" for f in suggest_fixes(q, 2 * GiB, global_batch=12))
 
 
+@pytest.mark.parametrize("strategy", ["ddp", "deepspeed"])
+def test_qlora_fixes_never_shard_the_4bit_weights(strategy):
+    """ZeRO-3 and FSDP would be E0416 / E0419: no fix for QLoRA proposes them."""
+    q = MemorySetup(L2, method="qlora", micro_batch=8, seq_len=4096, strategy=strategy, dp_world=4, gpus_per_node=4,
+                    sequences_per_rank=8)
+    edits = [f.changes or ((f.field, f.value),) for f in suggest_fixes(q, 4 * GiB, global_batch=32, limit=50)]
+    flat = [edit for fix in edits for edit in fix]
+    assert flat and ("distributed", "fsdp") not in flat and ("distributed.zero", 3) not in flat
+
+
 def test_qlora_of_fused_experts_warns_and_lora_is_the_fix(tmp_path):
     path = write(tmp_path, method="qlora", micro="1", gc="true", hardware="hardware {\n  gpu = rtx-4090\n}")
     path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", "mistralai/Mixtral-8x7B-v0.1")

@@ -71,10 +71,11 @@ def _candidates(s: MemorySetup, global_batch: int | None):
     if s.method != "full" and s.lora_dropout > 0:
         yield (("method.dropout", 0.0),), s.with_(lora_dropout=0.0)
     if s.dp_world > 1 and s.optimizer not in ("adamw_8bit", "paged_adamw_8bit"):
+        top_stage = 2 if s.method == "qlora" else 3  # QLoRA's 4-bit weights are not sharded here (E0416, E0419)
         if s.strategy == "deepspeed":
-            for z in range(s.zero + 1, 4):
+            for z in range(s.zero + 1, top_stage + 1):
                 yield (("distributed.zero", z),), s.with_(zero=z)
-        elif s.strategy in ("none", "ddp"):
+        elif s.strategy in ("none", "ddp") and s.method != "qlora":
             yield (("distributed", "fsdp"),), s.with_(strategy="fsdp")
     if s.optimizer == "adamw" and s.shard_stage == 0:
         yield (("train.optimizer", "adamw_8bit"),), s.with_(optimizer="adamw_8bit")
