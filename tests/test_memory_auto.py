@@ -41,6 +41,17 @@ def test_zero_auto_is_smallest_stage_that_fits():
     assert decisions[0].field == "distributed.zero" and f"stage {z}" in decisions[0].reason
 
 
+def test_zero_auto_never_picks_stage_3_for_qlora():
+    """Stage 3 would fit a 70B QLoRA on 24 GB cards (the estimator shards the 4-bit weights), but the runtime
+    cannot partition them (E0416): the recipe does not fit, and says so."""
+    s = MemorySetup(resolve_model("meta-llama/Llama-2-70b-hf").architecture, method="qlora", strategy="deepspeed",
+                    dp_world=4, gpus_per_node=4, seq_len=2048, gradient_checkpointing=True, sequences_per_rank=4)
+    budget = 24 * GiB
+    assert estimate(s.with_(zero=3)).peak_bytes <= budget
+    setup, (decision,) = resolve_auto(s, {"zero"}, budget, global_batch=16, dp_world=4)
+    assert setup.zero == 2 and estimate(setup).peak_bytes > budget
+
+
 def test_checkpointing_auto_only_when_needed():
     s = MemorySetup(L2, method="lora", micro_batch=4, seq_len=4096)
     roomy, tight = 140 * GiB, 30 * GiB
