@@ -193,12 +193,16 @@ def check_qlora_zero3(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     which ZeRO-3 would partition and reassemble as garbage or refuse at initialisation."""
     if recipe.value("method") != "qlora" or recipe.value("distributed") != "deepspeed":
         return
-    if recipe.value("distributed.zero") == 3:
+    zero = recipe.value("distributed.zero")
+    offload = recipe.value("distributed.offload_params", "none") != "none"
+    if zero == 3 or (offload and not isinstance(zero, int)):  # parameter offload makes `zero = auto` stage 3
+        key = "distributed.zero" if zero == 3 else "distributed.offload_params"
         sink.error("E0416", "QLoRA cannot be combined with ZeRO-3 here: its 4-bit weights are stored as uint8, "
-                   "and ZeRO-3 partitions only weights stored in the compute dtype", recipe.span("distributed.zero"),
-                   label="ZeRO-3 would partition the packed 4-bit weights",
-                   help="use `zero = 2` (the 4-bit base fits on every rank; the adapters and their optimizer "
-                        "state are partitioned), or `distributed ddp {}`")
+                   "and ZeRO-3 partitions only weights stored in the compute dtype", recipe.span(key),
+                   label="ZeRO-3 would partition the packed 4-bit weights" if zero == 3 else
+                   "parameter offload needs ZeRO-3",
+                   help="use `zero = 2` without `offload_params` (the 4-bit base fits on every rank; the adapters "
+                        "and their optimizer state are partitioned), or `distributed ddp {}`")
 
 
 def check_budget(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:

@@ -93,6 +93,9 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
                            + "\nhardware {\n  gpu = a100-80gb\n  gpus_per_node = 2\n}\n\ndistributed fsdp {}\n", ()),
     "bare_percent": (replace("  global_batch = 8", "  global_batch = 8\n  warmup       = %\n  seed         = [%]"),
                      ("train.max_grad_norm=%",)),
+    "qlora_offload_params_means_zero3": (replace("method lora {\n  rank = 8\n}", "method qlora {\n  rank = 8\n  quant = nf4\n}")
+                                         + "\nhardware {\n  gpu = a100-80gb\n  gpus_per_node = 2\n}\n\n"
+                                           "distributed deepspeed {\n  offload_params = cpu\n}\n", ()),
     "syntax_missing_equals": (replace("  rank = 8", "  rank 8"), ()),
     "syntax_colon": (replace("  rank = 8", "  rank: 8"), ()),
     "syntax_missing_brace": (BASE.rstrip().rstrip("}"), ()),
