@@ -244,6 +244,14 @@ def test_estimate_json(tmp_path, capsys):
     assert obj["tensor_peak_bytes_per_gpu"] < obj["peak_bytes_per_gpu"]
 
 
+def test_estimate_json_with_errors_prints_them_on_stderr(tmp_path, capsys):
+    path = write(tmp_path, gc="true", length=1024)
+    assert main(["estimate", str(path), "--json", "--set", "model.dtype=%"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["ok"] is False
+    assert "error[E0203]" in captured.err and "model.dtype=%" in captured.err
+
+
 def test_estimate_table_and_exit_code(tmp_path, capsys):
     assert main(["estimate", str(write(tmp_path))]) == 1  # over budget
     out = capsys.readouterr().out

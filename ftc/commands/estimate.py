@@ -45,6 +45,7 @@ def run(args) -> int:
         print_diagnostics(analysis)
         return 1
     if args.json:
+        print_diagnostics(analysis)  # text on stderr: stdout stays one JSON document
         obj = to_json(est, setup, rm.budget_bytes, rm.cpu_memory, rm.assumptions)
         obj["auto"] = [{"field": d.field, "value": d.value, "reason": d.reason} for d in decisions]
         obj["ok"] = analysis.ok
