@@ -150,6 +150,17 @@ def test_qlora_of_fused_experts_warns_and_lora_is_the_fix(tmp_path):
     assert all(d.code != "W0709" for d in analyze(dense).diagnostics)
 
 
+def test_larger_gpu_keeps_the_vendor_when_it_can():
+    need = 60 * GiB
+    nvidia, amd, anyone = (hardware.smallest_holding(need, like=g) for g in ("rtx-4090", "mi250", None))
+    assert anyone == "mi250" and amd == "mi250"  # 64 GB, the smallest card of all that holds 60 GiB
+    assert hardware.vendor(nvidia) == "nvidia" and hardware.gpu_memory(nvidia) >= need
+    assert all(hardware.gpu_memory(g) < need or hardware.gpu_memory(g) >= hardware.gpu_memory(nvidia)
+               for g in hardware.GPUS if hardware.vendor(g) == "nvidia")
+    assert hardware.smallest_holding(170 * GiB, like="h100") == "mi300x"  # no NVIDIA card holds it
+    assert hardware.smallest_holding(500 * GiB, like="h100") is None
+
+
 def test_larger_gpu_named_when_no_edit_fits(tmp_path):
     path = write(tmp_path, method="full", micro="1", gc="true", length=512, hardware="hardware {\n  gpu = t4\n}")
     odd_batch = ("train.global_batch=3",)  # no GPU count divides it: only a larger card helps

@@ -53,7 +53,8 @@ def check_budget(recipe, sink: DiagnosticSink) -> None:
     where = rm.budget_source if rm.budget_source != "memory_per_gpu" else "memory_per_gpu"
     if est.peak_bytes > budget:
         fixes = suggest_fixes(setup, budget, rm.global_batch, host_budget=rm.cpu_memory)
-        help_text = "; or ".join([f.describe() for f in fixes[:3]] + _larger_gpu(est.peak_bytes, fixes))
+        help_text = "; or ".join([f.describe() for f in fixes[:3]]
+                                 + _larger_gpu(est.peak_bytes, fixes, recipe.value("hardware.gpu")))
         decided = ", ".join(f"{a} = auto" for a in sorted(rm.autos))
         notes = breakdown_notes(est) + tuple(rm.assumptions)
         if decided:
@@ -71,11 +72,12 @@ def check_budget(recipe, sink: DiagnosticSink) -> None:
                    help="offload less (`offload_params = none`), use NVMe offload, or more nodes")
 
 
-def _larger_gpu(peak: int, fixes) -> list[str]:
-    """When no edit fits: the smallest catalog GPU that holds the recipe as written, or that none does."""
+def _larger_gpu(peak: int, fixes, gpu: str | None) -> list[str]:
+    """When no edit fits: the smallest catalog GPU (of the recipe's GPU vendor when one is) that holds the
+    recipe as written, or that none does."""
     if any(f.fits for f in fixes):
         return []
-    name = hardware.smallest_holding(peak)
+    name = hardware.smallest_holding(peak, like=gpu)
     if name is None:
         return [f"no GPU in the catalog holds {gib(peak)}: shard over more GPUs, or a smaller model"]
     return [f"`gpu = {name}` ({gib(hardware.gpu_memory(name))}) holds it as written"]

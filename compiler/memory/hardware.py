@@ -80,10 +80,16 @@ def supports_bf16(name: str) -> bool:
     return lookup(name) not in NO_BF16
 
 
-def smallest_holding(nbytes: int) -> str | None:
-    """The catalog GPU with the least memory that still holds `nbytes`, or None when none does."""
-    holding = [(mib, name) for name, (mib, _) in GPUS.items() if mib * MiB >= nbytes]
-    return min(holding)[1] if holding else None
+def vendor(name: str) -> str:
+    return "amd" if GPUS[name][1].startswith("AMD") else "nvidia"
+
+
+def smallest_holding(nbytes: int, like: str | None = None) -> str | None:
+    """The catalog GPU with the least memory that still holds `nbytes`, from the vendor of `like` (a catalog
+    name: the same software stack) when one does, or None when none does."""
+    holding = sorted((mib, name) for name, (mib, _) in GPUS.items() if mib * MiB >= nbytes)
+    same = [name for _, name in holding if like is None or lookup(like) is None or vendor(name) == vendor(lookup(like))]
+    return (same or [name for _, name in holding] or [None])[0]
 
 
 def known_names() -> list[str]:
