@@ -150,6 +150,15 @@ def test_qlora_of_fused_experts_warns_and_lora_is_the_fix(tmp_path):
     assert all(d.code != "W0709" for d in analyze(dense).diagnostics)
 
 
+def test_memory_per_gpu_above_the_named_card_warns(tmp_path):
+    path = write(tmp_path, gc="true", length=512, hardware="hardware {\n  gpu = rtx-4090\n  memory_per_gpu = 48 GB\n}")
+    (warning,) = [d for d in analyze(path).diagnostics if d.code == "W0713"]
+    assert "44.7 GiB" in warning.message and "RTX 4090" in warning.message
+    assert warning.span.line == path.read_text().splitlines().index("  memory_per_gpu = 48 GB") + 1
+    path.write_text(path.read_text().replace("48 GB", "22 GiB"))
+    assert all(d.code != "W0713" for d in analyze(path).diagnostics)
+
+
 def test_larger_gpu_keeps_the_vendor_when_it_can():
     need = 60 * GiB
     nvidia, amd, anyone = (hardware.smallest_holding(need, like=g) for g in ("rtx-4090", "mi250", None))

@@ -4,7 +4,8 @@ Codes: W0701 unknown model (memory not checked), E0702 unknown GPU name, W0703 n
 budget, E0704 LoRA target not in the model, E0705 over the GPU budget, E0706 over the host RAM,
 W0707 max_length beyond the model's positions, E0710 beyond its learned position embeddings, E0708 sdpa
 asked of a model without it, W0709 QLoRA leaving most of the weights unquantized (fused MoE experts),
-E0711 bf16 on a GPU without it, W0712 a sweep whose largest draws do not fit.
+E0711 bf16 on a GPU without it, W0712 a sweep whose largest draws do not fit, W0713 `memory_per_gpu` above
+what the named GPU has.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def check_budget(recipe, sink: DiagnosticSink) -> None:
         _unknown_gpu(recipe, sink)
         return
     _check_bf16(recipe, sink)
+    _check_declared_memory(recipe, sink)
     if rm.budget_bytes is None:
         sink.warning("W0703", "no GPU memory budget: the memory check is skipped", recipe.block_span("hardware"),
                      help="set `gpu = a100-80gb` (a catalog name) or `memory_per_gpu = 24 GiB`")
@@ -224,3 +226,15 @@ def _sweep_warning(sink, span, drawn: str, peak: int, budget: int, advice: str) 
                  f"{gib(budget)} budget", span,
                  label="trials that draw it fail to compile and are recorded as failed, without training",
                  help=f"{advice} (`ftc estimate --set` shows any one value)")
+
+
+def _check_declared_memory(recipe, sink) -> None:
+    """`memory_per_gpu` overrides the catalog; more than the named card has is a typo or a wrong card."""
+    memory, gpu = recipe.value("hardware.memory_per_gpu"), recipe.value("hardware.gpu")
+    name = hardware.lookup(gpu) if gpu is not None else None
+    if not isinstance(memory, int) or name is None or memory <= hardware.gpu_memory(name):
+        return
+    sink.warning("W0713", f"`memory_per_gpu` ({gib(memory)}) is more than the {hardware.GPUS[name][1]} has "
+                 f"({gib(hardware.gpu_memory(name))})", recipe.span("hardware.memory_per_gpu"),
+                 label="the budget the recipe is checked against",
+                 help="remove `memory_per_gpu` to use the catalog's figure, or correct `gpu`")
