@@ -43,10 +43,8 @@ def resolve_auto(setup: MemorySetup, autos, budget_bytes: int, global_batch: int
             stages = [0]
         elif setup.offload_params != "none":
             stages = [3]
-        elif setup.method == "qlora":
-            stages = [0, 1, 2]  # ZeRO-3 cannot partition the uint8-packed 4-bit weights (E0416)
         else:
-            stages = [0, 1, 2, 3]
+            stages = list(range(setup.max_shard_stage + 1))
         probe = setup.with_(micro_batch=smallest_micro)
         if "gradient_checkpointing" in autos:
             probe = probe.with_(gradient_checkpointing=True)

@@ -71,11 +71,10 @@ def _candidates(s: MemorySetup, global_batch: int | None):
     if s.method != "full" and s.lora_dropout > 0:
         yield (("method.dropout", 0.0),), s.with_(lora_dropout=0.0)
     if s.dp_world > 1 and s.optimizer not in ("adamw_8bit", "paged_adamw_8bit"):
-        top_stage = 2 if s.method == "qlora" else 3  # QLoRA's 4-bit weights are not sharded here (E0416, E0419)
         if s.strategy == "deepspeed":
-            for z in range(s.zero + 1, top_stage + 1):
+            for z in range(s.zero + 1, s.max_shard_stage + 1):
                 yield (("distributed.zero", z),), s.with_(zero=z)
-        elif s.strategy in ("none", "ddp") and s.method != "qlora":
+        elif s.strategy in ("none", "ddp") and s.max_shard_stage == 3:
             yield (("distributed", "fsdp"),), s.with_(strategy="fsdp")
     if s.optimizer == "adamw" and s.shard_stage == 0:
         yield (("train.optimizer", "adamw_8bit"),), s.with_(optimizer="adamw_8bit")
@@ -85,8 +84,9 @@ def _candidates(s: MemorySetup, global_batch: int | None):
         yield (("distributed.offload_params", "cpu"),), s.with_(offload_params="cpu")
     if s.method == "full":
         yield (("method", "lora"),), s.with_(method="lora")
-    if s.method == "lora" and s.shard_stage < 3:  # 4-bit weights are not sharded here (E0416, E0419)
-        yield (("method", "qlora"),), s.with_(method="qlora")
+    qlora = s.with_(method="qlora")
+    if s.method == "lora" and qlora.shard_stage <= qlora.max_shard_stage:
+        yield (("method", "qlora"),), qlora
     if s.method == "qlora":  # saves only where bitsandbytes leaves weights unquantized (fused MoE experts)
         yield (("method", "lora"),), s.with_(method="lora")
     if s.seq_len > 256:
@@ -96,9 +96,9 @@ def _candidates(s: MemorySetup, global_batch: int | None):
 
 def _more_gpus(s: MemorySetup, global_batch: int | None):
     """More GPUs of the same kind, with the weights sharded over them (FSDP unless the recipe already
-    shards with DeepSpeed): up to 8 per node, then 2 or 4 times the nodes. Not for QLoRA: its 4-bit
-    weights are not sharded here (E0416, E0419)."""
-    if s.method == "qlora" or s.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
+    shards with DeepSpeed): up to 8 per node, then 2 or 4 times the nodes. Not where the weights cannot be
+    sharded (QLoRA: `max_shard_stage`)."""
+    if s.max_shard_stage < 3 or s.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
         return
     layouts = [("hardware.gpus_per_node", gpus, gpus, s.nodes) for gpus in (2, 4, 8) if gpus > s.gpus_per_node]
     if s.gpus_per_node >= 8:

@@ -92,6 +92,12 @@ class MemorySetup:
         return 0
 
     @property
+    def max_shard_stage(self) -> int:
+        """The highest ZeRO-equivalent stage the runtime can run: QLoRA's uint8-packed 4-bit weights can be
+        neither partitioned by ZeRO-3 nor flattened by FSDP1 (E0416, E0419)."""
+        return 2 if self.method == "qlora" else 3
+
+    @property
     def gathers_params(self) -> bool:
         """Whole layers are gathered from shards or from host memory to run: stage 3 over more than one
         rank, or with parameters offloaded."""
