@@ -82,9 +82,7 @@ def check_precision(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
         sink.error("E0417", f"`{name} = fp16` needs a GPU: there is no fp16 mixed precision on CPU",
                    recipe.span(key), label="accelerator = cpu", help=f"use `{name} = bf16` or `fp32` on CPU")
         return
-    strategy = recipe.value("distributed", "auto")
-    single = strategy in ("none", "ddp") or (strategy == "auto" and recipe.world_size() == 1)
-    if method == "full" and single:
+    if method == "full" and recipe.strategy() in ("none", "ddp"):
         sink.error("E0418", "full fine-tuning with `dtype = fp16` weights fails at the first step: the fp16 loss "
                    "scaler cannot unscale fp16 gradients", recipe.span(key), label="trainable weights in fp16",
                    help="use `dtype = bf16` (Ampere or newer GPUs) or `dtype = fp32`, or LoRA (its adapters are fp32)")

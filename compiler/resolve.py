@@ -104,6 +104,15 @@ class ResolvedRecipe:
         """Ranks that each see different data: every strategy here is data parallel over all ranks."""
         return int(self.value("hardware.gpus_per_node", 1)) * int(self.value("hardware.nodes", 1))
 
+    def strategy(self) -> str:
+        """The distributed strategy the run uses: `distributed auto` is `none` on one rank, DeepSpeed for
+        full fine-tuning and DDP for adapters on several; `ddp` on one rank is `none` (lowering records why)."""
+        strategy = self.value("distributed", "auto")
+        world = self.world_size()
+        if strategy == "auto":
+            return "none" if world == 1 else "deepspeed" if self.value("method") == "full" else "ddp"
+        return "none" if strategy == "ddp" and world == 1 else strategy
+
     def has_block(self, kind: str) -> bool:
         return kind in self.blocks
 

@@ -43,18 +43,9 @@ def _catalog_gpu_memory(name: str) -> int | None:
 def lower_strategy(lw: Lowering) -> None:
     r = lw.recipe
     world = r.world_size()
-    strategy = r.value("distributed", "auto")
-    if strategy == "auto":
-        if world == 1:
-            strategy = lw.decide("distributed", "none", "one rank: a single process")
-        elif lw.plan["method"]["kind"] == "full":
-            strategy = lw.decide("distributed", "deepspeed", f"{world} ranks, full fine-tuning: DeepSpeed "
-                                 "partitions optimizer state, gradients and (stage 3) weights")
-        else:
-            strategy = lw.decide("distributed", "ddp", f"{world} ranks, adapters only: the trainable state is "
-                                 "small, plain data parallelism")
-    elif strategy == "ddp" and world == 1:
-        strategy = lw.decide("distributed", "none", "`distributed ddp` with one rank runs as a single process")
+    written, strategy = r.value("distributed", "auto"), r.strategy()
+    if strategy != written:
+        lw.decide("distributed", strategy, _strategy_reason(written, strategy, world))
     if strategy == "none" and world > 1:
         lw.sink.error("E0518", f"`distributed none` runs one process, but `hardware` gives {world} ranks",
                       lw.span("distributed"), label="a single process",
@@ -76,6 +67,16 @@ def lower_strategy(lw: Lowering) -> None:
         dist["fsdp"] = {"sharding": r.value("distributed.sharding", "full_shard"), "wrap": "transformer_layer",
                         "offload_params": r.value("distributed.offload_params", "none") != "none"}
     lw.plan["distributed"] = dist
+
+
+def _strategy_reason(written: str, strategy: str, world: int) -> str:
+    if written == "ddp":
+        return "`distributed ddp` with one rank runs as a single process"
+    if strategy == "none":
+        return "one rank: a single process"
+    if strategy == "deepspeed":
+        return f"{world} ranks, full fine-tuning: DeepSpeed partitions optimizer state, gradients and (stage 3) weights"
+    return f"{world} ranks, adapters only: the trainable state is small, plain data parallelism"
 
 
 def lower_batch(lw: Lowering) -> None:

@@ -26,18 +26,6 @@ class RecipeMemory:
     assumptions: tuple[str, ...] = ()
 
 
-def _strategy(recipe, method: str, world: int) -> str:
-    """The same rule as lowering's `distributed auto`."""
-    strategy = recipe.value("distributed", "auto")
-    if strategy == "auto":
-        if world == 1:
-            return "none"
-        return "deepspeed" if method == "full" else "ddp"
-    if strategy == "ddp" and world == 1:
-        return "none"
-    return strategy
-
-
 def budget_of(recipe) -> tuple[int | None, str]:
     if not recipe.has_block("hardware") or recipe.value("hardware.accelerator", "gpu") == "cpu":
         return None, "none"
@@ -69,7 +57,7 @@ def setup_from_recipe(recipe) -> RecipeMemory:
     if isinstance(resolved, ModelNotFound):
         return RecipeMemory(None, frozenset(), model_error=resolved, **common)
     method = recipe.value("method", "full")
-    strategy = _strategy(recipe, method, world)
+    strategy = recipe.strategy()
     autos = set()
     assumptions = []
     micro = recipe.value("train.micro_batch", AUTO)
