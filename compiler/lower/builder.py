@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from ftc.compiler.diagnostics import DiagnosticSink
+from ftc.compiler.models.arch import Architecture
+from ftc.compiler.models.resolve import ModelNotFound, resolve_model
 from ftc.compiler.resolve import DERIVED, ResolvedRecipe
 
 
@@ -34,6 +37,14 @@ class Lowering:
         self.auto.append({"field": field_name, "value": value, "reason": reason})
         self.derived[field_name] = DERIVED
         return value
+
+    @cached_property
+    def architecture(self) -> Architecture | None:
+        """The model's architecture when it resolves without the network (catalog, cache, local config);
+        read once, for every pass that needs it."""
+        r = self.recipe
+        resolved = resolve_model(r.value("model"), r.location("model"), r.value("model.revision"))
+        return None if isinstance(resolved, ModelNotFound) else resolved.architecture
 
     def span(self, key: str):
         """Where the recipe set `key` (its block when it was not written), for a diagnostic."""

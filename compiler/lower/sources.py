@@ -7,8 +7,6 @@ from pathlib import Path
 
 from ftc import __version__
 from ftc.compiler.lower.builder import Lowering
-from ftc.compiler.models.arch import Architecture
-from ftc.compiler.models.resolve import ModelNotFound, resolve_model
 from ftc.compiler.units import Amount
 
 SCHEMA_VERSION = 1
@@ -50,17 +48,10 @@ def lower_model(lw: Lowering) -> None:
     }
 
 
-def _architecture(lw: Lowering) -> Architecture | None:
-    """The model's architecture when it can be resolved without the network (catalog, cache, local config)."""
-    r = lw.recipe
-    resolved = resolve_model(r.value("model"), r.location("model"), r.value("model.revision"))
-    return None if isinstance(resolved, ModelNotFound) else resolved.architecture
-
-
 def _default_targets(lw: Lowering) -> list[str]:
     """No `targets` written: the attention projections of the model's family (`o_proj` is `dense` in
     Falcon and `out_proj` in OPT); the schema's Llama names when the architecture is not known."""
-    arch = _architecture(lw)
+    arch = lw.architecture
     if arch is None:
         return list(lw.recipe.value("method.targets"))
     return lw.decide("method.targets", list(arch.attention_targets),
@@ -68,7 +59,7 @@ def _default_targets(lw: Lowering) -> list[str]:
 
 
 def _default_attention(lw: Lowering) -> str:
-    arch = _architecture(lw)
+    arch = lw.architecture
     if arch is None or arch.default_attention == lw.recipe.value("model.attention"):
         return lw.recipe.value("model.attention")
     return lw.decide("model.attention", arch.default_attention,
