@@ -87,9 +87,10 @@ def vendor(name: str) -> str:
 def smallest_holding(nbytes: int, like: str | None = None) -> str | None:
     """The catalog GPU with the least memory that still holds `nbytes`, from the vendor of `like` (a catalog
     name: the same software stack) when one does, or None when none does."""
-    holding = sorted((mib, name) for name, (mib, _) in GPUS.items() if mib * MiB >= nbytes)
-    same = [name for _, name in holding if like is None or lookup(like) is None or vendor(name) == vendor(lookup(like))]
-    return (same or [name for _, name in holding] or [None])[0]
+    holding = [name for mib, name in sorted((mib, name) for name, (mib, _) in GPUS.items()) if mib * MiB >= nbytes]
+    known = lookup(like) if like is not None else None
+    same = [name for name in holding if known is None or vendor(name) == vendor(known)]
+    return (same or holding or [None])[0]
 
 
 def known_names() -> list[str]:

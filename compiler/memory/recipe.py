@@ -103,8 +103,9 @@ def setup_from_recipe(recipe) -> RecipeMemory:
         dtype=dtype, mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(quant_compute, "no"),
         optimizer=recipe.value("train.optimizer", "adamw"), micro_batch=int(micro), sequences_per_rank=per_rank,
         seq_len=int(seq_len),
-        gradient_checkpointing=bool(checkpointing), attention=recipe.value("model.attention") if recipe.is_set("model.attention")
-        else resolved.architecture.default_attention,
+        gradient_checkpointing=bool(checkpointing),
+        attention=recipe.value("model.attention") if recipe.is_set("model.attention")
+        else resolved.architecture.default_attention,  # as lowering resolves an unset `attention`
         strategy=strategy, zero=int(zero),
         fsdp_sharding=recipe.value("distributed.sharding", "full_shard") if strategy == "fsdp" else "full_shard",
         # the emitted accelerate.yaml: FSDP1 on GPUs, FSDP2 on CPU (compiler/emit/accelerate.py)
