@@ -172,7 +172,9 @@ GOOD = {"prompt": "two plus two?", "completion": " four"}
 
 
 @pytest.mark.parametrize("bad, line, problem", [
-    ('{"prompt": "x", "completion": ', 3, "invalid JSON"),
+    ('{"prompt": "x", "completion": ', 3, "invalid JSON: Expecting value at column 31"),
+    ('{"prompt": "x, "completion": "y"}', 3, "invalid JSON: Expecting ',' delimiter at column 17"),
+    ('{"prompt": "x', 3, "invalid JSON: Unterminated string starting at column 12"),
     ({"prompt": "x"}, 3, "missing `completion`"),
     ({"prompt": 5, "completion": "y"}, 3, "`prompt` must be a string, found number"),
     ({"prompt": "x", "completion": "   "}, 3, "`completion` is empty"),
@@ -211,7 +213,7 @@ def test_chat_bad_rows_and_skip_counts(tmp_path, tok):
         (2, "no assistant message to train on"),
         (3, "message 2 has unknown role 'robot' (use system, user, assistant, tool)"),
         (4, "`messages` is empty"),
-        (5, "invalid JSON: Expecting value"),
+        (5, "invalid JSON: Expecting value at column 1"),
     ]
 
 

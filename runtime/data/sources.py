@@ -136,6 +136,14 @@ def _rows_from_python(rows: list, numbers: list[int], problems: list) -> ReadRes
     return ReadResult(numbers=numbers, rows=rows, problems=problems)
 
 
+def _json_problem(exc: Exception) -> str:
+    """json's message with the column it stopped at ("Expecting value at column 1")."""
+    msg, column = getattr(exc, "msg", None), getattr(exc, "colno", None)
+    if msg is None or column is None:
+        return str(exc)
+    return f"{msg} column {column}" if msg.endswith(" at") else f"{msg} at column {column}"
+
+
 def _read_jsonl_slow(data: bytes, first: int = 1) -> ReadResult:
     rows, numbers, problems = [], [], []
     for i, line in enumerate(data.split(b"\n"), start=first):
@@ -146,7 +154,7 @@ def _read_jsonl_slow(data: bytes, first: int = 1) -> ReadResult:
             value = json.loads(line)
         except (ValueError, UnicodeDecodeError) as exc:
             rows.append(None)
-            problems.append(f"invalid JSON: {getattr(exc, 'msg', exc)}")
+            problems.append(f"invalid JSON: {_json_problem(exc)}")
             continue
         if not isinstance(value, dict):
             rows.append(None)
