@@ -26,6 +26,24 @@ class BatchProblem:
     label: str = ""
 
 
+# Sequences per optimizer step at most (2**20; a million sequences of 2048 tokens is 2 B tokens a step,
+# about 100× the largest published pretraining batches): keeps every divisor search small.
+MAX_BATCH = 1_048_576
+
+
+def divisors(n: int) -> list[int]:
+    """The divisors of `n`, ascending, by trial division up to its square root."""
+    small, large = [], []
+    d = 1
+    while d * d <= n:
+        if n % d == 0:
+            small.append(d)
+            if d * d != n:
+                large.append(n // d)
+        d += 1
+    return small + large[::-1]
+
+
 def _ranks(world: int) -> str:
     return f"{world} rank{'s' if world != 1 else ''}"
 
@@ -51,11 +69,11 @@ def solve_batch(global_batch: int, micro: int | None, grad_accum: int | None, wo
                                 "remove `grad_accum`; it is derived from the batch sizes")
         micro = per_rank // grad_accum
     if per_rank % micro:
-        divisors = [d for d in range(1, min(micro, per_rank) + 1) if per_rank % d == 0]
+        below = [d for d in divisors(per_rank) if d <= micro]
         return BatchProblem("E0502", "train.micro_batch",
                             f"`global_batch = {global_batch}` is not micro_batch ({micro}) × grad_accum × "
                             f"{_ranks(world)} for any whole grad_accum",
-                            f"use `micro_batch = {divisors[-1]}` (it must divide {per_rank})",
+                            f"use `micro_batch = {below[-1]}` (it must divide {per_rank})",
                             f"{per_rank} sequences per rank is not a multiple of {micro}")
     derived_accum = per_rank // micro
     if grad_accum is not None and grad_accum != derived_accum:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ftc.compiler.batch import BatchProblem, solve_batch
 from ftc.compiler.diagnostics import DiagnosticSink
+from ftc.compiler.memory.budget import check_budget as budget_pass
 from ftc.compiler.resolve import ResolvedRecipe
 from ftc.compiler.schema import AUTO
 from ftc.compiler.units import Amount
@@ -15,6 +16,8 @@ from ftc.compiler.units import Amount
 
 def has_eval_data(recipe: ResolvedRecipe) -> bool:
     split = recipe.value("data.eval_split")
+    if recipe.unknown("data.eval", "data.eval_split"):
+        return True  # written, with an error of its own
     return recipe.value("data.eval") is not None or (isinstance(split, Amount) and split.value > 0)
 
 
@@ -34,7 +37,8 @@ def check_data(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     if recipe.is_set("data.eval") and recipe.is_set("data.eval_split"):
         sink.error("E0402", "`eval_split` is set together with `eval`", recipe.span("data.eval_split"),
                    label="ignored when `eval` is given", help="remove `eval_split`, or remove `eval` to split `train`")
-    if recipe.value("data.packing") and recipe.value("data.max_length") is None:
+    if recipe.value("data.packing") and recipe.value("data.max_length") is None and \
+            not recipe.unknown("data.max_length"):
         sink.error("E0403", "`packing = true` needs `max_length`", recipe.span("data.packing"),
                    label="packs up to max_length", help="add `max_length = 2048` (tokens) to `data`")
     if recipe.value("data.format") == "text" and recipe.is_set("data.train_on") and \
@@ -59,7 +63,7 @@ def check_data_files(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
 
 def check_method(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     method = recipe.value("method")
-    if method == "qlora" and recipe.value("method.quant") is None:
+    if method == "qlora" and recipe.value("method.quant") is None and not recipe.unknown("method.quant"):
         sink.error("E0404", "`method qlora` needs a quantization type", recipe.span("method"),
                    label="no `quant`", help="add `quant = nf4` (or `fp4`)")
     if recipe.value("model.trust_remote_code") is True:
@@ -168,7 +172,7 @@ def check_distributed(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
                        recipe.span("distributed.offload_params"), label="parameters are only partitioned in stage 3",
                        help="set `zero = 3`, or `offload_params = none`")
         if "nvme" in (recipe.value("distributed.offload_optimizer"), recipe.value("distributed.offload_params")) \
-                and recipe.value("distributed.nvme_path") is None:
+                and recipe.value("distributed.nvme_path") is None and not recipe.unknown("distributed.nvme_path"):
             sink.error("E0412", "NVMe offload needs `nvme_path`", recipe.block_span("distributed"),
                        help='add `nvme_path = "/local_nvme"` to `distributed`')
         if isinstance(zero, int) and zero > 0 and recipe.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit"):
@@ -206,10 +210,6 @@ def check_qlora_zero3(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
 def check_budget(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     """The memory budget pass lives with the estimator; it runs only on a recipe without errors."""
     if sink.has_errors:
-        return
-    try:
-        from ftc.compiler.memory.budget import check_budget as budget_pass
-    except ImportError:
         return
     budget_pass(recipe, sink)
 

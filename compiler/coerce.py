@@ -263,7 +263,9 @@ def _check_range(spec: FieldSpec, result, node: ast.Value, where: str, sink: Dia
     ratio = isinstance(result, Amount) and result.unit == "ratio"
 
     def fmt(bound):
-        return f"{bound * 100:g}%" if ratio else f"{bound:g}"
+        if ratio:
+            return f"{bound * 100:g}%"
+        return f"{bound:g}" if isinstance(bound, float) and not bound.is_integer() else f"{int(bound)}"
 
     if spec.minimum is not None and (number < spec.minimum or (spec.exclusive_min and number == spec.minimum)):
         relation = "greater than" if spec.exclusive_min else "at least"

@@ -52,6 +52,7 @@ class ResolvedRecipe:
     blocks: Mapping[str, Span]  # block kind -> span of its keyword in the (most derived) definition
     sweep: tuple[SweepParam, ...] = ()
     name_span: Span | None = None
+    invalid: frozenset[str] = frozenset()  # fields written with a value already reported as wrong
 
     def setting(self, key: str) -> Setting | None:
         return self.settings.get(key)
@@ -69,6 +70,11 @@ class ResolvedRecipe:
     def provenance(self, key: str) -> str | None:
         s = self.settings.get(key)
         return None if s is None else s.provenance
+
+    def unknown(self, *keys: str) -> bool:
+        """Any of `keys` written with a wrong value (reported): rules that need it neither pass nor fail,
+        so one mistake is not reported again as a missing field."""
+        return any(key in self.invalid for key in keys)
 
     def is_set(self, key: str) -> bool:
         """Written by the user (in this file, a parent, or --set), not a default."""
@@ -156,7 +162,7 @@ def _unknown_field(spec: BlockSpec, label: str | None, name: str, span: Span, si
 
 
 def _type_block(spec: BlockSpec, block: MergedBlock | None, prefix: str, settings: dict[str, Setting],
-                sink: DiagnosticSink, sweep: list[SweepParam]) -> None:
+                sink: DiagnosticSink, sweep: list[SweepParam], invalid: set[str]) -> None:
     if block is None and not spec.defaults_when_absent:
         return
     label_text = None
@@ -211,6 +217,7 @@ def _type_block(spec: BlockSpec, block: MergedBlock | None, prefix: str, setting
             continue
         value = coerce(field_spec, entry.value, f"{prefix}.{name}", sink)
         if value is INVALID:
+            invalid.add(f"{prefix}.{name}")
             continue
         settings[f"{prefix}.{name}"] = Setting(value, entry.provenance, entry.value.span)
     for field_spec in spec.fields:
@@ -263,13 +270,14 @@ def resolve(chain: LoadedChain, overrides: tuple[str, ...], sink: DiagnosticSink
     apply_overrides(merged, overrides, sink, registry)
     settings: dict[str, Setting] = {}
     sweep: list[SweepParam] = []
+    invalid: set[str] = set()
     root_span = Span.point(chain.root.display)
     for kind in REQUIRED_BLOCKS:
         if kind not in merged.blocks:
             sink.error("E0109", f"missing block `{kind}`", root_span, label=f"this recipe has no `{kind}` block",
                        help=f"add `{_block_example(BLOCKS[kind])} {{ ... }}`")
     for kind, spec in BLOCKS.items():
-        _type_block(spec, merged.blocks.get(kind), kind, settings, sink, sweep)
+        _type_block(spec, merged.blocks.get(kind), kind, settings, sink, sweep, invalid)
     _derive_defaults(settings, merged)
     name_value = merged.name
     if name_value is not None:
@@ -288,6 +296,7 @@ def resolve(chain: LoadedChain, overrides: tuple[str, ...], sink: DiagnosticSink
         blocks={kind: block.kind_span or block.span for kind, block in merged.blocks.items()},
         sweep=tuple(sweep),
         name_span=name_span,
+        invalid=frozenset(invalid),
     )
 
 

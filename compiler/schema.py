@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ftc.compiler.batch import MAX_BATCH
+
 
 class _Auto:
     """The value `auto`: resolved by the lowering passes."""
@@ -200,11 +202,11 @@ TRAIN = BlockSpec(
         F("warmup", QUANTITY, "Linear warmup: `100 steps` or a share of all steps (`3%`).", dims=("steps", "ratio"),
           minimum=0, tunable=True),
         F("global_batch", INT, "Sequences per optimizer step, all GPUs together.", required=True, minimum=1,
-          tunable=True),
+          maximum=MAX_BATCH, tunable=True),
         F("micro_batch", INT, "Sequences per GPU per forward pass; `auto` = largest that fits the budget.",
-          AUTO, allow_auto=True, minimum=1),
+          AUTO, allow_auto=True, minimum=1, maximum=MAX_BATCH),
         F("grad_accum", INT, "Gradient accumulation steps; derived from the batch sizes (`auto`).",
-          AUTO, allow_auto=True, minimum=1),
+          AUTO, allow_auto=True, minimum=1, maximum=MAX_BATCH),
         F("optimizer", ENUM, "Optimizer.", "adamw", ("adamw", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafactor")),
         F("weight_decay", FLOAT, "Decoupled weight decay.", 0.0, minimum=0, maximum=1, tunable=True),
         F("max_grad_norm", FLOAT, "Gradient clipping norm (0 disables).", 1.0, minimum=0),

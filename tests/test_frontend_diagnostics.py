@@ -78,6 +78,7 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "trust_remote_code_warning": (replace("  dtype = bf16", "  dtype = bf16\n  trust_remote_code = true"), ()),
     "keep_best_without_eval": (with_block("checkpoint {\n  keep_best = eval_loss\n}\n"), ()),
     "data_file_missing": (replace('"data/train.jsonl"', '"data/missing.jsonl"'), ()),
+    "model_folder_missing": (replace('"meta-llama/Llama-2-7b-hf"', '"./models/llama-7b"'), ()),
     "sweep_bad_space": (with_block("sweep {\n  trials = 4\n  train.lr = logunform(1e-5, 1e-3)\n}\n"), ()),
     "sweep_empty_range": (with_block("sweep {\n  trials = 4\n  objective = minimize train_loss\n"
                                      "  train.lr = loguniform(1e-3, 1e-5)\n}\n"), ()),

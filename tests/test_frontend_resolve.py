@@ -114,6 +114,30 @@ def test_set_overrides_are_typed_like_file_values(project):
     assert bad.diagnostics[0].span.file == "--set #1" and bad.diagnostics[0].span.column == 14
 
 
+def test_a_wrong_value_is_not_reported_again_as_a_missing_one(project):
+    """One mistake, one error: a field written with a wrong value is not also "missing" to the rules
+    that need it (packing needs max_length, evaluation needs eval data, QLoRA needs quant)."""
+    overrides = ("data.packing=true", "data.max_length=1e9", "data.eval_split=60%", "train.eval_every=10 steps",
+                 "method.quant=nf5")
+    bad = analyze("base/parent.ftspec", overrides)
+    assert codes(bad) == ["E0204", "E0204", "E0203"]
+    assert [d.span.file for d in bad.diagnostics] == ["--set #2", "--set #3", "--set #5"]
+    assert "at most 1048576" in bad.diagnostics[0].message  # an integer bound, not 1.04858e+06
+    assert bad.recipe.invalid == {"data.max_length", "data.eval_split", "method.quant"}
+    # the same rules still fire when the field is absent
+    absent = analyze("base/parent.ftspec", ("data.packing=true", "train.eval_every=10 steps", "method=qlora"))
+    assert "E0408" in codes(absent)
+
+
+def test_batch_sizes_are_bounded(project):
+    """A batch of more than 2**20 sequences is a range error (every divisor search stays small)."""
+    for field in ("global_batch", "micro_batch", "grad_accum"):
+        bad = analyze("base/parent.ftspec", (f"train.{field}=1e30",))
+        assert codes(bad) == ["E0204"], field
+        assert "at most 1048576" in bad.diagnostics[0].message
+    assert analyze("base/parent.ftspec", ("train.global_batch=1048576",)).ok
+
+
 def test_units_resolve_to_canonical_values(project):
     text = PARENT + "\nhardware {\n  memory_per_gpu = 80GB\n  cpu_memory = 1 TiB\n}\n"
     (project / "u.ftspec").write_text(text.replace('"data/train.jsonl"', '"base/data/train.jsonl"'))

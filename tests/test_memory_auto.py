@@ -31,6 +31,22 @@ def test_micro_batch_auto_is_largest_divisor_that_fits():
     assert decisions[0].field == "train.micro_batch" and "divides the 24" in decisions[0].reason
 
 
+def test_micro_batch_fix_is_the_largest_smaller_divisor_that_fits():
+    """The micro_batch fix tries the divisors of the sequences per rank below the recipe's micro-batch
+    (halvings when the batch does not divide), so a batch of 2**20 sequences costs a few estimates."""
+    from ftc.compiler.memory.fixes import _smaller_micro_batches
+
+    assert _smaller_micro_batches(12, 24) == [8, 6, 4, 3, 2, 1]
+    assert _smaller_micro_batches(2**20, None) == [2**k for k in range(19, -1, -1)]
+    assert len(_smaller_micro_batches(2**20, 2**20)) == 20
+    s = MemorySetup(L2, method="lora", micro_batch=96, seq_len=2048)
+    budget = 40 * GiB
+    (fix,) = [f for f in suggest_fixes(s, budget, global_batch=720720) if f.field == "train.micro_batch"]
+    assert fix.fits and 720720 % fix.value == 0
+    bigger = [d for d in range(fix.value + 1, 96) if 720720 % d == 0]
+    assert all(estimate(s.with_(micro_batch=d)).peak_bytes > budget for d in bigger)
+
+
 def test_zero_auto_is_smallest_stage_that_fits():
     s = MemorySetup(L2, method="full", strategy="deepspeed", dp_world=8, gpus_per_node=8, seq_len=2048)
     budget = 40 * GiB
@@ -250,6 +266,26 @@ def test_unknown_model_is_a_located_warning(tmp_path):
     path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", "org/unknown-model"))
     warnings = [d for d in analyze(path).diagnostics if d.code == "W0701"]
     assert warnings and warnings[0].span is not None and "config.json" in warnings[0].help
+
+
+@pytest.mark.parametrize("folder, config, code", [
+    ("./models/m", None, "E0714"),  # no folder: the run could not load it either
+    ("models/m", "", "E0714"),  # a folder without config.json
+    ("models/m", '{"model_type": "llama", "hidden_size": ', "E0714"),  # config.json cut short
+    ("models/m", "[1, 2]", "E0714"),  # not a config object
+    ("models/m", '{"model_type": "t5", "d_model": 64}', "W0701"),  # readable, an architecture ftc lacks
+    ("org/unknown-model", None, "W0701"),  # a hub id: the run may fetch it
+])
+def test_local_model_folder_the_run_cannot_load_is_an_error(tmp_path, folder, config, code):
+    path = write(tmp_path, gc="true", length=512)
+    path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", folder))
+    if config is not None:
+        (tmp_path / folder).mkdir(parents=True)
+        if config:
+            (tmp_path / folder / "config.json").write_text(config)
+    found = [d for d in analyze(path).diagnostics if d.code in ("E0714", "W0701")]
+    assert [d.code for d in found] == [code]
+    assert found[0].span is not None and found[0].span.line == 2
 
 
 def test_estimate_json(tmp_path, capsys):

@@ -278,3 +278,11 @@ def test_solve_batch_is_exact():
     assert isinstance(solve_batch(48, 4, 2, 4), BatchProblem)
     with pytest.raises(ValueError):
         solve_batch(8, None, None, 1)
+    assert solve_batch(1048576, 1048575, None, 1).help == "use `micro_batch = 524288` (it must divide 1048576)"
+
+
+@pytest.mark.parametrize("n", [1, 2, 12, 36, 97, 720720, 1048576, *range(1, 400, 7)])
+def test_divisors_by_trial_division_up_to_the_root(n):
+    from ftc.compiler.batch import divisors
+
+    assert divisors(n) == [d for d in range(1, n + 1) if n % d == 0]

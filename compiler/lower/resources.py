@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftc.compiler.batch import BatchProblem, solve_batch
+from ftc.compiler.batch import BatchProblem, divisors, solve_batch
 from ftc.compiler.lower.builder import Lowering
 from ftc.compiler.memory import auto, hardware
 from ftc.compiler.resolve import DERIVED
@@ -110,8 +110,8 @@ def _auto_micro_batch(lw: Lowering, per_rank: int) -> int:
     if estimator is not None:
         value, reason = estimator
         return lw.decide("train.micro_batch", value, reason)
-    divisors = [d for d in range(1, min(per_rank, MAX_AUTO_MICRO_BATCH) + 1) if per_rank % d == 0]
-    return lw.decide("train.micro_batch", divisors[-1],
+    below = [d for d in divisors(per_rank) if d <= MAX_AUTO_MICRO_BATCH]
+    return lw.decide("train.micro_batch", below[-1],
                      f"{_why_no_estimate(lw)}: largest divisor of the {per_rank} sequences per rank "
                      f"up to {MAX_AUTO_MICRO_BATCH}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ftc.compiler.batch import divisors
 from ftc.compiler.memory.estimate import estimate
 from ftc.compiler.memory.setup import MemorySetup
 from ftc.compiler.memory.units import gib
@@ -33,7 +34,7 @@ def resolve_auto(setup: MemorySetup, autos, budget_bytes: int, global_batch: int
     """The setup with every auto in `autos` decided, and one Decision (with its reason) per auto."""
     autos = set(autos)
     per_rank = global_batch // dp_world if global_batch and global_batch % dp_world == 0 else None
-    micros = [m for m in range(per_rank, 0, -1) if per_rank % m == 0] if per_rank else [setup.micro_batch]
+    micros = divisors(per_rank)[::-1] if per_rank else [setup.micro_batch]
     smallest_micro = micros[-1] if "micro_batch" in autos else setup.micro_batch
     decisions = []
     budget = gib(budget_bytes)

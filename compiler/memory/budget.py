@@ -2,6 +2,7 @@
 
 Codes: W0701 unknown model (memory not checked), E0702 unknown GPU name, W0703 no memory
 budget, E0704 LoRA target not in the model, E0705 over the GPU budget, E0706 over the host RAM,
+E0714 a local model folder that is missing or has no readable config.json,
 W0707 max_length beyond the model's positions, E0710 beyond its learned position embeddings, E0708 sdpa
 asked of a model without it, W0709 QLoRA leaving most of the weights unquantized (fused MoE experts),
 E0711 bf16 on a GPU without it, W0712 a sweep whose largest draws do not fit, W0713 `memory_per_gpu` above
@@ -86,8 +87,15 @@ def _larger_gpu(peak: int, fixes, gpu: str | None) -> list[str]:
 
 
 def _unknown_model(recipe, sink, error) -> None:
-    """A warning, not an error: the run itself can still fetch the config; only the proof is missing."""
+    """A warning, not an error: the run itself can still fetch the config; only the proof is missing.
+    A local folder is the exception: the run would fail on it as well (as E0420 for a data file)."""
     name = recipe.value("model")
+    if error.unusable_folder:
+        sink.error("E0714", f"model folder `{name}` cannot be loaded", recipe.span("model"),
+                   label="not a model folder", notes=(error.reason,),
+                   help="a local model is a folder with the model's config.json and weights, as "
+                        "`save_pretrained` writes it; paths are relative to the recipe file that names them")
+        return
     guess = f"did you mean `{error.suggestion}`? " if getattr(error, "suggestion", None) else ""
     help_text = (f"{guess}give a local folder holding the model's config.json, or put the model in the "
                  f"Hugging Face cache (`huggingface-cli download {name} config.json`); compile never "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ftc.compiler.batch import divisors
 from ftc.compiler.memory.estimate import estimate
 from ftc.compiler.memory.setup import MemorySetup
 from ftc.compiler.memory.units import gib
@@ -63,9 +64,8 @@ def _candidates(s: MemorySetup, global_batch: int | None):
         yield (("train.gradient_checkpointing", True),), s.with_(gradient_checkpointing=True)
     if s.micro_batch > 1:
         per_rank = global_batch // s.dp_world if global_batch and global_batch % s.dp_world == 0 else None
-        for m in range(s.micro_batch - 1, 0, -1):
-            if per_rank is None or per_rank % m == 0:
-                yield (("train.micro_batch", m),), s.with_(micro_batch=m)
+        for m in _smaller_micro_batches(s.micro_batch, per_rank):
+            yield (("train.micro_batch", m),), s.with_(micro_batch=m)
     if s.attention == "eager":
         yield (("model.attention", "sdpa"),), s.with_(attention="sdpa")
     if s.method != "full" and s.lora_dropout > 0:
@@ -146,6 +146,18 @@ def suggest_fixes(setup: MemorySetup, budget_bytes: int, global_batch: int | Non
         if combined is not None:
             ranked.insert(0, combined)
     return ranked[:limit]
+
+
+def _smaller_micro_batches(micro: int, per_rank: int | None) -> list[int]:
+    """Micro-batches below `micro`, largest first: those dividing the sequences per rank, or halvings
+    when that is unknown (the batch arithmetic is then an error of its own)."""
+    if per_rank:
+        return [m for m in divisors(per_rank)[::-1] if m < micro]
+    halvings = []
+    while micro > 1:
+        micro //= 2
+        halvings.append(micro)
+    return halvings
 
 
 def _last_value(setup: MemorySetup, field: str, global_batch: int | None):

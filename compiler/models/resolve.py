@@ -30,6 +30,7 @@ class ModelNotFound:
     name: str
     reason: str
     suggestion: str | None = None  # a catalog id close to the name
+    unusable_folder: bool = False  # a local folder the run could not load either (missing, no config.json)
 
 
 @lru_cache(maxsize=1)
@@ -82,11 +83,19 @@ def _cached_config(model_id: str, revision: str | None) -> Path | None:
     return None
 
 
+def _shown(path: Path) -> str:
+    """A path as a message shows it: relative to the working directory when it lies under it."""
+    relative = os.path.relpath(os.path.abspath(path))
+    return str(path) if relative.startswith("..") else relative
+
+
 def _from_file(name: str, path: Path, source: str) -> ResolvedModel | ModelNotFound:
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
     except (OSError, ValueError) as exc:
-        return ModelNotFound(name, f"cannot read {path.name}: {exc}")
+        return ModelNotFound(name, f"cannot read {_shown(path)}: {exc}", unusable_folder=source == "local")
     config = config.get("text_config", config) if "model_type" not in config else config
     try:
         return ResolvedModel(name, source, str(path), from_config(config))
@@ -97,15 +106,16 @@ def _from_file(name: str, path: Path, source: str) -> ResolvedModel | ModelNotFo
 def resolve_model(name: str, base_dir: str | os.PathLike | None = None,
                   revision: str | None = None) -> ResolvedModel | ModelNotFound:
     """Resolve `name` (hub id or local folder) to its architecture, never touching the network."""
-    local = Path(name) if os.path.isabs(name) else Path(base_dir or ".") / name
+    expanded = os.path.expanduser(name)
+    local = Path(expanded) if os.path.isabs(expanded) else Path(base_dir or ".") / expanded
     looks_local = name.startswith((".", "/", "~")) or local.is_dir()
     if local.is_dir():
         config = local / "config.json"
         if config.is_file():
             return _from_file(name, config, "local")
-        return ModelNotFound(name, f"the folder {name} has no config.json")
+        return ModelNotFound(name, f"the folder {_shown(local)} has no config.json", unusable_folder=True)
     if looks_local:
-        return ModelNotFound(name, f"no folder {name} next to the recipe")
+        return ModelNotFound(name, f"no folder {_shown(local)}", unusable_folder=True)
     cached = _cached_config(name, revision if revision not in (None, "main") else None)
     if cached is not None:
         return _from_file(name, cached, "hf-cache")
