@@ -55,10 +55,11 @@ def solve_batch(global_batch: int, micro: int | None, grad_accum: int | None, wo
     """
     if global_batch % world:
         nearest = max(world, global_batch // world * world)
+        advice = f"use a multiple of {world}, e.g. `global_batch = {nearest}`" if nearest <= MAX_BATCH else \
+            f"use fewer GPUs: each rank needs a sequence per step, and `global_batch` is at most {MAX_BATCH}"
         return BatchProblem("E0501", "train.global_batch",
                             f"`global_batch = {global_batch}` is not divisible by the {world} data-parallel ranks",
-                            f"use a multiple of {world}, e.g. `global_batch = {nearest}`",
-                            f"{global_batch} sequences over {_ranks(world)}")
+                            advice, f"{global_batch} sequences over {_ranks(world)}")
     per_rank = global_batch // world
     if micro is None:
         if grad_accum is None:

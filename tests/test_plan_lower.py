@@ -278,6 +278,7 @@ def test_solve_batch_is_exact():
     assert isinstance(solve_batch(48, 4, 2, 4), BatchProblem)
     with pytest.raises(ValueError):
         solve_batch(8, None, None, 1)
+    assert solve_batch(1048576, 1, None, 2**21).help.startswith("use fewer GPUs")
     assert solve_batch(1048576, 1048575, None, 1).help == "use `micro_batch = 524288` (it must divide 1048576)"
 
 
