@@ -60,6 +60,24 @@ def test_compile_reports_recipe_errors_with_exit_1(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("override, code", [
+    ("checkpoint.every=2 epochs", "E0517"),  # steps per epoch are known only from the data
+    ("train.warmup=60 steps", "E0515"),  # not shorter than the run's 60 steps
+])
+def test_check_reports_what_only_lowering_finds_as_compile_does(tmp_path, capsys, override, code):
+    """`ftc check` passing means `ftc compile` compiles: the lowering errors are the check's too."""
+    recipe = tmp_path / "r.ftspec"
+    recipe.write_text(TINY.read_text().replace("tiny/", str(REPO / "examples" / "tiny") + "/"))
+    assert main(["check", str(recipe)]) == 0
+    capsys.readouterr()
+    assert main(["check", str(recipe), "--set", override]) == 1
+    checked = capsys.readouterr().err
+    assert main(["compile", str(recipe), "--set", override, "-o", str(tmp_path / "o")]) == 1
+    compiled = capsys.readouterr().err
+    assert f"error[{code}]" in checked and "--set #1:1:" in checked
+    assert checked.split("\n\n")[0] == compiled.split("\n\n")[0]
+
+
 def test_default_output_folder_is_build_recipe_name(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["compile", str(TINY)]) == 0

@@ -1,11 +1,12 @@
-"""`ftc check RECIPE...`: parse and validate, including the hardware budget; writes nothing."""
+"""`ftc check RECIPE...`: everything `ftc compile` checks (the fields, the cross-field rules, the hardware
+budget and what only lowering can tell: steps, autos), without writing anything."""
 
 from __future__ import annotations
 
 import sys
 
-from ftc.commands.common import (add_format_argument, add_set_argument, dump_json, json_report, print_diagnostics,
-                                 summary)
+from ftc.commands.common import (CompileReport, add_format_argument, add_set_argument, dump_json, json_report,
+                                 print_diagnostics, summary)
 
 
 def add_arguments(parser) -> None:
@@ -15,12 +16,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ftc.compiler.frontend import analyze
+    from ftc.compiler.pipeline import compile_recipe
 
     failed = False
     reports = []
     for path in args.recipes:
-        analysis = analyze(path, tuple(args.overrides))
+        analysis = CompileReport(compile_recipe(path, tuple(args.overrides)))
         failed |= not analysis.ok
         if args.format == "json":
             reports.append(json_report(path, analysis))

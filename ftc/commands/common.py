@@ -19,6 +19,15 @@ def add_format_argument(parser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="text", help="diagnostics format (default: text)")
 
 
+class CompileReport:
+    """A compile's diagnostics in the shape the printers below take (diagnostics, registry, `ok`)."""
+
+    def __init__(self, compiled) -> None:
+        self.diagnostics = compiled.diagnostics
+        self.registry = compiled.registry
+        self.ok = compiled.plan is not None
+
+
 def print_diagnostics(analysis, fmt: str = "text", stream=None) -> None:
     """Text goes to stderr; json and github go to stdout (they are meant for machines)."""
     diagnostics = list(analysis.diagnostics)

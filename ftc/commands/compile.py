@@ -12,7 +12,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from ftc.commands.common import add_format_argument, add_set_argument, dump_json, json_report, print_diagnostics
+from ftc.commands.common import (CompileReport, add_format_argument, add_set_argument, dump_json, json_report,
+                                 print_diagnostics)
 
 
 def add_arguments(parser) -> None:
@@ -31,9 +32,9 @@ def run(args) -> int:
 
     compiled = compile_recipe(args.recipe, tuple(args.overrides), out_dir=args.output)
     if args.format == "json":
-        dump_json(json_report(args.recipe, _Analysis(compiled)))
+        dump_json(json_report(args.recipe, CompileReport(compiled)))
     else:
-        print_diagnostics(_Analysis(compiled), args.format)
+        print_diagnostics(CompileReport(compiled), args.format)
     if compiled.plan is None:
         if args.format == "text":
             print(f"{args.recipe}: not compiled", file=sys.stderr)
@@ -64,15 +65,6 @@ def run(args) -> int:
     if args.format == "text":
         sys.stdout.write(summary(compiled.plan, out_dir, files))
     return 0
-
-
-class _Analysis:
-    """The shape `ftc.commands.common` renders: diagnostics, a registry, and `ok`."""
-
-    def __init__(self, compiled) -> None:
-        self.diagnostics = compiled.diagnostics
-        self.registry = compiled.registry
-        self.ok = compiled.plan is not None
 
 
 def _show(path: Path) -> str:

@@ -65,13 +65,12 @@ def load_side(path: str, overrides: tuple[str, ...], out_dir: str | None = None)
     if not p.is_file():
         print(f"ftc diff: {path}: no such file or folder", file=sys.stderr)
         return None
-    from ftc.commands.common import print_diagnostics
-    from ftc.commands.compile import _Analysis
+    from ftc.commands.common import CompileReport, print_diagnostics
     from ftc.compiler.emit import emit
     from ftc.compiler.pipeline import compile_recipe
 
     compiled = compile_recipe(p, overrides, out_dir=out_dir)
-    print_diagnostics(_Analysis(compiled), "text")
+    print_diagnostics(CompileReport(compiled), "text")
     if compiled.plan is None:
         print(f"ftc diff: {path} does not compile", file=sys.stderr)
         return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from ftc.commands.common import add_set_argument, print_diagnostics
+from ftc.commands.common import CompileReport, add_set_argument, print_diagnostics
 
 
 def add_arguments(parser) -> None:
@@ -96,12 +96,12 @@ def _has_sweep(folder) -> bool:
 
 def compile_to_folder(recipe: str, overrides: tuple[str, ...], output: str | None):
     """Compile exactly as `ftc compile` does, writing the folder that is then run."""
-    from ftc.commands.compile import _Analysis, write_folder
+    from ftc.commands.compile import write_folder
     from ftc.compiler.emit import emit
     from ftc.compiler.pipeline import compile_recipe
 
     compiled = compile_recipe(recipe, overrides, out_dir=output)
-    print_diagnostics(_Analysis(compiled), "text")
+    print_diagnostics(CompileReport(compiled), "text")
     if compiled.plan is None:
         print(f"{recipe}: not compiled", file=sys.stderr)
         return None
