@@ -1,6 +1,6 @@
 """No recipe makes `ftc check`, `ftc estimate` or `ftc compile` raise: line-level edits of the shipped
 examples (a value replaced, a line dropped or repeated) and random `--set` overrides, through the real
-command functions. Each outcome is exit 0, or exit 1 with located errors.
+command functions. Each outcome is exit 0, or exit 1 with located errors, and `check` and `compile` agree.
 
 Byte-level fuzzing of the front end is in test_frontend_fuzz.py; these edits keep recipes close enough to
 valid to reach the estimator, the budget pass and lowering, where the byte-level cases rarely get.
@@ -31,7 +31,8 @@ KEYS = ["model", "model.dtype", "model.attention", "method", "method.rank", "met
         "train.micro_batch", "train.max_steps", "train.warmup", "train.gradient_checkpointing", "train.optimizer",
         "hardware.gpu", "hardware.memory_per_gpu", "hardware.gpus_per_node", "hardware.nodes",
         "hardware.cpu_memory", "hardware.accelerator", "distributed", "distributed.zero",
-        "distributed.offload_params", "sweep.trials", "sweep.method.rank", "sweep.data.max_length"]
+        "distributed.offload_params", "sweep.trials", "sweep.method.rank", "sweep.data.max_length",
+        "checkpoint.every", "train.eval_every"]
 COMMANDS = (["check"], ["estimate"], ["estimate", "--json"], ["compile", "--out", "build"])
 
 _SHARED: dict[str, Path] = {}
@@ -47,6 +48,8 @@ def examples_copy(factory) -> Path:
 
 
 def run_all(folder: Path, path: Path, overrides: list[str]) -> None:
+    """Every command exits 0 or 1 with located errors, and `check` fails exactly where `compile` does."""
+    codes = {}
     for command in COMMANDS:
         argv = [command[0], str(path), *command[1:]]
         if command[0] == "compile":
@@ -57,9 +60,11 @@ def run_all(folder: Path, path: Path, overrides: list[str]) -> None:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
             code = main(argv)
         assert code in (0, 1), (argv, err.getvalue())
+        codes[command[0]] = code
         if code == 1:
             assert "error[E" in err.getvalue() or "-->" in err.getvalue() or "not compiled" in err.getvalue(), \
                 (argv, err.getvalue())
+    assert codes["check"] == codes["compile"], (path.name, overrides, codes)
 
 
 FUZZ = dict(deadline=None, database=None, derandomize=True,
