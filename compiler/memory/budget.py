@@ -2,11 +2,10 @@
 
 Codes: W0701 unknown model (memory not checked), E0702 unknown GPU name, W0703 no memory
 budget, E0704 LoRA target not in the model, E0705 over the GPU budget, E0706 over the host RAM,
-E0714 a local model folder that is missing or has no readable config.json,
 W0707 max_length beyond the model's positions, E0710 beyond its learned position embeddings, E0708 sdpa
 asked of a model without it, W0709 QLoRA leaving most of the weights unquantized (fused MoE experts),
 E0711 bf16 on a GPU without it, W0712 a sweep whose largest draws do not fit, W0713 `memory_per_gpu` above
-what the named GPU has.
+what the named GPU has, E0714 a local model folder that is missing or has no readable config.json.
 """
 
 from __future__ import annotations
