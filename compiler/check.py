@@ -78,7 +78,7 @@ def check_precision(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     """fp16 compute is a GPU feature, and torch's fp16 loss scaler refuses fp16 gradients: a plain or DDP full
     fine-tune needs fp32 weights under it (DeepSpeed and FSDP keep their own fp32 copy)."""
     method = recipe.value("method")
-    key = "method.compute_dtype" if method == "qlora" else "model.dtype"
+    key = recipe.compute_dtype_field()
     if recipe.value(key) != "fp16":
         return
     name = key.split(".")[-1]

@@ -119,6 +119,11 @@ class ResolvedRecipe:
             return "none" if world == 1 else "deepspeed" if self.value("method") == "full" else "ddp"
         return "none" if strategy == "ddp" and world == 1 else strategy
 
+    def compute_dtype_field(self) -> str:
+        """The field that sets the compute dtype: QLoRA's `compute_dtype` (its weights are 4-bit), else the
+        model's `dtype`."""
+        return "method.compute_dtype" if self.value("method") == "qlora" else "model.dtype"
+
     def has_block(self, kind: str) -> bool:
         return kind in self.blocks
 

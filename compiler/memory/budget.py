@@ -174,7 +174,7 @@ def _check_bf16(recipe, sink) -> None:
     gpu = recipe.value("hardware.gpu")
     if gpu is None or hardware.supports_bf16(gpu):
         return
-    key = "method.compute_dtype" if recipe.value("method") == "qlora" else "model.dtype"
+    key = recipe.compute_dtype_field()
     if recipe.value(key) != "bf16":
         return
     written = "" if recipe.is_set(key) else " (the default)"
