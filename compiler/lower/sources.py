@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ftc import __version__
 from ftc.compiler.lower.builder import Lowering
+from ftc.compiler.models.resolve import is_local_model
 from ftc.compiler.units import Amount
 
 SCHEMA_VERSION = 1
@@ -23,11 +24,6 @@ def lower_recipe(lw: Lowering) -> None:
     lw.plan["schema_version"] = SCHEMA_VERSION
     lw.plan["ftc_version"] = __version__
     lw.plan["recipe"] = {"name": lw.recipe.name, "source": lw.rel(lw.recipe.file_paths[-1]), "sources": sources}
-
-
-def is_local_model(name: str, base_dir: Path) -> bool:
-    """A folder next to the recipe (or a path spelled like one) is local; anything else is a hub id."""
-    return name.startswith((".", "/", "~")) or (base_dir / name).is_dir()
 
 
 def lower_model(lw: Lowering) -> None:

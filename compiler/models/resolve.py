@@ -103,19 +103,28 @@ def _from_file(name: str, path: Path, source: str) -> ResolvedModel | ModelNotFo
         return ModelNotFound(name, str(exc))
 
 
+def local_path(name: str, base_dir: str | os.PathLike | None) -> Path:
+    """Where `name` would be as a local folder: `~` expanded, relative to `base_dir` (the recipe's folder)."""
+    expanded = os.path.expanduser(name)
+    return Path(expanded) if os.path.isabs(expanded) else Path(base_dir or ".") / expanded
+
+
+def is_local_model(name: str, base_dir: str | os.PathLike | None) -> bool:
+    """A folder next to the recipe (or a name spelled as a path) is local; anything else is a hub id."""
+    return name.startswith((".", "/", "~")) or local_path(name, base_dir).is_dir()
+
+
 def resolve_model(name: str, base_dir: str | os.PathLike | None = None,
                   revision: str | None = None) -> ResolvedModel | ModelNotFound:
     """Resolve `name` (hub id or local folder) to its architecture, never touching the network."""
-    expanded = os.path.expanduser(name)
-    local = Path(expanded) if os.path.isabs(expanded) else Path(base_dir or ".") / expanded
-    looks_local = name.startswith((".", "/", "~")) or local.is_dir()
-    if local.is_dir():
+    if is_local_model(name, base_dir):
+        local = local_path(name, base_dir)
+        if not local.is_dir():
+            return ModelNotFound(name, f"no folder {_shown(local)}", unusable_folder=True)
         config = local / "config.json"
         if config.is_file():
             return _from_file(name, config, "local")
         return ModelNotFound(name, f"the folder {_shown(local)} has no config.json", unusable_folder=True)
-    if looks_local:
-        return ModelNotFound(name, f"no folder {_shown(local)}", unusable_folder=True)
     cached = _cached_config(name, revision if revision not in (None, "main") else None)
     if cached is not None:
         return _from_file(name, cached, "hf-cache")
