@@ -105,10 +105,11 @@ def predicted(model_type: str, shape: dict, seq: int = 64, dtype: str = "bf16") 
     return layer_bytes_per_token(setup)
 
 
-EXACT = ("llama", "mistral", "qwen2", "phi3", "mixtral", "gemma2", "opt", "bloom", "gpt2", "phi", "stablelm")
+EXACT = ("llama", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "gemma2", "opt", "bloom", "gpt2", "phi", "stablelm")
 
 
-CASES = [(t, SHAPES[0]) for t in EXACT] + [(t, SHAPES[1]) for t in ("llama", "gemma2", "mixtral", "phi3", "gpt2")]
+CASES = [(t, SHAPES[0]) for t in EXACT] + [(t, SHAPES[1]) for t in ("llama", "qwen3", "gemma2", "mixtral", "phi3",
+                                                                     "gpt2")]
 
 
 @pytest.mark.parametrize("model_type, shape", CASES, ids=[f"{t}-h{s['hidden_size']}" for t, s in CASES])
@@ -126,41 +127,45 @@ def test_layer_activations_bound_autograd(model_type):
 
 def test_fp32_layer_and_eager_quadratic_term():
     shape = SHAPES[0]
-    assert predicted("llama", shape, dtype="fp32") == measured_per_token("llama", shape, dtype=torch.float32)
+    for model_type in ("llama", "qwen3"):
+        real = measured_per_token(model_type, shape, dtype=torch.float32)
+        assert predicted(model_type, shape, dtype="fp32") == real, model_type
     short, long = measured_per_token("llama", shape, seq=64), measured_per_token("llama", shape, seq=128)
     arch = from_config(_config("llama", shape, 2))
     eager = [layer_bytes_per_token(MemorySetup(arch, seq_len=n, attention="eager")) for n in (64, 128)]
     assert eager[1] - eager[0] > 0 and short < long * 1.01  # sdpa: no length term
 
 
+@pytest.mark.parametrize("model_type", ("llama", "qwen3"))
 @pytest.mark.parametrize("targets, dropout", [
     (["q_proj", "v_proj"], 0.0), (["q_proj", "v_proj"], 0.05), (["o_proj"], 0.0), (["down_proj"], 0.0),
     ("all-linear", 0.0), ("all-linear", 0.05)])
-def test_lora_layer_activations(targets, dropout):
+def test_lora_layer_activations(targets, dropout, model_type):
     """bf16 base under autocast with fp32 adapters, as the runtime trains LoRA."""
     shape, seq = SHAPES[0], 64
     lora = dict(r=8, target_modules=targets, lora_dropout=dropout)
-    real = measured_per_token("llama", shape, seq, lora=lora)
-    arch = from_config(_config("llama", shape, 2))
+    real = measured_per_token(model_type, shape, seq, lora=lora)
+    arch = from_config(_config(model_type, shape, 2))
     got = layer_bytes_per_token(MemorySetup(arch, method="lora", lora_rank=8, lora_dropout=dropout, seq_len=seq,
                                             padded_batches=False,
                                             lora_targets="all_linear" if targets == "all-linear" else tuple(targets)))
     assert got == pytest.approx(real, rel=0.02)
 
 
+@pytest.mark.parametrize("model_type", ("llama", "qwen3"))
 @pytest.mark.parametrize("targets", [["q_proj", "v_proj"], "all-linear"])
-def test_qlora_layer_activations(targets, tmp_path):
+def test_qlora_layer_activations(targets, model_type, tmp_path):
     pytest.importorskip("bitsandbytes")
     shape, seq = SHAPES[0], 64
     lora = dict(r=8, target_modules=targets, lora_dropout=0.0)
-    real = measured_per_token("llama", shape, seq, lora=lora, qlora_dir=tmp_path)
-    arch = from_config(_config("llama", shape, 2))
+    real = measured_per_token(model_type, shape, seq, lora=lora, qlora_dir=tmp_path)
+    arch = from_config(_config(model_type, shape, 2))
     got = layer_bytes_per_token(MemorySetup(arch, method="qlora", lora_rank=8, seq_len=seq, padded_batches=False,
                                             lora_targets="all_linear" if targets == "all-linear" else tuple(targets)))
     assert got == pytest.approx(real, rel=0.02)
 
 
-@pytest.mark.parametrize("model_type", ("llama", "qwen2", "gpt2"))
+@pytest.mark.parametrize("model_type", ("llama", "qwen2", "qwen3", "gpt2"))
 @pytest.mark.parametrize("seq", (64, 128))
 def test_padded_batches_add_the_mask_and_repeated_kv(model_type, seq):
     """With a padding mask SDPA gets K/V repeated to every head and keeps a 16-bit bias per layer."""
@@ -185,5 +190,11 @@ def test_fp32_lora_layer_activations_without_autocast(targets, dropout):
     real = measured_per_token("llama", shape, seq, torch.float32, lora=lora, autocast=False)
     if dropout:  # (c + 2) B per dropped input element is exact for attention inputs, an upper bound for down_proj's
         assert real <= got <= 1.1 * real
-    else:
-        assert got == pytest.approx(real, rel=0.02)
+        return
+    assert got == pytest.approx(real, rel=0.02)
+    arch = from_config(_config("qwen3", shape, 2))  # and with the query/key norms
+    got = layer_bytes_per_token(MemorySetup(arch, method="lora", lora_rank=8, seq_len=seq, dtype="fp32",
+                                            mixed_precision="no", padded_batches=False,
+                                            lora_targets="all_linear" if targets == "all-linear" else tuple(targets)))
+    assert got == pytest.approx(measured_per_token("qwen3", shape, seq, torch.float32, lora=lora, autocast=False),
+                                rel=0.02)

@@ -39,8 +39,13 @@ CASES = {
     "qlora-all-checkpointing": dict(method="qlora", lora_rank=8, lora_targets="all_linear", micro_batch=4,
                                     seq_len=256, gradient_checkpointing=True),
     "full-tied-embedding": dict(method="full", micro_batch=1, seq_len=32),
+    "qwen3-full": dict(method="full", micro_batch=4, seq_len=256),
+    "qwen3-lora-all-dropout": dict(method="lora", lora_rank=8, lora_targets="all_linear", lora_dropout=0.05,
+                                   micro_batch=4, seq_len=256),
 }
-CONFIGS = {"full-tied-embedding": dict(LLAMA, vocab_size=16384, tie_word_embeddings=True)}
+QWEN3 = dict(LLAMA, model_type="qwen3", head_dim=64, rms_norm_eps=1e-6, tie_word_embeddings=True)
+CONFIGS = {"full-tied-embedding": dict(LLAMA, vocab_size=16384, tie_word_embeddings=True),
+           "qwen3-full": QWEN3, "qwen3-lora-all-dropout": QWEN3}
 
 
 @pytest.mark.parametrize("case", list(CASES))

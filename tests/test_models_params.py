@@ -117,6 +117,9 @@ ISSUE_MODELS = [
     "gpt2-large", "gpt2-xl", "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "stabilityai/stablelm-3b-4e1t",
     "tiiuae/falcon-7b", "bigscience/bloom-7b1", "bigscience/bloomz-7b1", "facebook/opt-1.3b", "facebook/opt-2.7b",
     "facebook/opt-6.7b", "facebook/opt-13b", "facebook/opt-30b",
+    # and later releases people fine-tune
+    "Qwen/Qwen3-0.6B", "Qwen/Qwen3-1.7B", "Qwen/Qwen3-4B", "Qwen/Qwen3-8B", "Qwen/Qwen3-14B", "Qwen/Qwen3-32B",
+    "meta-llama/Llama-3.3-70B-Instruct", "microsoft/phi-4", "mistralai/Mistral-Nemo-Base-2407",
 ]
 
 
@@ -131,6 +134,20 @@ def test_catalog_covers_the_models_people_fine_tune(name):
     ("Qwen/Qwen2.5-7B", 7.61, 2), ("Qwen/Qwen2.5-14B", 14.7, 1), ("Qwen/Qwen2.5-72B", 72.7, 1),
     ("mistralai/Mixtral-8x7B-v0.1", 46.7, 1), ("gpt2-xl", 1.56, 2), ("tiiuae/falcon-7b", 6.92, 2),
     ("bigscience/bloom-7b1", 7.07, 2),
+    ("Qwen/Qwen3-0.6B", 0.6, 1), ("Qwen/Qwen3-1.7B", 1.7, 1), ("Qwen/Qwen3-4B", 4.0, 1), ("Qwen/Qwen3-8B", 8.2, 1),
+    ("Qwen/Qwen3-14B", 14.8, 1), ("Qwen/Qwen3-32B", 32.8, 1), ("microsoft/phi-4", 14.7, 1),
+    ("mistralai/Mistral-Nemo-Base-2407", 12.2, 1),
 ])
 def test_model_card_counts(name, billions, digits):
     assert abs(arch(name).total_params / 1e9 - billions) <= 10 ** -digits
+
+
+# Qwen3's cards also state the parameters outside the embedding (and the untied output layer).
+@pytest.mark.parametrize("name, billions", [("Qwen/Qwen3-0.6B", "0.44"), ("Qwen/Qwen3-1.7B", "1.4"),
+                                            ("Qwen/Qwen3-4B", "3.6"), ("Qwen/Qwen3-8B", "6.95"),
+                                            ("Qwen/Qwen3-14B", "13.2"), ("Qwen/Qwen3-32B", "31.2")])
+def test_qwen3_card_non_embedding_counts(name, billions):
+    a = arch(name)
+    head = a.lm_head.params if a.lm_head is not None else 0
+    decimals = len(billions.split(".")[1])
+    assert f"{(a.total_params - a.embedding_params - head) / 1e9:.{decimals}f}" == billions

@@ -20,7 +20,7 @@ LOSS_BYTES_FORWARD = 8  # on top of the logits' own dtype
 LOSS_BYTES_BACKWARD = 12
 LOSS_BYTES_CHUNKED = 1  # chunked output + loss: 16-bit logits stay, one chunk (1/8) upcast + log-softmax at a time
 
-LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "gemma2", "phi3", "stablelm")
+LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma2", "phi3", "stablelm")
 
 
 def compute_bytes(s: MemorySetup) -> int:
@@ -63,6 +63,8 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
             total += c * (2 * q + 2 * kv) + 4 * heads
         if t in ("phi3", "stablelm"):
             total += c * q  # fused qkv / partial-rotary concatenation keeps one more query-sized tensor
+        if a.qk_norm:  # per-head RMSNorm of the query and key: fp32 input, rsqrt per head, normalized input
+            total += (4 + c) * (q + kv) + 4 * (heads + a.kv_heads)
         if a.experts:  # gathered input, gate_up, activation and product per routed copy; router in fp32
             k = max(1, a.experts_per_token)
             total += k * (4 * c * inter + 2 * c * h) + 25 * a.experts
@@ -125,6 +127,8 @@ def _lora_delta_llama(s: MemorySetup, c: int, with_dropout: bool, names: set, ad
     autocast = s.mixed_precision != "no"
     norms = 4 if a.model_type == "gemma2" else 2
     delta = -norms * c * a.hidden if a.model_type != "stablelm" else 0
+    if a.qk_norm:  # nor the frozen query/key norms
+        delta -= c * (a.q_dim + a.kv_dim)
     attention_in = bool(names & {"q_proj", "k_proj", "v_proj", "qkv_proj"})
     mlp_in = bool(names & {"gate_proj", "up_proj", "gate_up_proj"})
     if autocast:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-SUPPORTED_TYPES = ("llama", "mistral", "mixtral", "qwen2", "gemma2", "phi", "phi3", "gpt2",
+SUPPORTED_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma2", "phi", "phi3", "gpt2",
                    "stablelm", "falcon", "bloom", "opt")
 
 
@@ -72,6 +72,8 @@ class Architecture(Sizes):
     attention_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     # a table of max_positions learned position embeddings (GPT-2, OPT): a longer sequence has no row to read
     learned_positions: bool = False
+    # RMSNorm over each head's query and key before RoPE (Qwen3): two head_dim weights per layer
+    qk_norm: bool = False
 
     @property
     def default_attention(self) -> str:
@@ -152,7 +154,7 @@ def _llama_sizes(config: dict, *, head_dim_key: bool = True) -> Sizes:
 
 
 def _llama_like(config: dict, *, qkv_bias: bool = False, norm_bias: bool = False,
-                norms_per_layer: int = 2, mlp_bias: bool = False) -> Architecture:
+                norms_per_layer: int = 2, mlp_bias: bool = False, qk_norm: bool = False) -> Architecture:
     d = _llama_sizes(config)
     h, inter, heads, kv, head_dim = d.hidden, d.intermediate, d.heads, d.kv_heads, d.head_dim
     vocab, tied = d.vocab, d.tied
@@ -165,7 +167,7 @@ def _llama_like(config: dict, *, qkv_bias: bool = False, norm_bias: bool = False
         Linear("v_proj", h, kv * head_dim, qkv_b),
         Linear("o_proj", heads * head_dim, h, attn_bias),
     ]
-    other = norms_per_layer * h * (2 if norm_bias else 1)
+    other = norms_per_layer * h * (2 if norm_bias else 1) + (2 * head_dim if qk_norm else 0)
     if experts:
         # transformers 5: a router weight (E, h) and fused 3-D expert tensors, none an nn.Linear;
         # peft's all-linear still adapts all three (experts through target_parameters)
@@ -181,7 +183,7 @@ def _llama_like(config: dict, *, qkv_bias: bool = False, norm_bias: bool = False
         experts=experts, experts_per_token=int(config.get("num_experts_per_tok") or 0), gated_mlp=True,
         embed_name="embed_tokens", embedding_params=vocab * h, layer_linears=tuple(linears),
         layer_other_params=other, final_params=h * (2 if norm_bias else 1),
-        lm_head=None if tied else Linear("lm_head", h, vocab))
+        lm_head=None if tied else Linear("lm_head", h, vocab), qk_norm=qk_norm)
 
 
 def _llama(config):
@@ -190,6 +192,13 @@ def _llama(config):
 
 def _qwen2(config):
     return _llama_like(config, qkv_bias=True)
+
+
+def _qwen3(config):
+    c = dict(config)
+    c.setdefault("head_dim", 128)  # Qwen3Config's defaults, not hidden / heads
+    c.setdefault("num_key_value_heads", 32)
+    return _llama_like(c, qk_norm=True)
 
 
 def _gemma2(config):
@@ -336,7 +345,7 @@ def _opt(config):
 
 
 _BUILDERS = {
-    "llama": _llama, "mistral": _llama, "mixtral": _llama, "qwen2": _qwen2, "gemma2": _gemma2,
+    "llama": _llama, "mistral": _llama, "mixtral": _llama, "qwen2": _qwen2, "qwen3": _qwen3, "gemma2": _gemma2,
     "phi": _phi, "phi3": _phi3, "gpt2": _gpt2, "stablelm": _stablelm, "falcon": _falcon,
     "bloom": _bloom, "opt": _opt,
 }
