@@ -39,6 +39,8 @@ def _config(model_type: str, shape: dict, layers: int) -> dict:
         config["head_dim"] = h // heads
     if model_type == "mixtral":
         config.update(num_local_experts=4, num_experts_per_tok=2)
+    if model_type == "qwen3_moe":
+        config.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=inter)
     return config
 
 
@@ -105,7 +107,8 @@ def predicted(model_type: str, shape: dict, seq: int = 64, dtype: str = "bf16") 
     return layer_bytes_per_token(setup)
 
 
-EXACT = ("llama", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "gemma2", "opt", "bloom", "gpt2", "phi", "stablelm")
+EXACT = ("llama", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen3_moe", "gemma2", "opt", "bloom", "gpt2", "phi",
+         "stablelm")
 
 
 CASES = [(t, SHAPES[0]) for t in EXACT] + [(t, SHAPES[1]) for t in ("llama", "qwen3", "gemma2", "mixtral", "phi3",

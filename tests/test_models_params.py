@@ -106,6 +106,14 @@ def test_unsupported_model_type():
         from_config({"model_type": "t5"})
 
 
+@pytest.mark.parametrize("layout", [{"mlp_only_layers": [0, 5]}, {"decoder_sparse_step": 2}])
+def test_qwen3_moe_with_dense_layers_is_not_guessed(layout):
+    config = dict(catalog()["qwen/qwen3-30b-a3b"], **layout)
+    with pytest.raises(ArchitectureError, match="mlp_only_layers"):
+        from_config(config)
+    assert from_config(dict(config, mlp_only_layers=[], decoder_sparse_step=1)).experts == 128
+
+
 ISSUE_MODELS = [
     "meta-llama/Llama-2-7b-hf", "meta-llama/Llama-2-13b-hf", "meta-llama/Llama-2-70b-hf",
     "meta-llama/Meta-Llama-3-8B", "meta-llama/Meta-Llama-3-70B", "meta-llama/Llama-3.1-8B",
@@ -119,7 +127,8 @@ ISSUE_MODELS = [
     "facebook/opt-6.7b", "facebook/opt-13b", "facebook/opt-30b",
     # and later releases people fine-tune
     "Qwen/Qwen3-0.6B", "Qwen/Qwen3-1.7B", "Qwen/Qwen3-4B", "Qwen/Qwen3-8B", "Qwen/Qwen3-14B", "Qwen/Qwen3-32B",
-    "meta-llama/Llama-3.3-70B-Instruct", "microsoft/phi-4", "mistralai/Mistral-Nemo-Base-2407",
+    "Qwen/Qwen3-30B-A3B", "Qwen/Qwen3-235B-A22B", "meta-llama/Llama-3.3-70B-Instruct", "microsoft/phi-4",
+    "mistralai/Mistral-Nemo-Base-2407",
 ]
 
 
@@ -136,7 +145,7 @@ def test_catalog_covers_the_models_people_fine_tune(name):
     ("bigscience/bloom-7b1", 7.07, 2),
     ("Qwen/Qwen3-0.6B", 0.6, 1), ("Qwen/Qwen3-1.7B", 1.7, 1), ("Qwen/Qwen3-4B", 4.0, 1), ("Qwen/Qwen3-8B", 8.2, 1),
     ("Qwen/Qwen3-14B", 14.8, 1), ("Qwen/Qwen3-32B", 32.8, 1), ("microsoft/phi-4", 14.7, 1),
-    ("mistralai/Mistral-Nemo-Base-2407", 12.2, 1),
+    ("mistralai/Mistral-Nemo-Base-2407", 12.2, 1), ("Qwen/Qwen3-30B-A3B", 30.5, 1), ("Qwen/Qwen3-235B-A22B", 235, 0),
 ])
 def test_model_card_counts(name, billions, digits):
     assert abs(arch(name).total_params / 1e9 - billions) <= 10 ** -digits

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-SUPPORTED_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma2", "phi", "phi3", "gpt2",
+SUPPORTED_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "gemma2", "phi", "phi3", "gpt2",
                    "stablelm", "falcon", "bloom", "opt")
 
 
@@ -201,6 +201,19 @@ def _qwen3(config):
     return _llama_like(c, qk_norm=True)
 
 
+def _qwen3_moe(config):
+    """Mixtral's layout (router, fused experts) with Qwen3's query/key norms; Qwen3MoeConfig's defaults."""
+    c = dict(config)
+    if c.get("mlp_only_layers") or int(c.get("decoder_sparse_step") or 1) != 1:
+        raise ArchitectureError("qwen3_moe with dense layers between the sparse ones "
+                                "(mlp_only_layers, decoder_sparse_step) is not supported")
+    c.setdefault("num_key_value_heads", 4)
+    c["num_local_experts"] = int(c.get("num_experts") or 128)
+    c.setdefault("num_experts_per_tok", 8)
+    c["intermediate_size"] = int(c.get("moe_intermediate_size") or 768)  # each expert's; no dense MLP remains
+    return _llama_like(c, qk_norm=True)
+
+
 def _gemma2(config):
     c = dict(config)
     c.setdefault("head_dim", 256)
@@ -345,7 +358,8 @@ def _opt(config):
 
 
 _BUILDERS = {
-    "llama": _llama, "mistral": _llama, "mixtral": _llama, "qwen2": _qwen2, "qwen3": _qwen3, "gemma2": _gemma2,
+    "llama": _llama, "mistral": _llama, "mixtral": _llama, "qwen2": _qwen2, "qwen3": _qwen3, "qwen3_moe": _qwen3_moe,
+    "gemma2": _gemma2,
     "phi": _phi, "phi3": _phi3, "gpt2": _gpt2, "stablelm": _stablelm, "falcon": _falcon,
     "bloom": _bloom, "opt": _opt,
 }
