@@ -128,7 +128,8 @@ ISSUE_MODELS = [
     # and later releases people fine-tune
     "Qwen/Qwen3-0.6B", "Qwen/Qwen3-1.7B", "Qwen/Qwen3-4B", "Qwen/Qwen3-8B", "Qwen/Qwen3-14B", "Qwen/Qwen3-32B",
     "Qwen/Qwen3-30B-A3B", "Qwen/Qwen3-235B-A22B", "meta-llama/Llama-3.3-70B-Instruct", "microsoft/phi-4",
-    "mistralai/Mistral-Nemo-Base-2407",
+    "mistralai/Mistral-Nemo-Base-2407", "mistralai/Mistral-Small-24B-Base-2501", "HuggingFaceTB/SmolLM2-135M",
+    "HuggingFaceTB/SmolLM2-360M", "HuggingFaceTB/SmolLM2-1.7B",
 ]
 
 
@@ -146,6 +147,8 @@ def test_catalog_covers_the_models_people_fine_tune(name):
     ("Qwen/Qwen3-0.6B", 0.6, 1), ("Qwen/Qwen3-1.7B", 1.7, 1), ("Qwen/Qwen3-4B", 4.0, 1), ("Qwen/Qwen3-8B", 8.2, 1),
     ("Qwen/Qwen3-14B", 14.8, 1), ("Qwen/Qwen3-32B", 32.8, 1), ("microsoft/phi-4", 14.7, 1),
     ("mistralai/Mistral-Nemo-Base-2407", 12.2, 1), ("Qwen/Qwen3-30B-A3B", 30.5, 1), ("Qwen/Qwen3-235B-A22B", 235, 0),
+    ("mistralai/Mistral-Small-24B-Base-2501", 23.6, 1), ("HuggingFaceTB/SmolLM2-135M", 0.135, 3),
+    ("HuggingFaceTB/SmolLM2-360M", 0.362, 3), ("HuggingFaceTB/SmolLM2-1.7B", 1.71, 2),
 ])
 def test_model_card_counts(name, billions, digits):
     assert abs(arch(name).total_params / 1e9 - billions) <= 10 ** -digits
