@@ -35,6 +35,8 @@ CASES = {
     "llama1b-full": ("meta-llama/Llama-3.2-1B", dict(method="full", micro_batch=2, seq_len=2048)),
     "llama1b-lora": ("meta-llama/Llama-3.2-1B", dict(method="lora", lora_rank=16, micro_batch=4, seq_len=2048,
                                                      lora_dropout=0.05)),
+    "qwen3-1.7b-lora": ("Qwen/Qwen3-1.7B", dict(method="lora", lora_rank=16, micro_batch=4, seq_len=2048,
+                                                 lora_targets="all_linear", lora_dropout=0.05)),
     "tinyllama-qlora": ("TinyLlama/TinyLlama-1.1B-Chat-v1.0", dict(method="qlora", lora_rank=16, micro_batch=4,
                                                                    seq_len=2048, gradient_checkpointing=True,
                                                                    lora_targets="all_linear")),
