@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-SUPPORTED_TYPES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "gemma2", "phi", "phi3", "gpt2",
-                   "stablelm", "falcon", "bloom", "opt")
-
 
 class ArchitectureError(ValueError):
     """The config cannot be understood (unknown model_type or a missing key)."""
@@ -358,8 +355,8 @@ def _opt(config):
 
 
 _BUILDERS = {
-    "llama": _llama, "mistral": _llama, "mixtral": _llama, "qwen2": _qwen2, "qwen3": _qwen3, "qwen3_moe": _qwen3_moe,
-    "gemma2": _gemma2,
-    "phi": _phi, "phi3": _phi3, "gpt2": _gpt2, "stablelm": _stablelm, "falcon": _falcon,
-    "bloom": _bloom, "opt": _opt,
+    "llama": _llama, "mistral": _llama, "mixtral": _llama, "qwen2": _qwen2, "qwen3": _qwen3,
+    "qwen3_moe": _qwen3_moe, "gemma2": _gemma2, "phi": _phi, "phi3": _phi3, "gpt2": _gpt2,
+    "stablelm": _stablelm, "falcon": _falcon, "bloom": _bloom, "opt": _opt,
 }
+SUPPORTED_TYPES = tuple(_BUILDERS)
