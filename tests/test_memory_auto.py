@@ -182,7 +182,8 @@ def test_larger_gpu_keeps_the_vendor_when_it_can():
     assert hardware.vendor(nvidia) == "nvidia" and hardware.gpu_memory(nvidia) >= need
     assert all(hardware.gpu_memory(g) < need or hardware.gpu_memory(g) >= hardware.gpu_memory(nvidia)
                for g in hardware.GPUS if hardware.vendor(g) == "nvidia")
-    assert hardware.smallest_holding(170 * GiB, like="h100") == "mi300x"  # no NVIDIA card holds it
+    assert hardware.smallest_holding(170 * GiB, like="h100") == "b200"
+    assert hardware.smallest_holding(185 * GiB, like="h100") == "mi300x"  # no NVIDIA card holds it
     assert hardware.smallest_holding(500 * GiB, like="h100") is None
 
 

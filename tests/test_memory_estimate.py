@@ -200,6 +200,8 @@ def test_gpu_catalog():
     for name in ("h100-80gb", "h200", "l4", "l40s", "a10g", "t4", "v100-16gb", "v100-32gb", "rtx-3090",
                  "rtx-a6000", "mi250", "mi300x"):
         assert gpu_memory(name) >= 15 * GiB
+    # nvidia-smi's totals: 183359 MiB on a B200, 32607 MiB on an RTX 5090
+    assert gpu_memory("NVIDIA B200") == 183359 * 2**20 and gpu_memory("GeForce RTX 5090") == 32607 * 2**20
     with pytest.raises(KeyError):
         gpu_memory("a100")  # ambiguous
 

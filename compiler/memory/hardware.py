@@ -18,6 +18,7 @@ GPUS: dict[str, tuple[int, str]] = {
     "h100-80gb": (81559, "NVIDIA H100 80GB"),
     "h100-94gb": (95830, "NVIDIA H100 NVL 94GB"),
     "h200": (143771, "NVIDIA H200 141GB"),
+    "b200": (183359, "NVIDIA B200 180GB"),
     "l4": (23034, "NVIDIA L4 24GB"),
     "l40s": (46068, "NVIDIA L40S 48GB"),
     "l40": (46068, "NVIDIA L40 48GB"),
@@ -29,6 +30,7 @@ GPUS: dict[str, tuple[int, str]] = {
     "v100-32gb": (32768, "NVIDIA V100 32GB"),
     "rtx-3090": (24576, "NVIDIA GeForce RTX 3090"),
     "rtx-4090": (24564, "NVIDIA GeForce RTX 4090"),
+    "rtx-5090": (32607, "NVIDIA GeForce RTX 5090"),
     "rtx-a6000": (49140, "NVIDIA RTX A6000"),
     "rtx-6000-ada": (49140, "NVIDIA RTX 6000 Ada"),
     "mi250": (65536, "AMD Instinct MI250 (one GCD, 64 GB)"),
@@ -44,6 +46,7 @@ ALIASES = {
     "h200-141gb": "h200", "l40s-48gb": "l40s", "a10g-24gb": "a10g", "t4-16gb": "t4",
     "v100": None,  # ambiguous: 16 or 32 GB
     "3090": "rtx-3090", "4090": "rtx-4090", "rtx3090": "rtx-3090", "rtx4090": "rtx-4090",
+    "5090": "rtx-5090", "rtx5090": "rtx-5090", "b200-180gb": "b200",
     "a6000": "rtx-a6000", "rtxa6000": "rtx-a6000", "mi300": "mi300x",
 }
 
