@@ -42,10 +42,17 @@ CASES = {
     "qwen3-full": dict(method="full", micro_batch=4, seq_len=256),
     "qwen3-lora-all-dropout": dict(method="lora", lora_rank=8, lora_targets="all_linear", lora_dropout=0.05,
                                    micro_batch=4, seq_len=256),
+    "gemma3-sliding-window-full": dict(method="full", micro_batch=4, seq_len=256),
+    "gemma3-sliding-window-lora": dict(method="lora", lora_rank=8, lora_targets="all_linear", micro_batch=4,
+                                       seq_len=256),
 }
 QWEN3 = dict(LLAMA, model_type="qwen3", head_dim=64, rms_norm_eps=1e-6, tie_word_embeddings=True)
+# Gemma-3 with a 64-token window: 256-token sequences make its local layers hand SDPA a mask
+GEMMA3 = dict(LLAMA, model_type="gemma3_text", head_dim=64, rms_norm_eps=1e-6, tie_word_embeddings=True,
+              sliding_window=64, sliding_window_pattern=2)
 CONFIGS = {"full-tied-embedding": dict(LLAMA, vocab_size=16384, tie_word_embeddings=True),
-           "qwen3-full": QWEN3, "qwen3-lora-all-dropout": QWEN3}
+           "qwen3-full": QWEN3, "qwen3-lora-all-dropout": QWEN3,
+           "gemma3-sliding-window-full": GEMMA3, "gemma3-sliding-window-lora": GEMMA3}
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -106,6 +106,15 @@ def test_unsupported_model_type():
         from_config({"model_type": "t5"})
 
 
+def test_gemma3_local_and_global_layers():
+    one_b = arch("google/gemma-3-1b-it")  # every sixth layer global: 6, 12, 18, 24 of 26
+    assert (one_b.sliding_window, one_b.sliding_layers, one_b.layers) == (512, 22, 26)
+    config = dict(catalog()["google/gemma-3-270m"], layer_types=["full_attention"] * 18)
+    assert from_config(config).sliding_layers == 0 and from_config(config).sliding_window is None
+    with pytest.raises(ArchitectureError, match="bidirectional"):
+        from_config(dict(config, use_bidirectional_attention=True))
+
+
 @pytest.mark.parametrize("layout", [{"mlp_only_layers": [0, 5]}, {"decoder_sparse_step": 2}])
 def test_qwen3_moe_with_dense_layers_is_not_guessed(layout):
     config = dict(catalog()["qwen/qwen3-30b-a3b"], **layout)
@@ -129,7 +138,7 @@ ISSUE_MODELS = [
     "Qwen/Qwen3-0.6B", "Qwen/Qwen3-1.7B", "Qwen/Qwen3-4B", "Qwen/Qwen3-8B", "Qwen/Qwen3-14B", "Qwen/Qwen3-32B",
     "Qwen/Qwen3-30B-A3B", "Qwen/Qwen3-235B-A22B", "meta-llama/Llama-3.3-70B-Instruct", "microsoft/phi-4",
     "mistralai/Mistral-Nemo-Base-2407", "mistralai/Mistral-Small-24B-Base-2501", "HuggingFaceTB/SmolLM2-135M",
-    "HuggingFaceTB/SmolLM2-360M", "HuggingFaceTB/SmolLM2-1.7B",
+    "HuggingFaceTB/SmolLM2-360M", "HuggingFaceTB/SmolLM2-1.7B", "google/gemma-3-270m", "google/gemma-3-1b-it",
 ]
 
 
@@ -149,6 +158,7 @@ def test_catalog_covers_the_models_people_fine_tune(name):
     ("mistralai/Mistral-Nemo-Base-2407", 12.2, 1), ("Qwen/Qwen3-30B-A3B", 30.5, 1), ("Qwen/Qwen3-235B-A22B", 235, 0),
     ("mistralai/Mistral-Small-24B-Base-2501", 23.6, 1), ("HuggingFaceTB/SmolLM2-135M", 0.135, 3),
     ("HuggingFaceTB/SmolLM2-360M", 0.362, 3), ("HuggingFaceTB/SmolLM2-1.7B", 1.71, 2),
+    ("google/gemma-3-270m", 0.268, 3), ("google/gemma-3-1b-it", 1.000, 3),
 ])
 def test_model_card_counts(name, billions, digits):
     assert abs(arch(name).total_params / 1e9 - billions) <= 10 ** -digits

@@ -20,7 +20,7 @@ LOSS_BYTES_FORWARD = 8  # on top of the logits' own dtype
 LOSS_BYTES_BACKWARD = 12
 LOSS_BYTES_CHUNKED = 1  # chunked output + loss: 16-bit logits stay, one chunk (1/8) upcast + log-softmax at a time
 
-LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "gemma2", "phi3", "stablelm")
+LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3", "stablelm")
 
 
 def compute_bytes(s: MemorySetup) -> int:
@@ -36,12 +36,29 @@ def sdpa_gets_mask(s: MemorySetup) -> bool:
     return s.padded_batches and not runs_eager(s) and s.attention != "flash_attention_2"
 
 
+def sdpa_masked_layers(s: MemorySetup) -> int:
+    """How many layers hand SDPA a mask: all of them with padded batches, else the sliding-window layers
+    once the sequence is longer than the window (flash-attention 2 takes the window as an argument)."""
+    if sdpa_gets_mask(s):
+        return s.arch.layers
+    window = s.arch.sliding_window
+    if window and s.seq_len > window and not runs_eager(s) and s.attention != "flash_attention_2":
+        return s.arch.sliding_layers
+    return 0
+
+
 def norm_bytes(a, c: int) -> int:
     """Saved per token by one norm: RMSNorm keeps an fp32 copy of its input, the normalized input and the
     scaled output; LayerNorm keeps input, output and fp32 mean/rstd."""
     if a.model_type in LLAMA_LIKE and a.model_type != "stablelm":
         return 4 * a.hidden + 2 * c * a.hidden + 4
     return 2 * c * a.hidden + 4
+
+
+def normalized_bytes(a, c: int) -> int:
+    """Bytes per element of the normalized input an RMSNorm keeps for its weight's gradient: Gemma
+    scales in fp32, the others after casting back to the compute dtype."""
+    return 4 if a.model_type.startswith("gemma") else c
 
 
 def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int:
@@ -54,7 +71,9 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
     norm = norm_bytes(a, c)
     t = a.model_type
     if t in LLAMA_LIKE:
-        total = norm * (4 if t == "gemma2" else 2)
+        total = norm * a.hidden_norms
+        if t == "gemma3_text":  # Gemma's norms scale in fp32 (8h + 4 each); the two before linears return c·h
+            total = a.hidden_norms * (8 * h + 4) + 2 * c * h
         if eager:  # K and V repeated to all heads; fp32 softmax output + 16-bit probabilities (+ softcap)
             total += c * 4 * q + 6 * heads * s.seq_len
             if t == "gemma2":  # scaled query, tanh soft-capping of the scores
@@ -64,7 +83,7 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
         if t in ("phi3", "stablelm"):
             total += c * q  # fused qkv / partial-rotary concatenation keeps one more query-sized tensor
         if a.qk_norm:  # per-head RMSNorm of the query and key: fp32 input, rsqrt per head, normalized input
-            total += (4 + c) * (q + kv) + 4 * (heads + a.kv_heads)
+            total += (4 + normalized_bytes(a, c)) * (q + kv) + 4 * (heads + a.kv_heads)
         if a.experts:  # gathered input, gate_up, activation and product per routed copy; router in fp32
             k = max(1, a.experts_per_token)
             total += k * (4 * c * inter + 2 * c * h) + 25 * a.experts
@@ -82,10 +101,11 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
         total = norm + c * (2 * q + 2 * kv) + c * q + 4 * heads + 2 * c * inter
     if eager and t not in LLAMA_LIKE and t != "bloom":
         total += 6 * heads * s.seq_len
-    if sdpa_gets_mask(s):
-        # a padding mask makes transformers hand SDPA a mask: it repeats K/V to every head (no GQA fast
-        # path with a mask) and SDPA turns the boolean mask into a 16-bit bias per call, kept for backward
-        total += c * 2 * (q - kv) + c * s.seq_len
+    masked = sdpa_masked_layers(s)
+    if masked:
+        # a mask makes transformers repeat K/V to every head for SDPA (no GQA fast path with a mask) and
+        # SDPA turns the boolean mask into a 16-bit bias per call, kept for backward; averaged over layers
+        total += round((c * 2 * (q - kv) + c * s.seq_len) * masked / a.layers)
     dropout = a.hidden_dropout_sites
     total += dropout * c * h  # residual dropout masks (GPT-2, OPT defaults)
     if s.method != "full":
@@ -106,14 +126,6 @@ def _lora_delta(s: MemorySetup, c: int, with_dropout: bool) -> int:
     delta = sum(c * (m.d_out + s.lora_rank) * m.count for m in adapted)  # adapter outputs
     if with_dropout and s.lora_dropout > 0:
         delta += sum(4 * m.d_in * m.count for m in adapted)  # dropout output and mask of each input
-    if a.model_type in LLAMA_LIKE and not a.experts:
-        norms = 4 if a.model_type == "gemma2" else 2
-        if a.model_type != "stablelm":
-            delta -= norms * c * a.hidden  # frozen norm weights: the normalized input is not kept
-        if not names & {"gate_proj", "up_proj", "gate_up_proj"}:
-            delta -= c * a.hidden  # the MLP input is needed by no weight gradient
-        if "down_proj" not in names:
-            delta -= c * a.intermediate  # nor is the down projection's input
     return delta
 
 
@@ -125,10 +137,9 @@ def _lora_delta_llama(s: MemorySetup, c: int, with_dropout: bool, names: set, ad
     every adapter keeps its own 16-bit copy of its input, and 10 B per rank."""
     a = s.arch
     autocast = s.mixed_precision != "no"
-    norms = 4 if a.model_type == "gemma2" else 2
-    delta = -norms * c * a.hidden if a.model_type != "stablelm" else 0
+    delta = -a.hidden_norms * normalized_bytes(a, c) * a.hidden if a.model_type != "stablelm" else 0
     if a.qk_norm:  # nor the frozen query/key norms
-        delta -= c * (a.q_dim + a.kv_dim)
+        delta -= normalized_bytes(a, c) * (a.q_dim + a.kv_dim)
     attention_in = bool(names & {"q_proj", "k_proj", "v_proj", "qkv_proj"})
     mlp_in = bool(names & {"gate_proj", "up_proj", "gate_up_proj"})
     if autocast:
@@ -168,7 +179,7 @@ def eval_bytes(s: MemorySetup) -> int:
     layer = tokens * c * (a.hidden + mlp)
     if runs_eager(s):
         layer += tokens * a.heads * s.seq_len * (4 + c)  # fp32 scores and 16-bit probabilities
-    elif sdpa_gets_mask(s):
+    elif sdpa_masked_layers(s):
         layer += tokens * c * s.seq_len  # the mask turned into a bias
     return max(layer, loss) + tokens * a.hidden * c
 

@@ -7,7 +7,7 @@ description instead of per-purpose formulas.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 
 class ArchitectureError(ValueError):
@@ -69,8 +69,12 @@ class Architecture(Sizes):
     attention_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     # a table of max_positions learned position embeddings (GPT-2, OPT): a longer sequence has no row to read
     learned_positions: bool = False
-    # RMSNorm over each head's query and key before RoPE (Qwen3): two head_dim weights per layer
+    # RMSNorm over each head's query and key before RoPE (Qwen3, Gemma-3): two head_dim weights per layer
     qk_norm: bool = False
+    hidden_norms: int = 2  # hidden-size norms per layer: before attention and MLP; Gemma adds two after them
+    # local attention: `sliding_layers` of the layers see only the last `sliding_window` tokens (Gemma-3)
+    sliding_window: int | None = None
+    sliding_layers: int = 0
 
     @property
     def default_attention(self) -> str:
@@ -180,7 +184,7 @@ def _llama_like(config: dict, *, qkv_bias: bool = False, norm_bias: bool = False
         experts=experts, experts_per_token=int(config.get("num_experts_per_tok") or 0), gated_mlp=True,
         embed_name="embed_tokens", embedding_params=vocab * h, layer_linears=tuple(linears),
         layer_other_params=other, final_params=h * (2 if norm_bias else 1),
-        lm_head=None if tied else Linear("lm_head", h, vocab), qk_norm=qk_norm)
+        lm_head=None if tied else Linear("lm_head", h, vocab), qk_norm=qk_norm, hidden_norms=norms_per_layer)
 
 
 def _llama(config):
@@ -216,6 +220,25 @@ def _gemma2(config):
     c.setdefault("head_dim", 256)
     c.setdefault("tie_word_embeddings", True)
     return _llama_like(c, norms_per_layer=4)
+
+
+def _gemma3_text(config):
+    """Gemma-2's layer with Qwen3-style query/key norms and no soft-capping; five of six layers attend
+    to a sliding window (Gemma3TextConfig's defaults)."""
+    c = dict(config)
+    if c.get("use_bidirectional_attention"):
+        raise ArchitectureError("gemma3_text with bidirectional attention (an embedding model) is not supported")
+    c.setdefault("head_dim", 256)
+    c.setdefault("num_key_value_heads", 4)
+    c.setdefault("tie_word_embeddings", True)
+    arch = _llama_like(c, norms_per_layer=4, qk_norm=True)
+    types = c.get("layer_types")
+    if not types:
+        pattern = int(c.get("sliding_window_pattern") or 6)
+        types = ["full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(arch.layers)]
+    window = c.get("sliding_window", 4096)
+    sliding = sum(t == "sliding_attention" for t in types) if window else 0
+    return replace(arch, sliding_window=int(window) if sliding else None, sliding_layers=sliding)
 
 
 def _stablelm(config):
@@ -356,7 +379,7 @@ def _opt(config):
 
 _BUILDERS = {
     "llama": _llama, "mistral": _llama, "mixtral": _llama, "qwen2": _qwen2, "qwen3": _qwen3,
-    "qwen3_moe": _qwen3_moe, "gemma2": _gemma2, "phi": _phi, "phi3": _phi3, "gpt2": _gpt2,
+    "qwen3_moe": _qwen3_moe, "gemma2": _gemma2, "gemma3_text": _gemma3_text, "phi": _phi, "phi3": _phi3, "gpt2": _gpt2,
     "stablelm": _stablelm, "falcon": _falcon, "bloom": _bloom, "opt": _opt,
 }
 SUPPORTED_TYPES = tuple(_BUILDERS)
