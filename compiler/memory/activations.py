@@ -49,7 +49,8 @@ def sdpa_masked_layers(s: MemorySetup) -> int:
 
 def norm_bytes(a, c: int) -> int:
     """Saved per token by one norm: RMSNorm keeps an fp32 copy of its input, the normalized input and the
-    scaled output; LayerNorm keeps input, output and fp32 mean/rstd."""
+    scaled output; LayerNorm keeps input, output and fp32 mean/rstd. (Gemma-3's norms scale in fp32: 8h + 4
+    each, and only the two before linears hand them a c·h output.)"""
     if a.model_type in LLAMA_LIKE and a.model_type != "stablelm":
         return 4 * a.hidden + 2 * c * a.hidden + 4
     return 2 * c * a.hidden + 4
@@ -71,9 +72,7 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
     norm = norm_bytes(a, c)
     t = a.model_type
     if t in LLAMA_LIKE:
-        total = norm * a.hidden_norms
-        if t == "gemma3_text":  # Gemma's norms scale in fp32 (8h + 4 each); the two before linears return c·h
-            total = a.hidden_norms * (8 * h + 4) + 2 * c * h
+        total = a.hidden_norms * (8 * h + 4) + 2 * c * h if t == "gemma3_text" else a.hidden_norms * norm
         if eager:  # K and V repeated to all heads; fp32 softmax output + 16-bit probabilities (+ softcap)
             total += c * 4 * q + 6 * heads * s.seq_len
             if t == "gemma2":  # scaled query, tanh soft-capping of the scores
