@@ -64,9 +64,10 @@ def build(config: dict, fields: dict, device: str):
     config = dict(config)
     model_type = config.pop("model_type")
     hf_config = transformers.AutoConfig.for_model(model_type, **config)
+    vocab = hf_config.get_text_config().vocab_size  # a multimodal config keeps it in its text config
     for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
         value = getattr(hf_config, key, None)
-        if isinstance(value, int) and value >= hf_config.vocab_size:
+        if isinstance(value, int) and value >= vocab:
             setattr(hf_config, key, None)
     hf_config.use_cache = False
     method = fields.get("method", "full")
@@ -102,7 +103,7 @@ def build(config: dict, fields: dict, device: str):
         model = get_peft_model(model, LoraConfig(
             r=fields.get("lora_rank", 16), lora_alpha=32, lora_dropout=fields.get("lora_dropout", 0.0),
             target_modules="all-linear" if targets == "all_linear" else list(targets), task_type="CAUSAL_LM"))
-    return model, hf_config.vocab_size
+    return model, vocab
 
 
 def train_steps(model, optimizer, vocab: int, b: int, s: int, steps: int, device: str) -> None:

@@ -45,12 +45,21 @@ CASES = {
     "gemma3-sliding-window-full": dict(method="full", micro_batch=4, seq_len=256),
     "gemma3-sliding-window-lora": dict(method="lora", lora_rank=8, lora_targets="all_linear", micro_batch=4,
                                        seq_len=256),
+    "gemma3-multimodal-lora": dict(method="lora", lora_rank=8, lora_targets="all_linear", micro_batch=4,
+                                   seq_len=256),
+    "gemma3-multimodal-full": dict(method="full", micro_batch=1, seq_len=32),
 }
 QWEN3 = dict(LLAMA, model_type="qwen3", head_dim=64, rms_norm_eps=1e-6, tie_word_embeddings=True)
 # Gemma-3 with a 64-token window: 256-token sequences make its local layers hand SDPA a mask
 GEMMA3 = dict(LLAMA, model_type="gemma3_text", head_dim=64, rms_norm_eps=1e-6, tie_word_embeddings=True,
               sliding_window=64, sliding_window_pattern=2)
+# a multimodal Gemma-3 trained on text: its SigLIP tower is loaded, adapted and optimized, never run
+GEMMA3_MULTIMODAL = dict(model_type="gemma3", text_config={k: v for k, v in GEMMA3.items() if k != "model_type"},
+                         vision_config=dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                                            num_attention_heads=2, image_size=56, patch_size=14, vision_use_head=False),
+                         mm_tokens_per_image=16)
 CONFIGS = {"full-tied-embedding": dict(LLAMA, vocab_size=16384, tie_word_embeddings=True),
+           "gemma3-multimodal-lora": GEMMA3_MULTIMODAL, "gemma3-multimodal-full": GEMMA3_MULTIMODAL,
            "qwen3-full": QWEN3, "qwen3-lora-all-dropout": QWEN3,
            "gemma3-sliding-window-full": GEMMA3, "gemma3-sliding-window-lora": GEMMA3}
 

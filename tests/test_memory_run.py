@@ -38,29 +38,40 @@ class CountLiveTensors(transformers.TrainerCallback):
         self.counter.__exit__(None, None, None)
 
 
-def qwen3_recipe(tmp_path: Path) -> Path:
-    """tiny.ftspec on a Qwen3 of the tiny model's sizes (query/key norms; random init, same tokenizer)."""
+TEXT = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+            head_dim=32, vocab_size=748, max_position_embeddings=512, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+OTHER_MODELS = {  # the tiny model's sizes in other families, random init, with the same tokenizer and data
+    "qwen3": dict(TEXT, tie_word_embeddings=False),  # query/key norms
+    # a multimodal Gemma-3 (sliding-window layers, fp32-scaled norms, a SigLIP tower loaded but never run)
+    "gemma3": dict(text_config=dict(TEXT, sliding_window=64, sliding_window_pattern=2),
+                   vision_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                      num_attention_heads=2, image_size=56, patch_size=14, vision_use_head=False),
+                   mm_tokens_per_image=16, pad_token_id=0, bos_token_id=1, eos_token_id=2),
+}
+
+
+def other_model_recipe(tmp_path: Path, model_type: str) -> Path:
+    """tiny.ftspec on a model of another family, written next to the recipe."""
     import shutil
 
     import torch
 
     tiny = ROOT / "examples" / "tiny"
-    config = transformers.AutoConfig.for_model(
-        "qwen3", hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=32, vocab_size=748, max_position_embeddings=512, pad_token_id=0,
-        bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    config = transformers.AutoConfig.for_model(model_type, **OTHER_MODELS[model_type])
     torch.manual_seed(0)
-    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "qwen3")
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / model_type)
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        shutil.copy(tiny / "model" / name, tmp_path / "qwen3" / name)
-    recipe = tmp_path / "qwen3.ftspec"
-    recipe.write_text(RECIPE.read_text().replace('"tiny/model"', '"qwen3"').replace('"tiny/data/', f'"{tiny}/data/'))
+        shutil.copy(tiny / "model" / name, tmp_path / model_type / name)
+    recipe = tmp_path / f"{model_type}.ftspec"
+    recipe.write_text(RECIPE.read_text().replace('"tiny/model"', f'"{model_type}"')
+                      .replace('"tiny/data/', f'"{tiny}/data/'))
     return recipe
 
 
 @pytest.mark.parametrize("overrides", [(), ("method=full",), ("train.gradient_checkpointing=true",),
-                                       ("model.dtype=bf16",), ("method=qlora", "method.quant=nf4"), ("qwen3",)],
-                         ids=["as-shipped", "full", "checkpointing", "bf16", "qlora", "qwen3"])
+                                       ("model.dtype=bf16",), ("method=qlora", "method.quant=nf4"), ("qwen3",),
+                                       ("gemma3",)],
+                         ids=["as-shipped", "full", "checkpointing", "bf16", "qlora", "qwen3", "gemma3"])
 def test_run_peak_matches_the_estimate(tmp_path, overrides, one_torch_thread):
     from ftc.cli import main as ftc
     from ftc.compiler.frontend import analyze
@@ -70,8 +81,9 @@ def test_run_peak_matches_the_estimate(tmp_path, overrides, one_torch_thread):
     from ftc.runtime.train.cli import quiet_libraries
 
     quiet_libraries()
-    recipe = qwen3_recipe(tmp_path) if overrides == ("qwen3",) else RECIPE
-    overrides = () if overrides == ("qwen3",) else overrides
+    other = overrides[0] if overrides and overrides[0] in OTHER_MODELS else None
+    recipe = other_model_recipe(tmp_path, other) if other else RECIPE
+    overrides = () if other else overrides
     sets = ("train.max_steps=2 steps", "train.warmup=1 steps", "checkpoint.every=100 steps",
             f'output.runs_dir="{tmp_path / "runs"}"') + overrides
     assert ftc(["compile", str(recipe), "-o", str(tmp_path / "build")]
@@ -82,7 +94,7 @@ def test_run_peak_matches_the_estimate(tmp_path, overrides, one_torch_thread):
         result = execute(plan, RunOptions(run_id="r", callbacks=(callback,)), out=quiet)
     assert result.exit_code == 0
     setup = setup_from_plan(analyze(recipe, sets).recipe, plan.raw).setup
-    assert setup.arch.qk_norm == (recipe != RECIPE)
+    assert setup.arch.model_type == (other or "llama")
     estimated, measured = estimate(setup).tensor_peak_bytes, callback.counter.peak
     error = (estimated - measured) / measured
     assert -0.05 <= error <= 0.12, f"estimate {estimated:,} vs measured {measured:,} ({error:+.1%})"

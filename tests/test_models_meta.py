@@ -40,11 +40,15 @@ def _target_sets(arch):
 
 
 def _two_layers(config: dict) -> dict:
-    """Same architecture with 2 layers: peft wrapping is the slow part and is per-layer identical."""
+    """Same architecture with 2 layers (and a 2-layer vision encoder): peft wrapping is the slow part and is
+    per-layer identical."""
     small = dict(config)
     for key in ("num_hidden_layers", "n_layer"):
         if key in small:
             small[key] = 2
+    for key in ("text_config", "vision_config"):
+        if key in small:
+            small[key] = _two_layers(small[key])
     return small
 
 
@@ -70,3 +74,38 @@ def test_lora_counts_match_peft(entry):
         trainable, all_params = wrapped.get_nb_trainable_parameters()
         assert (lora.trainable, lora.total) == (trainable, all_params), targets
         model = wrapped.unload()  # back to the bare base model for the next target set
+
+
+TINY = {  # small configs of the layouts where quantization differs: dense, fused MoE experts, a vision tower
+    "llama": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, vocab_size=256),
+    "qwen3_moe": dict(model_type="qwen3_moe", hidden_size=64, moe_intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_experts=4,
+                      num_experts_per_tok=2, vocab_size=256),
+    "gemma3": dict(model_type="gemma3", text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                                         num_attention_heads=2, num_key_value_heads=1, head_dim=32,
+                                                         vocab_size=256, sliding_window=16),
+                   vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                      image_size=28, patch_size=14, vision_use_head=False),
+                   mm_tokens_per_image=4, image_token_index=255, boi_token_index=253, eoi_token_index=254),
+}
+
+
+@pytest.mark.parametrize("layout", list(TINY))
+def test_qlora_quantizes_the_linears_the_count_says(layout, tmp_path):
+    """bitsandbytes converts exactly the parameters `count(..., "qlora").quantized` names (a vision tower's
+    linears included, fused MoE experts not)."""
+    bnb = pytest.importorskip("bitsandbytes")
+    config = TINY[layout]
+    cfg = dict(config)
+    model_type = cfg.pop("model_type")
+    torch.manual_seed(0)
+    transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(model_type, **cfg)).save_pretrained(
+        tmp_path)
+    quant = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")
+    model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=quant,
+                                                              dtype=torch.bfloat16)
+    converted = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, bnb.nn.Linear4bit))
+    counts = count(from_config(config), "qlora")
+    assert counts.quantized == converted > 0
+    assert counts.unquantized == counts.total - converted

@@ -115,6 +115,19 @@ def test_gemma3_local_and_global_layers():
         from_config(dict(config, use_bidirectional_attention=True))
 
 
+def test_gemma3_multimodal_counts_its_vision_tower():
+    """The 4B-27B checkpoints load a SigLIP encoder (27 layers of q, k, v, out_proj, fc1, fc2) and a
+    projector with the text stack; LoRA's default targets adapt the tower's q/k/v too, as peft matches names."""
+    four_b = arch("google/gemma-3-4b-it")
+    assert four_b.tower_params == 419_816_304 and four_b.total_params == 4_300_079_472
+    assert {m.name for m in four_b.tower_linears} <= set(four_b.linear_names)
+    lora = count(four_b, "lora", rank=8, targets=["q_proj", "v_proj"]).lora
+    assert lora == 8 * (34 * (2560 + 2048 + 2560 + 1024) + 27 * 2 * (1152 + 1152))
+    vision = dict(catalog()["google/gemma-3-4b-it"]["vision_config"], vision_use_head=True)
+    with pytest.raises(ArchitectureError, match="vision_use_head"):
+        from_config(dict(catalog()["google/gemma-3-4b-it"], vision_config=vision))
+
+
 @pytest.mark.parametrize("layout", [{"mlp_only_layers": [0, 5]}, {"decoder_sparse_step": 2}])
 def test_qwen3_moe_with_dense_layers_is_not_guessed(layout):
     config = dict(catalog()["qwen/qwen3-30b-a3b"], **layout)
@@ -139,6 +152,7 @@ ISSUE_MODELS = [
     "Qwen/Qwen3-30B-A3B", "Qwen/Qwen3-235B-A22B", "meta-llama/Llama-3.3-70B-Instruct", "microsoft/phi-4",
     "mistralai/Mistral-Nemo-Base-2407", "mistralai/Mistral-Small-24B-Base-2501", "HuggingFaceTB/SmolLM2-135M",
     "HuggingFaceTB/SmolLM2-360M", "HuggingFaceTB/SmolLM2-1.7B", "google/gemma-3-270m", "google/gemma-3-1b-it",
+    "google/gemma-3-4b-it", "google/gemma-3-12b-it", "google/gemma-3-27b-it",
 ]
 
 
@@ -159,6 +173,7 @@ def test_catalog_covers_the_models_people_fine_tune(name):
     ("mistralai/Mistral-Small-24B-Base-2501", 23.6, 1), ("HuggingFaceTB/SmolLM2-135M", 0.135, 3),
     ("HuggingFaceTB/SmolLM2-360M", 0.362, 3), ("HuggingFaceTB/SmolLM2-1.7B", 1.71, 2),
     ("google/gemma-3-270m", 0.268, 3), ("google/gemma-3-1b-it", 1.000, 3),
+    ("google/gemma-3-4b-it", 4.30, 2), ("google/gemma-3-12b-it", 12.19, 2), ("google/gemma-3-27b-it", 27.43, 2),
 ])
 def test_model_card_counts(name, billions, digits):
     assert abs(arch(name).total_params / 1e9 - billions) <= 10 ** -digits

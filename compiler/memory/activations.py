@@ -20,7 +20,8 @@ LOSS_BYTES_FORWARD = 8  # on top of the logits' own dtype
 LOSS_BYTES_BACKWARD = 12
 LOSS_BYTES_CHUNKED = 1  # chunked output + loss: 16-bit logits stay, one chunk (1/8) upcast + log-softmax at a time
 
-LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3", "stablelm")
+LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "gemma3", "phi3",
+              "stablelm")
 
 
 def compute_bytes(s: MemorySetup) -> int:
@@ -72,7 +73,8 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
     norm = norm_bytes(a, c)
     t = a.model_type
     if t in LLAMA_LIKE:
-        total = a.hidden_norms * (8 * h + 4) + 2 * c * h if t == "gemma3_text" else a.hidden_norms * norm
+        gemma3 = t in ("gemma3_text", "gemma3")  # a multimodal checkpoint trains on text: only its text stack runs
+        total = a.hidden_norms * (8 * h + 4) + 2 * c * h if gemma3 else a.hidden_norms * norm
         if eager:  # K and V repeated to all heads; fp32 softmax output + 16-bit probabilities (+ softcap)
             total += c * 4 * q + 6 * heads * s.seq_len
             if t == "gemma2":  # scaled query, tanh soft-capping of the scores

@@ -167,7 +167,7 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     elif s.strategy == "ddp" and s.dp_world > 1:
         gpu.append(Component("ddp_buckets", trainable * t_bytes, "DDP gradient buckets (a second gradient copy)"))
     if s.method == "qlora":
-        largest = max((m.d_in * m.d_out for m in a.layer_linears if m.quantizable), default=0)
+        largest = max((m.d_in * m.d_out for m, _ in a.all_linears if m.quantizable), default=0)
         gpu.append(Component("dequant_buffer", largest * 2, "one 4-bit matrix dequantized for its matmul"))
     # phases
     train = _activation_phase(s, counts.lora > 0)
@@ -221,8 +221,8 @@ def _fsdp1_root(s: MemorySetup) -> int:
     `not state._is_root`), so it stays gathered from the first forward to the end of backward."""
     if s.strategy != "fsdp" or s.fsdp_version != 1 or not s.gathers_params:
         return 0
-    a = s.arch
-    return a.vocab * a.hidden * (1 if a.tied else 2) + a.hidden
+    a = s.arch  # (a vision tower's embeddings and projector, when there is one, stay in the root too)
+    return a.vocab * a.hidden * (1 if a.tied else 2) + a.hidden + a.tower_other_params
 
 
 def _gathered_units(s: MemorySetup, counts, gather_bytes: int, t_bytes: int) -> list[Component]:
@@ -237,7 +237,7 @@ def _gathered_units(s: MemorySetup, counts, gather_bytes: int, t_bytes: int) -> 
     a = s.arch
     grad_bytes = min(t_bytes, gather_bytes)
     if s.method == "qlora":
-        layer_q = sum(m.params for m in a.layer_linears if m.quantizable)
+        layer_q = sum(m.weight_params for m in a.layer_linears if m.quantizable)
         layer_bytes = layer_q // 2 + (a.layer_params - layer_q) * 2  # 4-bit codes
     else:
         layer_bytes = a.layer_params * gather_bytes

@@ -16,7 +16,7 @@ def optimizer_state_bytes(s: MemorySetup, trainable: int, state_dtype: int, coun
         return trainable * 2 * state_dtype, s.optimizer == "paged_adamw"
     if s.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
         small = a.layers * a.layer_other_params + a.final_params if s.method == "full" else 0
-        small += sum(a.layers * m.count * m.d_out for m in a.layer_linears if m.bias) if s.method == "full" else 0
+        small += sum(times * m.count * m.d_out for m, times in a.all_linears if m.bias) if s.method == "full" else 0
         big = trainable - small
         # two uint8 states + one fp32 absmax per 256-element block each; small tensors keep 2 fp32 states
         return int(big * (2 + 8 / 256)) + small * 8, s.optimizer == "paged_adamw_8bit"
@@ -25,13 +25,14 @@ def optimizer_state_bytes(s: MemorySetup, trainable: int, state_dtype: int, coun
     if s.optimizer == "adafactor":
         # factored second moment: one fp32 value per row and per column of each matrix
         if s.method == "full":
-            rows_cols = a.layers * sum(m.count * (m.d_in + m.d_out) for m in a.layer_linears)
+            rows_cols = sum(times * m.count * (m.d_in + m.d_out) for m, times in a.all_linears)
             rows_cols += a.vocab + a.hidden + (a.vocab + a.hidden if a.lm_head else 0)
             rows_cols += a.layers * a.layer_other_params + a.final_params
+            rows_cols += a.tower_other_params  # unfactored (an upper bound: the embeddings are matrices)
         else:
             names, _ = resolve_targets(a, s.lora_targets)
-            rows_cols = a.layers * sum(m.count * 2 * (m.d_in + m.d_out + 2 * s.lora_rank)
-                                       for m in a.layer_linears if m.name in names)
+            rows_cols = sum(times * m.count * 2 * (m.d_in + m.d_out + 2 * s.lora_rank)
+                            for m, times in a.all_linears if m.name in names)
             rows_cols += counts.saved_copies // max(1, a.hidden) + a.hidden
         return rows_cols * 4, False
     raise ValueError(f"unknown optimizer {s.optimizer!r}")
@@ -46,5 +47,5 @@ def step_transient_bytes(s: MemorySetup, trainable: int, state_dtype: int, offlo
     if s.optimizer in ("adamw", "paged_adamw"):
         return trainable * state_dtype // shard  # foreach AdamW: one state-sized temporary
     if s.optimizer == "adafactor":
-        return max(m.d_in * m.d_out for m in s.arch.layer_linears) * 4 * 2
+        return max(m.d_in * m.d_out for m, _ in s.arch.all_linears) * 4 * 2
     return 0

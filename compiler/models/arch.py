@@ -33,6 +33,11 @@ class Linear:
     def params(self) -> int:
         return self.count * (self.d_in * self.d_out + (self.d_out if self.bias else 0))
 
+    @property
+    def weight_params(self) -> int:
+        """The weight matrices alone: what bitsandbytes stores in 4 bits (biases stay 16-bit)."""
+        return self.count * self.d_in * self.d_out
+
 
 @dataclass(frozen=True)
 class Sizes:
@@ -75,6 +80,10 @@ class Architecture(Sizes):
     # local attention: `sliding_layers` of the layers see only the last `sliding_window` tokens (Gemma-3)
     sliding_window: int | None = None
     sliding_layers: int = 0
+    # linears outside the decoder stack, each `count` times in all (a multimodal checkpoint's vision encoder:
+    # text-only training loads, adapts and quantizes it but never runs it) and the tower's other parameters
+    tower_linears: tuple[Linear, ...] = ()
+    tower_other_params: int = 0
 
     @property
     def default_attention(self) -> str:
@@ -100,13 +109,22 @@ class Architecture(Sizes):
 
     @property
     def linear_params(self) -> int:
-        """Parameters inside decoder-layer linears: what 4-bit quantization converts."""
-        return self.layers * sum(m.params for m in self.layer_linears if m.quantizable)
+        """Weights of decoder-layer (and tower) linears: what 4-bit quantization converts."""
+        return sum(times * m.weight_params for m, times in self.all_linears if m.quantizable)
+
+    @property
+    def tower_params(self) -> int:
+        return sum(m.params for m in self.tower_linears) + self.tower_other_params
 
     @property
     def total_params(self) -> int:
         head = self.lm_head.params if self.lm_head is not None else 0
-        return self.embedding_params + self.layers * self.layer_params + self.final_params + head
+        return self.embedding_params + self.layers * self.layer_params + self.final_params + head + self.tower_params
+
+    @property
+    def all_linears(self) -> tuple[tuple[Linear, int], ...]:
+        """Every linear with how many times the model holds it: per layer × layers, tower linears as counted."""
+        return tuple((m, self.layers) for m in self.layer_linears) + tuple((m, 1) for m in self.tower_linears)
 
     @property
     def lm_head_params(self) -> int:
@@ -117,7 +135,7 @@ class Architecture(Sizes):
     def linear_names(self) -> tuple[str, ...]:
         """Module names `all_linear` adapts (peft: every Linear/Conv1D except the output layer)."""
         seen: list[str] = []
-        for m in self.layer_linears:
+        for m in self.layer_linears + self.tower_linears:
             if m.name not in seen:
                 seen.append(m.name)
         return tuple(seen)
@@ -239,6 +257,30 @@ def _gemma3_text(config):
     window = c.get("sliding_window", 4096)
     sliding = sum(t == "sliding_attention" for t in types) if window else 0
     return replace(arch, sliding_window=int(window) if sliding else None, sliding_layers=sliding)
+
+
+def _gemma3(config):
+    """A multimodal Gemma-3 checkpoint (4B and up): the gemma3_text stack plus a SigLIP vision encoder and its
+    projector, which text-only training loads with the model (and peft adapts, bitsandbytes quantizes)."""
+    text = dict(config.get("text_config") or {}, model_type="gemma3_text")
+    text.setdefault("vocab_size", 262208)  # Gemma3TextConfig's
+    if "tie_word_embeddings" in config:
+        text.setdefault("tie_word_embeddings", config["tie_word_embeddings"])
+    vision = config.get("vision_config") or {}
+    if vision.get("vision_use_head", True):
+        raise ArchitectureError("gemma3 with a SigLIP pooling head (vision_use_head) is not supported")
+    h = int(_get(vision, "hidden_size"))
+    inter, layers = int(_get(vision, "intermediate_size")), int(_get(vision, "num_hidden_layers"))
+    patch, image = int(_get(vision, "patch_size")), int(_get(vision, "image_size"))
+    channels = int(vision.get("num_channels") or 3)
+    linears = tuple(Linear(name, d_in, d_out, True, count=layers) for name, d_in, d_out in (
+        ("q_proj", h, h), ("k_proj", h, h), ("v_proj", h, h), ("out_proj", h, h), ("fc1", h, inter),
+        ("fc2", inter, h)))
+    arch = _gemma3_text(text)
+    other = (channels * patch * patch * h + h + (image // patch) ** 2 * h  # patch and position embeddings
+             + layers * 4 * h + 2 * h  # LayerNorms
+             + h * arch.hidden + h)  # projector: input projection and soft-embedding norm
+    return replace(arch, model_type="gemma3", tower_linears=linears, tower_other_params=other)
 
 
 def _stablelm(config):
@@ -379,7 +421,7 @@ def _opt(config):
 
 _BUILDERS = {
     "llama": _llama, "mistral": _llama, "mixtral": _llama, "qwen2": _qwen2, "qwen3": _qwen3,
-    "qwen3_moe": _qwen3_moe, "gemma2": _gemma2, "gemma3_text": _gemma3_text, "phi": _phi, "phi3": _phi3, "gpt2": _gpt2,
-    "stablelm": _stablelm, "falcon": _falcon, "bloom": _bloom, "opt": _opt,
+    "qwen3_moe": _qwen3_moe, "gemma2": _gemma2, "gemma3_text": _gemma3_text, "gemma3": _gemma3, "phi": _phi,
+    "phi3": _phi3, "gpt2": _gpt2, "stablelm": _stablelm, "falcon": _falcon, "bloom": _bloom, "opt": _opt,
 }
 SUPPORTED_TYPES = tuple(_BUILDERS)

@@ -34,11 +34,10 @@ def resolve_targets(arch: Architecture, targets) -> tuple[tuple[str, ...], tuple
 
 
 def lora_params(arch: Architecture, rank: int, targets) -> int:
-    """r·(d_in + d_out) per adapted module, summed over layers (and experts)."""
+    """r·(d_in + d_out) per adapted module, summed over layers (and experts, and a vision tower)."""
     names, _ = resolve_targets(arch, targets)
-    per_layer = sum(m.count * m.lora_rank_factor * rank * (m.d_in + m.d_out)
-                    for m in arch.layer_linears if m.name in names)
-    return arch.layers * per_layer
+    return sum(times * m.count * m.lora_rank_factor * rank * (m.d_in + m.d_out)
+               for m, times in arch.all_linears if m.name in names)
 
 
 def saved_module_params(arch: Architecture, modules_to_save) -> int:
