@@ -152,7 +152,10 @@ ISSUE_MODELS = [
     "Qwen/Qwen3-30B-A3B", "Qwen/Qwen3-235B-A22B", "meta-llama/Llama-3.3-70B-Instruct", "microsoft/phi-4",
     "mistralai/Mistral-Nemo-Base-2407", "mistralai/Mistral-Small-24B-Base-2501", "HuggingFaceTB/SmolLM2-135M",
     "HuggingFaceTB/SmolLM2-360M", "HuggingFaceTB/SmolLM2-1.7B", "google/gemma-3-270m", "google/gemma-3-1b-it",
-    "google/gemma-3-4b-it", "google/gemma-3-12b-it", "google/gemma-3-27b-it",
+    "google/gemma-3-4b-it", "google/gemma-3-12b-it", "google/gemma-3-27b-it", "microsoft/Phi-4-mini-instruct",
+    "deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
 ]
 
 
@@ -174,6 +177,7 @@ def test_catalog_covers_the_models_people_fine_tune(name):
     ("HuggingFaceTB/SmolLM2-360M", 0.362, 3), ("HuggingFaceTB/SmolLM2-1.7B", 1.71, 2),
     ("google/gemma-3-270m", 0.268, 3), ("google/gemma-3-1b-it", 1.000, 3),
     ("google/gemma-3-4b-it", 4.30, 2), ("google/gemma-3-12b-it", 12.19, 2), ("google/gemma-3-27b-it", 27.43, 2),
+    ("microsoft/Phi-4-mini-instruct", 3.84, 2), ("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", 32.8, 1),
 ])
 def test_model_card_counts(name, billions, digits):
     assert abs(arch(name).total_params / 1e9 - billions) <= 10 ** -digits
