@@ -155,7 +155,7 @@ ISSUE_MODELS = [
     "google/gemma-3-4b-it", "google/gemma-3-12b-it", "google/gemma-3-27b-it", "microsoft/Phi-4-mini-instruct",
     "deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
-    "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "HuggingFaceTB/SmolLM3-3B",
 ]
 
 
@@ -178,6 +178,7 @@ def test_catalog_covers_the_models_people_fine_tune(name):
     ("google/gemma-3-270m", 0.268, 3), ("google/gemma-3-1b-it", 1.000, 3),
     ("google/gemma-3-4b-it", 4.30, 2), ("google/gemma-3-12b-it", 12.19, 2), ("google/gemma-3-27b-it", 27.43, 2),
     ("microsoft/Phi-4-mini-instruct", 3.84, 2), ("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", 32.8, 1),
+    ("HuggingFaceTB/SmolLM3-3B", 3.08, 2),
 ])
 def test_model_card_counts(name, billions, digits):
     assert abs(arch(name).total_params / 1e9 - billions) <= 10 ** -digits

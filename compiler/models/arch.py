@@ -420,7 +420,7 @@ def _opt(config):
 
 
 _BUILDERS = {
-    "llama": _llama, "mistral": _llama, "mixtral": _llama, "qwen2": _qwen2, "qwen3": _qwen3,
+    "llama": _llama, "mistral": _llama, "mixtral": _llama, "smollm3": _llama, "qwen2": _qwen2, "qwen3": _qwen3,
     "qwen3_moe": _qwen3_moe, "gemma2": _gemma2, "gemma3_text": _gemma3_text, "gemma3": _gemma3, "phi": _phi,
     "phi3": _phi3, "gpt2": _gpt2, "stablelm": _stablelm, "falcon": _falcon, "bloom": _bloom, "opt": _opt,
 }
