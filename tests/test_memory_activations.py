@@ -109,8 +109,8 @@ def predicted(model_type: str, shape: dict, seq: int = 64, dtype: str = "bf16") 
     return layer_bytes_per_token(setup)
 
 
-EXACT = ("llama", "smollm3", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen3_moe", "gemma2", "gemma3_text", "opt", "bloom",
-         "gpt2", "phi", "stablelm")
+EXACT = ("llama", "smollm3", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen3_moe", "olmo2", "gemma2",
+         "gemma3_text", "opt", "bloom", "gpt2", "phi", "stablelm")
 
 
 CASES = [(t, SHAPES[0]) for t in EXACT] + [(t, SHAPES[1]) for t in ("llama", "qwen3", "gemma2", "gemma3_text",
@@ -132,7 +132,7 @@ def test_layer_activations_bound_autograd(model_type):
 
 def test_fp32_layer_and_eager_quadratic_term():
     shape = SHAPES[0]
-    for model_type in ("llama", "qwen3", "gemma3_text"):
+    for model_type in ("llama", "qwen3", "olmo2", "gemma3_text"):
         real = measured_per_token(model_type, shape, dtype=torch.float32)
         assert predicted(model_type, shape, dtype="fp32") == pytest.approx(real, rel=0.002), model_type
     short, long = measured_per_token("llama", shape, seq=64), measured_per_token("llama", shape, seq=128)
@@ -141,7 +141,7 @@ def test_fp32_layer_and_eager_quadratic_term():
     assert eager[1] - eager[0] > 0 and short < long * 1.01  # sdpa: no length term
 
 
-@pytest.mark.parametrize("model_type", ("llama", "qwen3", "gemma3_text"))
+@pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "gemma3_text"))
 @pytest.mark.parametrize("targets, dropout", [
     (["q_proj", "v_proj"], 0.0), (["q_proj", "v_proj"], 0.05), (["o_proj"], 0.0), (["down_proj"], 0.0),
     ("all-linear", 0.0), ("all-linear", 0.05)])
@@ -157,7 +157,7 @@ def test_lora_layer_activations(targets, dropout, model_type):
     assert got == pytest.approx(real, rel=0.02)
 
 
-@pytest.mark.parametrize("model_type", ("llama", "qwen3", "gemma3_text"))
+@pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "gemma3_text"))
 @pytest.mark.parametrize("targets", [["q_proj", "v_proj"], "all-linear"])
 def test_qlora_layer_activations(targets, model_type, tmp_path):
     pytest.importorskip("bitsandbytes")
@@ -170,7 +170,7 @@ def test_qlora_layer_activations(targets, model_type, tmp_path):
     assert got == pytest.approx(real, rel=0.02)
 
 
-@pytest.mark.parametrize("model_type", ("llama", "qwen2", "qwen3", "gemma3_text", "gpt2"))
+@pytest.mark.parametrize("model_type", ("llama", "qwen2", "qwen3", "olmo2", "gemma3_text", "gpt2"))
 @pytest.mark.parametrize("seq", (64, 128))
 def test_padded_batches_add_the_mask_and_repeated_kv(model_type, seq):
     """With a padding mask SDPA gets K/V repeated to every head and keeps a 16-bit bias per layer."""

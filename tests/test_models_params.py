@@ -156,6 +156,7 @@ ISSUE_MODELS = [
     "deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "HuggingFaceTB/SmolLM3-3B",
+    "allenai/OLMo-2-0425-1B", "allenai/OLMo-2-1124-7B", "allenai/OLMo-2-1124-13B", "allenai/OLMo-2-0325-32B",
 ]
 
 
@@ -178,7 +179,8 @@ def test_catalog_covers_the_models_people_fine_tune(name):
     ("google/gemma-3-270m", 0.268, 3), ("google/gemma-3-1b-it", 1.000, 3),
     ("google/gemma-3-4b-it", 4.30, 2), ("google/gemma-3-12b-it", 12.19, 2), ("google/gemma-3-27b-it", 27.43, 2),
     ("microsoft/Phi-4-mini-instruct", 3.84, 2), ("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", 32.8, 1),
-    ("HuggingFaceTB/SmolLM3-3B", 3.08, 2),
+    ("HuggingFaceTB/SmolLM3-3B", 3.08, 2), ("allenai/OLMo-2-0425-1B", 1.48, 2), ("allenai/OLMo-2-1124-7B", 7.30, 2),
+    ("allenai/OLMo-2-1124-13B", 13.7, 1), ("allenai/OLMo-2-0325-32B", 32.2, 1),
 ])
 def test_model_card_counts(name, billions, digits):
     assert abs(arch(name).total_params / 1e9 - billions) <= 10 ** -digits

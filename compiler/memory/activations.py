@@ -20,8 +20,9 @@ LOSS_BYTES_FORWARD = 8  # on top of the logits' own dtype
 LOSS_BYTES_BACKWARD = 12
 LOSS_BYTES_CHUNKED = 1  # chunked output + loss: 16-bit logits stay, one chunk (1/8) upcast + log-softmax at a time
 
-LLAMA_LIKE = ("llama", "smollm3", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "gemma3", "phi3",
-              "stablelm")
+LLAMA_LIKE = ("llama", "smollm3", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "olmo2", "gemma2", "gemma3_text",
+              "gemma3", "phi3", "stablelm")
+FP32_SCALED_NORMS = ("olmo2", "gemma2", "gemma3_text", "gemma3")  # weight × normalized in fp32, then cast
 
 
 def compute_bytes(s: MemorySetup) -> int:
@@ -60,7 +61,7 @@ def norm_bytes(a, c: int) -> int:
 def normalized_bytes(a, c: int) -> int:
     """Bytes per element of the normalized input an RMSNorm keeps for its weight's gradient: Gemma
     scales in fp32, the others after casting back to the compute dtype."""
-    return 4 if a.model_type.startswith("gemma") else c
+    return 4 if a.model_type in FP32_SCALED_NORMS else c
 
 
 def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int:
@@ -73,8 +74,10 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
     norm = norm_bytes(a, c)
     t = a.model_type
     if t in LLAMA_LIKE:
-        gemma3 = t in ("gemma3_text", "gemma3")  # a multimodal checkpoint trains on text: only its text stack runs
-        total = a.hidden_norms * (8 * h + 4) + 2 * c * h if gemma3 else a.hidden_norms * norm
+        # Gemma-3's and OLMo-2's norms scale in fp32 (8h + 4 each) and two c·h tensors feed the linears (the
+        # pre-norm outputs, OLMo-2's residual); a multimodal Gemma-3 trains on text: only its text stack runs
+        fp32_norms = t in ("gemma3_text", "gemma3", "olmo2")
+        total = a.hidden_norms * (8 * h + 4) + 2 * c * h if fp32_norms else a.hidden_norms * norm
         if eager:  # K and V repeated to all heads; fp32 softmax output + 16-bit probabilities (+ softcap)
             total += c * 4 * q + 6 * heads * s.seq_len
             if t == "gemma2":  # scaled query, tanh soft-capping of the scores
@@ -84,7 +87,8 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
         if t in ("phi3", "stablelm"):
             total += c * q  # fused qkv / partial-rotary concatenation keeps one more query-sized tensor
         if a.qk_norm:  # per-head RMSNorm of the query and key: fp32 input, rsqrt per head, normalized input
-            total += (4 + normalized_bytes(a, c)) * (q + kv) + 4 * (heads + a.kv_heads)
+            rows = heads + a.kv_heads if a.qk_norm_per_head else 2  # one rstd per head, or per token
+            total += (4 + normalized_bytes(a, c)) * (q + kv) + 4 * rows
         if a.experts:  # gathered input, gate_up, activation and product per routed copy; router in fp32
             k = max(1, a.experts_per_token)
             total += k * (4 * c * inter + 2 * c * h) + 25 * a.experts

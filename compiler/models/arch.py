@@ -74,8 +74,10 @@ class Architecture(Sizes):
     attention_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     # a table of max_positions learned position embeddings (GPT-2, OPT): a longer sequence has no row to read
     learned_positions: bool = False
-    # RMSNorm over each head's query and key before RoPE (Qwen3, Gemma-3): two head_dim weights per layer
+    # RMSNorm of the query and key before RoPE: over each head (Qwen3, Gemma-3: two head_dim weights per
+    # layer) or over the whole projection (OLMo-2: q_dim + kv_dim weights)
     qk_norm: bool = False
+    qk_norm_per_head: bool = True
     hidden_norms: int = 2  # hidden-size norms per layer: before attention and MLP; Gemma adds two after them
     # local attention: `sliding_layers` of the layers see only the last `sliding_window` tokens (Gemma-3)
     sliding_window: int | None = None
@@ -238,6 +240,14 @@ def _gemma2(config):
     c.setdefault("head_dim", 256)
     c.setdefault("tie_word_embeddings", True)
     return _llama_like(c, norms_per_layer=4)
+
+
+def _olmo2(config):
+    """Llama's projections with the norms moved after attention and MLP (their outputs join the residual,
+    no linear reads them) and RMSNorms over the whole query and key projections."""
+    arch = _llama_like(config)
+    return replace(arch, layer_other_params=2 * arch.hidden + arch.q_dim + arch.kv_dim, qk_norm=True,
+                   qk_norm_per_head=False)
 
 
 def _gemma3_text(config):
@@ -421,7 +431,7 @@ def _opt(config):
 
 _BUILDERS = {
     "llama": _llama, "mistral": _llama, "mixtral": _llama, "smollm3": _llama, "qwen2": _qwen2, "qwen3": _qwen3,
-    "qwen3_moe": _qwen3_moe, "gemma2": _gemma2, "gemma3_text": _gemma3_text, "gemma3": _gemma3, "phi": _phi,
-    "phi3": _phi3, "gpt2": _gpt2, "stablelm": _stablelm, "falcon": _falcon, "bloom": _bloom, "opt": _opt,
+    "qwen3_moe": _qwen3_moe, "olmo2": _olmo2, "gemma2": _gemma2, "gemma3_text": _gemma3_text, "gemma3": _gemma3,
+    "phi": _phi, "phi3": _phi3, "gpt2": _gpt2, "stablelm": _stablelm, "falcon": _falcon, "bloom": _bloom, "opt": _opt,
 }
 SUPPORTED_TYPES = tuple(_BUILDERS)
