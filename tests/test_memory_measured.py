@@ -48,6 +48,7 @@ CASES = {
     "gemma3-multimodal-lora": dict(method="lora", lora_rank=8, lora_targets="all_linear", micro_batch=4,
                                    seq_len=256),
     "gemma3-multimodal-full": dict(method="full", micro_batch=1, seq_len=32),
+    "olmo2-full-checkpointing": dict(method="full", micro_batch=4, seq_len=256, gradient_checkpointing=True),
 }
 QWEN3 = dict(LLAMA, model_type="qwen3", head_dim=64, rms_norm_eps=1e-6, tie_word_embeddings=True)
 # Gemma-3 with a 64-token window: 256-token sequences make its local layers hand SDPA a mask
@@ -60,6 +61,7 @@ GEMMA3_MULTIMODAL = dict(model_type="gemma3", text_config={k: v for k, v in GEMM
                          mm_tokens_per_image=16)
 CONFIGS = {"full-tied-embedding": dict(LLAMA, vocab_size=16384, tie_word_embeddings=True),
            "gemma3-multimodal-lora": GEMMA3_MULTIMODAL, "gemma3-multimodal-full": GEMMA3_MULTIMODAL,
+           "olmo2-full-checkpointing": dict(LLAMA, model_type="olmo2", rms_norm_eps=1e-6),
            "qwen3-full": QWEN3, "qwen3-lora-all-dropout": QWEN3,
            "gemma3-sliding-window-full": GEMMA3, "gemma3-sliding-window-lora": GEMMA3}
 
