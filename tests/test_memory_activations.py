@@ -216,24 +216,34 @@ def test_gemma2_lora_layer_activations_are_a_close_upper_bound():
         assert real <= got <= 1.05 * real, (targets, got, real)
 
 
+# How each family's config turns a window on for some layers (`sliding`) or leaves it off (`full`).
+WINDOWED = {
+    "gemma3_text": (lambda w, n: dict(sliding_window=w, layer_types=["sliding_attention"] * n),
+                    lambda w, n: dict(sliding_window=w, layer_types=["full_attention"] * n)),
+    "mistral": (lambda w, n: dict(sliding_window=w), lambda w, n: dict(sliding_window=None)),
+    "qwen2": (lambda w, n: dict(use_sliding_window=True, sliding_window=w, max_window_layers=0),
+              lambda w, n: dict(use_sliding_window=False, sliding_window=w)),
+}
+
+
+@pytest.mark.parametrize("model_type", list(WINDOWED))
 @pytest.mark.parametrize("window, seq", [(32, 128), (128, 64)])
-def test_sliding_window_layers_hand_sdpa_a_mask_past_the_window(window, seq, monkeypatch):
-    """Gemma-3's local layers: once the sequence is longer than the window, SDPA gets a mask (repeated
-    K/V and a 16-bit bias, as with padding); the global layers keep the causal fast path."""
+def test_sliding_window_layers_hand_sdpa_a_mask_past_the_window(model_type, window, seq, monkeypatch):
+    """Sliding-window layers (Gemma-3's local ones, Mistral-7B-v0.1's, Qwen2's with use_sliding_window):
+    once the sequence is longer than the window, SDPA gets a mask (repeated K/V and a 16-bit bias, as with
+    padding); without a window the causal fast path stays."""
     shape = SHAPES[0]
     base = _config
-
-    def config(kind):
-        def build(model_type, shape, layers):
-            return dict(base(model_type, shape, layers), sliding_window=window, layer_types=[kind] * layers)
-        return build
-
     per_kind = {}
-    for kind in ("sliding_attention", "full_attention"):
-        monkeypatch.setattr(sys.modules[__name__], "_config", config(kind))
-        arch = from_config(_config("gemma3_text", shape, 2))
+    for kind, extra in zip(("sliding", "full"), WINDOWED[model_type]):
+        def build(model_type, shape, layers, extra=extra):
+            return dict(base(model_type, shape, layers), **extra(window, layers))
+
+        monkeypatch.setattr(sys.modules[__name__], "_config", build)
+        arch = from_config(_config(model_type, shape, 2))
+        assert arch.sliding_layers == (2 if kind == "sliding" else 0)
         got = layer_bytes_per_token(MemorySetup(arch, seq_len=seq, padded_batches=False))
-        assert got == pytest.approx(measured_per_token("gemma3_text", shape, seq), rel=0.02), kind
+        assert got == pytest.approx(measured_per_token(model_type, shape, seq), rel=0.02), kind
         per_kind[kind] = got
-    masked = per_kind["sliding_attention"] - per_kind["full_attention"]
+    masked = per_kind["sliding"] - per_kind["full"]
     assert masked == (2 * 2 * (arch.q_dim - arch.kv_dim) + 2 * seq if seq > window else 0)

@@ -115,6 +115,23 @@ def test_gemma3_local_and_global_layers():
         from_config(dict(config, use_bidirectional_attention=True))
 
 
+def test_sliding_windows_as_the_config_classes_decide():
+    """Mistral-7B-v0.1 attends through a 4096-token window on every layer (MistralConfig's default when the
+    key is absent); v0.2 and Mixtral have none; Qwen2 only with use_sliding_window, from max_window_layers on."""
+    def window(name, **changes):
+        a = from_config(dict(catalog()[name.lower()], **changes))
+        return a.sliding_window, a.sliding_layers
+
+    assert window("mistralai/Mistral-7B-v0.1") == (4096, 32)
+    assert window("mistralai/Mistral-7B-Instruct-v0.2") == (None, 0)
+    assert window("mistralai/Mixtral-8x7B-v0.1") == (None, 0)
+    config = {k: v for k, v in catalog()["mistralai/mistral-7b-instruct-v0.2"].items() if k != "sliding_window"}
+    assert from_config(config).sliding_window == 4096
+    assert window("Qwen/Qwen2.5-7B") == (None, 0)
+    assert window("Qwen/Qwen2.5-7B", use_sliding_window=True, sliding_window=4096, max_window_layers=20) == (4096, 8)
+    assert window("Qwen/Qwen3-30B-A3B", use_sliding_window=True, sliding_window=4096) == (4096, 48)
+
+
 def test_gemma3_multimodal_counts_its_vision_tower():
     """The 4B-27B checkpoints load a SigLIP encoder (27 layers of q, k, v, out_proj, fc1, fc2) and a
     projector with the text stack; LoRA's default targets adapt the tower's q/k/v too, as peft matches names."""

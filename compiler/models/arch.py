@@ -174,6 +174,26 @@ def _llama_sizes(config: dict, *, head_dim_key: bool = True) -> Sizes:
                  vocab=int(_get(config, "vocab_size")), tied=bool(config.get("tie_word_embeddings", False)))
 
 
+def _sliding_window(config: dict, layers: int) -> tuple[int | None, int]:
+    """(window, how many layers attend through it) as transformers' config classes decide it: Mistral
+    defaults to a 4096-token window on every layer when the key is absent, Mixtral and Qwen3-MoE to none;
+    Qwen2/Qwen3 use it only with `use_sliding_window`, on the layers from `max_window_layers` on."""
+    kind = config.get("model_type")
+    if kind in ("mistral", "mixtral", "qwen3_moe"):
+        window = config.get("sliding_window", 4096 if kind == "mistral" else None)
+        if kind == "qwen3_moe" and not config.get("use_sliding_window"):
+            window = None
+        return (int(window), layers) if window else (None, 0)
+    if kind in ("qwen2", "qwen3") and config.get("use_sliding_window"):
+        window = config.get("sliding_window", 4096)
+        types = config.get("layer_types") or [
+            "sliding_attention" if i >= int(config.get("max_window_layers", 28)) else "full_attention"
+            for i in range(layers)]
+        sliding = sum(t == "sliding_attention" for t in types)
+        return (int(window), sliding) if window and sliding else (None, 0)
+    return None, 0
+
+
 def _llama_like(config: dict, *, qkv_bias: bool = False, norm_bias: bool = False,
                 norms_per_layer: int = 2, mlp_bias: bool = False, qk_norm: bool = False) -> Architecture:
     d = _llama_sizes(config)
@@ -189,6 +209,7 @@ def _llama_like(config: dict, *, qkv_bias: bool = False, norm_bias: bool = False
         Linear("o_proj", heads * head_dim, h, attn_bias),
     ]
     other = norms_per_layer * h * (2 if norm_bias else 1) + (2 * head_dim if qk_norm else 0)
+    window, sliding = _sliding_window(config, d.layers)
     if experts:
         # transformers 5: a router weight (E, h) and fused 3-D expert tensors, none an nn.Linear;
         # peft's all-linear still adapts all three (experts through target_parameters)
@@ -204,7 +225,8 @@ def _llama_like(config: dict, *, qkv_bias: bool = False, norm_bias: bool = False
         experts=experts, experts_per_token=int(config.get("num_experts_per_tok") or 0), gated_mlp=True,
         embed_name="embed_tokens", embedding_params=vocab * h, layer_linears=tuple(linears),
         layer_other_params=other, final_params=h * (2 if norm_bias else 1),
-        lm_head=None if tied else Linear("lm_head", h, vocab), qk_norm=qk_norm, hidden_norms=norms_per_layer)
+        lm_head=None if tied else Linear("lm_head", h, vocab), qk_norm=qk_norm, hidden_norms=norms_per_layer,
+        sliding_window=window, sliding_layers=sliding)
 
 
 def _llama(config):
