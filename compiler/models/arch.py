@@ -177,21 +177,27 @@ def _llama_sizes(config: dict, *, head_dim_key: bool = True) -> Sizes:
 def _sliding_window(config: dict, layers: int) -> tuple[int | None, int]:
     """(window, how many layers attend through it) as transformers' config classes decide it: Mistral
     defaults to a 4096-token window on every layer when the key is absent, Mixtral and Qwen3-MoE to none;
-    Qwen2/Qwen3 use it only with `use_sliding_window`, on the layers from `max_window_layers` on."""
+    Qwen2/Qwen3 use it only with `use_sliding_window`, on the layers from `max_window_layers` on; Gemma-3
+    on five layers of six."""
     kind = config.get("model_type")
+    window, types = None, ()
     if kind in ("mistral", "mixtral", "qwen3_moe"):
         window = config.get("sliding_window", 4096 if kind == "mistral" else None)
         if kind == "qwen3_moe" and not config.get("use_sliding_window"):
             window = None
-        return (int(window), layers) if window else (None, 0)
-    if kind in ("qwen2", "qwen3") and config.get("use_sliding_window"):
+        types = ["sliding_attention"] * layers
+    elif kind in ("qwen2", "qwen3") and config.get("use_sliding_window"):
         window = config.get("sliding_window", 4096)
+        first = int(config.get("max_window_layers", 28))
         types = config.get("layer_types") or [
-            "sliding_attention" if i >= int(config.get("max_window_layers", 28)) else "full_attention"
-            for i in range(layers)]
-        sliding = sum(t == "sliding_attention" for t in types)
-        return (int(window), sliding) if window and sliding else (None, 0)
-    return None, 0
+            "sliding_attention" if i >= first else "full_attention" for i in range(layers)]
+    elif kind == "gemma3_text":
+        window = config.get("sliding_window", 4096)
+        pattern = int(config.get("sliding_window_pattern") or 6)
+        types = config.get("layer_types") or [
+            "full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(layers)]
+    sliding = sum(t == "sliding_attention" for t in types) if window else 0
+    return (int(window), sliding) if sliding else (None, 0)
 
 
 def _llama_like(config: dict, *, qkv_bias: bool = False, norm_bias: bool = False,
@@ -281,14 +287,7 @@ def _gemma3_text(config):
     c.setdefault("head_dim", 256)
     c.setdefault("num_key_value_heads", 4)
     c.setdefault("tie_word_embeddings", True)
-    arch = _llama_like(c, norms_per_layer=4, qk_norm=True)
-    types = c.get("layer_types")
-    if not types:
-        pattern = int(c.get("sliding_window_pattern") or 6)
-        types = ["full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(arch.layers)]
-    window = c.get("sliding_window", 4096)
-    sliding = sum(t == "sliding_attention" for t in types) if window else 0
-    return replace(arch, sliding_window=int(window) if sliding else None, sliding_layers=sliding)
+    return _llama_like(c, norms_per_layer=4, qk_norm=True)
 
 
 def _gemma3(config):
