@@ -17,6 +17,7 @@ transformers = pytest.importorskip("transformers")
 from ftc.compiler.memory.activations import layer_bytes_per_token  # noqa: E402
 from ftc.compiler.memory.setup import MemorySetup  # noqa: E402
 from ftc.compiler.models.arch import from_config  # noqa: E402
+from ftc.compiler.models.params import resolve_targets  # noqa: E402
 
 SHAPES = (dict(hidden_size=256, intermediate_size=512, num_attention_heads=8, num_key_value_heads=2),
           dict(hidden_size=192, intermediate_size=640, num_attention_heads=6, num_key_value_heads=3))
@@ -43,6 +44,8 @@ def _config(model_type: str, shape: dict, layers: int) -> dict:
         config.update(num_local_experts=4, num_experts_per_tok=2)
     if model_type == "qwen3_moe":
         config.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=inter)
+    if model_type == "gpt_oss":
+        config.update(num_local_experts=4, num_experts_per_tok=2, head_dim=h // heads)
     return config
 
 
@@ -54,7 +57,7 @@ def _saved_bytes(config: dict, seq: int, dtype, lora: dict | None = None, qlora_
     for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
         if isinstance(getattr(hf, key, None), int) and getattr(hf, key) >= hf.vocab_size:
             setattr(hf, key, None)
-    attention = "eager" if model_type in ("gemma2", "bloom") else "sdpa"
+    attention = "eager" if model_type in ("gemma2", "bloom", "gpt_oss") else "sdpa"
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(hf, dtype=dtype, attn_implementation=attention)
     if qlora_dir is not None:  # as the runtime: bitsandbytes NF4 + prepare_model_for_kbit_training
@@ -109,7 +112,7 @@ def predicted(model_type: str, shape: dict, seq: int = 64, dtype: str = "bf16") 
     return layer_bytes_per_token(setup)
 
 
-EXACT = ("llama", "smollm3", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen3_moe", "olmo2", "gemma2",
+EXACT = ("llama", "smollm3", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen3_moe", "olmo2", "gpt_oss", "gemma2",
          "gemma3_text", "opt", "bloom", "gpt2", "phi", "stablelm")
 
 
@@ -132,7 +135,7 @@ def test_layer_activations_bound_autograd(model_type):
 
 def test_fp32_layer_and_eager_quadratic_term():
     shape = SHAPES[0]
-    for model_type in ("llama", "qwen3", "olmo2", "gemma3_text"):
+    for model_type in ("llama", "qwen3", "olmo2", "gemma3_text", "gpt_oss"):
         real = measured_per_token(model_type, shape, dtype=torch.float32)
         assert predicted(model_type, shape, dtype="fp32") == pytest.approx(real, rel=0.002), model_type
     short, long = measured_per_token("llama", shape, seq=64), measured_per_token("llama", shape, seq=128)
@@ -141,7 +144,7 @@ def test_fp32_layer_and_eager_quadratic_term():
     assert eager[1] - eager[0] > 0 and short < long * 1.01  # sdpa: no length term
 
 
-@pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "gemma3_text"))
+@pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "gemma3_text", "gpt_oss"))
 @pytest.mark.parametrize("targets, dropout", [
     (["q_proj", "v_proj"], 0.0), (["q_proj", "v_proj"], 0.05), (["o_proj"], 0.0), (["down_proj"], 0.0),
     ("all-linear", 0.0), ("all-linear", 0.05)])
@@ -149,15 +152,18 @@ def test_lora_layer_activations(targets, dropout, model_type):
     """bf16 base under autocast with fp32 adapters, as the runtime trains LoRA."""
     shape, seq = SHAPES[0], 64
     lora = dict(r=8, target_modules=targets, lora_dropout=dropout)
-    real = measured_per_token(model_type, shape, seq, lora=lora)
     arch = from_config(_config(model_type, shape, 2))
+    if model_type == "gpt_oss" and targets == ["down_proj"]:  # its experts are bare parameters: no module to adapt
+        assert resolve_targets(arch, targets) == ((), ("down_proj",))
+        return
+    real = measured_per_token(model_type, shape, seq, lora=lora)
     got = layer_bytes_per_token(MemorySetup(arch, method="lora", lora_rank=8, lora_dropout=dropout, seq_len=seq,
                                             padded_batches=False,
                                             lora_targets="all_linear" if targets == "all-linear" else tuple(targets)))
     assert got == pytest.approx(real, rel=0.02)
 
 
-@pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "gemma3_text"))
+@pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "gemma3_text", "gpt_oss"))
 @pytest.mark.parametrize("targets", [["q_proj", "v_proj"], "all-linear"])
 def test_qlora_layer_activations(targets, model_type, tmp_path):
     pytest.importorskip("bitsandbytes")

@@ -47,6 +47,9 @@ OTHER_MODELS = {  # the tiny model's sizes in other families, random init, with 
                    vision_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                       num_attention_heads=2, image_size=56, patch_size=14, vision_use_head=False),
                    mm_tokens_per_image=16, pad_token_id=0, bos_token_id=1, eos_token_id=2),
+    # gpt-oss: biased attention with sinks (eager), alternating sliding layers, biased fused experts
+    "gpt_oss": dict(TEXT, intermediate_size=128, num_local_experts=4, num_experts_per_tok=2, sliding_window=64,
+                    tie_word_embeddings=False),
 }
 
 
@@ -70,8 +73,8 @@ def other_model_recipe(tmp_path: Path, model_type: str) -> Path:
 
 @pytest.mark.parametrize("overrides", [(), ("method=full",), ("train.gradient_checkpointing=true",),
                                        ("model.dtype=bf16",), ("method=qlora", "method.quant=nf4"), ("qwen3",),
-                                       ("gemma3",)],
-                         ids=["as-shipped", "full", "checkpointing", "bf16", "qlora", "qwen3", "gemma3"])
+                                       ("gemma3",), ("gpt_oss",)],
+                         ids=["as-shipped", "full", "checkpointing", "bf16", "qlora", "qwen3", "gemma3", "gpt_oss"])
 def test_run_peak_matches_the_estimate(tmp_path, overrides, one_torch_thread):
     from ftc.cli import main as ftc
     from ftc.compiler.frontend import analyze

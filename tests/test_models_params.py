@@ -174,6 +174,7 @@ ISSUE_MODELS = [
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "HuggingFaceTB/SmolLM3-3B",
     "allenai/OLMo-2-0425-1B", "allenai/OLMo-2-1124-7B", "allenai/OLMo-2-1124-13B", "allenai/OLMo-2-0325-32B",
+    "openai/gpt-oss-20b", "openai/gpt-oss-120b",
 ]
 
 
@@ -198,6 +199,7 @@ def test_catalog_covers_the_models_people_fine_tune(name):
     ("microsoft/Phi-4-mini-instruct", 3.84, 2), ("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", 32.8, 1),
     ("HuggingFaceTB/SmolLM3-3B", 3.08, 2), ("allenai/OLMo-2-0425-1B", 1.48, 2), ("allenai/OLMo-2-1124-7B", 7.30, 2),
     ("allenai/OLMo-2-1124-13B", 13.7, 1), ("allenai/OLMo-2-0325-32B", 32.2, 1),
+    ("openai/gpt-oss-20b", 20.91, 2), ("openai/gpt-oss-120b", 116.83, 2),
 ])
 def test_model_card_counts(name, billions, digits):
     assert abs(arch(name).total_params / 1e9 - billions) <= 10 ** -digits

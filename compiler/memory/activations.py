@@ -21,8 +21,8 @@ LOSS_BYTES_BACKWARD = 12
 LOSS_BYTES_CHUNKED = 1  # chunked output + loss: 16-bit logits stay, one chunk (1/8) upcast + log-softmax at a time
 
 LLAMA_LIKE = ("llama", "smollm3", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "olmo2", "gemma2", "gemma3_text",
-              "gemma3", "phi3", "stablelm")
-FP32_SCALED_NORMS = ("olmo2", "gemma2", "gemma3_text", "gemma3")  # weight × normalized in fp32, then cast
+              "gemma3", "gpt_oss", "phi3", "stablelm")
+FP32_SCALED_NORMS = ("olmo2", "gemma2", "gemma3_text", "gemma3", "gpt_oss")  # weight × normalized in fp32, then cast
 
 
 def compute_bytes(s: MemorySetup) -> int:
@@ -64,6 +64,12 @@ def normalized_bytes(a, c: int) -> int:
     return 4 if a.model_type in FP32_SCALED_NORMS else c
 
 
+def expert_bytes(s: MemorySetup, c: int) -> int:
+    """gpt-oss's expert tensors: in the compute dtype, but fp32 once k-bit preparation has cast the expert
+    biases (bare parameters, not 4-bit linears) to fp32, since every expert matmul adds its bias."""
+    return 4 if s.qlora_fp32_residual else c
+
+
 def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int:
     """Bytes one decoder layer saves for backward per token, as transformers' modeling code does
     (checked against autograd's saved tensors in tests/test_memory_activations.py)."""
@@ -74,11 +80,17 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
     norm = norm_bytes(a, c)
     t = a.model_type
     if t in LLAMA_LIKE:
-        # Gemma-3's and OLMo-2's norms scale in fp32 (8h + 4 each) and two c·h tensors feed the linears (the
-        # pre-norm outputs, OLMo-2's residual); a multimodal Gemma-3 trains on text: only its text stack runs
-        fp32_norms = t in ("gemma3_text", "gemma3", "olmo2")
+        # Gemma-3's, OLMo-2's and gpt-oss's norms scale in fp32 (8h + 4 each) and two c·h tensors feed the
+        # linears (the pre-norm outputs, OLMo-2's residual); a multimodal Gemma-3 trains on text: only its
+        # text stack runs
+        fp32_norms = t in ("gemma3_text", "gemma3", "olmo2", "gpt_oss")
         total = a.hidden_norms * (8 * h + 4) + 2 * c * h if fp32_norms else a.hidden_norms * norm
-        if eager:  # K and V repeated to all heads; fp32 softmax output + 16-bit probabilities (+ softcap)
+        if eager and t == "gpt_oss":  # scores and a sink per head, softmax in the sinks' dtype, argmax indices;
+            # k-bit preparation casts the sinks to fp32: fp32 probabilities and a 16-bit copy for the matmul
+            probs = 4 * heads * (s.seq_len + 1) + c * heads * s.seq_len if s.qlora_fp32_residual else \
+                c * heads * (s.seq_len + 1)
+            total += c * 4 * q + probs + 8 * heads
+        elif eager:  # K and V repeated to all heads; fp32 softmax output + 16-bit probabilities (+ softcap)
             total += c * 4 * q + 6 * heads * s.seq_len
             if t == "gemma2":  # scaled query, tanh soft-capping of the scores
                 total += c * q + 3 * heads * s.seq_len + 4 * heads
@@ -89,7 +101,10 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
         if a.qk_norm:  # per-head RMSNorm of the query and key: fp32 input, rsqrt per head, normalized input
             rows = heads + a.kv_heads if a.qk_norm_per_head else 2  # one rstd per head, or per token
             total += (4 + normalized_bytes(a, c)) * (q + kv) + 4 * rows
-        if a.experts:  # gathered input, gate_up, activation and product per routed copy; router in fp32
+        if a.experts and t == "gpt_oss":  # per routed copy: gathered input, gate_up, its clamped halves,
+            k = max(1, a.experts_per_token)  # sigmoid, gate, up + 1 and product, output; routing indices
+            total += k * (expert_bytes(s, c) * (7 * inter + 2 * h) + 44)
+        elif a.experts:  # gathered input, gate_up, activation and product per routed copy; router in fp32
             k = max(1, a.experts_per_token)
             total += k * (4 * c * inter + 2 * c * h) + 25 * a.experts
         else:
@@ -115,7 +130,7 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
     total += dropout * c * h  # residual dropout masks (GPT-2, OPT defaults)
     if s.method != "full":
         total += _lora_delta(s, c, with_lora_dropout)
-    if s.qlora_fp32_residual and a.gated_mlp:
+    if s.qlora_fp32_residual and a.gated_mlp and t != "gpt_oss":
         # fp32 residual stream: 4-bit linears return their input's dtype, so gate, act(gate) and up are fp32
         total += 3 * (4 - c) * inter * max(1, a.experts_per_token if a.experts else 1)
     return total
@@ -126,7 +141,7 @@ def _lora_delta(s: MemorySetup, c: int, with_dropout: bool) -> int:
     a = s.arch
     names = set(resolve_targets(a, s.lora_targets)[0])
     adapted = [m for m in a.layer_linears if m.name in names]
-    if a.model_type in LLAMA_LIKE and not a.experts:
+    if a.model_type in LLAMA_LIKE and (not a.experts or a.model_type == "gpt_oss"):
         return _lora_delta_llama(s, c, with_dropout, names, adapted)
     delta = sum(c * (m.d_out + s.lora_rank) * m.count for m in adapted)  # adapter outputs
     if with_dropout and s.lora_dropout > 0:
@@ -147,6 +162,10 @@ def _lora_delta_llama(s: MemorySetup, c: int, with_dropout: bool, names: set, ad
         delta -= normalized_bytes(a, c) * (a.q_dim + a.kv_dim)
     attention_in = bool(names & {"q_proj", "k_proj", "v_proj", "qkv_proj"})
     mlp_in = bool(names & {"gate_proj", "up_proj", "gate_up_proj"})
+    if a.model_type == "gpt_oss":  # frozen experts keep neither their gathered input nor the down input;
+        k = max(1, a.experts_per_token)  # eager attention's output is o_proj's input alone; and no dense MLP
+        delta -= k * expert_bytes(s, c) * (a.hidden + a.intermediate) - c * a.intermediate  # input to drop
+        delta -= c * a.q_dim  # (an adapted o_proj keeps its own copy, counted with the adapters)
     if autocast:
         delta += sum((c * m.d_in + 10 * s.lora_rank) * m.count for m in adapted)
         delta -= 2 * c * a.hidden + c * a.intermediate  # the shared inputs, now copied per adapter

@@ -14,7 +14,7 @@ class ArchitectureError(ValueError):
     """The config cannot be understood (unknown model_type or a missing key)."""
 
 
-NO_SDPA = ("gemma2", "bloom")  # transformers runs these with eager attention only (`_supports_sdpa = False`)
+NO_SDPA = ("gemma2", "bloom", "gpt_oss")  # transformers runs these with eager attention only (`_supports_sdpa = False`)
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Linear:
     count: int = 1
     quantizable: bool = True  # an nn.Linear that bitsandbytes converts; False for routers and fused experts
     lora_rank_factor: int = 1  # peft gives fused gate+up expert weights twice the rank
+    adaptable: bool = True  # peft can target it by name (False: gpt-oss's router and experts, bare parameters)
 
     @property
     def params(self) -> int:
@@ -138,7 +139,7 @@ class Architecture(Sizes):
         """Module names `all_linear` adapts (peft: every Linear/Conv1D except the output layer)."""
         seen: list[str] = []
         for m in self.layer_linears + self.tower_linears:
-            if m.name not in seen:
+            if m.adaptable and m.name not in seen:
                 seen.append(m.name)
         return tuple(seen)
 
@@ -178,7 +179,7 @@ def _sliding_window(config: dict, layers: int) -> tuple[int | None, int]:
     """(window, how many layers attend through it) as transformers' config classes decide it: Mistral
     defaults to a 4096-token window on every layer when the key is absent, Mixtral and Qwen3-MoE to none;
     Qwen2/Qwen3 use it only with `use_sliding_window`, on the layers from `max_window_layers` on; Gemma-3
-    on five layers of six."""
+    on five layers of six, gpt-oss on every other one."""
     kind = config.get("model_type")
     window, types = None, ()
     if kind in ("mistral", "mixtral", "qwen3_moe"):
@@ -191,6 +192,8 @@ def _sliding_window(config: dict, layers: int) -> tuple[int | None, int]:
         first = int(config.get("max_window_layers", 28))
         types = config.get("layer_types") or [
             "sliding_attention" if i >= first else "full_attention" for i in range(layers)]
+    elif kind == "gpt_oss":  # its builder fills in GptOssConfig's alternation when the config has none
+        window, types = config.get("sliding_window"), config.get("layer_types") or ()
     elif kind == "gemma3_text":
         window = config.get("sliding_window", 4096)
         pattern = int(config.get("sliding_window_pattern") or 6)
@@ -312,6 +315,26 @@ def _gemma3(config):
              + layers * 4 * h + 2 * h  # LayerNorms
              + h * arch.hidden + h)  # projector: input projection and soft-embedding norm
     return replace(arch, model_type="gemma3", tower_linears=linears, tower_other_params=other)
+
+
+def _gpt_oss(config):
+    """Mixtral's router and fused experts, with biases everywhere (attention, router, experts), a learned
+    attention sink per head, and local (sliding) layers alternating with global ones. The checkpoints keep
+    the experts in MXFP4; training dequantizes them to the compute dtype, which is what is counted."""
+    c = dict(config)
+    for key, default in (("num_local_experts", 128), ("num_experts_per_tok", 4), ("head_dim", 64),
+                         ("num_key_value_heads", 8), ("sliding_window", 128)):
+        c.setdefault(key, default)  # GptOssConfig's
+    c.setdefault("layer_types", ["sliding_attention" if i % 2 == 0 else "full_attention"
+                                 for i in range(int(_get(c, "num_hidden_layers")))])
+    arch = _llama_like(c, qkv_bias=True)
+    h, inter, experts = arch.hidden, arch.intermediate, arch.experts
+    linears = (Linear("q_proj", h, arch.q_dim, True), Linear("k_proj", h, arch.kv_dim, True),
+               Linear("v_proj", h, arch.kv_dim, True), Linear("o_proj", arch.q_dim, h, True),
+               Linear("router", h, experts, True, quantizable=False, adaptable=False),
+               Linear("gate_up_proj", h, 2 * inter, True, count=experts, quantizable=False, adaptable=False),
+               Linear("down_proj", inter, h, True, count=experts, quantizable=False, adaptable=False))
+    return replace(arch, layer_linears=linears, layer_other_params=2 * h + arch.heads)
 
 
 def _stablelm(config):
@@ -453,6 +476,7 @@ def _opt(config):
 _BUILDERS = {
     "llama": _llama, "mistral": _llama, "mixtral": _llama, "smollm3": _llama, "qwen2": _qwen2, "qwen3": _qwen3,
     "qwen3_moe": _qwen3_moe, "olmo2": _olmo2, "gemma2": _gemma2, "gemma3_text": _gemma3_text, "gemma3": _gemma3,
-    "phi": _phi, "phi3": _phi3, "gpt2": _gpt2, "stablelm": _stablelm, "falcon": _falcon, "bloom": _bloom, "opt": _opt,
+    "gpt_oss": _gpt_oss, "phi": _phi, "phi3": _phi3, "gpt2": _gpt2, "stablelm": _stablelm, "falcon": _falcon,
+    "bloom": _bloom, "opt": _opt,
 }
 SUPPORTED_TYPES = tuple(_BUILDERS)
