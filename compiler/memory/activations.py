@@ -51,8 +51,7 @@ def sdpa_masked_layers(s: MemorySetup) -> int:
 
 def norm_bytes(a, c: int) -> int:
     """Saved per token by one norm: RMSNorm keeps an fp32 copy of its input, the normalized input and the
-    scaled output; LayerNorm keeps input, output and fp32 mean/rstd. (Gemma-3's norms scale in fp32: 8h + 4
-    each, and only the two before linears hand them a c·h output.)"""
+    scaled output; LayerNorm keeps input, output and fp32 mean/rstd."""
     if a.model_type in LLAMA_LIKE and a.model_type != "stablelm":
         return 4 * a.hidden + 2 * c * a.hidden + 4
     return 2 * c * a.hidden + 4
@@ -70,6 +69,45 @@ def expert_bytes(s: MemorySetup, c: int) -> int:
     return 4 if s.qlora_fp32_residual else c
 
 
+def _llama_style_layer(s: MemorySetup, c: int, eager: bool) -> int:
+    """One Llama-style decoder layer (pre-norm or post-norm RMSNorms, rotary attention, gated MLP or
+    routed experts) before LoRA, masks and the QLoRA residual: the family-specific terms are each
+    measured against autograd in tests/test_memory_activations.py."""
+    a = s.arch
+    h, q, kv, inter, heads = a.hidden, a.q_dim, a.kv_dim, a.intermediate, a.heads
+    t = a.model_type
+    # Gemma-3's, OLMo-2's and gpt-oss's norms scale in fp32 (8h + 4 each) and two c·h tensors feed the
+    # linears (the pre-norm outputs, OLMo-2's residual); a multimodal Gemma-3 trains on text: only its
+    # text stack runs. (Gemma-2's norms do too, but its eager-only formula was fitted as a whole.)
+    fp32_norms = t in ("gemma3_text", "gemma3", "olmo2", "gpt_oss")
+    total = a.hidden_norms * (8 * h + 4) + 2 * c * h if fp32_norms else a.hidden_norms * norm_bytes(a, c)
+    if eager and t == "gpt_oss":  # scores and a sink per head, softmax in the sinks' dtype, argmax indices;
+        # k-bit preparation casts the sinks to fp32: fp32 probabilities and a 16-bit copy for the matmul
+        probs = 4 * heads * (s.seq_len + 1) + c * heads * s.seq_len if s.qlora_fp32_residual else \
+            c * heads * (s.seq_len + 1)
+        total += c * 4 * q + probs + 8 * heads
+    elif eager:  # K and V repeated to all heads; fp32 softmax output + 16-bit probabilities (+ softcap)
+        total += c * 4 * q + 6 * heads * s.seq_len
+        if t == "gemma2":  # scaled query, tanh soft-capping of the scores
+            total += c * q + 3 * heads * s.seq_len + 4 * heads
+    else:  # Q and K after RoPE, V, output, fp32 log-sum-exp
+        total += c * (2 * q + 2 * kv) + 4 * heads
+    if t in ("phi3", "stablelm"):
+        total += c * q  # fused qkv / partial-rotary concatenation keeps one more query-sized tensor
+    if a.qk_norm:  # per-head RMSNorm of the query and key: fp32 input, rsqrt per head, normalized input
+        rows = heads + a.kv_heads if a.qk_norm_per_head else 2  # one rstd per head, or per token
+        total += (4 + normalized_bytes(a, c)) * (q + kv) + 4 * rows
+    if a.experts and t == "gpt_oss":  # per routed copy: gathered input, gate_up, its clamped halves,
+        k = max(1, a.experts_per_token)  # sigmoid, gate, up + 1 and product, output; routing indices
+        total += k * (expert_bytes(s, c) * (7 * inter + 2 * h) + 44)
+    elif a.experts:  # gathered input, gate_up, activation and product per routed copy; router in fp32
+        k = max(1, a.experts_per_token)
+        total += k * (4 * c * inter + 2 * c * h) + 25 * a.experts
+    else:
+        total += 4 * c * inter  # gate, up, act(gate), product
+    return total
+
+
 def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int:
     """Bytes one decoder layer saves for backward per token, as transformers' modeling code does
     (checked against autograd's saved tensors in tests/test_memory_activations.py)."""
@@ -80,35 +118,7 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
     norm = norm_bytes(a, c)
     t = a.model_type
     if t in LLAMA_LIKE:
-        # Gemma-3's, OLMo-2's and gpt-oss's norms scale in fp32 (8h + 4 each) and two c·h tensors feed the
-        # linears (the pre-norm outputs, OLMo-2's residual); a multimodal Gemma-3 trains on text: only its
-        # text stack runs
-        fp32_norms = t in ("gemma3_text", "gemma3", "olmo2", "gpt_oss")
-        total = a.hidden_norms * (8 * h + 4) + 2 * c * h if fp32_norms else a.hidden_norms * norm
-        if eager and t == "gpt_oss":  # scores and a sink per head, softmax in the sinks' dtype, argmax indices;
-            # k-bit preparation casts the sinks to fp32: fp32 probabilities and a 16-bit copy for the matmul
-            probs = 4 * heads * (s.seq_len + 1) + c * heads * s.seq_len if s.qlora_fp32_residual else \
-                c * heads * (s.seq_len + 1)
-            total += c * 4 * q + probs + 8 * heads
-        elif eager:  # K and V repeated to all heads; fp32 softmax output + 16-bit probabilities (+ softcap)
-            total += c * 4 * q + 6 * heads * s.seq_len
-            if t == "gemma2":  # scaled query, tanh soft-capping of the scores
-                total += c * q + 3 * heads * s.seq_len + 4 * heads
-        else:  # Q and K after RoPE, V, output, fp32 log-sum-exp
-            total += c * (2 * q + 2 * kv) + 4 * heads
-        if t in ("phi3", "stablelm"):
-            total += c * q  # fused qkv / partial-rotary concatenation keeps one more query-sized tensor
-        if a.qk_norm:  # per-head RMSNorm of the query and key: fp32 input, rsqrt per head, normalized input
-            rows = heads + a.kv_heads if a.qk_norm_per_head else 2  # one rstd per head, or per token
-            total += (4 + normalized_bytes(a, c)) * (q + kv) + 4 * rows
-        if a.experts and t == "gpt_oss":  # per routed copy: gathered input, gate_up, its clamped halves,
-            k = max(1, a.experts_per_token)  # sigmoid, gate, up + 1 and product, output; routing indices
-            total += k * (expert_bytes(s, c) * (7 * inter + 2 * h) + 44)
-        elif a.experts:  # gathered input, gate_up, activation and product per routed copy; router in fp32
-            k = max(1, a.experts_per_token)
-            total += k * (4 * c * inter + 2 * c * h) + 25 * a.experts
-        else:
-            total += 4 * c * inter  # gate, up, act(gate), product
+        total = _llama_style_layer(s, c, eager)
     elif t == "gpt2":
         total = 2 * norm + c * 3 * h + c * q + 2 * c * h + 4 * heads + 5 * c * inter  # gelu_new keeps 5 tensors
     elif t == "phi":
