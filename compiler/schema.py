@@ -125,7 +125,7 @@ MODEL = BlockSpec(
         F("dtype", ENUM, "Weights and compute dtype.", "bf16", ("bf16", "fp16", "fp32")),
         F("revision", STRING, "Hub revision (branch, tag or commit).", "main"),
         F("attention", ENUM, "Attention implementation. Unset: sdpa, or eager for the families transformers "
-          "runs only eagerly (Gemma-2, BLOOM).", "sdpa", ("sdpa", "eager", "flash_attention_2")),
+          "runs only eagerly (Gemma-2, BLOOM, gpt-oss).", "sdpa", ("sdpa", "eager", "flash_attention_2")),
         F("trust_remote_code", BOOL, "Run code shipped with the model; must be explicit to be true.", False),
         F("tokenizer", STRING, "A separate tokenizer (hub id or folder); default: the model's own."),
     ),

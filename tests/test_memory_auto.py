@@ -395,6 +395,8 @@ def compiled_plan(path: Path, tmp_path: Path) -> dict:
     ("facebook/opt-1.3b", "sdpa", ["q_proj", "k_proj", "v_proj", "out_proj"]),
     ("openai-community/gpt2", "sdpa", ["c_attn"]),
     ("meta-llama/Llama-2-7b-hf", "sdpa", ["q_proj", "k_proj", "v_proj", "o_proj"]),
+    ("openai/gpt-oss-20b", "eager", ["q_proj", "k_proj", "v_proj", "o_proj"]),
+    ("Qwen/Qwen3-8B", "sdpa", ["q_proj", "k_proj", "v_proj", "o_proj"]),
 ])
 def test_unset_attention_and_targets_follow_the_architecture(tmp_path, model, attention, targets):
     """Not written: the family's attention projections and, where transformers has no sdpa, eager attention;
