@@ -79,7 +79,7 @@ def _llama_style_layer(s: MemorySetup, c: int, eager: bool) -> int:
     # Gemma-3's, OLMo-2's and gpt-oss's norms scale in fp32 (8h + 4 each) and two c·h tensors feed the
     # linears (the pre-norm outputs, OLMo-2's residual); a multimodal Gemma-3 trains on text: only its
     # text stack runs. (Gemma-2's norms do too, but its eager-only formula was fitted as a whole.)
-    fp32_norms = t in ("gemma3_text", "gemma3", "olmo2", "gpt_oss")
+    fp32_norms = t in FP32_SCALED_NORMS and t != "gemma2"
     total = a.hidden_norms * (8 * h + 4) + 2 * c * h if fp32_norms else a.hidden_norms * norm_bytes(a, c)
     if eager and t == "gpt_oss":  # scores and a sink per head, softmax in the sinks' dtype, argmax indices;
         # k-bit preparation casts the sinks to fp32: fp32 probabilities and a 16-bit copy for the matmul
