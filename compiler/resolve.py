@@ -8,6 +8,7 @@ explicit | inherited | override | default | derived.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -18,6 +19,7 @@ from ftc.compiler.load import LoadedChain, SourceRegistry
 from ftc.compiler.merge import (DEFAULT, DERIVED, EXPLICIT, INHERITED, OVERRIDE, Entry, Merged,  # noqa: F401
                                 MergedBlock, merge_chain)
 from ftc.compiler.merge import label_text as label_of
+from ftc.compiler.models.resolve import resolve_model
 from ftc.compiler.overrides import SET_FILE, apply_overrides
 from ftc.compiler.schema import BLOCKS, ENUM, FOREIGN_NAMES, REQUIRED_BLOCKS, BlockSpec
 
@@ -83,6 +85,16 @@ class ResolvedRecipe:
 
     def block_span(self, kind: str) -> Span | None:
         return self.blocks.get(kind)
+
+    @cached_property
+    def resolved_model(self):
+        """`model` resolved to its architecture (local folder, Hugging Face cache or catalog; never the
+        network): a ResolvedModel, a ModelNotFound, or None without a model name. Read once per recipe,
+        for the budget check, lowering and the auto passes alike."""
+        name = self.value("model")
+        if not isinstance(name, str):
+            return None
+        return resolve_model(name, self.location("model"), self.value("model.revision"))
 
     def location(self, key: str) -> Path:
         """The folder that relative paths in this setting are relative to: the file that wrote it

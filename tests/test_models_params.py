@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from ftc.compiler.models.arch import ArchitectureError, from_config
 from ftc.compiler.models.params import count, lora_params, resolve_targets
 from ftc.compiler.models.resolve import ModelNotFound, ResolvedModel, catalog, resolve_model
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def arch(name):
@@ -214,3 +217,20 @@ def test_qwen3_card_non_embedding_counts(name, billions):
     head = a.lm_head.params if a.lm_head is not None else 0
     decimals = len(billions.split(".")[1])
     assert f"{(a.total_params - a.embedding_params - head) / 1e9:.{decimals}f}" == billions
+
+
+def test_a_compile_resolves_the_model_once(monkeypatch):
+    """The budget check, lowering and the auto passes share one resolution of `model`."""
+    import ftc.compiler.resolve as typed
+    from ftc.compiler.pipeline import compile_recipe
+
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return resolve_model(*args, **kwargs)
+
+    monkeypatch.setattr(typed, "resolve_model", counting)
+    compiled = compile_recipe(EXAMPLES / "llama2-7b-lora-a100-40gb.ftspec")
+    assert compiled.plan["memory"]["peak_bytes_per_gpu"] > 0
+    assert calls == ["meta-llama/Llama-2-7b-hf"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from ftc.compiler.diagnostics import DiagnosticSink
 from ftc.compiler.models.arch import Architecture
-from ftc.compiler.models.resolve import ModelNotFound, resolve_model
+from ftc.compiler.models.resolve import ModelNotFound
 from ftc.compiler.resolve import DERIVED, ResolvedRecipe
 
 
@@ -40,11 +40,9 @@ class Lowering:
 
     @cached_property
     def architecture(self) -> Architecture | None:
-        """The model's architecture when it resolves without the network (catalog, cache, local config);
-        read once, for every pass that needs it."""
-        r = self.recipe
-        resolved = resolve_model(r.value("model"), r.location("model"), r.value("model.revision"))
-        return None if isinstance(resolved, ModelNotFound) else resolved.architecture
+        """The model's architecture when it resolves without the network (catalog, cache, local config)."""
+        resolved = self.recipe.resolved_model
+        return None if resolved is None or isinstance(resolved, ModelNotFound) else resolved.architecture
 
     def span(self, key: str):
         """Where the recipe set `key` (its block when it was not written), for a diagnostic."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ftc.compiler.memory import hardware
 from ftc.compiler.memory.setup import MemorySetup
-from ftc.compiler.models.resolve import ModelNotFound, resolve_model
+from ftc.compiler.models.resolve import ModelNotFound
 from ftc.compiler.schema import AUTO
 
 DEFAULT_SEQ_LEN = 2048
@@ -53,7 +53,7 @@ def setup_from_recipe(recipe) -> RecipeMemory:
                   global_batch=global_batch if isinstance(global_batch, int) else None)
     if not isinstance(model_name, str):  # no model block: reported by the front end
         return RecipeMemory(None, frozenset(), model_error=None, **common)
-    resolved = resolve_model(model_name, recipe.location("model"), recipe.value("model.revision"))
+    resolved = recipe.resolved_model
     if isinstance(resolved, ModelNotFound):
         return RecipeMemory(None, frozenset(), model_error=resolved, **common)
     method = recipe.value("method", "full")
