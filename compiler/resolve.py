@@ -7,7 +7,7 @@ explicit | inherited | override | default | derived.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -209,9 +209,19 @@ def _type_block(spec: BlockSpec, block: MergedBlock | None, prefix: str, setting
             if label_text is not None:
                 settings[prefix] = Setting(label_text, block.label_provenance, label_value.span)
         elif block is not None:
+            kind_field = _kind_written_as_field(spec, block)
+            if kind_field is not None:
+                name, kind = kind_field
+                help_text = f"the {spec.name} kind is the block's label: write `{spec.name} {kind} {{ ... }}` " \
+                            f"instead of `{name} = {kind}`"
+            elif spec.label_kind == ENUM:
+                help_text = f"write `{spec.name} {spec.label_doc.split(' | ')[0]} {{ ... }}`"
+            else:
+                help_text = f'write `{spec.name} "{spec.label_doc}" {{ ... }}`'
             sink.error("E0107", f"block `{spec.name}` needs a label", block.kind_span or block.span,
-                       label="no label", help=f"write `{spec.name} {spec.label_doc.split(' | ')[0]} {{ ... }}`"
-                       if spec.label_kind == ENUM else f'write `{spec.name} "{spec.label_doc}" {{ ... }}`')
+                       label="no label", help=help_text)
+            if kind_field is not None:
+                block = replace(block, entries={k: v for k, v in block.entries.items() if k != kind_field[0]})
         elif spec.label_default is not None:
             label_text = spec.label_default
             settings[prefix] = Setting(label_text, DEFAULT, None)
@@ -260,6 +270,19 @@ def _type_block(spec: BlockSpec, block: MergedBlock | None, prefix: str, setting
                        label="not a block here", help=f"did you mean `{guess}`?" if guess else None)
             continue
         _type_block(nested_spec, nested_block, f"{prefix}.{name}", settings, sink, sweep)
+
+
+def _kind_written_as_field(spec: BlockSpec, block: MergedBlock) -> tuple[str, str] | None:
+    """(field, kind) when a label-less block names its kind in a field, as Axolotl's `adapter: lora` or a
+    `strategy = deepspeed` would: the fix is the label, and the field is not reported again as unknown."""
+    if spec.label_kind != ENUM:
+        return None
+    for name, entry in block.entries.items():
+        if spec.field(name) is None and isinstance(entry.value, (ast.Word, ast.String)):
+            kind = label_of(entry.value)
+            if kind in spec.label_choices:
+                return name, kind
+    return None
 
 
 def _type_sweep_entry(name: str, entry: Entry, sink: DiagnosticSink, sweep: list[SweepParam]) -> None:
