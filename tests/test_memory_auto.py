@@ -313,6 +313,16 @@ def test_estimate_table_and_exit_code(tmp_path, capsys):
     assert main(["estimate", str(write(tmp_path))]) == 1  # over budget
     out = capsys.readouterr().out
     assert "does NOT fit" in out and "activations" in out and "share" in out
+    assert out.startswith("r: llama, 6.76B params (16,777,216 trainable)")  # 6,738,415,616 + the LoRA
+
+
+@pytest.mark.parametrize("count, shown", [(77_824, "77.8K"), (979_072, "979K"), (494_032_768, "494M"),
+                                          (999_999_999, "1.00B"), (70_553_706_496, "70.6B"), (405_000_000_000, "405B"),
+                                          (999, "999")])
+def test_parameter_counts_read_as_model_cards_round_them(count, shown):
+    from ftc.compiler.memory.units import param_count
+
+    assert param_count(count) == shown
 
 
 @pytest.mark.parametrize("json_flag", [[], ["--json"]])

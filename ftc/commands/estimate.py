@@ -58,10 +58,10 @@ def run(args) -> int:
 
 def render_table(name: str, est, setup, rm, decisions) -> str:
     from ftc.compiler.memory.report import breakdown_rows
-    from ftc.compiler.memory.units import gib
+    from ftc.compiler.memory.units import gib, param_count
 
     a = setup.arch
-    lines = [f"{name}: {a.model_type}, {est.params_total / 1e9:.2f}B params "
+    lines = [f"{name}: {a.model_type}, {param_count(est.params_total)} params "
              f"({est.params_trainable:,} trainable), {setup.method}, {setup.strategy}"
              + (f" ZeRO-{setup.zero}" if setup.strategy == "deepspeed" else "")
              + f" × {setup.dp_world}, micro_batch {setup.micro_batch} × {setup.seq_len} tokens, "
