@@ -9,6 +9,7 @@ friendly message through `match_examples`.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from importlib import resources
 
@@ -36,6 +37,7 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, Un
 
 from ftc.compiler import ast
 from ftc.compiler.diagnostics import Diagnostic, Severity, Span
+from ftc.compiler.schema import block_spec, where_field_goes
 
 MAX_NESTING = 32  # blocks, lists and calls together; deeper input is a diagnostic, not a RecursionError
 
@@ -254,9 +256,32 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, file: str) -> Diagnostic
     if label in _MESSAGES:
         code, message, help_text = _MESSAGES[label]
         under = "expected `=` before this" if label == "missing-equals" else "unexpected here"
+        if label == "top-level-attribute":
+            name_span, home = _home_of_attribute(text, token, file)
+            if name_span is not None:
+                span, under, help_text = name_span, "outside any block", home or help_text
         return Diagnostic(code, Severity.ERROR, message, span, under, help_text)
     found = "end of file" if at_end else f"`{_short(str(token))}`"
     return Diagnostic("E0001", Severity.ERROR, f"unexpected {found}", span, "not valid here", _expected_help(exc))
+
+
+def _home_of_attribute(text: str, token: Token, file: str) -> tuple[Span | None, str | None]:
+    """For `lr = 2e-4` (or `train.lr = ...`) outside any block, `token` being the `=` or `.` after the
+    name: the name's span, and the block it belongs to as a help line (None when no block has it)."""
+    line = token.line or 1
+    source_line = text.split("\n")[line - 1]
+    found = re.search(r"([A-Za-z_][A-Za-z0-9_-]*)\s*$", source_line[: (token.column or 1) - 1])
+    if found is None:
+        return None, None
+    name = found.group(1)
+    span = Span(file, line, found.start(1) + 1, line, found.end(1) + 1)
+    if token.type == "DOT":
+        field = re.match(r"\.([A-Za-z_][A-Za-z0-9_-]*)", source_line[(token.column or 1) - 1:])
+        if not block_spec(name) or field is None:
+            return span, None
+        span = Span(file, line, span.column, line, token.column + field.end())
+        return span, f"write it inside its block: `{name} {{ {field.group(1)} = ... }}`"
+    return span, where_field_goes(name)
 
 
 def _not_closed(opener: Token, file: str, where: str = "") -> Diagnostic:

@@ -333,3 +333,31 @@ FOREIGN_NAMES: dict[str, str] = {
     "zero_stage": "zero", "stage": "zero", "num_gpus": "gpus_per_node", "num_nodes": "nodes",
     "gpu_memory": "memory_per_gpu", "vram": "memory_per_gpu",
 }
+
+MODEL_NAME_KEYS = ("base_model", "model", "model_name", "model_name_or_path", "base_model_name_or_path",
+                   "pretrained_model_name_or_path", "model_id")
+
+
+def where_field_goes(name: str) -> str | None:
+    """Where a field written outside any block belongs, as a help line: its block (by ftc's name for it
+    when `name` is another tool's spelling), or the `model` block's label for a model name."""
+    if name in MODEL_NAME_KEYS:
+        return 'the model is the label of its block: `model "org/name" { ... }`'
+    foreign = FOREIGN_NAMES.get(name, name)
+    kind, _, field_name = foreign.rpartition(".")
+    homes = [kind] if kind else [b.name for b in BLOCKS.values() if field_name in b.field_names]
+    if not homes:
+        return None
+    spelled = f"`{name}` is `{field_name}`, " if field_name != name else ""
+    where = " or ".join(f"`{_block_opening(BLOCKS[home], field_name)} {{ {field_name} = ... }}`" for home in homes)
+    return f"{spelled}write it inside its block: {where}"
+
+
+def _block_opening(spec: BlockSpec, field_name: str) -> str:
+    """`train`, `model "org/name"`, or `method lora` for a field only some kinds of the block take."""
+    if spec.label == "none" or spec.label_default is not None:
+        return spec.name
+    if spec.label_kind == ENUM:
+        kinds = [kind for kind in spec.label_choices if field_name in spec.fields_for(kind)]
+        return f"{spec.name} {kinds[0] if kinds else spec.label_choices[0]}"
+    return f'{spec.name} "{spec.label_example or spec.label_doc}"'
