@@ -269,12 +269,21 @@ def test_unknown_model_is_a_located_warning(tmp_path):
     assert warnings and warnings[0].span is not None and "config.json" in warnings[0].help
 
 
+LLAMA_CONFIG = ('{"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128, '
+                '"num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256}')
+
+
 @pytest.mark.parametrize("folder, config, code", [
     ("./models/m", None, "E0714"),  # no folder: the run could not load it either
     ("models/m", "", "E0714"),  # a folder without config.json
     ("models/m", '{"model_type": "llama", "hidden_size": ', "E0714"),  # config.json cut short
     ("models/m", "[1, 2]", "E0714"),  # not a config object
     ("models/m", '{"model_type": "t5", "d_model": 64}', "W0701"),  # readable, an architecture ftc lacks
+    ("models/m", LLAMA_CONFIG.replace('"hidden_size": 64', '"hidden_size": "abc"'), "E0714"),  # not a number
+    ("models/m", LLAMA_CONFIG.replace('"hidden_size": 64', '"hidden_size": 0'), "E0714"),  # no model has it
+    ("models/m", LLAMA_CONFIG.replace('"num_key_value_heads": 2', '"num_key_value_heads": 3'), "E0714"),
+    ("models/m", LLAMA_CONFIG.replace('"model_type": "llama"', '"model_type": ["llama"]'), "W0701"),
+    ("models/m", LLAMA_CONFIG, None),  # the same folder, well formed: resolved, nothing to say
     ("org/unknown-model", None, "W0701"),  # a hub id: the run may fetch it
 ])
 def test_local_model_folder_the_run_cannot_load_is_an_error(tmp_path, folder, config, code):
@@ -285,8 +294,15 @@ def test_local_model_folder_the_run_cannot_load_is_an_error(tmp_path, folder, co
         if config:
             (tmp_path / folder / "config.json").write_text(config)
     found = [d for d in analyze(path).diagnostics if d.code in ("E0714", "W0701")]
-    assert [d.code for d in found] == [code]
-    assert found[0].span is not None and found[0].span.line == 2
+    assert [d.code for d in found] == ([code] if code else [])
+    if code:
+        assert found[0].span is not None and found[0].span.line == 2
+    if code == "E0714" and config:  # the file, and for a readable one what is wrong in it
+        assert "config.json" in found[0].notes[0]
+        readable = config.startswith('{"model_type": "llama"') and config.endswith("}")
+        assert ("llama config" in found[0].notes[0]) == readable
+    if code == "W0701" and folder.startswith("models"):  # a folder is not fetched from the hub
+        assert "huggingface-cli" not in found[0].help and "does not model" in found[0].message
 
 
 def test_estimate_json(tmp_path, capsys):

@@ -234,3 +234,36 @@ def test_a_compile_resolves_the_model_once(monkeypatch):
     compiled = compile_recipe(EXAMPLES / "llama2-7b-lora-a100-40gb.ftspec")
     assert compiled.plan["memory"]["peak_bytes_per_gpu"] > 0
     assert calls == ["meta-llama/Llama-2-7b-hf"]
+
+
+def test_a_hand_edited_config_is_refused_never_crashes():
+    """Catalog configs with values replaced by wrong types and sizes: from_config either builds an
+    architecture the estimator can use, or raises ArchitectureError (a diagnostic), nothing else."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from ftc.compiler.memory.estimate import estimate
+    from ftc.compiler.memory.setup import MemorySetup
+
+    entries = sorted(catalog().items())
+    values = st.sampled_from(["abc", "12", -1, 0, 1, 3, 1.5, None, [], {}, [1, 2], True, 2**40, {"a": 1}])
+
+    @settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(entries), st.lists(st.tuples(st.integers(0, 10**6), values), min_size=1, max_size=3))
+    def check(entry, edits):
+        config = json.loads(json.dumps(entry[1]))
+        target = config.get("text_config", config)
+        for index, value in edits:
+            keys = sorted(target) + ["model_type"]
+            target[keys[index % len(keys)]] = value
+        try:
+            architecture = from_config(config if "model_type" in config else target)
+        except ArchitectureError as exc:
+            assert str(exc)
+            return
+        for method in ("full", "lora", "qlora"):
+            result = estimate(MemorySetup(architecture, method=method, micro_batch=2, seq_len=256,
+                                          gradient_checkpointing=method != "full"))
+            assert result.peak_bytes > 0
+
+    check()

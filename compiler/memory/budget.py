@@ -20,6 +20,7 @@ from ftc.compiler.memory.report import breakdown_notes
 from ftc.compiler.memory.units import gib
 from ftc.compiler.models.arch import NO_SDPA
 from ftc.compiler.models.params import count, resolve_targets
+from ftc.compiler.models.resolve import is_local_model
 from ftc.compiler.units import Amount
 
 # sweep entries that change memory, and the setup field each sets
@@ -96,11 +97,15 @@ def _unknown_model(recipe, sink, error) -> None:
                         "`save_pretrained` writes it; paths are relative to the recipe file that names them")
         return
     guess = f"did you mean `{error.suggestion}`? " if getattr(error, "suggestion", None) else ""
-    help_text = (f"{guess}give a local folder holding the model's config.json, or put the model in the "
-                 f"Hugging Face cache (`huggingface-cli download {name} config.json`); compile never "
-                 f"downloads")
-    span = recipe.block_span("model")
     message = f"cannot find the architecture of `{name}`: memory is not checked"
+    if is_local_model(name, recipe.location("model")):  # read, but of an architecture ftc does not model
+        message = f"ftc does not model the architecture of `{name}`: memory is not checked"
+        help_text = "the run can still train it; the budget is only proven for the architectures ftc models"
+    else:
+        help_text = (f"{guess}give a local folder holding the model's config.json, or put the model in the "
+                     f"Hugging Face cache (`huggingface-cli download {name} config.json`); compile never "
+                     f"downloads")
+    span = recipe.block_span("model")
     sink.warning("W0701", message, span, label="architecture unknown", help=help_text, notes=(error.reason,))
 
 

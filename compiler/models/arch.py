@@ -14,6 +14,11 @@ class ArchitectureError(ValueError):
     """The config cannot be understood (unknown model_type or a missing key)."""
 
 
+class InvalidConfig(ArchitectureError):
+    """A value no model can have (a size that is not a positive number, heads not in whole groups):
+    loading the model would fail as well."""
+
+
 NO_SDPA = ("gemma2", "bloom", "gpt_oss")  # transformers runs these with eager attention only (`_supports_sdpa = False`)
 
 
@@ -154,13 +159,36 @@ def _get(config: dict, *keys, default=None):
 
 
 def from_config(config: dict) -> Architecture:
-    """Build the Architecture for a config.json dict; raises ArchitectureError when not understood."""
+    """Build the Architecture for a config.json dict; raises ArchitectureError when not understood,
+    a value of the wrong type or size included (a hand-edited config must not crash the compiler)."""
+    if not isinstance(config, dict):
+        raise ArchitectureError("the config is not a JSON object")
     model_type = config.get("model_type")
-    builder = _BUILDERS.get(model_type)
+    builder = _BUILDERS.get(model_type) if isinstance(model_type, str) else None
     if builder is None:
         raise ArchitectureError(f"model_type {model_type!r} is not supported "
                                 f"(supported: {', '.join(SUPPORTED_TYPES)})")
-    return builder(config)
+    try:
+        arch = builder(config)
+    except ArchitectureError:
+        raise
+    except (TypeError, ValueError, ArithmeticError, AttributeError, LookupError) as exc:
+        raise InvalidConfig(f"the {model_type} config has a value ftc cannot read: {exc}") from exc
+    return _checked(arch)
+
+
+def _checked(arch: Architecture) -> Architecture:
+    """Sizes a model can have: positive, and query heads in whole groups per key/value head."""
+    for name in ("hidden", "layers", "intermediate", "heads", "kv_heads", "head_dim", "vocab"):
+        value = getattr(arch, name)
+        if value <= 0:
+            raise InvalidConfig(f"the {arch.model_type} config gives {name} = {value}; it must be positive")
+    if arch.heads % arch.kv_heads:
+        raise InvalidConfig(f"the {arch.model_type} config has {arch.heads} attention heads, not a multiple "
+                                f"of its {arch.kv_heads} key/value heads")
+    if any(m.d_in <= 0 or m.d_out <= 0 for m in arch.layer_linears + arch.tower_linears):
+        raise InvalidConfig(f"the {arch.model_type} config gives a projection of size zero or less")
+    return arch
 
 
 def _llama_sizes(config: dict, *, head_dim_key: bool = True) -> Sizes:
@@ -181,26 +209,30 @@ def _sliding_window(config: dict, layers: int) -> tuple[int | None, int]:
     Qwen2/Qwen3 use it only with `use_sliding_window`, on the layers from `max_window_layers` on; Gemma-3
     on five layers of six, gpt-oss on every other one."""
     kind = config.get("model_type")
-    window, types = None, ()
+    listed = config.get("layer_types")
+    window, sliding = None, 0
     if kind in ("mistral", "mixtral", "qwen3_moe"):
         window = config.get("sliding_window", 4096 if kind == "mistral" else None)
         if kind == "qwen3_moe" and not config.get("use_sliding_window"):
             window = None
-        types = ["sliding_attention"] * layers
+        sliding = layers
     elif kind in ("qwen2", "qwen3") and config.get("use_sliding_window"):
         window = config.get("sliding_window", 4096)
-        first = int(config.get("max_window_layers", 28))
-        types = config.get("layer_types") or [
-            "sliding_attention" if i >= first else "full_attention" for i in range(layers)]
-    elif kind == "gpt_oss":  # its builder fills in GptOssConfig's alternation when the config has none
-        window, types = config.get("sliding_window"), config.get("layer_types") or ()
+        sliding = _count_sliding(listed) if listed else max(0, layers - int(config.get("max_window_layers", 28)))
+    elif kind == "gpt_oss":  # GptOssConfig's alternation, local first, when the config lists no layer types
+        window = config.get("sliding_window")
+        sliding = _count_sliding(listed) if "layer_types" in config else (layers + 1) // 2
     elif kind == "gemma3_text":
         window = config.get("sliding_window", 4096)
-        pattern = int(config.get("sliding_window_pattern") or 6)
-        types = config.get("layer_types") or [
-            "full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(layers)]
-    sliding = sum(t == "sliding_attention" for t in types) if window else 0
-    return (int(window), sliding) if sliding else (None, 0)
+        sliding = _count_sliding(listed) if listed else layers - layers // int(config.get("sliding_window_pattern") or 6)
+    return (int(window), sliding) if window and sliding else (None, 0)
+
+
+def _count_sliding(layer_types) -> int:
+    """Local layers in a config's `layer_types` list (counted, not built: a layer count is only a number)."""
+    if not isinstance(layer_types, (list, tuple)):
+        raise InvalidConfig("layer_types is not a list")
+    return sum(t == "sliding_attention" for t in layer_types)
 
 
 def _llama_like(config: dict, *, qkv_bias: bool = False, norm_bias: bool = False,
@@ -325,8 +357,6 @@ def _gpt_oss(config):
     for key, default in (("num_local_experts", 128), ("num_experts_per_tok", 4), ("head_dim", 64),
                          ("num_key_value_heads", 8), ("sliding_window", 128)):
         c.setdefault(key, default)  # GptOssConfig's
-    c.setdefault("layer_types", ["sliding_attention" if i % 2 == 0 else "full_attention"
-                                 for i in range(int(_get(c, "num_hidden_layers")))])
     arch = _llama_like(c, qkv_bias=True)
     h, inter, experts = arch.hidden, arch.intermediate, arch.experts
     linears = (Linear("q_proj", h, arch.q_dim, True), Linear("k_proj", h, arch.kv_dim, True),

@@ -14,7 +14,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from ftc.compiler.models.arch import Architecture, ArchitectureError, from_config
+from ftc.compiler.models.arch import Architecture, ArchitectureError, InvalidConfig, from_config
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class ModelNotFound:
     name: str
     reason: str
     suggestion: str | None = None  # a catalog id close to the name
-    unusable_folder: bool = False  # a local folder the run could not load either (missing, no config.json)
+    unusable_folder: bool = False  # a local folder the run could not load either (missing, no or bad config.json)
 
 
 @lru_cache(maxsize=1)
@@ -99,6 +99,8 @@ def _from_file(name: str, path: Path, source: str) -> ResolvedModel | ModelNotFo
     config = config.get("text_config", config) if "model_type" not in config else config
     try:
         return ResolvedModel(name, source, str(path), from_config(config))
+    except InvalidConfig as exc:  # a local folder the run could not load either
+        return ModelNotFound(name, f"{_shown(path)}: {exc}", unusable_folder=source == "local")
     except ArchitectureError as exc:
         return ModelNotFound(name, str(exc))
 
