@@ -448,6 +448,13 @@ class _Builder:
                     mapped = nxt
                 out.append(mapped)
                 i += 2
+            elif (ch < " " and ch != "\t") or ch == "\x7f":  # a NUL would reach file paths and os calls
+                col = token.column + 1 + i
+                self.diagnostics.append(Diagnostic(
+                    "E0014", Severity.ERROR, f"control character U+{ord(ch):04X} in string",
+                    Span(self.file, token.line, col, token.line, col + 1), "not text",
+                    "remove it; write `\\n` or `\\t` for a newline or a tab"))
+                i += 1
             else:
                 out.append(ch)
                 i += 1

@@ -109,6 +109,7 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "syntax_variant_field_outside_block": (replace('recipe "case"', 'recipe "case"\nzero = 3'), ()),
     "syntax_two_attributes_one_line": (replace("  rank = 8", "  rank = 8 alpha = 16"), ()),
     "syntax_unknown_escape": (replace('"meta-llama/Llama-2-7b-hf"', '"meta-llama\\qLlama-2-7b-hf"'), ()),
+    "syntax_control_character_in_string": (replace('"data/train.jsonl"', '"data/train\x00.jsonl"'), ()),
     "syntax_list_not_closed": (replace("  rank = 8", "  rank = 8\n  targets = [q_proj, v_proj"), ()),
     "set_override_bad_value": (BASE, ("train.lr=fast",)),
     "set_override_list_not_closed": (BASE, ("method.targets=[q_proj, v_proj",)),
