@@ -99,3 +99,23 @@ def test_edited_examples(example, edits, tmp_path_factory):
 def test_random_overrides(example, overrides, tmp_path_factory):
     folder = examples_copy(tmp_path_factory)
     run_all(folder, folder / example, [f"{key}={value}" for key, value in overrides])
+
+
+PIECES = ["=", ".", "{", "}", "\n", " ", ";", ":", "#", '"', "[", "]", "\t", "\r\n", "\x00", "é", "auto", "1e9",
+          "lr", "train.", "learning_rate = 3\n", "zero = 3\n", 'base_model = "x"\n', "model.x = 1\n", "method",
+          '"a\x00b"', '\x00"']
+splice = st.tuples(st.booleans(), st.integers(0, 10**5), st.integers(1, 20), st.sampled_from(PIECES))
+
+
+@settings(max_examples=200, **FUZZ)
+@given(example=st.sampled_from(EXAMPLES), splices=st.lists(splice, min_size=1, max_size=4))
+def test_examples_cut_and_spliced_character_by_character(example, splices, tmp_path_factory):
+    """Edits that ignore line structure: half a token, a stray quote or brace, a control character."""
+    folder = examples_copy(tmp_path_factory)
+    text = (folder / example).read_text()
+    for cut, position, length, piece in splices:
+        at = position % (len(text) + 1)
+        text = text[:at] + text[at + length:] if cut else text[:at] + piece + text[at:]
+    path = folder / "spliced.ftspec"
+    path.write_text(text, encoding="utf-8")
+    run_all(folder, path, [])
