@@ -50,14 +50,14 @@ def _config(model_type: str, shape: dict, layers: int) -> dict:
 
 
 def _saved_bytes(config: dict, seq: int, dtype, lora: dict | None = None, qlora_dir=None, padded: bool = False,
-                 autocast: bool = True) -> int:
+                 autocast: bool = True, attention: str | None = None) -> int:
     cfg = dict(config)
     model_type = cfg.pop("model_type")
     hf = transformers.AutoConfig.for_model(model_type, **cfg)
     for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
         if isinstance(getattr(hf, key, None), int) and getattr(hf, key) >= hf.vocab_size:
             setattr(hf, key, None)
-    attention = "eager" if model_type in ("gemma2", "bloom", "gpt_oss") else "sdpa"
+    attention = attention or ("eager" if model_type in ("gemma2", "bloom", "gpt_oss") else "sdpa")
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(hf, dtype=dtype, attn_implementation=attention)
     if qlora_dir is not None:  # as the runtime: bitsandbytes NF4 + prepare_model_for_kbit_training
@@ -112,7 +112,7 @@ def predicted(model_type: str, shape: dict, seq: int = 64, dtype: str = "bf16") 
     return layer_bytes_per_token(setup)
 
 
-EXACT = ("llama", "smollm3", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen3_moe", "olmo2", "gpt_oss", "gemma2",
+EXACT = ("llama", "smollm3", "granite", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen3_moe", "olmo2", "gpt_oss", "gemma2",
          "gemma3_text", "opt", "bloom", "gpt2", "phi", "stablelm")
 
 
@@ -146,7 +146,23 @@ def test_fp32_layer_and_eager_quadratic_term():
     assert eager[1] - eager[0] > 0 and short < long * 1.01  # sdpa: no length term
 
 
-@pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "gemma3_text", "gpt_oss"))
+@pytest.mark.parametrize("model_type", ("llama", "granite"))
+@pytest.mark.parametrize("attention_dropout", (0.0, 0.1))
+@pytest.mark.parametrize("seq", (64, 128))
+def test_eager_attention_with_and_without_its_dropout(model_type, attention_dropout, seq):
+    """Eager attention's s² terms, and the mask of the probabilities' dropout (Granite's configs set 0.1)."""
+    config = _config(model_type, SHAPES[0], 2)
+    config["attention_dropout"] = attention_dropout
+    setup = MemorySetup(from_config(config), seq_len=seq, attention="eager", padded_batches=False)
+
+    def saved(layers):
+        return _saved_bytes({**_config(model_type, SHAPES[0], layers), "attention_dropout": attention_dropout},
+                            seq, torch.bfloat16, attention="eager")
+
+    assert layer_bytes_per_token(setup) == (saved(2) - saved(1)) / (2 * seq)
+
+
+@pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "gemma3_text", "gpt_oss", "granite"))
 @pytest.mark.parametrize("targets, dropout", [
     (["q_proj", "v_proj"], 0.0), (["q_proj", "v_proj"], 0.05), (["o_proj"], 0.0), (["down_proj"], 0.0),
     ("all-linear", 0.0), ("all-linear", 0.05)])

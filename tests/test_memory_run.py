@@ -50,6 +50,10 @@ OTHER_MODELS = {  # the tiny model's sizes in other families, random init, with 
     # gpt-oss: biased attention with sinks (eager), alternating sliding layers, biased fused experts
     "gpt_oss": dict(TEXT, intermediate_size=128, num_local_experts=4, num_experts_per_tok=2, sliding_window=64,
                     tie_word_embeddings=False),
+    # Granite: Llama's layout with embedding, residual, attention and logit multipliers (attention dropout
+    # off: on CPU SDPA's math path would keep the s² mask the GPU kernels do not)
+    "granite": dict(TEXT, embedding_multiplier=12.0, residual_multiplier=0.22, attention_multiplier=0.0625,
+                    logits_scaling=8.0, attention_dropout=0.0),
 }
 
 
@@ -73,8 +77,9 @@ def other_model_recipe(tmp_path: Path, model_type: str) -> Path:
 
 @pytest.mark.parametrize("overrides", [(), ("method=full",), ("train.gradient_checkpointing=true",),
                                        ("model.dtype=bf16",), ("method=qlora", "method.quant=nf4"), ("qwen3",),
-                                       ("gemma3",), ("gpt_oss",)],
-                         ids=["as-shipped", "full", "checkpointing", "bf16", "qlora", "qwen3", "gemma3", "gpt_oss"])
+                                       ("gemma3",), ("gpt_oss",), ("granite",)],
+                         ids=["as-shipped", "full", "checkpointing", "bf16", "qlora", "qwen3", "gemma3", "gpt_oss",
+                              "granite"])
 def test_run_peak_matches_the_estimate(tmp_path, overrides, one_torch_thread):
     from ftc.cli import main as ftc
     from ftc.compiler.frontend import analyze

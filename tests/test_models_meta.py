@@ -112,3 +112,30 @@ def test_qlora_quantizes_the_linears_the_count_says(layout, tmp_path):
     counts = count(from_config(config), "qlora")
     assert counts.quantized == converted > 0
     assert counts.unquantized == counts.total - converted
+
+
+OUTSIDE_CATALOG = {  # families ftc reads from a local folder or the cache, with no catalog entry to test above
+    "granite": dict(model_type="granite", hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, vocab_size=256, tie_word_embeddings=True,
+                    embedding_multiplier=12.0, residual_multiplier=0.22, attention_multiplier=0.015625,
+                    logits_scaling=8.0, attention_dropout=0.1),
+    "granite-biased-untied": dict(model_type="granite", hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                                  num_attention_heads=4, num_key_value_heads=4, vocab_size=256,
+                                  attention_bias=True, mlp_bias=True, tie_word_embeddings=False),
+}
+
+
+@pytest.mark.parametrize("name", list(OUTSIDE_CATALOG))
+def test_counts_outside_the_catalog_match_transformers_and_peft(name):
+    config = OUTSIDE_CATALOG[name]
+    arch = from_config(config)
+    model = _meta_model(config)
+    full = count(arch, "full")
+    assert full.total == sum(p.numel() for p in model.parameters())
+    for targets in _target_sets(arch):
+        lora = count(arch, "lora", rank=8, targets=targets)
+        wrapped = peft.get_peft_model(model, peft.LoraConfig(
+            r=8, lora_alpha=16, target_modules="all-linear" if targets == "all_linear" else list(targets),
+            task_type="CAUSAL_LM"))
+        assert (lora.trainable, lora.total) == wrapped.get_nb_trainable_parameters(), targets
+        model = wrapped.unload()

@@ -20,8 +20,8 @@ LOSS_BYTES_FORWARD = 8  # on top of the logits' own dtype
 LOSS_BYTES_BACKWARD = 12
 LOSS_BYTES_CHUNKED = 1  # chunked output + loss: 16-bit logits stay, one chunk (1/8) upcast + log-softmax at a time
 
-LLAMA_LIKE = ("llama", "smollm3", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "olmo2", "gemma2", "gemma3_text",
-              "gemma3", "gpt_oss", "phi3", "stablelm")
+LLAMA_LIKE = ("llama", "smollm3", "granite", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "olmo2", "gemma2",
+              "gemma3_text", "gemma3", "gpt_oss", "phi3", "stablelm")
 FP32_SCALED_NORMS = ("olmo2", "gemma2", "gemma3_text", "gemma3", "gpt_oss")  # weight × normalized in fp32, then cast
 
 
@@ -88,6 +88,8 @@ def _llama_style_layer(s: MemorySetup, c: int, eager: bool) -> int:
         total += c * 4 * q + probs + 8 * heads
     elif eager:  # K and V repeated to all heads; fp32 softmax output + 16-bit probabilities (+ softcap)
         total += c * 4 * q + 6 * heads * s.seq_len
+        if a.attention_dropout > 0:  # the dropout mask of the probabilities (a c-byte mask where autograd
+            total += c * heads * s.seq_len  # was checked; CUDA's fused dropout keeps a bool: 1 B over there)
         if t == "gemma2":  # scaled query, tanh soft-capping of the scores
             total += c * q + 3 * heads * s.seq_len + 4 * heads
     else:  # Q and K after RoPE, V, output, fp32 log-sum-exp

@@ -88,6 +88,7 @@ class Architecture(Sizes):
     # local attention: `sliding_layers` of the layers see only the last `sliding_window` tokens (Gemma-3)
     sliding_window: int | None = None
     sliding_layers: int = 0
+    attention_dropout: float = 0.0  # on the attention probabilities in training (Granite's configs: 0.1)
     # linears outside the decoder stack, each `count` times in all (a multimodal checkpoint's vision encoder:
     # text-only training loads, adapts and quantizes it but never runs it) and the tower's other parameters
     tower_linears: tuple[Linear, ...] = ()
@@ -267,7 +268,7 @@ def _llama_like(config: dict, *, qkv_bias: bool = False, norm_bias: bool = False
         embed_name="embed_tokens", embedding_params=vocab * h, layer_linears=tuple(linears),
         layer_other_params=other, final_params=h * (2 if norm_bias else 1),
         lm_head=None if tied else Linear("lm_head", h, vocab), qk_norm=qk_norm, hidden_norms=norms_per_layer,
-        sliding_window=window, sliding_layers=sliding)
+        sliding_window=window, sliding_layers=sliding, attention_dropout=float(config.get("attention_dropout") or 0))
 
 
 def _llama(config):
@@ -504,8 +505,9 @@ def _opt(config):
 
 
 _BUILDERS = {
-    "llama": _llama, "mistral": _llama, "mixtral": _llama, "smollm3": _llama, "qwen2": _qwen2, "qwen3": _qwen3,
-    "qwen3_moe": _qwen3_moe, "olmo2": _olmo2, "gemma2": _gemma2, "gemma3_text": _gemma3_text, "gemma3": _gemma3,
+    "llama": _llama, "mistral": _llama, "mixtral": _llama, "smollm3": _llama, "granite": _llama, "qwen2": _qwen2,
+    "qwen3": _qwen3, "qwen3_moe": _qwen3_moe, "olmo2": _olmo2, "gemma2": _gemma2, "gemma3_text": _gemma3_text,
+    "gemma3": _gemma3,
     "gpt_oss": _gpt_oss, "phi": _phi, "phi3": _phi3, "gpt2": _gpt2, "stablelm": _stablelm, "falcon": _falcon,
     "bloom": _bloom, "opt": _opt,
 }
