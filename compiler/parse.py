@@ -436,7 +436,7 @@ class _Builder:
         i = 0
         while i < len(raw):
             ch = raw[i]
-            if ch == "\\" and i + 1 < len(raw):
+            if ch == "\\" and i + 1 < len(raw) and not _is_control(raw[i + 1]):
                 nxt = raw[i + 1]
                 mapped = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}.get(nxt)
                 if mapped is None:
@@ -448,7 +448,7 @@ class _Builder:
                     mapped = nxt
                 out.append(mapped)
                 i += 2
-            elif (ch < " " and ch != "\t") or ch == "\x7f":  # a NUL would reach file paths and os calls
+            elif _is_control(ch):  # a NUL would reach file paths and os calls
                 col = token.column + 1 + i
                 self.diagnostics.append(Diagnostic(
                     "E0014", Severity.ERROR, f"control character U+{ord(ch):04X} in string",
@@ -459,6 +459,11 @@ class _Builder:
                 out.append(ch)
                 i += 1
         return ast.String("".join(out), self.span(token))
+
+
+def _is_control(ch: str) -> bool:
+    """A control character other than tab: never text a recipe means."""
+    return (ch < " " and ch != "\t") or ch == "\x7f"
 
 
 class _Percent:

@@ -146,3 +146,12 @@ def test_real_cli_on_hostile_bytes(tmp_path):
     bom = subprocess.run([sys.executable, "-m", "ftc", "check", "bom_crlf.ftspec"], cwd=tmp_path,
                          capture_output=True, text=True, env=env, timeout=60)
     assert "E0109" in bom.stderr and "E0008" not in bom.stderr and "E0007" not in bom.stderr
+
+
+def test_control_characters_never_reach_a_path(tmp_path):
+    """A NUL inside a string (bare, or after a backslash) is E0014 where it stands; `extends` and data
+    paths never see it (os calls raise on a NUL)."""
+    for data in (b'extends "base\x00.ftspec"\n', b'extends "base\\\x00.ftspec"\n',
+                 b'data {\n  train = "t\x01.jsonl"\n}\n'):
+        code, err = run_check_bytes(data, tmp_path)
+        assert code == 1 and "Traceback" not in err and "error[E0014]" in err, err

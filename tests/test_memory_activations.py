@@ -112,8 +112,8 @@ def predicted(model_type: str, shape: dict, seq: int = 64, dtype: str = "bf16") 
     return layer_bytes_per_token(setup)
 
 
-EXACT = ("llama", "smollm3", "granite", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen3_moe", "olmo2", "gpt_oss", "gemma2",
-         "gemma3_text", "opt", "bloom", "gpt2", "phi", "stablelm")
+EXACT = ("llama", "smollm3", "granite", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen3_moe", "olmo2", "gpt_oss",
+         "gemma2", "gemma3_text", "opt", "bloom", "gpt2", "phi", "stablelm")
 
 
 CASES = [(t, SHAPES[0]) for t in EXACT] + [(t, SHAPES[1]) for t in ("llama", "qwen3", "gemma2", "gemma3_text",

@@ -186,7 +186,7 @@ def _checked(arch: Architecture) -> Architecture:
             raise InvalidConfig(f"the {arch.model_type} config gives {name} = {value}; it must be positive")
     if arch.heads % arch.kv_heads:
         raise InvalidConfig(f"the {arch.model_type} config has {arch.heads} attention heads, not a multiple "
-                                f"of its {arch.kv_heads} key/value heads")
+                            f"of its {arch.kv_heads} key/value heads")
     if any(m.d_in <= 0 or m.d_out <= 0 for m in arch.layer_linears + arch.tower_linears):
         raise InvalidConfig(f"the {arch.model_type} config gives a projection of size zero or less")
     return arch
@@ -225,7 +225,8 @@ def _sliding_window(config: dict, layers: int) -> tuple[int | None, int]:
         sliding = _count_sliding(listed) if "layer_types" in config else (layers + 1) // 2
     elif kind == "gemma3_text":
         window = config.get("sliding_window", 4096)
-        sliding = _count_sliding(listed) if listed else layers - layers // int(config.get("sliding_window_pattern") or 6)
+        pattern = int(config.get("sliding_window_pattern") or 6)  # every pattern-th layer is global
+        sliding = _count_sliding(listed) if listed else layers - layers // pattern
     return (int(window), sliding) if window and sliding else (None, 0)
 
 
@@ -268,7 +269,8 @@ def _llama_like(config: dict, *, qkv_bias: bool = False, norm_bias: bool = False
         embed_name="embed_tokens", embedding_params=vocab * h, layer_linears=tuple(linears),
         layer_other_params=other, final_params=h * (2 if norm_bias else 1),
         lm_head=None if tied else Linear("lm_head", h, vocab), qk_norm=qk_norm, hidden_norms=norms_per_layer,
-        sliding_window=window, sliding_layers=sliding, attention_dropout=float(config.get("attention_dropout") or 0))
+        sliding_window=window, sliding_layers=sliding,
+        attention_dropout=float(config.get("attention_dropout") or 0))
 
 
 def _llama(config):
