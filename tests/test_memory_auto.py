@@ -346,8 +346,24 @@ def test_estimate_of_a_recipe_without_a_model_block_is_a_diagnostic(tmp_path, ca
     path = tmp_path / "no_model.ftspec"
     path.write_text('recipe "no-model"\n\nhardware {\n  gpu = l40s\n}\n')
     assert main(["estimate", str(path), *json_flag]) == 1
-    err = capsys.readouterr().err
-    assert "missing block `model`" in err and 'add `model "org/name" { ... }`' in err
+    captured = capsys.readouterr()
+    assert "missing block `model`" in captured.err and 'add `model "org/name" { ... }`' in captured.err
+    if json_flag:  # still one document on stdout: nothing estimated, and why
+        document = json.loads(captured.out)
+        assert document["ok"] is False and document["peak_bytes_per_gpu"] is None and document["fits"] is None
+        assert "E0109" in [d["code"] for d in document["diagnostics"]]
+
+
+def test_estimate_json_of_an_architecture_ftc_does_not_model(tmp_path, capsys):
+    path = write(tmp_path, gc="true", length=512)
+    path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", "models/m"))
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    (tmp_path / "models" / "m" / "config.json").write_text('{"model_type": "t5", "d_model": 64}')
+    assert main(["estimate", str(path), "--json"]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert document["ok"] is False and document["peak_bytes_per_gpu"] is None
+    assert document["budget_bytes_per_gpu"] == 40 * GiB  # the budget is known; the need is not
+    assert [d["code"] for d in document["diagnostics"]] == ["W0701"]
 
 
 @pytest.mark.parametrize("name", ["llama2-7b-lora-a100-40gb", "lora-ddp-2gpu", "llama2-7b-full-zero3"])

@@ -1,7 +1,9 @@
 """`ftc estimate RECIPE [--json]`: the per-GPU memory breakdown of a recipe.
 
 Exit 0 when the estimate fits (or there is no budget), 1 when the recipe has errors, including
-not fitting its GPUs; the estimate is printed whenever the architecture is known.
+not fitting its GPUs, or when there is nothing to estimate; the estimate is printed whenever the
+architecture is known. `--json` always prints one document (nulls without an estimate, `ok`, and the
+diagnostics that the text form writes on stderr).
 """
 
 from __future__ import annotations
@@ -9,6 +11,11 @@ from __future__ import annotations
 import sys
 
 from ftc.commands.common import add_set_argument, dump_json, print_diagnostics
+
+
+# `--json` when there is nothing to estimate (errors before the model, an architecture ftc does not model)
+NO_ESTIMATE = {"peak_bytes_per_gpu": None, "tensor_peak_bytes_per_gpu": None, "budget_bytes_per_gpu": None,
+               "fits": None, "cpu_bytes_per_node": None, "components": {}}
 
 
 def add_arguments(parser) -> None:
@@ -35,24 +42,22 @@ def compute(recipe):
 def run(args) -> int:
     from ftc.compiler.frontend import analyze
     from ftc.compiler.memory.report import to_json
+    from ftc.compiler.render import to_json_obj
 
     analysis = analyze(args.recipe, tuple(args.overrides))
-    if analysis.recipe is None:
-        print_diagnostics(analysis)
-        return 1
-    est, setup, rm, decisions = compute(analysis.recipe)
-    if est is None:
-        print_diagnostics(analysis)
-        return 1
-    if args.json:
-        print_diagnostics(analysis)  # text on stderr: stdout stays one JSON document
-        obj = to_json(est, setup, rm.budget_bytes, rm.cpu_memory, rm.assumptions)
-        obj["auto"] = [{"field": d.field, "value": d.value, "reason": d.reason} for d in decisions]
-        obj["ok"] = analysis.ok
+    est, setup, rm, decisions = compute(analysis.recipe) if analysis.recipe is not None else (None,) * 4
+    print_diagnostics(analysis)  # text on stderr: with --json, stdout stays one JSON document
+    if args.json:  # a document even without an estimate, so that a pipeline reading it always can
+        obj = to_json(est, setup, rm.budget_bytes, rm.cpu_memory, rm.assumptions) if est is not None else \
+            dict(NO_ESTIMATE, budget_bytes_per_gpu=rm.budget_bytes if rm is not None else None)
+        obj["auto"] = [{"field": d.field, "value": d.value, "reason": d.reason} for d in decisions or ()]
+        obj["ok"] = analysis.ok and est is not None
+        obj["diagnostics"] = [to_json_obj(d) for d in analysis.diagnostics]
         dump_json(obj)
-    else:
-        print_diagnostics(analysis)
-        sys.stdout.write(render_table(analysis.recipe.name, est, setup, rm, decisions))
+        return 0 if obj["ok"] else 1
+    if est is None:
+        return 1
+    sys.stdout.write(render_table(analysis.recipe.name, est, setup, rm, decisions))
     return 0 if analysis.ok else 1
 
 
