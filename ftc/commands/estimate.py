@@ -57,30 +57,42 @@ def run(args) -> int:
         return 0 if obj["ok"] else 1
     if est is None:
         return 1
-    sys.stdout.write(render_table(analysis.recipe.name, est, setup, rm, decisions))
+    render_table(analysis.recipe.name, est, setup, rm, decisions)
     return 0 if analysis.ok else 1
 
 
-def render_table(name: str, est, setup, rm, decisions) -> str:
+def render_table(name: str, est, setup, rm, decisions) -> None:
+    """The breakdown as a table (rich), then the budget, host RAM, autos and what is not modeled, one line each."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
     from ftc.compiler.memory.report import breakdown_rows
     from ftc.compiler.memory.units import gib, param_count
 
+    # a terminal's own width; piped into a log or a PR comment, wide enough that no note wraps
+    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     a = setup.arch
-    lines = [f"{name}: {a.model_type}, {param_count(est.params_total)} params "
-             f"({est.params_trainable:,} trainable), {setup.method}, {setup.strategy}"
-             + (f" ZeRO-{setup.zero}" if setup.strategy == "deepspeed" else "")
-             + f" × {setup.dp_world}, micro_batch {setup.micro_batch} × {setup.seq_len} tokens, "
-             f"checkpointing {'on' if setup.gradient_checkpointing else 'off'}", ""]
-    rows = breakdown_rows(est)
-    width = max([len(r[0]) for r in rows] + [len(c.name) + 4 for c in est.off_peak] + [10])
-    lines.append(f"{'component':{width}}  {'per GPU':>10}  {'share':>5}  note")
-    for comp, size, share, note in rows:
-        lines.append(f"{comp:{width}}  {gib(size):>10}  {share:>5}  {note}")
-    lines.append(f"{'peak':{width}}  {gib(est.peak_bytes):>10}  {'':>5}  at the {est.peak_phase}; "
-                 f"live tensors {gib(est.tensor_peak_bytes)}")
+    console.print(f"{name}: {a.model_type}, {param_count(est.params_total)} params "
+                  f"({est.params_trainable:,} trainable), {setup.method}, {setup.strategy}"
+                  + (f" ZeRO-{setup.zero}" if setup.strategy == "deepspeed" else "")
+                  + f" × {setup.dp_world}, micro_batch {setup.micro_batch} × {setup.seq_len} tokens, "
+                  f"checkpointing {'on' if setup.gradient_checkpointing else 'off'}", markup=False)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("component")
+    table.add_column("per GPU", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("note", overflow="fold")
+    for comp, size, share, note in breakdown_rows(est):
+        table.add_row(comp, gib(size), share, note)
+    table.add_section()
+    table.add_row("peak", gib(est.peak_bytes), "", f"at the {est.peak_phase}; live tensors "
+                  f"{gib(est.tensor_peak_bytes)}", style="bold")
     for c in est.off_peak:
         if c.bytes:
-            lines.append(f"{'  (' + c.name + ')':{width}}  {gib(c.bytes):>10}  {'':>5}  at the {c.phase}, not the peak")
+            table.add_row(f"  ({c.name})", gib(c.bytes), "", f"at the {c.phase}, not the peak", style="dim")
+    console.print(table)
+    lines = []
     budget = rm.budget_bytes
     if budget is None:
         lines.append("budget: none (no GPU hardware block)")
@@ -100,4 +112,5 @@ def render_table(name: str, est, setup, rm, decisions) -> str:
     for text in rm.assumptions:
         lines.append(f"assumed: {text}")
     lines.append("not modeled: " + "; ".join(est.unmodeled))
-    return "\n".join(lines) + "\n"
+    for line in lines:
+        console.print(line, markup=False)
