@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("ftc.commands.check", "parse and validate recipes, including the hardware budget"),
     "fmt": ("ftc.commands.fmt", "format recipes canonically (comments kept)"),
     "estimate": ("ftc.commands.estimate", "memory breakdown per GPU"),
+    "catalog": ("ftc.commands.catalog", "the model ids and GPU names that resolve without a download"),
     "compile": ("ftc.commands.compile", "write the plan and the generated configs"),
     "diff": ("ftc.commands.diff", "what changes in the compiled plan and configs between two recipes"),
     "data": ("ftc.commands.data", "prepare the data set and report on it, no training"),

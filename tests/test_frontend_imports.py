@@ -1,4 +1,4 @@
-"""The front end never imports the training stack: `ftc check`, `fmt` and `estimate` stay fast."""
+"""The front end never imports the training stack: `ftc check`, `fmt`, `estimate` and `catalog` stay fast."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def test_check_fmt_estimate_leave_training_libraries_out():
         f"    assert main(['check', {str(example)!r}]) == 0\n"
         f"    assert main(['fmt', '--check', {str(example)!r}]) == 0\n"
         f"    assert main(['estimate', {str(example)!r}]) in (0, 1)\n"
+        "    assert main(['catalog']) == 0\n"
         f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
