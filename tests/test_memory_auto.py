@@ -250,7 +250,7 @@ def test_no_budget_without_hardware_or_on_cpu(tmp_path):
 
 def test_unknown_gpu_has_did_you_mean(tmp_path):
     (d,) = errors(write(tmp_path, hardware='hardware {\n  gpu = a100-80g8\n}'))
-    assert d.code == "E0702" and "a100-80gb" in d.help
+    assert d.code == "E0702" and "a100-80gb" in d.help and "`ftc catalog gpus`" in d.help
     (d,) = errors(write(tmp_path, hardware='hardware {\n  gpu = a100\n}'))
     assert "a100-40gb" in d.help and "a100-80gb" in d.help
 
@@ -267,6 +267,7 @@ def test_unknown_model_is_a_located_warning(tmp_path):
     path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", "org/unknown-model"))
     warnings = [d for d in analyze(path).diagnostics if d.code == "W0701"]
     assert warnings and warnings[0].span is not None and "config.json" in warnings[0].help
+    assert "`ftc catalog models`" in warnings[0].help
 
 
 LLAMA_CONFIG = ('{"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128, '

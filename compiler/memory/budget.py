@@ -104,7 +104,7 @@ def _unknown_model(recipe, sink, error) -> None:
     else:
         help_text = (f"{guess}give a local folder holding the model's config.json, or put the model in the "
                      f"Hugging Face cache (`huggingface-cli download {name} config.json`); compile never "
-                     f"downloads")
+                     f"downloads (`ftc catalog models` lists the ids it knows without one)")
     span = recipe.block_span("model")
     sink.warning("W0701", message, span, label="architecture unknown", help=help_text, notes=(error.reason,))
 
@@ -118,7 +118,7 @@ def _unknown_gpu(recipe, sink) -> None:
     else:
         guess = did_you_mean(hardware.normalize(name), hardware.known_names(), max_distance=3)
         help_text = (f"did you mean `{guess}`? " if guess else "") + \
-            "or give the memory itself: `memory_per_gpu = 24 GiB`"
+            "or give the memory itself: `memory_per_gpu = 24 GiB` (`ftc catalog gpus` lists the names)"
     sink.error("E0702", f"unknown GPU `{name}`", span, label="not in the GPU catalog", help=help_text)
 
 
