@@ -23,6 +23,7 @@ class Compiled:
     diagnostics: tuple[Diagnostic, ...]  # every stage's, sorted by position
     registry: SourceRegistry  # source texts, for rendering the diagnostics
     out_dir: Path  # the folder the plan's relative paths are relative to
+    recipe: object = None  # the typed recipe (ResolvedRecipe), None when the front end could not build one
 
     def __iter__(self):
         return iter((self.plan, self.diagnostics))
@@ -51,10 +52,10 @@ def compile_recipe(path: str | os.PathLike, overrides: tuple[str, ...] = (), *,
     recipe = analysis.recipe
     if not analysis.ok or recipe is None:
         target = Path(out_dir) if out_dir is not None else default_out_dir(recipe.name if recipe else Path(path).stem)
-        return Compiled(None, analysis.diagnostics, analysis.registry, target)
+        return Compiled(None, analysis.diagnostics, analysis.registry, target, recipe)
     target = Path(out_dir) if out_dir is not None else default_out_dir(recipe.name)
     sink = DiagnosticSink(list(analysis.diagnostics))
     plan = lower(recipe, target, sink)
     if sink.has_errors:
         plan = None
-    return Compiled(plan, tuple(sink.sorted()), analysis.registry, target)
+    return Compiled(plan, tuple(sink.sorted()), analysis.registry, target, recipe)

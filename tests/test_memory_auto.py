@@ -392,6 +392,26 @@ def test_lowering_uses_the_estimator_for_autos(tmp_path):
     assert memory["setup"]["gradient_checkpointing"] == autos["train.gradient_checkpointing"]["value"]
 
 
+@pytest.mark.parametrize("hardware", [
+    "hardware {\n  gpus_per_node = 2\n}",  # no budget: lowering's fixed rules decide the autos
+    "hardware {\n  gpu = a100-80gb\n  gpus_per_node = 2\n}",  # the estimator decides them
+    "hardware {\n  gpu = l4\n}\ndistributed deepspeed {\n  zero = auto\n}",
+])
+def test_estimate_shows_what_the_plan_records(tmp_path, capsys, hardware):
+    """`ftc estimate` and `plan["memory"]` are one estimate of one setup: the autos as lowering decided them."""
+    from ftc.compiler.pipeline import compile_recipe
+
+    path = write(tmp_path, micro="auto", gc="auto", length=1024, hardware=hardware)
+    plan = compile_recipe(path, out_dir=tmp_path / "out").plan
+    assert plan is not None
+    assert main(["estimate", str(path), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["peak_bytes_per_gpu"] == plan["memory"]["peak_bytes_per_gpu"]
+    assert document["setup"] == plan["memory"]["setup"]
+    assert document["setup"]["micro_batch"] == plan["batch"]["micro_batch"]
+    assert document["auto"] == plan["auto"]
+
+
 def test_plan_memory_is_null_on_cpu(tmp_path):
     from ftc.compiler.pipeline import compile_recipe
 

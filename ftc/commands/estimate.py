@@ -24,28 +24,35 @@ def add_arguments(parser) -> None:
     add_set_argument(parser)
 
 
-def compute(recipe):
-    """(estimate, setup, RecipeMemory, decisions) with autos resolved; estimate None when not computable."""
-    from ftc.compiler.memory.auto import resolve_auto
+def compute(recipe, plan: dict | None = None):
+    """(estimate, setup, RecipeMemory, decisions), estimate None when not computable. With a plan, from the
+    values lowering decided (what `plan["memory"]` records and the run will use, budget or not); without
+    one (the recipe has errors), from the recipe, its autos decided against the budget."""
+    from ftc.compiler.memory.auto import Decision, resolve_auto
     from ftc.compiler.memory.estimate import estimate
-    from ftc.compiler.memory.recipe import setup_from_recipe
+    from ftc.compiler.memory.recipe import setup_from_plan, setup_from_recipe
 
-    rm = setup_from_recipe(recipe)
+    rm = setup_from_plan(recipe, plan) if plan is not None else setup_from_recipe(recipe)
     if rm.setup is None:
         return None, None, rm, ()
     setup, decisions = rm.setup, ()
     if rm.autos and rm.budget_bytes is not None:
         setup, decisions = resolve_auto(setup, rm.autos, rm.budget_bytes, rm.global_batch, setup.dp_world)
+    if plan is not None:
+        decisions = tuple(Decision(a["field"], a["value"], a["reason"]) for a in plan.get("auto") or ())
     return estimate(setup), setup, rm, decisions
 
 
 def run(args) -> int:
-    from ftc.compiler.frontend import analyze
+    from ftc.commands.common import CompileReport
     from ftc.compiler.memory.report import to_json
+    from ftc.compiler.pipeline import compile_recipe
     from ftc.compiler.render import to_json_obj
 
-    analysis = analyze(args.recipe, tuple(args.overrides))
-    est, setup, rm, decisions = compute(analysis.recipe) if analysis.recipe is not None else (None,) * 4
+    compiled = compile_recipe(args.recipe, tuple(args.overrides))  # the checks and lowering of `ftc check`
+    analysis = CompileReport(compiled)
+    recipe = compiled.recipe
+    est, setup, rm, decisions = compute(recipe, compiled.plan) if recipe is not None else (None,) * 4
     print_diagnostics(analysis)  # text on stderr: with --json, stdout stays one JSON document
     if args.json:  # a document even without an estimate, so that a pipeline reading it always can
         obj = to_json(est, setup, rm.budget_bytes, rm.cpu_memory, rm.assumptions) if est is not None else \
@@ -57,7 +64,7 @@ def run(args) -> int:
         return 0 if obj["ok"] else 1
     if est is None:
         return 1
-    render_table(analysis.recipe.name, est, setup, rm, decisions)
+    render_table(recipe.name, est, setup, rm, decisions)
     return 0 if analysis.ok else 1
 
 
@@ -94,8 +101,10 @@ def render_table(name: str, est, setup, rm, decisions) -> None:
     console.print(table)
     lines = []
     budget = rm.budget_bytes
-    if budget is None:
-        lines.append("budget: none (no GPU hardware block)")
+    if budget is None and rm.budget_source == "unknown-gpu":
+        lines.append("budget: unknown (`hardware.gpu` names no GPU of the catalog)")
+    elif budget is None:
+        lines.append("budget: none (no `hardware.gpu` or `memory_per_gpu` to check against)")
     else:
         spare = budget - est.peak_bytes
         verdict = f"fits with {gib(spare)} to spare" if spare >= 0 else f"does NOT fit: {gib(-spare)} over"
@@ -108,9 +117,18 @@ def render_table(name: str, est, setup, rm, decisions) -> None:
                      f"({', '.join(f'{c.name} {gib(c.bytes)}' for c in host)})"
                      + (f" of {gib(rm.cpu_memory)}" if rm.cpu_memory else ""))
     for d in decisions:
-        lines.append(f"auto {d.field} = {d.value}: {d.reason}")
+        lines.append(f"auto {d.field} = {_as_written(d.value)}: {d.reason}")
     for text in rm.assumptions:
         lines.append(f"assumed: {text}")
     lines.append("not modeled: " + "; ".join(est.unmodeled))
     for line in lines:
         console.print(line, markup=False)
+
+
+def _as_written(value) -> str:
+    """A decided value as a recipe spells it: `true`, `[q_proj, v_proj]`, `8`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_as_written(v) for v in value) + "]"
+    return str(value)
