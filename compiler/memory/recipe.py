@@ -19,7 +19,7 @@ class RecipeMemory:
     setup: MemorySetup | None  # autos filled with placeholders (see `autos`); None when the model is unknown or absent
     autos: frozenset[str]  # "micro_batch" | "zero" | "gradient_checkpointing" still to decide
     budget_bytes: int | None  # None: no GPU budget (no hardware block, cpu, or unknown GPU name)
-    budget_source: str  # e.g. "a100-80gb (80.0 GiB)", "memory_per_gpu", "none"
+    budget_source: str  # e.g. "a100-80gb", "memory_per_gpu"; "cpu", "unknown-gpu", "none" without a budget
     cpu_memory: int | None
     global_batch: int | None
     model_error: ModelNotFound | None
@@ -27,7 +27,11 @@ class RecipeMemory:
 
 
 def budget_of(recipe) -> tuple[int | None, str]:
-    if not recipe.has_block("hardware") or recipe.value("hardware.accelerator", "gpu") == "cpu":
+    """(bytes per GPU, where they come from): a catalog name, "memory_per_gpu"; without a budget "cpu",
+    "unknown-gpu" or "none"."""
+    if recipe.has_block("hardware") and recipe.value("hardware.accelerator", "gpu") == "cpu":
+        return None, "cpu"
+    if not recipe.has_block("hardware"):
         return None, "none"
     memory = recipe.value("hardware.memory_per_gpu")
     if isinstance(memory, int):

@@ -103,6 +103,8 @@ def render_table(name: str, est, setup, rm, decisions) -> None:
     budget = rm.budget_bytes
     if budget is None and rm.budget_source == "unknown-gpu":
         lines.append("budget: unknown (`hardware.gpu` names no GPU of the catalog)")
+    elif budget is None and rm.budget_source == "cpu":
+        lines.append("budget: none (`accelerator = cpu`: the breakdown is what one GPU would hold)")
     elif budget is None:
         lines.append("budget: none (no `hardware.gpu` or `memory_per_gpu` to check against)")
     else:
