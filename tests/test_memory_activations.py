@@ -113,7 +113,7 @@ def predicted(model_type: str, shape: dict, seq: int = 64, dtype: str = "bf16") 
 
 
 EXACT = ("llama", "smollm3", "granite", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen3_moe", "olmo2", "gpt_oss",
-         "gemma2", "gemma3_text", "opt", "bloom", "gpt2", "phi", "stablelm")
+         "gemma2", "gemma3_text", "opt", "bloom", "gpt2", "phi", "stablelm", "starcoder2")
 
 
 CASES = [(t, SHAPES[0]) for t in EXACT] + [(t, SHAPES[1]) for t in ("llama", "qwen3", "gemma2", "gemma3_text",
@@ -146,7 +146,7 @@ def test_fp32_layer_and_eager_quadratic_term():
     assert eager[1] - eager[0] > 0 and short < long * 1.01  # sdpa: no length term
 
 
-@pytest.mark.parametrize("model_type", ("llama", "granite"))
+@pytest.mark.parametrize("model_type", ("llama", "granite", "starcoder2"))
 @pytest.mark.parametrize("attention_dropout", (0.0, 0.1))
 @pytest.mark.parametrize("seq", (64, 128))
 def test_eager_attention_with_and_without_its_dropout(model_type, attention_dropout, seq):
@@ -162,13 +162,16 @@ def test_eager_attention_with_and_without_its_dropout(model_type, attention_drop
     assert layer_bytes_per_token(setup) == (saved(2) - saved(1)) / (2 * seq)
 
 
-@pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "gemma3_text", "gpt_oss", "granite"))
+@pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "gemma3_text", "gpt_oss", "granite", "starcoder2",
+                                        "stablelm"))
 @pytest.mark.parametrize("targets, dropout", [
     (["q_proj", "v_proj"], 0.0), (["q_proj", "v_proj"], 0.05), (["o_proj"], 0.0), (["down_proj"], 0.0),
     ("all-linear", 0.0), ("all-linear", 0.05)])
 def test_lora_layer_activations(targets, dropout, model_type):
     """bf16 base under autocast with fp32 adapters, as the runtime trains LoRA."""
     shape, seq = SHAPES[0], 64
+    if model_type == "starcoder2" and targets == ["down_proj"]:  # its MLP's output projection
+        targets = ["c_proj"]
     lora = dict(r=8, target_modules=targets, lora_dropout=dropout)
     arch = from_config(_config(model_type, shape, 2))
     if model_type == "gpt_oss" and targets == ["down_proj"]:  # its experts are bare parameters: no module to adapt
@@ -181,7 +184,7 @@ def test_lora_layer_activations(targets, dropout, model_type):
     assert got == pytest.approx(real, rel=0.02)
 
 
-@pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "gemma3_text", "gpt_oss"))
+@pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "gemma3_text", "gpt_oss", "starcoder2", "stablelm"))
 @pytest.mark.parametrize("targets", [["q_proj", "v_proj"], "all-linear"])
 def test_qlora_layer_activations(targets, model_type, tmp_path):
     pytest.importorskip("bitsandbytes")

@@ -54,6 +54,8 @@ OTHER_MODELS = {  # the tiny model's sizes in other families, random init, with 
     # off: on CPU SDPA's math path would keep the s² mask the GPU kernels do not)
     "granite": dict(TEXT, embedding_multiplier=12.0, residual_multiplier=0.22, attention_multiplier=0.0625,
                     logits_scaling=8.0, attention_dropout=0.0),
+    # StarCoder2: biased attention, LayerNorms, a two-matrix GELU MLP, residual dropout
+    "starcoder2": dict(TEXT, residual_dropout=0.1),
 }
 
 
@@ -77,9 +79,9 @@ def other_model_recipe(tmp_path: Path, model_type: str) -> Path:
 
 @pytest.mark.parametrize("overrides", [(), ("method=full",), ("train.gradient_checkpointing=true",),
                                        ("model.dtype=bf16",), ("method=qlora", "method.quant=nf4"), ("qwen3",),
-                                       ("gemma3",), ("gpt_oss",), ("granite",)],
+                                       ("gemma3",), ("gpt_oss",), ("granite",), ("starcoder2",)],
                          ids=["as-shipped", "full", "checkpointing", "bf16", "qlora", "qwen3", "gemma3", "gpt_oss",
-                              "granite"])
+                              "granite", "starcoder2"])
 def test_run_peak_matches_the_estimate(tmp_path, overrides, one_torch_thread):
     from ftc.cli import main as ftc
     from ftc.compiler.frontend import analyze

@@ -21,7 +21,8 @@ LOSS_BYTES_BACKWARD = 12
 LOSS_BYTES_CHUNKED = 1  # chunked output + loss: 16-bit logits stay, one chunk (1/8) upcast + log-softmax at a time
 
 LLAMA_LIKE = ("llama", "smollm3", "granite", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "olmo2", "gemma2",
-              "gemma3_text", "gemma3", "gpt_oss", "phi3", "stablelm")
+              "gemma3_text", "gemma3", "gpt_oss", "phi3", "stablelm", "starcoder2")
+LAYER_NORMS = ("stablelm", "starcoder2")  # Llama-style layers with LayerNorms, not RMSNorms
 FP32_SCALED_NORMS = ("olmo2", "gemma2", "gemma3_text", "gemma3", "gpt_oss")  # weight × normalized in fp32, then cast
 
 
@@ -52,7 +53,7 @@ def sdpa_masked_layers(s: MemorySetup) -> int:
 def norm_bytes(a, c: int) -> int:
     """Saved per token by one norm: RMSNorm keeps an fp32 copy of its input, the normalized input and the
     scaled output; LayerNorm keeps input, output and fp32 mean/rstd."""
-    if a.model_type in LLAMA_LIKE and a.model_type != "stablelm":
+    if a.model_type in LLAMA_LIKE and a.model_type not in LAYER_NORMS:
         return 4 * a.hidden + 2 * c * a.hidden + 4
     return 2 * c * a.hidden + 4
 
@@ -105,8 +106,10 @@ def _llama_style_layer(s: MemorySetup, c: int, eager: bool) -> int:
     elif a.experts:  # gathered input, gate_up, activation and product per routed copy; router in fp32
         k = max(1, a.experts_per_token)
         total += k * (4 * c * inter + 2 * c * h) + 25 * a.experts
-    else:
+    elif a.gated_mlp:
         total += 4 * c * inter  # gate, up, act(gate), product
+    else:
+        total += 2 * c * inter  # GELU's input and output (StarCoder2's c_fc and c_proj inputs)
     return total
 
 
@@ -145,6 +148,10 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
     if s.qlora_fp32_residual and a.gated_mlp and t != "gpt_oss":
         # fp32 residual stream: 4-bit linears return their input's dtype, so gate, act(gate) and up are fp32
         total += 3 * (4 - c) * inter * max(1, a.experts_per_token if a.experts else 1)
+    elif s.qlora_fp32_residual and t == "starcoder2":  # GELU's input (c_fc's fp32 output)
+        total += (4 - c) * inter
+    if s.qlora_fp32_residual and t in LAYER_NORMS:  # each LayerNorm keeps its fp32 input, mean and rstd
+        total += a.hidden_norms * ((4 - c) * h + 4)
     return total
 
 
@@ -169,11 +176,11 @@ def _lora_delta_llama(s: MemorySetup, c: int, with_dropout: bool, names: set, ad
     every adapter keeps its own 16-bit copy of its input, and 10 B per rank."""
     a = s.arch
     autocast = s.mixed_precision != "no"
-    delta = -a.hidden_norms * normalized_bytes(a, c) * a.hidden if a.model_type != "stablelm" else 0
+    delta = -a.hidden_norms * normalized_bytes(a, c) * a.hidden if a.model_type not in LAYER_NORMS else 0
     if a.qk_norm:  # nor the frozen query/key norms
         delta -= normalized_bytes(a, c) * (a.q_dim + a.kv_dim)
     attention_in = bool(names & {"q_proj", "k_proj", "v_proj", "qkv_proj"})
-    mlp_in = bool(names & {"gate_proj", "up_proj", "gate_up_proj"})
+    mlp_in = bool(names & {"gate_proj", "up_proj", "gate_up_proj", "c_fc"})
     if a.model_type == "gpt_oss":  # frozen experts keep neither their gathered input nor the down input;
         k = max(1, a.experts_per_token)  # eager attention's output is o_proj's input alone; and no dense MLP
         delta -= k * expert_bytes(s, c) * (a.hidden + a.intermediate) - c * a.intermediate  # input to drop
@@ -184,9 +191,11 @@ def _lora_delta_llama(s: MemorySetup, c: int, with_dropout: bool, names: set, ad
     else:
         delta += sum(c * s.lora_rank * m.count for m in adapted)
         delta -= (0 if attention_in else c * a.hidden) + (0 if mlp_in else c * a.hidden)
-        delta -= 0 if "down_proj" in names else c * a.intermediate
+        delta -= 0 if names & {"down_proj", "c_proj"} else c * a.intermediate
     if not names & {"q_proj", "k_proj", "qkv_proj"}:
         delta += c * a.head_dim  # RoPE's cos and sin then stay saved per layer
+    if a.model_type == "stablelm":  # the query copy its partial rotary keeps for full fine-tuning is not kept
+        delta -= c * a.q_dim
     if with_dropout and s.lora_dropout > 0:
         delta += sum((c + 2) * m.d_in * m.count for m in adapted)  # each adapter's dropout output and mask
     return delta

@@ -206,13 +206,13 @@ def _llama_sizes(config: dict, *, head_dim_key: bool = True) -> Sizes:
 
 def _sliding_window(config: dict, layers: int) -> tuple[int | None, int]:
     """(window, how many layers attend through it) as transformers' config classes decide it: Mistral
-    defaults to a 4096-token window on every layer when the key is absent, Mixtral and Qwen3-MoE to none;
-    Qwen2/Qwen3 use it only with `use_sliding_window`, on the layers from `max_window_layers` on; Gemma-3
-    on five layers of six, gpt-oss on every other one."""
+    defaults to a 4096-token window on every layer when the key is absent, Mixtral, Qwen3-MoE and
+    StarCoder2 to none; Qwen2/Qwen3 use it only with `use_sliding_window`, on the layers from
+    `max_window_layers` on; Gemma-3 on five layers of six, gpt-oss on every other one."""
     kind = config.get("model_type")
     listed = config.get("layer_types")
     window, sliding = None, 0
-    if kind in ("mistral", "mixtral", "qwen3_moe"):
+    if kind in ("mistral", "mixtral", "qwen3_moe", "starcoder2"):
         window = config.get("sliding_window", 4096 if kind == "mistral" else None)
         if kind == "qwen3_moe" and not config.get("use_sliding_window"):
             window = None
@@ -379,6 +379,29 @@ def _stablelm(config):
     return arch
 
 
+def _starcoder2(config):
+    """Llama's attention (grouped, rotary, a sliding window on every layer when the config sets one) with
+    biases, LayerNorms with bias, a two-matrix GELU MLP (`c_fc`, `c_proj`) and residual dropout after
+    attention and MLP; Starcoder2Config's defaults (tied embeddings, biases)."""
+    c = dict(config)
+    c.setdefault("tie_word_embeddings", True)
+    d = _llama_sizes(c)
+    h, heads, kv, head_dim, inter, vocab = d.hidden, d.heads, d.kv_heads, d.head_dim, d.intermediate, d.vocab
+    bias = bool(config.get("use_bias", True))
+    linears = (Linear("q_proj", h, heads * head_dim, bias), Linear("k_proj", h, kv * head_dim, bias),
+               Linear("v_proj", h, kv * head_dim, bias), Linear("o_proj", heads * head_dim, h, bias),
+               Linear("c_fc", h, inter, bias), Linear("c_proj", inter, h, bias))
+    window, sliding = _sliding_window(config, d.layers)
+    return Architecture(
+        **asdict(d), model_type="starcoder2", max_positions=config.get("max_position_embeddings"), experts=0,
+        experts_per_token=0, gated_mlp=False, embed_name="embed_tokens", embedding_params=vocab * h,
+        layer_linears=linears, layer_other_params=4 * h, final_params=2 * h,
+        lm_head=None if d.tied else Linear("lm_head", h, vocab),
+        hidden_dropout_sites=2 if float(config.get("residual_dropout") or 0) > 0 else 0,
+        sliding_window=window, sliding_layers=sliding,
+        attention_dropout=float(config.get("attention_dropout") or 0))
+
+
 def _phi3(config):
     d = _llama_sizes(config, head_dim_key=False)
     h, heads, kv, head_dim, inter = d.hidden, d.heads, d.kv_heads, d.head_dim, d.intermediate
@@ -509,8 +532,7 @@ def _opt(config):
 _BUILDERS = {
     "llama": _llama, "mistral": _llama, "mixtral": _llama, "smollm3": _llama, "granite": _llama, "qwen2": _qwen2,
     "qwen3": _qwen3, "qwen3_moe": _qwen3_moe, "olmo2": _olmo2, "gemma2": _gemma2, "gemma3_text": _gemma3_text,
-    "gemma3": _gemma3,
-    "gpt_oss": _gpt_oss, "phi": _phi, "phi3": _phi3, "gpt2": _gpt2, "stablelm": _stablelm, "falcon": _falcon,
-    "bloom": _bloom, "opt": _opt,
+    "gemma3": _gemma3, "gpt_oss": _gpt_oss, "phi": _phi, "phi3": _phi3, "starcoder2": _starcoder2, "gpt2": _gpt2,
+    "stablelm": _stablelm, "falcon": _falcon, "bloom": _bloom, "opt": _opt,
 }
 SUPPORTED_TYPES = tuple(_BUILDERS)
