@@ -250,6 +250,7 @@ WINDOWED = {
     "mistral": (lambda w, n: dict(sliding_window=w), lambda w, n: dict(sliding_window=None)),
     "qwen2": (lambda w, n: dict(use_sliding_window=True, sliding_window=w, max_window_layers=0),
               lambda w, n: dict(use_sliding_window=False, sliding_window=w)),
+    "starcoder2": (lambda w, n: dict(sliding_window=w), lambda w, n: dict(sliding_window=None)),
 }
 
 
