@@ -112,8 +112,8 @@ def predicted(model_type: str, shape: dict, seq: int = 64, dtype: str = "bf16") 
     return layer_bytes_per_token(setup)
 
 
-EXACT = ("llama", "smollm3", "granite", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen3_moe", "olmo2", "gpt_oss",
-         "gemma2", "gemma3_text", "opt", "bloom", "gpt2", "phi", "stablelm", "starcoder2")
+EXACT = ("llama", "smollm3", "granite", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen3_moe", "olmo2", "olmo3",
+         "gpt_oss", "gemma2", "gemma3_text", "opt", "bloom", "gpt2", "phi", "stablelm", "starcoder2")
 
 
 CASES = [(t, SHAPES[0]) for t in EXACT] + [(t, SHAPES[1]) for t in ("llama", "qwen3", "gemma2", "gemma3_text",
@@ -184,7 +184,8 @@ def test_lora_layer_activations(targets, dropout, model_type):
     assert got == pytest.approx(real, rel=0.02)
 
 
-@pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "gemma3_text", "gpt_oss", "starcoder2", "stablelm"))
+@pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "olmo3", "gemma3_text", "gpt_oss", "starcoder2",
+                                        "stablelm"))
 @pytest.mark.parametrize("targets", [["q_proj", "v_proj"], "all-linear"])
 def test_qlora_layer_activations(targets, model_type, tmp_path):
     pytest.importorskip("bitsandbytes")
@@ -251,6 +252,8 @@ WINDOWED = {
     "qwen2": (lambda w, n: dict(use_sliding_window=True, sliding_window=w, max_window_layers=0),
               lambda w, n: dict(use_sliding_window=False, sliding_window=w)),
     "starcoder2": (lambda w, n: dict(sliding_window=w), lambda w, n: dict(sliding_window=None)),
+    "olmo3": (lambda w, n: dict(sliding_window=w, layer_types=["sliding_attention"] * n),
+              lambda w, n: dict(sliding_window=w, layer_types=["full_attention"] * n)),
 }
 
 

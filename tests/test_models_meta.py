@@ -127,6 +127,8 @@ OUTSIDE_CATALOG = {  # families ftc reads from a local folder or the cache, with
     "starcoder2-unbiased-untied": dict(model_type="starcoder2", hidden_size=64, intermediate_size=256,
                                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
                                        vocab_size=256, use_bias=False, tie_word_embeddings=False),
+    "olmo3": dict(model_type="olmo3", hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                  num_attention_heads=4, num_key_value_heads=2, vocab_size=256, sliding_window=16),
     "granite-biased-untied": dict(model_type="granite", hidden_size=64, intermediate_size=96, num_hidden_layers=2,
                                   num_attention_heads=4, num_key_value_heads=4, vocab_size=256,
                                   attention_bias=True, mlp_bias=True, tie_word_embeddings=False),
@@ -147,3 +149,24 @@ def test_counts_outside_the_catalog_match_transformers_and_peft(name):
             task_type="CAUSAL_LM"))
         assert (lora.trainable, lora.total) == wrapped.get_nb_trainable_parameters(), targets
         model = wrapped.unload()
+
+
+@pytest.mark.parametrize("config", [
+    dict(model_type="olmo3", num_hidden_layers=10), dict(model_type="olmo3", num_hidden_layers=8, sliding_window=64),
+    dict(model_type="gemma3_text", num_hidden_layers=26), dict(model_type="gemma3_text", num_hidden_layers=7),
+    dict(model_type="gpt_oss", num_hidden_layers=5), dict(model_type="mistral", num_hidden_layers=3),
+    dict(model_type="qwen2", num_hidden_layers=6, use_sliding_window=True, max_window_layers=2),
+    dict(model_type="starcoder2", num_hidden_layers=3, sliding_window=128),
+], ids=lambda c: f"{c['model_type']}-{c['num_hidden_layers']}")
+def test_local_layers_are_those_transformers_config_classes_make(config):
+    """Which layers attend through a sliding window, from the config alone, as transformers decides it."""
+    sizes = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
+                 vocab_size=256)
+    cfg = dict(config)
+    hf = transformers.AutoConfig.for_model(cfg.pop("model_type"), **sizes, **cfg)
+    window = getattr(hf, "sliding_window", None)
+    types = getattr(hf, "layer_types", None) or ["sliding_attention"] * hf.num_hidden_layers
+    expected = sum(t == "sliding_attention" for t in types) if window else 0
+    arch = from_config(dict(config, **sizes))
+    assert arch.sliding_layers == expected and (arch.sliding_window == window if expected else True), \
+        (arch.sliding_layers, expected, types)

@@ -208,7 +208,8 @@ def _sliding_window(config: dict, layers: int) -> tuple[int | None, int]:
     """(window, how many layers attend through it) as transformers' config classes decide it: Mistral
     defaults to a 4096-token window on every layer when the key is absent, Mixtral, Qwen3-MoE and
     StarCoder2 to none; Qwen2/Qwen3 use it only with `use_sliding_window`, on the layers from
-    `max_window_layers` on; Gemma-3 on five layers of six, gpt-oss on every other one."""
+    `max_window_layers` on; Gemma-3 on five layers of six, OLMo-3 on three of four, gpt-oss on every other
+    one."""
     kind = config.get("model_type")
     listed = config.get("layer_types")
     window, sliding = None, 0
@@ -223,9 +224,9 @@ def _sliding_window(config: dict, layers: int) -> tuple[int | None, int]:
     elif kind == "gpt_oss":  # GptOssConfig's alternation, local first, when the config lists no layer types
         window = config.get("sliding_window")
         sliding = _count_sliding(listed) if "layer_types" in config else (layers + 1) // 2
-    elif kind == "gemma3_text":
+    elif kind in ("gemma3_text", "olmo3"):  # OLMo-3: three local layers of four
         window = config.get("sliding_window", 4096)
-        pattern = int(config.get("sliding_window_pattern") or 6)  # every pattern-th layer is global
+        pattern = int(config.get("sliding_window_pattern") or (6 if kind == "gemma3_text" else 4))  # global
         sliding = _count_sliding(listed) if listed else layers - layers // pattern
     return (int(window), sliding) if window and sliding else (None, 0)
 
@@ -310,7 +311,8 @@ def _gemma2(config):
 
 def _olmo2(config):
     """Llama's projections with the norms moved after attention and MLP (their outputs join the residual,
-    no linear reads them) and RMSNorms over the whole query and key projections."""
+    no linear reads them) and RMSNorms over the whole query and key projections; OLMo-3 adds local
+    (sliding-window) layers, which `_sliding_window` counts."""
     arch = _llama_like(config)
     return replace(arch, layer_other_params=2 * arch.hidden + arch.q_dim + arch.kv_dim, qk_norm=True,
                    qk_norm_per_head=False)
@@ -531,8 +533,8 @@ def _opt(config):
 
 _BUILDERS = {
     "llama": _llama, "mistral": _llama, "mixtral": _llama, "smollm3": _llama, "granite": _llama, "qwen2": _qwen2,
-    "qwen3": _qwen3, "qwen3_moe": _qwen3_moe, "olmo2": _olmo2, "gemma2": _gemma2, "gemma3_text": _gemma3_text,
-    "gemma3": _gemma3, "gpt_oss": _gpt_oss, "phi": _phi, "phi3": _phi3, "starcoder2": _starcoder2, "gpt2": _gpt2,
+    "qwen3": _qwen3, "qwen3_moe": _qwen3_moe, "olmo2": _olmo2, "olmo3": _olmo2, "gemma2": _gemma2,
+    "gemma3_text": _gemma3_text, "gemma3": _gemma3, "gpt_oss": _gpt_oss, "phi": _phi, "phi3": _phi3, "starcoder2": _starcoder2, "gpt2": _gpt2,
     "stablelm": _stablelm, "falcon": _falcon, "bloom": _bloom, "opt": _opt,
 }
 SUPPORTED_TYPES = tuple(_BUILDERS)
