@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ftc.compiler.diagnostics import DiagnosticSink
-from ftc.compiler.models.arch import Architecture
+from ftc.compiler.models.layout import Architecture
 from ftc.compiler.models.resolve import ModelNotFound
 from ftc.compiler.resolve import DERIVED, ResolvedRecipe
 

@@ -9,7 +9,7 @@ formulas to autograd's saved tensors and to measured live tensors on small model
 from __future__ import annotations
 
 from ftc.compiler.memory.setup import MemorySetup
-from ftc.compiler.models.arch import NO_SDPA
+from ftc.compiler.models.layout import NO_SDPA
 from ftc.compiler.models.params import resolve_targets
 
 # Unchunked cross-entropy, bytes per logit element. Forward: the logits (c) + their fp32 upcast + the

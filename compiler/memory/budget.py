@@ -18,7 +18,7 @@ from ftc.compiler.memory.fixes import suggest_fixes
 from ftc.compiler.memory.recipe import setup_from_recipe
 from ftc.compiler.memory.report import breakdown_notes
 from ftc.compiler.memory.units import gib
-from ftc.compiler.models.arch import NO_SDPA
+from ftc.compiler.models.layout import NO_SDPA
 from ftc.compiler.models.params import count, resolve_targets
 from ftc.compiler.models.resolve import is_local_model
 from ftc.compiler.units import Amount

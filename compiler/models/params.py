@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ftc.compiler.models.arch import Architecture
+from ftc.compiler.models.layout import Architecture
 
 ALL_LINEAR = "all_linear"
 

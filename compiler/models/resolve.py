@@ -14,7 +14,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from ftc.compiler.models.arch import Architecture, ArchitectureError, InvalidConfig, from_config
+from ftc.compiler.models.arch import from_config
+from ftc.compiler.models.layout import Architecture, ArchitectureError, InvalidConfig
 
 
 @dataclass(frozen=True)
