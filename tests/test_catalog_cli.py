@@ -21,13 +21,15 @@ def test_json_lists_every_id_and_gpu_as_the_compiler_resolves_them(capsys):
         assert isinstance(resolved, ResolvedModel) and resolved.source == "catalog"
         assert row["params"] == count(resolved.architecture, "full").total
         assert row["model_type"] == resolved.architecture.model_type
+    assert "granite" in document["model_types"] and {r["model_type"] for r in document["models"]} <= set(
+        document["model_types"])
     assert [g["name"] for g in document["gpus"]] == list(hardware.GPUS)
     for gpu in document["gpus"]:
         assert all(hardware.gpu_memory(name) == gpu["memory_bytes"] for name in [gpu["name"], *gpu["aliases"]])
 
 
 @pytest.mark.parametrize("part, present, absent", [
-    ("models", ["meta-llama/Llama-2-7b-hf", "6.74B", "openai/gpt-oss-20b"], ["a100-80gb"]),
+    ("models", ["meta-llama/Llama-2-7b-hf", "6.74B", "openai/gpt-oss-20b", "starcoder2"], ["a100-80gb"]),
     ("gpus", ["a100-80gb", "79.6 GiB", "h100-nvl"], ["meta-llama/Llama-2-7b-hf"]),
 ])
 def test_table_of_one_part(part, present, absent, capsys):

@@ -46,12 +46,16 @@ def gpu_rows() -> list[dict]:
 def run(args) -> int:
     from ftc.commands.common import dump_json
 
+    from ftc.compiler.models.arch import SUPPORTED_TYPES
+
     parts = (args.part,) if args.part else ("models", "gpus")
     rows = {part: model_rows() if part == "models" else gpu_rows() for part in parts}
     if args.json:
-        dump_json(rows)
+        dump_json(dict(rows, model_types=list(SUPPORTED_TYPES)) if "models" in rows else rows)
         return 0
     render(rows)
+    if "models" in rows:  # the families a local folder or the Hugging Face cache can hold, catalog or not
+        print(f"model_type read from a config.json (local folder or cache): {', '.join(SUPPORTED_TYPES)}")
     return 0
 
 
