@@ -21,6 +21,8 @@ def test_compile_writes_folder_and_summary(tmp_path, capsys):
     assert main(["compile", str(ZERO3), "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert "global 128 = micro" in text and "16 = 2 node(s) x 8" in text and "memory" in text
+    autos = [line for line in text.splitlines() if line.lstrip().startswith("auto ")]
+    assert autos and not any("True" in line or "False" in line or "'" in line for line in autos)  # as written
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(["plan.json", "ds_config.json", "accelerate.yaml", "launch.sh", "hostfile",
                             "slurm.sbatch", "ftc.lock"])
