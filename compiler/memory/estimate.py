@@ -27,8 +27,8 @@ NF4_BYTES = 0.5 + 4 / 64  # 0.5625: fp32 absmax per block of 64
 DS_REDUCE_BUCKET = 500_000_000  # DeepSpeed defaults (elements); the emitted ds_config keeps them
 DS_MAX_LIVE_PARAMETERS = 1_000_000_000
 UNMODELED = (
-    "dropout masks of the base model's hidden dropout (zero in Llama-family configs) and of attention "
-    "dropout outside Llama-style eager attention",
+    "the embedding dropout's mask (GPT-2 and StarCoder2 configs; one layer input's worth) and attention "
+    "dropout's outside Llama-style eager attention (Llama-family configs set neither)",
     "torch.compile fusion (usually lowers activations)",
     "fragmentation beyond the allocator-slack share (variable-length batches)",
 )
