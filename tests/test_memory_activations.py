@@ -133,6 +133,19 @@ def test_layer_activations_bound_autograd(model_type):
         assert real <= got <= 1.2 * real, (shape, got, real)
 
 
+@pytest.mark.parametrize("model_type, key", [("gpt2", "embd_pdrop"), ("starcoder2", "embedding_dropout")])
+def test_embedding_dropout_keeps_one_mask_below_the_layers(model_type, key):
+    """Once per model, outside the layers: what autograd keeps for it is what the estimate adds."""
+    from ftc.compiler.memory.estimate import estimate
+
+    seq = 64
+    configs = [{**_config(model_type, SHAPES[0], 1), key: p} for p in (0.0, 0.1)]
+    kept = _saved_bytes(configs[1], seq, torch.bfloat16) - _saved_bytes(configs[0], seq, torch.bfloat16)
+    added = [estimate(MemorySetup(from_config(c), micro_batch=2, seq_len=seq, padded_batches=False))
+             .component("activations") for c in configs]
+    assert kept > 0 and added[1] - added[0] == kept
+
+
 def test_fp32_layer_and_eager_quadratic_term():
     shape = SHAPES[0]
     for model_type in ("llama", "qwen3", "olmo2"):

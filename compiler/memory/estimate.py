@@ -27,8 +27,7 @@ NF4_BYTES = 0.5 + 4 / 64  # 0.5625: fp32 absmax per block of 64
 DS_REDUCE_BUCKET = 500_000_000  # DeepSpeed defaults (elements); the emitted ds_config keeps them
 DS_MAX_LIVE_PARAMETERS = 1_000_000_000
 UNMODELED = (
-    "the embedding dropout's mask (GPT-2 and StarCoder2 configs; one layer input's worth) and attention "
-    "dropout's outside Llama-style eager attention (Llama-family configs set neither)",
+    "attention dropout's mask outside Llama-style eager attention (Llama-family configs set none)",
     "torch.compile fusion (usually lowers activations)",
     "fragmentation beyond the allocator-slack share (variable-length batches)",
 )
@@ -271,6 +270,8 @@ def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
     compute = compute_bytes(s)
     layer = int(per_layer * tokens)
     head_in = tokens * norm_bytes(a, compute)  # the final norm
+    if a.embedding_dropout:  # and, below the layers, the embedding dropout's mask
+        head_in += tokens * a.hidden * compute
     if s.qlora_fp32_residual and compute == 2:
         # the fp32 head is frozen, so autocast's 16-bit copy of it is not cached but saved for the backward
         # of the logits matmul (measured: bench/memory_measure.py --device cpu, llama8b-qlora)

@@ -228,6 +228,7 @@ def _starcoder2(config):
         layer_linears=linears, layer_other_params=4 * h, final_params=2 * h,
         lm_head=None if d.tied else Linear("lm_head", h, vocab),
         hidden_dropout_sites=2 if float(config.get("residual_dropout") or 0) > 0 else 0,
+        embedding_dropout=float(config.get("embedding_dropout") or 0) > 0,
         sliding_window=window, sliding_layers=sliding,
         attention_dropout=float(config.get("attention_dropout") or 0))
 
@@ -280,6 +281,7 @@ def _gpt2(config):
         embedding_params=vocab * h + positions * h, layer_linears=linears, layer_other_params=4 * h,
         final_params=2 * h, lm_head=None if tied else Linear("lm_head", h, vocab),
         hidden_dropout_sites=2 if float(config.get("resid_pdrop", 0.1)) > 0 else 0,
+        embedding_dropout=float(config.get("embd_pdrop", 0.1)) > 0,
         attention_targets=("c_attn",), learned_positions=True)
 
 

@@ -74,6 +74,7 @@ class Architecture(Sizes):
     final_params: int  # final norm
     lm_head: Linear | None  # None when tied to the embedding
     hidden_dropout_sites: int = 0  # residual dropouts per layer active in training (GPT-2, OPT configs)
+    embedding_dropout: bool = False  # a dropout on the embeddings' output, once per model (GPT-2, StarCoder2)
     # LoRA's targets when the recipe names none: the attention projections, by this family's module names
     # (GPT-2's attention output shares its leaf name `c_proj` with the MLP's, so only `c_attn` there)
     attention_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
