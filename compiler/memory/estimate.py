@@ -27,7 +27,8 @@ NF4_BYTES = 0.5 + 4 / 64  # 0.5625: fp32 absmax per block of 64
 DS_REDUCE_BUCKET = 500_000_000  # DeepSpeed defaults (elements); the emitted ds_config keeps them
 DS_MAX_LIVE_PARAMETERS = 1_000_000_000
 UNMODELED = (
-    "attention dropout's mask outside Llama-style eager attention (Llama-family configs set none)",
+    "attention dropout's mask under eager attention in GPT-2, OPT, Falcon, BLOOM and Phi layers (SDPA's "
+    "fused kernels keep none)",
     "torch.compile fusion (usually lowers activations)",
     "fragmentation beyond the allocator-slack share (variable-length batches)",
 )
