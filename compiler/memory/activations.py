@@ -23,7 +23,8 @@ LOSS_BYTES_CHUNKED = 1  # chunked output + loss: 16-bit logits stay, one chunk (
 LLAMA_LIKE = ("llama", "smollm3", "granite", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "olmo2", "olmo3",
               "gemma2", "gemma3_text", "gemma3", "gpt_oss", "phi3", "stablelm", "starcoder2")
 LAYER_NORMS = ("stablelm", "starcoder2")  # Llama-style layers with LayerNorms, not RMSNorms
-FP32_SCALED_NORMS = ("olmo2", "olmo3", "gemma2", "gemma3_text", "gemma3", "gpt_oss")  # weight × normalized in fp32, then cast
+# weight × normalized in fp32, then cast
+FP32_SCALED_NORMS = ("olmo2", "olmo3", "gemma2", "gemma3_text", "gemma3", "gpt_oss")
 
 
 def compute_bytes(s: MemorySetup) -> int:

@@ -364,6 +364,6 @@ def _opt(config):
 BUILDERS = {
     "llama": _llama, "mistral": _llama, "mixtral": _llama, "smollm3": _llama, "granite": _llama, "qwen2": _qwen2,
     "qwen3": _qwen3, "qwen3_moe": _qwen3_moe, "olmo2": _olmo2, "olmo3": _olmo2, "gemma2": _gemma2,
-    "gemma3_text": _gemma3_text, "gemma3": _gemma3, "gpt_oss": _gpt_oss, "phi": _phi, "phi3": _phi3, "starcoder2": _starcoder2, "gpt2": _gpt2,
-    "stablelm": _stablelm, "falcon": _falcon, "bloom": _bloom, "opt": _opt,
+    "gemma3_text": _gemma3_text, "gemma3": _gemma3, "gpt_oss": _gpt_oss, "phi": _phi, "phi3": _phi3,
+    "starcoder2": _starcoder2, "gpt2": _gpt2, "stablelm": _stablelm, "falcon": _falcon, "bloom": _bloom, "opt": _opt,
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+
 class ArchitectureError(ValueError):
     """The config cannot be understood (unknown model_type or a missing key)."""
 
