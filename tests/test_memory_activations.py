@@ -113,7 +113,7 @@ def predicted(model_type: str, shape: dict, seq: int = 64, dtype: str = "bf16") 
 
 
 EXACT = ("llama", "smollm3", "granite", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen3_moe", "olmo2", "olmo3",
-         "gpt_oss", "gemma2", "gemma3_text", "opt", "bloom", "gpt2", "phi", "stablelm", "starcoder2")
+         "gpt_oss", "gemma2", "gemma3_text", "opt", "bloom", "gpt2", "phi", "stablelm", "starcoder2", "cohere")
 
 
 CASES = [(t, SHAPES[0]) for t in EXACT] + [(t, SHAPES[1]) for t in ("llama", "qwen3", "gemma2", "gemma3_text",
@@ -176,7 +176,7 @@ def test_eager_attention_with_and_without_its_dropout(model_type, attention_drop
 
 
 @pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "gemma3_text", "gpt_oss", "granite", "starcoder2",
-                                        "stablelm"))
+                                        "stablelm", "cohere"))
 @pytest.mark.parametrize("targets, dropout", [
     (["q_proj", "v_proj"], 0.0), (["q_proj", "v_proj"], 0.05), (["o_proj"], 0.0), (["down_proj"], 0.0),
     ("all-linear", 0.0), ("all-linear", 0.05)])
@@ -198,7 +198,7 @@ def test_lora_layer_activations(targets, dropout, model_type):
 
 
 @pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "olmo3", "gemma3_text", "gpt_oss", "starcoder2",
-                                        "stablelm"))
+                                        "stablelm", "cohere"))
 @pytest.mark.parametrize("targets", [["q_proj", "v_proj"], "all-linear"])
 def test_qlora_layer_activations(targets, model_type, tmp_path):
     pytest.importorskip("bitsandbytes")

@@ -19,14 +19,19 @@ from ftc.compiler.memory.activations import loss_bytes_per_logit  # noqa: E402
 HIDDEN, TOKENS = 64, 2048
 
 
-def _training_peak(vocab: int, dtype) -> int:
+# the heads that scale their logits before the loss (Granite divides, Cohere multiplies) keep the same bytes
+SCALED_LOGITS = {"llama": {}, "granite": {"logits_scaling": 8.0}, "cohere": {"logit_scale": 0.0625}}
+
+
+def _training_peak(vocab: int, dtype, family: str = "llama") -> int:
     from torch.distributed._tools.mem_tracker import MemTracker
 
     torch.manual_seed(0)
-    config = transformers.LlamaConfig(hidden_size=HIDDEN, intermediate_size=128, num_hidden_layers=1,
-                                      num_attention_heads=4, num_key_value_heads=4, vocab_size=vocab,
-                                      tie_word_embeddings=False)
-    model = transformers.LlamaForCausalLM(config).to(dtype)
+    config = transformers.AutoConfig.for_model(
+        family, hidden_size=HIDDEN, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=4, vocab_size=vocab, tie_word_embeddings=False, bos_token_id=None, eos_token_id=None,
+        pad_token_id=None, **SCALED_LOGITS[family])
+    model = transformers.AutoModelForCausalLM.from_config(config).to(dtype)
     ids = torch.randint(0, vocab, (1, TOKENS))
     tracker = MemTracker()
     tracker.track_external(model)
@@ -36,11 +41,12 @@ def _training_peak(vocab: int, dtype) -> int:
     return tracker.get_tracker_snapshot("peak")[torch.device("cpu")]["Total"]
 
 
+@pytest.mark.parametrize("family", list(SCALED_LOGITS))
 @pytest.mark.parametrize("dtype, compute_bytes", [("bfloat16", 2), ("float32", 4)])
-def test_loss_bytes_per_logit_match_transformers(dtype, compute_bytes):
+def test_loss_bytes_per_logit_match_transformers(dtype, compute_bytes, family):
     dt = getattr(torch, dtype)
     small, large = 8000, 16000
-    grown = _training_peak(large, dt) - _training_peak(small, dt)
+    grown = _training_peak(large, dt, family) - _training_peak(small, dt, family)
     weights = (large - small) * HIDDEN * compute_bytes * 4  # embedding + head, weights and gradients
     measured = (grown - weights) / (TOKENS * (large - small))
     assert measured == pytest.approx(loss_bytes_per_logit(compute_bytes), abs=0.5), measured

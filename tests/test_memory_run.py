@@ -56,6 +56,8 @@ OTHER_MODELS = {  # the tiny model's sizes in other families, random init, with 
                     logits_scaling=8.0, attention_dropout=0.0),
     # StarCoder2: biased attention, LayerNorms, a two-matrix GELU MLP, residual dropout
     "starcoder2": dict(TEXT, residual_dropout=0.1),
+    # Cohere: one fp32 LayerNorm feeding attention and MLP in parallel, per-head query/key norms, scaled logits
+    "cohere": dict(TEXT, use_qk_norm=True, logit_scale=0.0625),
 }
 
 
@@ -79,9 +81,9 @@ def other_model_recipe(tmp_path: Path, model_type: str) -> Path:
 
 @pytest.mark.parametrize("overrides", [(), ("method=full",), ("train.gradient_checkpointing=true",),
                                        ("model.dtype=bf16",), ("method=qlora", "method.quant=nf4"), ("qwen3",),
-                                       ("gemma3",), ("gpt_oss",), ("granite",), ("starcoder2",)],
+                                       ("gemma3",), ("gpt_oss",), ("granite",), ("starcoder2",), ("cohere",)],
                          ids=["as-shipped", "full", "checkpointing", "bf16", "qlora", "qwen3", "gemma3", "gpt_oss",
-                              "granite", "starcoder2"])
+                              "granite", "starcoder2", "cohere"])
 def test_run_peak_matches_the_estimate(tmp_path, overrides, one_torch_thread):
     from ftc.cli import main as ftc
     from ftc.compiler.frontend import analyze

@@ -21,7 +21,7 @@ LOSS_BYTES_BACKWARD = 12
 LOSS_BYTES_CHUNKED = 1  # chunked output + loss: 16-bit logits stay, one chunk (1/8) upcast + log-softmax at a time
 
 LLAMA_LIKE = ("llama", "smollm3", "granite", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "olmo2", "olmo3",
-              "gemma2", "gemma3_text", "gemma3", "gpt_oss", "phi3", "stablelm", "starcoder2")
+              "gemma2", "gemma3_text", "gemma3", "gpt_oss", "phi3", "stablelm", "starcoder2", "cohere")
 LAYER_NORMS = ("stablelm", "starcoder2")  # Llama-style layers with LayerNorms, not RMSNorms
 # weight × normalized in fp32, then cast
 FP32_SCALED_NORMS = ("olmo2", "olmo3", "gemma2", "gemma3_text", "gemma3", "gpt_oss")
@@ -54,15 +54,17 @@ def sdpa_masked_layers(s: MemorySetup) -> int:
 def norm_bytes(a, c: int) -> int:
     """Saved per token by one norm: RMSNorm keeps an fp32 copy of its input, the normalized input and the
     scaled output; LayerNorm keeps input, output and fp32 mean/rstd."""
+    if a.model_type == "cohere":  # its LayerNorm in fp32 by hand: three fp32 intermediates, rstd, output
+        return 12 * a.hidden + c * a.hidden + 4
     if a.model_type in LLAMA_LIKE and a.model_type not in LAYER_NORMS:
         return 4 * a.hidden + 2 * c * a.hidden + 4
     return 2 * c * a.hidden + 4
 
 
 def normalized_bytes(a, c: int) -> int:
-    """Bytes per element of the normalized input an RMSNorm keeps for its weight's gradient: Gemma
-    scales in fp32, the others after casting back to the compute dtype."""
-    return 4 if a.model_type in FP32_SCALED_NORMS else c
+    """Bytes per element of the normalized input a norm keeps for its weight's gradient: Gemma's, OLMo's,
+    gpt-oss's and Cohere's scale in fp32, the others after casting back to the compute dtype."""
+    return 4 if a.model_type in FP32_SCALED_NORMS or a.model_type == "cohere" else c
 
 
 def expert_bytes(s: MemorySetup, c: int) -> int:
@@ -100,7 +102,8 @@ def _llama_style_layer(s: MemorySetup, c: int, eager: bool) -> int:
         total += c * q  # fused qkv / partial-rotary concatenation keeps one more query-sized tensor
     if a.qk_norm:  # per-head RMSNorm of the query and key: fp32 input, rsqrt per head, normalized input
         rows = heads + a.kv_heads if a.qk_norm_per_head else 2  # one rstd per head, or per token
-        total += (4 + normalized_bytes(a, c)) * (q + kv) + 4 * rows
+        fp32_copies = 3 if t == "cohere" else 1  # (Cohere's LayerNorm keeps three fp32 intermediates)
+        total += (4 * fp32_copies + (0 if t == "cohere" else normalized_bytes(a, c))) * (q + kv) + 4 * rows
     if a.experts and t == "gpt_oss":  # per routed copy: gathered input, gate_up, its clamped halves,
         k = max(1, a.experts_per_token)  # sigmoid, gate, up + 1 and product, output; routing indices
         total += k * (expert_bytes(s, c) * (7 * inter + 2 * h) + 44)
@@ -186,9 +189,14 @@ def _lora_delta_llama(s: MemorySetup, c: int, with_dropout: bool, names: set, ad
         k = max(1, a.experts_per_token)  # eager attention's output is o_proj's input alone; and no dense MLP
         delta -= k * expert_bytes(s, c) * (a.hidden + a.intermediate) - c * a.intermediate  # input to drop
         delta -= c * a.q_dim  # (an adapted o_proj keeps its own copy, counted with the adapters)
+    parallel = a.model_type == "cohere"  # attention and MLP read one norm's output
     if autocast:
         delta += sum((c * m.d_in + 10 * s.lora_rank) * m.count for m in adapted)
-        delta -= 2 * c * a.hidden + c * a.intermediate  # the shared inputs, now copied per adapter
+        # the shared inputs, now copied per adapter
+        delta -= (1 if parallel else 2) * c * a.hidden + c * a.intermediate
+    elif parallel:
+        delta += sum(c * s.lora_rank * m.count for m in adapted)
+        delta -= 0 if attention_in or mlp_in else c * a.hidden
     else:
         delta += sum(c * s.lora_rank * m.count for m in adapted)
         delta -= (0 if attention_in else c * a.hidden) + (0 if mlp_in else c * a.hidden)

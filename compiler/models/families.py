@@ -130,6 +130,17 @@ def _qwen3_moe(config):
     return _llama_like(c, qk_norm=True)
 
 
+def _cohere(config):
+    """Command-R and Aya: one LayerNorm (weight only, computed in fp32) feeding attention and MLP in
+    parallel, optionally per-head query/key LayerNorms; CohereConfig's defaults (tied embeddings)."""
+    c = dict(config)
+    c.setdefault("tie_word_embeddings", True)
+    arch = _llama_like(c)
+    qk_norm = bool(config.get("use_qk_norm", False))
+    return replace(arch, hidden_norms=1, qk_norm=qk_norm,
+                   layer_other_params=arch.hidden + (arch.q_dim + arch.kv_dim if qk_norm else 0))
+
+
 def _gemma2(config):
     c = dict(config)
     c.setdefault("head_dim", 256)
@@ -365,5 +376,6 @@ BUILDERS = {
     "llama": _llama, "mistral": _llama, "mixtral": _llama, "smollm3": _llama, "granite": _llama, "qwen2": _qwen2,
     "qwen3": _qwen3, "qwen3_moe": _qwen3_moe, "olmo2": _olmo2, "olmo3": _olmo2, "gemma2": _gemma2,
     "gemma3_text": _gemma3_text, "gemma3": _gemma3, "gpt_oss": _gpt_oss, "phi": _phi, "phi3": _phi3,
-    "starcoder2": _starcoder2, "gpt2": _gpt2, "stablelm": _stablelm, "falcon": _falcon, "bloom": _bloom, "opt": _opt,
+    "starcoder2": _starcoder2, "cohere": _cohere, "gpt2": _gpt2, "stablelm": _stablelm, "falcon": _falcon,
+    "bloom": _bloom, "opt": _opt,
 }
