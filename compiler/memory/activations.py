@@ -102,8 +102,8 @@ def _llama_style_layer(s: MemorySetup, c: int, eager: bool) -> int:
         total += c * q  # fused qkv / partial-rotary concatenation keeps one more query-sized tensor
     if a.qk_norm:  # per-head RMSNorm of the query and key: fp32 input, rsqrt per head, normalized input
         rows = heads + a.kv_heads if a.qk_norm_per_head else 2  # one rstd per head, or per token
-        fp32_copies = 3 if t == "cohere" else 1  # (Cohere's LayerNorm keeps three fp32 intermediates)
-        total += (4 * fp32_copies + (0 if t == "cohere" else normalized_bytes(a, c))) * (q + kv) + 4 * rows
+        per_element = 12 if t == "cohere" else 4 + normalized_bytes(a, c)  # Cohere's LayerNorm: 3 fp32 copies
+        total += per_element * (q + kv) + 4 * rows
     if a.experts and t == "gpt_oss":  # per routed copy: gathered input, gate_up, its clamped halves,
         k = max(1, a.experts_per_token)  # sigmoid, gate, up + 1 and product, output; routing indices
         total += k * (expert_bytes(s, c) * (7 * inter + 2 * h) + 44)
@@ -152,8 +152,8 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
     if s.qlora_fp32_residual and a.gated_mlp and t != "gpt_oss":
         # fp32 residual stream: 4-bit linears return their input's dtype, so gate, act(gate) and up are fp32
         total += 3 * (4 - c) * inter * max(1, a.experts_per_token if a.experts else 1)
-    elif s.qlora_fp32_residual and t == "starcoder2":  # GELU's input (c_fc's fp32 output)
-        total += (4 - c) * inter
+    elif s.qlora_fp32_residual and t in LLAMA_LIKE and not a.gated_mlp:  # GELU's input, the fp32 output
+        total += (4 - c) * inter  # of the MLP's first linear (StarCoder2's c_fc)
     if s.qlora_fp32_residual and t in LAYER_NORMS:  # each LayerNorm keeps its fp32 input, mean and rstd
         total += a.hidden_norms * ((4 - c) * h + 4)
     return total

@@ -226,22 +226,13 @@ def _starcoder2(config):
     attention and MLP; Starcoder2Config's defaults (tied embeddings, biases)."""
     c = dict(config)
     c.setdefault("tie_word_embeddings", True)
-    d = _llama_sizes(c)
-    h, heads, kv, head_dim, inter, vocab = d.hidden, d.heads, d.kv_heads, d.head_dim, d.intermediate, d.vocab
-    bias = bool(config.get("use_bias", True))
-    linears = (Linear("q_proj", h, heads * head_dim, bias), Linear("k_proj", h, kv * head_dim, bias),
-               Linear("v_proj", h, kv * head_dim, bias), Linear("o_proj", heads * head_dim, h, bias),
-               Linear("c_fc", h, inter, bias), Linear("c_proj", inter, h, bias))
-    window, sliding = _sliding_window(config, d.layers)
-    return Architecture(
-        **asdict(d), model_type="starcoder2", max_positions=config.get("max_position_embeddings"), experts=0,
-        experts_per_token=0, gated_mlp=False, embed_name="embed_tokens", embedding_params=vocab * h,
-        layer_linears=linears, layer_other_params=4 * h, final_params=2 * h,
-        lm_head=None if d.tied else Linear("lm_head", h, vocab),
-        hidden_dropout_sites=2 if float(config.get("residual_dropout") or 0) > 0 else 0,
-        embedding_dropout=float(config.get("embedding_dropout") or 0) > 0,
-        sliding_window=window, sliding_layers=sliding,
-        attention_dropout=float(config.get("attention_dropout") or 0))
+    c["attention_bias"] = bias = bool(config.get("use_bias", True))  # one switch for every linear's bias
+    arch = _llama_like(c, norm_bias=True)
+    h, inter = arch.hidden, arch.intermediate
+    mlp = (Linear("c_fc", h, inter, bias), Linear("c_proj", inter, h, bias))
+    return replace(arch, layer_linears=arch.layer_linears[:4] + mlp, gated_mlp=False,
+                   hidden_dropout_sites=2 if float(config.get("residual_dropout") or 0) > 0 else 0,
+                   embedding_dropout=float(config.get("embedding_dropout") or 0) > 0)
 
 
 def _phi3(config):
