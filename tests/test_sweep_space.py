@@ -66,6 +66,7 @@ def test_spelling_of_values():
     assert spell(0.07 * 1.0000000001, "ratio") == "7.0000000007%"
     assert spell(16) == "16" and spell(True) == "true" and spell("nf4") == "nf4"
     assert spell("a b") == '"a b"'
+    assert spell(["q_proj", "v_proj"]) == "[q_proj, v_proj]" and spell([8, 16]) == "[8, 16]"
 
 
 def test_plan_space_equals_the_compilers_typed_params():

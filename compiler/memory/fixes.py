@@ -14,6 +14,7 @@ from ftc.compiler.batch import divisors
 from ftc.compiler.memory.estimate import estimate
 from ftc.compiler.memory.setup import MemorySetup
 from ftc.compiler.memory.units import gib
+from ftc.compiler.spelling import spell
 
 
 # Edits tried in steps (micro_batch 7, 6, …; 2, 4, 8 GPUs): only the first that fits is offered, or the last.
@@ -40,7 +41,7 @@ class Fix:
 
     def describe(self) -> str:
         edits = self.changes or ((self.field, self.value),)
-        what = " and ".join(f"{f.split('.')[-1]} = {_show(v)}" for f, v in edits)
+        what = " and ".join(f"{f.split('.')[-1]} = {spell(v)}" for f, v in edits)
         if self.host_over:
             outcome = (f"but needs {gib(self.host_bytes)} of host RAM per node, over `cpu_memory` "
                        f"{gib(self.host_budget)}")
@@ -49,12 +50,6 @@ class Fix:
         else:
             outcome = f"still {gib(-self.spare_bytes)} over"
         return f"{what} saves {gib(self.saved_bytes)} → {outcome}"
-
-
-def _show(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _candidates(s: MemorySetup, global_batch: int | None):

@@ -53,12 +53,3 @@ def dump_json(obj) -> None:
 
 def summary(analysis) -> str:
     return summary_line(list(analysis.diagnostics))
-
-
-def as_written(value) -> str:
-    """A decided value as a recipe spells it: `true`, `[q_proj, v_proj]`, `8`."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(as_written(v) for v in value) + "]"
-    return str(value)

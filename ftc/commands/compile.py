@@ -12,8 +12,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from ftc.commands.common import (CompileReport, add_format_argument, add_set_argument, as_written, dump_json,
-                                 json_report, print_diagnostics)
+from ftc.commands.common import (CompileReport, add_format_argument, add_set_argument, dump_json, json_report,
+                                 print_diagnostics)
+from ftc.compiler.spelling import spell
 
 
 def add_arguments(parser) -> None:
@@ -150,5 +151,5 @@ def summary(plan: dict, out_dir: Path, files: dict[str, bytes]) -> str:
         budget = f" (budget {_gib(hw['memory_per_gpu'])})" if hw["memory_per_gpu"] else " (no GPU budget given)"
         lines.append(f"  memory   not estimated{budget}")
     for decision in plan["auto"]:
-        lines.append(f"  auto     {decision['field']} = {as_written(decision['value'])}: {decision['reason']}")
+        lines.append(f"  auto     {decision['field']} = {spell(decision['value'])}: {decision['reason']}")
     return "\n".join(lines) + "\n"

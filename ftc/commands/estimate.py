@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from ftc.commands.common import add_set_argument, as_written, dump_json, print_diagnostics
+from ftc.commands.common import add_set_argument, dump_json, print_diagnostics
+from ftc.compiler.spelling import spell
 
 
 # `--json` when there is nothing to estimate (errors before the model, an architecture ftc does not model)
@@ -119,7 +120,7 @@ def render_table(name: str, est, setup, rm, decisions) -> None:
                      f"({', '.join(f'{c.name} {gib(c.bytes)}' for c in host)})"
                      + (f" of {gib(rm.cpu_memory)}" if rm.cpu_memory else ""))
     for d in decisions:
-        lines.append(f"auto {d.field} = {as_written(d.value)}: {d.reason}")
+        lines.append(f"auto {d.field} = {spell(d.value)}: {d.reason}")
     for text in rm.assumptions:
         lines.append(f"assumed: {text}")
     lines.append("not modeled: " + "; ".join(est.unmodeled))

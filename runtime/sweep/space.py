@@ -7,16 +7,12 @@ lowered and memory-checked exactly like a recipe written by hand.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
-DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
+from ftc.compiler.spelling import spell
 
-# canonical unit of the plan -> its spelling in a recipe (`ratio` is written as a percentage)
-_SPELLING = {"steps": "steps", "epochs": "epochs", "tokens": "tokens", "seconds": "s"}
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 
 
 @dataclass(frozen=True)
@@ -67,23 +63,3 @@ def sample(trial, space: tuple[Dimension, ...]) -> tuple[dict[str, Any], tuple[s
 def override(dim: Dimension, value: Any) -> str:
     """`--set` text for one drawn value: `train.lr=3.1e-05`, `train.warmup=37 steps`, `train.warmup=5%`."""
     return f"{dim.target}={spell(value, dim.unit)}"
-
-
-def spell(value: Any, unit: str | None = None) -> str:
-    """A value as the recipe language writes it."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value if _WORD.match(value) else json.dumps(value)
-    if unit == "ratio":
-        return f"{_number(value * 100, 12)}%"
-    text = _number(value)
-    return f"{text} {_SPELLING.get(unit, unit)}" if unit else text
-
-
-def _number(value, digits: int | None = None) -> str:
-    """Integers as integers; floats in the shortest text that reads back as the same float (`repr`).
-    A percentage is computed, so it keeps 12 significant digits: 0.05 prints `5%`, not `5.000000000000001%`."""
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.{digits}g}" if digits else repr(float(value))
