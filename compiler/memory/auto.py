@@ -130,7 +130,13 @@ def plan_estimate(recipe, plan: dict) -> dict | None:
     rm = setup_from_plan(recipe, plan)
     if rm.setup is None:
         return None
-    setup = rm.setup
-    if rm.autos and rm.budget_bytes is not None:
-        setup, _ = resolve_auto(setup, rm.autos, rm.budget_bytes, rm.global_batch, setup.dp_world)
+    setup, _ = settled(rm)
     return to_json(estimate(setup), setup, rm.budget_bytes, rm.cpu_memory, rm.assumptions)
+
+
+def settled(rm) -> tuple[MemorySetup, tuple[Decision, ...]]:
+    """`rm.setup` with the autos it still has decided against the budget; as it is without a budget
+    (lowering's fixed rules have decided them then) or with nothing left open."""
+    if rm.autos and rm.budget_bytes is not None:
+        return resolve_auto(rm.setup, rm.autos, rm.budget_bytes, rm.global_batch, rm.setup.dp_world)
+    return rm.setup, ()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ftc.compiler.diagnostics import DiagnosticSink, did_you_mean
 from ftc.compiler.memory import hardware
-from ftc.compiler.memory.auto import resolve_auto
+from ftc.compiler.memory.auto import resolve_auto, settled
 from ftc.compiler.memory.estimate import estimate
 from ftc.compiler.memory.fixes import suggest_fixes
 from ftc.compiler.memory.recipe import setup_from_recipe
@@ -50,8 +50,7 @@ def check_budget(recipe, sink: DiagnosticSink) -> None:
                      help="set `gpu = a100-80gb` (a catalog name) or `memory_per_gpu = 24 GiB`")
         return
     budget = rm.budget_bytes
-    if rm.autos:
-        setup, _ = resolve_auto(setup, rm.autos, budget, rm.global_batch, setup.dp_world)
+    setup, _ = settled(rm)
     est = estimate(setup)
     where = rm.budget_source if rm.budget_source != "memory_per_gpu" else "memory_per_gpu"
     if est.peak_bytes > budget:

@@ -29,16 +29,14 @@ def compute(recipe, plan: dict | None = None):
     """(estimate, setup, RecipeMemory, decisions), estimate None when not computable. With a plan, from the
     values lowering decided (what `plan["memory"]` records and the run will use, budget or not); without
     one (the recipe has errors), from the recipe, its autos decided against the budget."""
-    from ftc.compiler.memory.auto import Decision, resolve_auto
+    from ftc.compiler.memory.auto import Decision, settled
     from ftc.compiler.memory.estimate import estimate
     from ftc.compiler.memory.recipe import setup_from_plan, setup_from_recipe
 
     rm = setup_from_plan(recipe, plan) if plan is not None else setup_from_recipe(recipe)
     if rm.setup is None:
         return None, None, rm, ()
-    setup, decisions = rm.setup, ()
-    if rm.autos and rm.budget_bytes is not None:
-        setup, decisions = resolve_auto(setup, rm.autos, rm.budget_bytes, rm.global_batch, setup.dp_world)
+    setup, decisions = settled(rm)
     if plan is not None:
         decisions = tuple(Decision(a["field"], a["value"], a["reason"]) for a in plan.get("auto") or ())
     return estimate(setup), setup, rm, decisions
