@@ -21,7 +21,7 @@ from ftc.compiler.merge import (DEFAULT, DERIVED, EXPLICIT, INHERITED, OVERRIDE,
 from ftc.compiler.merge import label_text as label_of
 from ftc.compiler.models.resolve import resolve_model
 from ftc.compiler.overrides import SET_FILE, apply_overrides
-from ftc.compiler.schema import BLOCKS, ENUM, FOREIGN_NAMES, REQUIRED_BLOCKS, BlockSpec
+from ftc.compiler.schema import BLOCKS, ENUM, FOREIGN_NAMES, REQUIRED_BLOCKS, BlockSpec, block_opening
 
 
 @dataclass(frozen=True)
@@ -293,15 +293,6 @@ def _type_sweep_entry(name: str, entry: Entry, sink: DiagnosticSink, sweep: list
         sweep.append(param)
 
 
-def _block_example(spec: BlockSpec) -> str:
-    """How a block of this kind opens, for a help line: `train`, `method full`, `model "org/name"`."""
-    if spec.label == "none":
-        return spec.name
-    if spec.label_kind == ENUM:
-        return f"{spec.name} {spec.label_choices[0]}"
-    return f'{spec.name} "{spec.label_example}"'
-
-
 def resolve(chain: LoadedChain, overrides: tuple[str, ...], sink: DiagnosticSink,
             registry: SourceRegistry) -> ResolvedRecipe | None:
     if chain.root is None or chain.root.recipe is None:
@@ -315,7 +306,7 @@ def resolve(chain: LoadedChain, overrides: tuple[str, ...], sink: DiagnosticSink
     for kind in REQUIRED_BLOCKS:
         if kind not in merged.blocks:
             sink.error("E0109", f"missing block `{kind}`", root_span, label=f"this recipe has no `{kind}` block",
-                       help=f"add `{_block_example(BLOCKS[kind])} {{ ... }}`")
+                       help=f"add `{block_opening(BLOCKS[kind])} {{ ... }}`")
     for kind, spec in BLOCKS.items():
         _type_block(spec, merged.blocks.get(kind), kind, settings, sink, sweep, invalid)
     _derive_defaults(settings, merged)

@@ -349,15 +349,16 @@ def where_field_goes(name: str) -> str | None:
     if not homes:
         return None
     spelled = f"`{name}` is `{field_name}`, " if field_name != name else ""
-    where = " or ".join(f"`{_block_opening(BLOCKS[home], field_name)} {{ {field_name} = ... }}`" for home in homes)
+    where = " or ".join(f"`{block_opening(BLOCKS[home], field_name)} {{ {field_name} = ... }}`" for home in homes)
     return f"{spelled}write it inside its block: {where}"
 
 
-def _block_opening(spec: BlockSpec, field_name: str) -> str:
-    """`train`, `model "org/name"`, or `method lora` for a field only some kinds of the block take."""
+def block_opening(spec: BlockSpec, field_name: str | None = None) -> str:
+    """How a block of this kind opens, for a help line: `train`, `method full`, `model "org/name"`; with
+    `field_name`, a kind that takes it (`method lora` for `rank`)."""
     if spec.label == "none" or spec.label_default is not None:
         return spec.name
     if spec.label_kind == ENUM:
-        kinds = [kind for kind in spec.label_choices if field_name in spec.fields_for(kind)]
+        kinds = [kind for kind in spec.label_choices if field_name is None or field_name in spec.fields_for(kind)]
         return f"{spec.name} {kinds[0] if kinds else spec.label_choices[0]}"
     return f'{spec.name} "{spec.label_example or spec.label_doc}"'
