@@ -214,10 +214,8 @@ def _type_block(spec: BlockSpec, block: MergedBlock | None, prefix: str, setting
                 name, kind = kind_field
                 help_text = f"the {spec.name} kind is the block's label: write `{spec.name} {kind} {{ ... }}` " \
                             f"instead of `{name} = {kind}`"
-            elif spec.label_kind == ENUM:
-                help_text = f"write `{spec.name} {spec.label_doc.split(' | ')[0]} {{ ... }}`"
             else:
-                help_text = f'write `{spec.name} "{spec.label_doc}" {{ ... }}`'
+                help_text = f"write `{block_opening(spec)} {{ ... }}`"
             sink.error("E0107", f"block `{spec.name}` needs a label", block.kind_span or block.span,
                        label="no label", help=help_text)
             if kind_field is not None:

@@ -68,6 +68,7 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "duplicate_block": (with_block("model \"other\" {\n}\n"), ()),
     "field_of_other_variant": (replace("  rank = 8", "  rank = 8\n  quant = nf4"), ()),
     "label_missing": (replace("method lora {", "method {"), ()),
+    "model_label_missing": (replace('model "meta-llama/Llama-2-7b-hf" {', "model {"), ()),
     "label_written_as_field": (replace("method lora {", "method {\n  adapter = lora"), ()),
     "epochs_and_max_steps": (replace("  epochs       = 1", "  epochs       = 1\n  max_steps    = 100 steps"), ()),
     "eval_split_with_eval": (replace('  format     = chat',
