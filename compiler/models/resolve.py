@@ -35,19 +35,20 @@ class ModelNotFound:
 
 
 @lru_cache(maxsize=1)
+def catalog_entries() -> tuple[dict, ...]:
+    """The built-in catalog as written: entries of `ids` (the first the one checked) and `config`; read once."""
+    text = resources.files("ftc.compiler.models").joinpath("catalog.json").read_text(encoding="utf-8")
+    return tuple(json.loads(text)["models"])
+
+
+@lru_cache(maxsize=1)
 def catalog() -> dict[str, dict]:
     """Lower-cased id -> config dict."""
-    text = resources.files("ftc.compiler.models").joinpath("catalog.json").read_text(encoding="utf-8")
-    table: dict[str, dict] = {}
-    for entry in json.loads(text)["models"]:
-        for model_id in entry["ids"]:
-            table[model_id.lower()] = entry["config"]
-    return table
+    return {model_id.lower(): entry["config"] for entry in catalog_entries() for model_id in entry["ids"]}
 
 
 def catalog_ids() -> list[str]:
-    text = resources.files("ftc.compiler.models").joinpath("catalog.json").read_text(encoding="utf-8")
-    return [i for e in json.loads(text)["models"] for i in e["ids"]]
+    return [i for entry in catalog_entries() for i in entry["ids"]]
 
 
 def hub_cache_dirs() -> list[Path]:

@@ -17,15 +17,12 @@ def add_arguments(parser) -> None:
 
 def model_rows() -> list[dict]:
     """One row per catalog entry: its ids (the first is the one it was checked against) and its sizes."""
-    import json
-    from importlib import resources
-
     from ftc.compiler.models.arch import from_config
     from ftc.compiler.models.params import count
+    from ftc.compiler.models.resolve import catalog_entries
 
-    text = resources.files("ftc.compiler.models").joinpath("catalog.json").read_text(encoding="utf-8")
     rows = []
-    for entry in json.loads(text)["models"]:
+    for entry in catalog_entries():
         arch = from_config(entry["config"])
         rows.append({"ids": entry["ids"], "model_type": arch.model_type, "params": count(arch, "full").total,
                      "layers": arch.layers, "hidden": arch.hidden, "max_positions": arch.max_positions})
