@@ -7,6 +7,7 @@ the GPU flash/memory-efficient kernels save (q, k, v, output, log-sum-exp) when 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import pytest
@@ -14,10 +15,12 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from ftc.compiler.memory.activations import layer_bytes_per_token  # noqa: E402
+from ftc.compiler.memory.activations import layer_bytes_per_token, layer_fixed_bytes  # noqa: E402
 from ftc.compiler.memory.setup import MemorySetup  # noqa: E402
 from ftc.compiler.models.arch import from_config  # noqa: E402
 from ftc.compiler.models.params import resolve_targets  # noqa: E402
+
+from cuda_autocast import cuda_fp32_policy  # noqa: E402
 
 SHAPES = (dict(hidden_size=256, intermediate_size=512, num_attention_heads=8, num_key_value_heads=2),
           dict(hidden_size=192, intermediate_size=640, num_attention_heads=6, num_key_value_heads=3))
@@ -50,7 +53,9 @@ def _config(model_type: str, shape: dict, layers: int) -> dict:
 
 
 def _saved_bytes(config: dict, seq: int, dtype, lora: dict | None = None, qlora_dir=None, padded: bool = False,
-                 autocast: bool = True, attention: str | None = None) -> int:
+                 autocast: bool = True, attention: str | None = None, gpu_autocast: bool = False) -> int:
+    """Bytes autograd saves in one training forward. Autocast runs with adapters (the Trainer's, on the
+    CPU's op lists) or, with `gpu_autocast`, for any model under CUDA's fp32 policy (tests/cuda_autocast.py)."""
     cfg = dict(config)
     model_type = cfg.pop("model_type")
     hf = transformers.AutoConfig.for_model(model_type, **cfg)
@@ -89,8 +94,9 @@ def _saved_bytes(config: dict, seq: int, dtype, lora: dict | None = None, qlora_
     if padded:  # the second row three tokens shorter: a padding mask, as in a dynamically padded batch
         extra["attention_mask"] = torch.ones(2, seq, dtype=torch.long)
         extra["attention_mask"][1, -3:] = 0
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=lora is not None and autocast):
+    policy = cuda_fp32_policy() if gpu_autocast else contextlib.nullcontext()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), policy:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=lora is not None and autocast or gpu_autocast):
             model(input_ids=ids, labels=ids, **extra)
     return sum(seen.values())
 
@@ -104,12 +110,14 @@ def measured_per_token(model_type: str, shape: dict, seq: int = 64, dtype=None, 
     return (two - one) / (2 * seq)
 
 
-def predicted(model_type: str, shape: dict, seq: int = 64, dtype: str = "bf16") -> int:
+def predicted(model_type: str, shape: dict, seq: int = 64, dtype: str = "bf16", device: str = "cpu") -> float:
+    """One layer's bytes per token as the estimate has them, with the per-layer fixed bytes spread over the
+    2 × seq tokens `measured_per_token` divides by."""
     arch = from_config(_config(model_type, shape, 2))
     setup = MemorySetup(arch, method="full", dtype=dtype, mixed_precision="no" if dtype == "fp32" else "bf16",
                         seq_len=seq, attention="eager" if model_type in ("gemma2", "bloom") else "sdpa",
-                        padded_batches=False)
-    return layer_bytes_per_token(setup)
+                        padded_batches=False, device=device)
+    return layer_bytes_per_token(setup) + layer_fixed_bytes(setup) / (2 * seq)
 
 
 EXACT = ("llama", "smollm3", "granite", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen3_moe", "olmo2", "olmo3",
@@ -127,10 +135,27 @@ def test_layer_activations_match_autograd(model_type, shape):
 
 @pytest.mark.parametrize("model_type", ("falcon",))
 def test_layer_activations_bound_autograd(model_type):
-    """Families modeled as a close upper bound (within 20%)."""
+    """Families modeled as a close upper bound (within 20%), on the CPU and under CUDA autocast's policy."""
     for shape in SHAPES:
         got, real = predicted(model_type, shape), measured_per_token(model_type, shape)
         assert real <= got <= 1.2 * real, (shape, got, real)
+        got, real = predicted(model_type, shape, device="cuda"), measured_per_token(model_type, shape,
+                                                                                   gpu_autocast=True)
+        assert real <= got <= 1.2 * real, (shape, got, real)
+
+
+GPU_CASES = [(t, SHAPES[0]) for t in EXACT] + [(t, SHAPES[1]) for t in ("gpt2", "opt", "phi", "stablelm",
+                                                                         "starcoder2", "bloom")]
+
+
+@pytest.mark.parametrize("model_type, shape", GPU_CASES, ids=[f"{t}-h{s['hidden_size']}" for t, s in GPU_CASES])
+def test_layer_activations_under_cuda_autocast(model_type, shape):
+    """The Trainer's bf16 autocast on a GPU, whose fp32 LayerNorm, `pow` and softmax keep more than the same
+    model saves on the CPU (+33% to +64% per layer in the LayerNorm families; nothing in the RMSNorm ones)."""
+    real = measured_per_token(model_type, shape, gpu_autocast=True)
+    assert predicted(model_type, shape, device="cuda") == pytest.approx(real, rel=0.02)
+    if model_type in ("gpt2", "opt", "phi", "stablelm", "starcoder2", "bloom"):
+        assert real > 1.05 * measured_per_token(model_type, shape)  # the policy is what makes the difference
 
 
 @pytest.mark.parametrize("model_type, key", [("gpt2", "embd_pdrop"), ("starcoder2", "embedding_dropout")])
@@ -159,20 +184,37 @@ def test_fp32_layer_and_eager_quadratic_term():
     assert eager[1] - eager[0] > 0 and short < long * 1.01  # sdpa: no length term
 
 
-@pytest.mark.parametrize("model_type", ("llama", "granite", "starcoder2"))
+@pytest.mark.parametrize("model_type", ("llama", "granite", "starcoder2", "gpt2", "opt", "phi", "bloom"))
 @pytest.mark.parametrize("attention_dropout", (0.0, 0.1))
 @pytest.mark.parametrize("seq", (64, 128))
-def test_eager_attention_with_and_without_its_dropout(model_type, attention_dropout, seq):
-    """Eager attention's s² terms, and the mask of the probabilities' dropout (Granite's configs set 0.1)."""
-    config = _config(model_type, SHAPES[0], 2)
-    config["attention_dropout"] = attention_dropout
-    setup = MemorySetup(from_config(config), seq_len=seq, attention="eager", padded_batches=False)
+@pytest.mark.parametrize("device", ("cpu", "cuda"))
+def test_eager_attention_with_and_without_its_dropout(model_type, attention_dropout, seq, device):
+    """Eager attention's s² terms, and the mask of the probabilities' dropout (Granite's configs set 0.1,
+    GPT-2's attn_pdrop), on the CPU and under CUDA autocast's policy (GPT-2's softmax goes fp32)."""
+    key = "attn_pdrop" if model_type == "gpt2" else "attention_dropout"
+    config = {**_config(model_type, SHAPES[0], 2), key: attention_dropout}
+    setup = MemorySetup(from_config(config), seq_len=seq, attention="eager", padded_batches=False, device=device)
 
     def saved(layers):
-        return _saved_bytes({**_config(model_type, SHAPES[0], layers), "attention_dropout": attention_dropout},
-                            seq, torch.bfloat16, attention="eager")
+        return _saved_bytes({**_config(model_type, SHAPES[0], layers), key: attention_dropout},
+                            seq, torch.bfloat16, attention="eager", gpu_autocast=device == "cuda")
 
-    assert layer_bytes_per_token(setup) == (saved(2) - saved(1)) / (2 * seq)
+    expected = layer_bytes_per_token(setup) + layer_fixed_bytes(setup) / (2 * seq)
+    assert expected == (saved(2) - saved(1)) / (2 * seq)
+
+
+@pytest.mark.parametrize("model_type", ("llama", "opt", "gpt2"))
+def test_fp32_eager_attention_keeps_no_copy_of_the_probabilities(model_type):
+    """In fp32 the softmax output is the matmul's input: 4 B per score, not the fp32 + 16-bit pair."""
+    def saved(layers, seq):
+        return _saved_bytes(_config(model_type, SHAPES[0], layers), seq, torch.float32, attention="eager")
+
+    arch = from_config(_config(model_type, SHAPES[0], 2))
+    got = [layer_bytes_per_token(MemorySetup(arch, dtype="fp32", mixed_precision="no", seq_len=seq,
+                                             attention="eager", padded_batches=False)) for seq in (64, 128)]
+    real = [(saved(2, seq) - saved(1, seq)) / (2 * seq) for seq in (64, 128)]
+    assert got == real
+    assert (got[1] - got[0]) == 4 * arch.heads * 64
 
 
 @pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "gemma3_text", "gpt_oss", "granite", "starcoder2",
@@ -190,11 +232,14 @@ def test_lora_layer_activations(targets, dropout, model_type):
     if model_type == "gpt_oss" and targets == ["down_proj"]:  # its experts are bare parameters: no module to adapt
         assert resolve_targets(arch, targets) == ((), ("down_proj",))
         return
+    setup = MemorySetup(arch, method="lora", lora_rank=8, lora_dropout=dropout, seq_len=seq, padded_batches=False,
+                        lora_targets="all_linear" if targets == "all-linear" else tuple(targets), device="cpu")
     real = measured_per_token(model_type, shape, seq, lora=lora)
-    got = layer_bytes_per_token(MemorySetup(arch, method="lora", lora_rank=8, lora_dropout=dropout, seq_len=seq,
-                                            padded_batches=False,
-                                            lora_targets="all_linear" if targets == "all-linear" else tuple(targets)))
-    assert got == pytest.approx(real, rel=0.02)
+    assert layer_bytes_per_token(setup) == pytest.approx(real, rel=0.02)
+    if model_type in ("starcoder2", "stablelm"):  # LayerNorms: CUDA autocast's fp32 policy keeps more
+        cuda = setup.with_(device="cuda")
+        real = measured_per_token(model_type, shape, seq, lora=lora, gpu_autocast=True)
+        assert layer_bytes_per_token(cuda) + layer_fixed_bytes(cuda) / (2 * seq) == pytest.approx(real, rel=0.02)
 
 
 @pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "olmo3", "gemma3_text", "gpt_oss", "starcoder2",
@@ -217,8 +262,8 @@ def test_padded_batches_add_the_mask_and_repeated_kv(model_type, seq):
     """With a padding mask SDPA gets K/V repeated to every head and keeps a 16-bit bias per layer."""
     shape = SHAPES[0]
     arch = from_config(_config(model_type, shape, 2))
-    padded = layer_bytes_per_token(MemorySetup(arch, seq_len=seq, padded_batches=True))
-    full_rows = layer_bytes_per_token(MemorySetup(arch, seq_len=seq, padded_batches=False))
+    padded = layer_bytes_per_token(MemorySetup(arch, seq_len=seq, padded_batches=True, device="cpu"))
+    full_rows = layer_bytes_per_token(MemorySetup(arch, seq_len=seq, padded_batches=False, device="cpu"))
     assert padded == pytest.approx(measured_per_token(model_type, shape, seq, padded=True), rel=0.02)
     assert padded - full_rows == 2 * 2 * (arch.q_dim - arch.kv_dim) + 2 * seq
 
@@ -286,7 +331,7 @@ def test_sliding_window_layers_hand_sdpa_a_mask_past_the_window(model_type, wind
         monkeypatch.setattr(sys.modules[__name__], "_config", build)
         arch = from_config(_config(model_type, shape, 2))
         assert arch.sliding_layers == (2 if kind == "sliding" else 0)
-        got = layer_bytes_per_token(MemorySetup(arch, seq_len=seq, padded_batches=False))
+        got = layer_bytes_per_token(MemorySetup(arch, seq_len=seq, padded_batches=False, device="cpu"))
         assert got == pytest.approx(measured_per_token(model_type, shape, seq), rel=0.02), kind
         per_kind[kind] = got
     masked = per_kind["sliding"] - per_kind["full"]

@@ -25,6 +25,13 @@ LLAMA_LIKE = ("llama", "smollm3", "granite", "mistral", "mixtral", "qwen2", "qwe
 LAYER_NORMS = ("stablelm", "starcoder2")  # Llama-style layers with LayerNorms, not RMSNorms
 # weight × normalized in fp32, then cast
 FP32_SCALED_NORMS = ("olmo2", "olmo3", "gemma2", "gemma3_text", "gemma3", "gpt_oss")
+# torch's nn.LayerNorm (CUDA autocast runs it in fp32); one per layer in Phi's and Falcon's parallel blocks
+TORCH_LAYER_NORMS = ("gpt2", "opt", "bloom", "phi", "falcon") + LAYER_NORMS
+ONE_NORM_PER_LAYER = ("phi", "falcon")
+# the linears that read a norm's output
+NORM_READERS = frozenset({"q_proj", "k_proj", "v_proj", "c_attn", "query_key_value", "gate_proj", "up_proj",
+                          "c_fc", "fc1", "dense_h_to_4h"})
+POW_GELU = ("gpt2", "phi")  # transformers' gelu_new, written with torch.pow (CUDA autocast: fp32)
 
 
 def compute_bytes(s: MemorySetup) -> int:
@@ -51,6 +58,22 @@ def sdpa_masked_layers(s: MemorySetup) -> int:
     return 0
 
 
+def eager_score_bytes(s: MemorySetup, c: int) -> int:
+    """Bytes eager attention keeps per head and key position: the probabilities, which most families
+    compute in fp32 and copy to the compute dtype for the matmul (both kept; no copy when compute is fp32);
+    GPT-2's softmax and Falcon's run in their input's dtype, which CUDA autocast makes fp32. The dropout
+    of the probabilities adds its mask (c bytes where autograd was checked; CUDA's fused dropout keeps a
+    bool) and its output, which takes the copy's place where there is one."""
+    a = s.arch
+    in_input_dtype = a.model_type in ("gpt2", "falcon")
+    fp32_softmax = not in_input_dtype or s.cuda_fp32_ops or c == 4
+    copy = fp32_softmax and c < 4
+    total = (4 if fp32_softmax else c) + (c if copy else 0)
+    if a.attention_dropout > 0 and a.model_type != "falcon":  # (Falcon drops only under ALiBi)
+        total += c if copy else 2 * c  # the mask, and an output where no copy is replaced
+    return total
+
+
 def norm_bytes(a, c: int) -> int:
     """Saved per token by one norm: RMSNorm keeps an fp32 copy of its input, the normalized input and the
     scaled output; LayerNorm keeps input, output and fp32 mean/rstd."""
@@ -58,7 +81,7 @@ def norm_bytes(a, c: int) -> int:
         return 12 * a.hidden + c * a.hidden + 4
     if a.model_type in LLAMA_LIKE and a.model_type not in LAYER_NORMS:
         return 4 * a.hidden + 2 * c * a.hidden + 4
-    return 2 * c * a.hidden + 4
+    return 2 * c * a.hidden + (8 if c == 4 else 4)  # (mean and rstd in the input's dtype on the CPU)
 
 
 def normalized_bytes(a, c: int) -> int:
@@ -90,10 +113,8 @@ def _llama_style_layer(s: MemorySetup, c: int, eager: bool) -> int:
         probs = 4 * heads * (s.seq_len + 1) + c * heads * s.seq_len if s.qlora_fp32_residual else \
             c * heads * (s.seq_len + 1)
         total += c * 4 * q + probs + 8 * heads
-    elif eager:  # K and V repeated to all heads; fp32 softmax output + 16-bit probabilities (+ softcap)
-        total += c * 4 * q + 6 * heads * s.seq_len
-        if a.attention_dropout > 0:  # the dropout mask of the probabilities (a c-byte mask where autograd
-            total += c * heads * s.seq_len  # was checked; CUDA's fused dropout keeps a bool: 1 B over there)
+    elif eager:  # K and V repeated to all heads; the probabilities (+ softcap)
+        total += c * 4 * q + eager_score_bytes(s, c) * heads * s.seq_len
         if t == "gemma2":  # scaled query, tanh soft-capping of the scores
             total += c * q + 3 * heads * s.seq_len + 4 * heads
     else:  # Q and K after RoPE, V, output, fp32 log-sum-exp
@@ -134,12 +155,18 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
         total = norm + c * (2 * q + 2 * kv) + c * q + 4 * heads + 5 * c * inter
     elif t == "opt":
         total = 2 * norm + c * (q + 2 * kv) + c * q + 4 * heads + c * inter  # relu keeps its output only
-    elif t == "bloom":
-        total = 2 * norm + c * 3 * h + 6 * heads * s.seq_len + c * h + 2 * c * inter
+    elif t == "bloom":  # eager only: ALiBi added to the scores by baddbmm
+        total = 2 * norm + c * 3 * h + c * h + 2 * c * inter
     else:  # falcon: Q, K, V, output, fp32 log-sum-exp, GELU input and output
         total = norm + c * (2 * q + 2 * kv) + c * q + 4 * heads + 2 * c * inter
-    if eager and t not in LLAMA_LIKE and t != "bloom":
-        total += 6 * heads * s.seq_len
+    if eager and t not in LLAMA_LIKE:
+        total += eager_score_bytes(s, c) * heads * s.seq_len
+        if t != "bloom":  # (BLOOM's formula is eager's already) no SDPA log-sum-exp; GPT-2 and Phi keep
+            total -= 4 * heads + (c * q if t in ("gpt2", "phi") else 0)  # no SDPA output either, GPT-2 one
+            total += {"gpt2": -c * q, "phi": 2 * c * (q - kv)}.get(t, 0)  # more q-sized tensor less (measured);
+            # Phi repeats K and V to every head
+    if s.cuda_fp32_ops:
+        total += _cuda_fp32_terms(s, c)
     masked = sdpa_masked_layers(s)
     if masked:
         # a mask makes transformers repeat K/V to every head for SDPA (no GQA fast path with a mask) and
@@ -157,6 +184,38 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
     if s.qlora_fp32_residual and t in LAYER_NORMS:  # each LayerNorm keeps its fp32 input, mean and rstd
         total += a.hidden_norms * ((4 - c) * h + 4)
     return total
+
+
+def _cuda_fp32_terms(s: MemorySetup, c: int) -> int:
+    """What CUDA autocast's fp32 LayerNorm and `pow` keep per token beyond the same ops in 16 bit
+    (measured against autograd under CUDA's op lists in tests/test_memory_activations.py). A LayerNorm
+    keeps an fp32 copy of its input and fp32 mean and rstd; its output is fp32, so every linear that
+    reads it saves its own 16-bit cast (autocast caches casts of weights only) where one shared 16-bit
+    output was kept. gelu_new's tanh, its `1 + tanh` and the cube go fp32."""
+    a = s.arch
+    t, h = a.model_type, a.hidden
+    total = 0
+    if t in TORCH_LAYER_NORMS:
+        norms = _layer_norms(a)
+        total += norms * ((4 - c) * h + 4)
+        if s.method == "full":  # (frozen linears keep no input; adapters cast their own copy either way)
+            readers = sum(m.count for m in a.layer_linears if m.name in NORM_READERS)
+            total += (readers - norms) * c * h
+    if t in POW_GELU:
+        total += (12 - 3 * c) * a.intermediate
+    return total
+
+
+def layer_fixed_bytes(s: MemorySetup) -> int:
+    """Bytes one layer keeps whatever the tokens: under CUDA autocast, the fp32 copies of each 16-bit
+    LayerNorm's weight and bias, made per call (autocast caches only casts to 16 bit)."""
+    if not s.cuda_fp32_ops or s.arch.model_type not in TORCH_LAYER_NORMS:
+        return 0
+    return _layer_norms(s.arch) * 2 * 4 * s.arch.hidden
+
+
+def _layer_norms(a) -> int:
+    return 1 if a.model_type in ONE_NORM_PER_LAYER else a.hidden_norms
 
 
 def _lora_delta(s: MemorySetup, c: int, with_dropout: bool) -> int:
@@ -215,7 +274,9 @@ def layer_and_checkpoint_bytes(s: MemorySetup, with_lora_dropout: bool) -> tuple
     c = compute_bytes(s)
     # the residual stream is fp32 for an fp32 model under plain autocast and for QLoRA after the fp32
     # upcast; DeepSpeed and FSDP mixed precision run the layers in 16 bit
-    if s.qlora_fp32_residual or s.dtype == "fp32" and not s.sharded_mixed_precision:
+    # (BLOOM's embedding LayerNorm, fp32 under CUDA autocast, makes it fp32 too)
+    if s.qlora_fp32_residual or s.dtype == "fp32" and not s.sharded_mixed_precision or \
+            s.cuda_fp32_ops and s.arch.model_type == "bloom":
         resid = 4
     else:
         resid = c

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ftc.compiler.memory.activations import (LOSS_BYTES_CHUNKED, compute_bytes, eval_bytes,
-                                             layer_and_checkpoint_bytes, loss_bytes_per_logit, norm_bytes)
+from ftc.compiler.memory.activations import (LOSS_BYTES_CHUNKED, TORCH_LAYER_NORMS, compute_bytes, eval_bytes,
+                                             layer_and_checkpoint_bytes, layer_fixed_bytes, loss_bytes_per_logit,
+                                             norm_bytes)
 from ftc.compiler.memory.optimizer import optimizer_state_bytes, step_transient_bytes
 from ftc.compiler.memory.setup import DTYPE_BYTES, MemorySetup
 from ftc.compiler.models.params import count
@@ -27,8 +28,6 @@ NF4_BYTES = 0.5 + 4 / 64  # 0.5625: fp32 absmax per block of 64
 DS_REDUCE_BUCKET = 500_000_000  # DeepSpeed defaults (elements); the emitted ds_config keeps them
 DS_MAX_LIVE_PARAMETERS = 1_000_000_000
 UNMODELED = (
-    "attention dropout's mask under eager attention in GPT-2, OPT, Falcon, BLOOM and Phi layers (SDPA's "
-    "fused kernels keep none)",
     "torch.compile fusion (usually lowers activations)",
     "fragmentation beyond the allocator-slack share (variable-length batches)",
 )
@@ -269,8 +268,10 @@ def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
     tokens = s.micro_batch * s.seq_len
     per_layer, resid = layer_and_checkpoint_bytes(s, lora)
     compute = compute_bytes(s)
-    layer = int(per_layer * tokens)
+    layer = int(per_layer * tokens) + layer_fixed_bytes(s)
     head_in = tokens * norm_bytes(a, compute)  # the final norm
+    if s.cuda_fp32_ops and a.model_type in TORCH_LAYER_NORMS:  # in fp32: its input's fp32 copy, the head's cast
+        head_in += tokens * (4 * a.hidden + 4 - compute * a.hidden)
     if a.embedding_dropout:  # and, below the layers, the embedding dropout's mask
         head_in += tokens * a.hidden * compute
     if s.qlora_fp32_residual and compute == 2:

@@ -114,6 +114,7 @@ def setup_from_recipe(recipe) -> RecipeMemory:
         fsdp_sharding=recipe.value("distributed.sharding", "full_shard") if strategy == "fsdp" else "full_shard",
         # the emitted accelerate.yaml: FSDP1 on GPUs, FSDP2 on CPU (compiler/emit/accelerate.py)
         fsdp_version=2 if recipe.value("hardware.accelerator", "gpu") == "cpu" else 1,
+        device="cpu" if recipe.value("hardware.accelerator", "gpu") == "cpu" else "cuda",
         offload_optimizer=recipe.value("distributed.offload_optimizer", "none") if strategy == "deepspeed" else "none",
         offload_params=offload_params, dp_world=world, gpus_per_node=gpus_per_node, nodes=nodes,
         evaluates=evaluates,

@@ -47,6 +47,8 @@ class MemorySetup:
     gpus_per_node: int = 1
     nodes: int = 1
     evaluates: bool = False
+    # Where the layers run: CUDA autocast runs more ops in fp32 than CPU autocast (cuda_fp32_ops).
+    device: str = "cuda"  # cuda | cpu
     # How the runtime prepares a QLoRA model: peft's prepare_model_for_kbit_training casts every
     # non-4-bit parameter (embeddings, head, norms) to fp32.
     kbit_fp32_upcast: bool = True
@@ -70,6 +72,15 @@ class MemorySetup:
     def sharded_mixed_precision(self) -> bool:
         """DeepSpeed or FSDP mixed precision: the layers run in 16 bit, whatever the weights were loaded in."""
         return self.strategy in ("deepspeed", "fsdp") and self.mixed_precision != "no"
+
+    @property
+    def cuda_fp32_ops(self) -> bool:
+        """CUDA autocast runs LayerNorm, `pow` and softmax without a dtype in fp32 (ATen's AT_FORALL_FP32
+        lists) where CPU autocast keeps them in 16 bit. It changes what is saved where their inputs are
+        16 bit and autocast is on: accelerate wraps the forward in it for bf16/fp16 except under DeepSpeed."""
+        sixteen_bit = not self.qlora_fp32_residual and (self.dtype != "fp32" or self.sharded_mixed_precision)
+        return self.device == "cuda" and self.mixed_precision != "no" and self.strategy != "deepspeed" \
+            and sixteen_bit
 
     @property
     def qlora_fp32_residual(self) -> bool:

@@ -264,7 +264,8 @@ def _phi(config):
         layer_linears=linears,
         layer_other_params=2 * h, final_params=2 * h,
         lm_head=None if tied else Linear("lm_head", h, vocab, True),
-        attention_targets=("q_proj", "k_proj", "v_proj", "dense"))
+        attention_targets=("q_proj", "k_proj", "v_proj", "dense"),
+        attention_dropout=float(config.get("attention_dropout") or 0))
 
 
 def _gpt2(config):
@@ -284,7 +285,8 @@ def _gpt2(config):
         final_params=2 * h, lm_head=None if tied else Linear("lm_head", h, vocab),
         hidden_dropout_sites=2 if float(config.get("resid_pdrop", 0.1)) > 0 else 0,
         embedding_dropout=float(config.get("embd_pdrop", 0.1)) > 0,
-        attention_targets=("c_attn",), learned_positions=True)
+        attention_targets=("c_attn",), learned_positions=True,
+        attention_dropout=float(config.get("attn_pdrop", 0.1)))
 
 
 def _falcon(config):
@@ -334,7 +336,7 @@ def _bloom(config):
         max_positions=None, experts=0, experts_per_token=0, gated_mlp=False,
         embed_name="word_embeddings", embedding_params=vocab * h + 2 * h, layer_linears=linears,
         layer_other_params=4 * h, final_params=2 * h, lm_head=None if tied else Linear("lm_head", h, vocab),
-        attention_targets=("query_key_value", "dense"))
+        attention_targets=("query_key_value", "dense"), attention_dropout=float(config.get("attention_dropout") or 0))
 
 
 def _opt(config):
@@ -360,7 +362,8 @@ def _opt(config):
         embedding_params=vocab * h + (positions + 2) * h, layer_linears=linears,
         layer_other_params=2 * ln, final_params=ln, lm_head=None if tied else Linear("lm_head", h, vocab),
         hidden_dropout_sites=2 if float(config.get("dropout", 0.1)) > 0 else 0,
-        attention_targets=("q_proj", "k_proj", "v_proj", "out_proj"), learned_positions=True)
+        attention_targets=("q_proj", "k_proj", "v_proj", "out_proj"), learned_positions=True,
+        attention_dropout=float(config.get("attention_dropout") or 0))
 
 
 BUILDERS = {
