@@ -16,7 +16,8 @@ mkdir "$site/ftc"
 ln -s "$PWD"/ftc/* "$site/ftc/"
 for part in compiler runtime grammar; do ln -s "$PWD/$part" "$site/ftc/$part"; done
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
-cases=(qwen0.5b-full qwen0.5b-full-gc llama1b-full llama1b-lora qwen3-1.7b-lora llama8b-lora-gc)
+cases=(qwen0.5b-full qwen0.5b-full-gc llama1b-full llama1b-lora qwen3-1.7b-lora llama8b-lora-gc
+       gpt2-medium-full opt1.3b-full phi2-lora)
 if python3 -c "import bitsandbytes" 2>/dev/null; then
   cases+=(tinyllama-qlora llama8b-qlora)
 else

@@ -44,6 +44,11 @@ CASES = {
                                                         gradient_checkpointing=True)),
     "llama8b-qlora": ("meta-llama/Llama-3.1-8B", dict(method="qlora", lora_rank=16, micro_batch=2, seq_len=2048,
                                                       gradient_checkpointing=True, lora_targets="all_linear")),
+    # LayerNorm families, where CUDA autocast's fp32 LayerNorm and gelu_new keep more than on the CPU
+    "gpt2-medium-full": ("openai-community/gpt2-medium", dict(method="full", micro_batch=4, seq_len=1024)),
+    "opt1.3b-full": ("facebook/opt-1.3b", dict(method="full", micro_batch=2, seq_len=2048)),
+    "phi2-lora": ("microsoft/phi-2", dict(method="lora", lora_rank=16, micro_batch=4, seq_len=2048,
+                                          lora_targets="all_linear")),
 }
 
 
@@ -155,10 +160,12 @@ def measure(config: dict, fields: dict, steps: int, device: str) -> tuple[int, i
     return result
 
 
-def estimate_for(config: dict, fields: dict):
-    """The estimator on the same architecture and loop (one micro-batch per optimizer step)."""
+def estimate_for(config: dict, fields: dict, device: str = "cuda"):
+    """The estimator on the same architecture and loop (one micro-batch per optimizer step), for the
+    device's autocast (CUDA's runs LayerNorm, pow and softmax in fp32, the CPU's does not)."""
     setup = MemorySetup(from_config(config), dtype="bf16", mixed_precision="bf16", padded_batches=False,
-                        sequences_per_rank=fields["micro_batch"], **fields)  # full-length rows, no mask
+                        sequences_per_rank=fields["micro_batch"], device=device,
+                        **fields)  # full-length rows, no mask
     return estimate(setup)
 
 
@@ -191,7 +198,9 @@ def main(argv=None) -> int:
         seq_len = args.seq_len or (256 if device == "cpu" else None)
         fields = dict(fields, seq_len=seq_len) if seq_len else fields
         config = model_config(model_id, layers)
-        est = estimate_for(config, fields)
+        if device == "cpu" and config["model_type"] == "gpt2":  # the CPU's SDPA math path keeps an s² mask
+            config["attn_pdrop"] = 0.0  # for attention dropout that the GPU kernels apply in-kernel
+        est = estimate_for(config, fields, device)
         try:
             allocated, reserved = measure(config, fields, args.steps, device)
         except torch.cuda.OutOfMemoryError:

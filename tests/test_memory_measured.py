@@ -11,6 +11,7 @@ setup must be within -3% / +10% of it: every component and the choice of peak ph
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -64,6 +65,42 @@ CONFIGS = {"full-tied-embedding": dict(LLAMA, vocab_size=16384, tie_word_embeddi
            "olmo2-full-checkpointing": dict(LLAMA, model_type="olmo2", rms_norm_eps=1e-6),
            "qwen3-full": QWEN3, "qwen3-lora-all-dropout": QWEN3,
            "gemma3-sliding-window-full": GEMMA3, "gemma3-sliding-window-lora": GEMMA3}
+
+
+# nn.LayerNorm families, tiny: on the CPU as they run there, and under CUDA autocast's fp32 policy
+LAYER_NORM_CASES = {
+    "gpt2-full": (dict(model_type="gpt2", n_embd=256, n_head=8, n_layer=4, vocab_size=4096, n_positions=1024,
+                       attn_pdrop=0.0),  # (the CPU's SDPA math path would keep the s² dropout mask)
+                  dict(method="full", micro_batch=4, seq_len=256)),
+    "opt-full": (dict(model_type="opt", hidden_size=256, ffn_dim=1024, num_attention_heads=8, num_hidden_layers=4,
+                      vocab_size=4096, word_embed_proj_dim=256, max_position_embeddings=1024),
+                 dict(method="full", micro_batch=4, seq_len=256)),
+    "phi-full": (dict(model_type="phi", hidden_size=256, intermediate_size=1024, num_attention_heads=8,
+                      num_hidden_layers=4, vocab_size=4096, max_position_embeddings=1024),
+                 dict(method="full", micro_batch=4, seq_len=256)),
+    "bloom-full": (dict(model_type="bloom", hidden_size=256, n_head=8, n_layer=4, vocab_size=4096),
+                   dict(method="full", micro_batch=4, seq_len=256, attention="eager")),
+    "starcoder2-full": (dict(model_type="starcoder2", hidden_size=256, intermediate_size=1024, num_attention_heads=8,
+                             num_key_value_heads=4, num_hidden_layers=4, vocab_size=4096, max_position_embeddings=1024,
+                             residual_dropout=0.1),
+                        dict(method="full", micro_batch=4, seq_len=256)),
+}
+
+
+@pytest.mark.parametrize("device", ("cpu", "cuda"))
+@pytest.mark.parametrize("case", list(LAYER_NORM_CASES))
+def test_layer_norm_families_on_the_cpu_and_under_cuda_autocast(case, device, one_torch_thread):
+    """The whole training step of a LayerNorm family: what the estimate says for a GPU (fp32 LayerNorm,
+    gelu_new) and for the CPU, against the peak each really has. (Not with checkpointing: its recompute
+    runs inside backward, where the policy's function mode is not active.)"""
+    from cuda_autocast import cuda_fp32_policy
+
+    config, fields = LAYER_NORM_CASES[case]
+    with cuda_fp32_policy() if device == "cuda" else contextlib.nullcontext():
+        measured, _ = memory_measure.measure(config, fields, steps=2, device="cpu")
+    est = memory_measure.estimate_for(config, fields, device)
+    error = (est.tensor_peak_bytes - measured) / measured
+    assert -0.03 <= error <= 0.10, f"{case}: estimate {est.tensor_peak_bytes:,} vs measured {measured:,} ({error:+.1%})"
 
 
 @pytest.mark.parametrize("case", list(CASES))
