@@ -242,6 +242,34 @@ def test_lora_layer_activations(targets, dropout, model_type):
         assert layer_bytes_per_token(cuda) + layer_fixed_bytes(cuda) / (2 * seq) == pytest.approx(real, rel=0.02)
 
 
+LAYER_NORM_LORA_TARGETS = {"gpt2": (["c_attn"], ["c_fc"], "all-linear"), "opt": (["q_proj", "v_proj"], ["fc2"], "all-linear"),
+                           "phi": (["q_proj", "v_proj"], ["dense"], "all-linear"),
+                           "bloom": (["query_key_value"], ["dense_4h_to_h"], "all-linear"),
+                           "falcon": (["query_key_value"], "all-linear")}
+LAYER_NORM_LORA = [(t, targets) for t, all_targets in LAYER_NORM_LORA_TARGETS.items() for targets in all_targets]
+
+
+@pytest.mark.parametrize("model_type, targets", LAYER_NORM_LORA, ids=[f"{t}-{x}" for t, x in LAYER_NORM_LORA])
+@pytest.mark.parametrize("dropout", (0.0, 0.05))
+@pytest.mark.parametrize("device", ("cpu", "cuda"))
+def test_lora_layer_activations_in_the_layer_norm_families(model_type, targets, dropout, device):
+    """The frozen base keeps no linear input, each adapter its own input cast and rank-r intermediate: on
+    the CPU and under CUDA autocast's policy (Falcon, whose full formula is an upper bound, within 10%)."""
+    shape, seq = SHAPES[0], 64
+    attention = "eager" if model_type == "bloom" else "sdpa"
+    arch = from_config(_config(model_type, shape, 2))
+    setup = MemorySetup(arch, method="lora", lora_rank=8, lora_dropout=dropout, seq_len=seq, padded_batches=False,
+                        lora_targets="all_linear" if targets == "all-linear" else tuple(targets), device=device,
+                        attention=attention)
+    real = measured_per_token(model_type, shape, seq, lora=dict(r=8, target_modules=targets, lora_dropout=dropout),
+                              gpu_autocast=device == "cuda", attention=attention)
+    got = layer_bytes_per_token(setup) + layer_fixed_bytes(setup) / (2 * seq)
+    if model_type == "falcon":
+        assert real <= got <= 1.1 * real
+    else:
+        assert got == pytest.approx(real, rel=0.01)
+
+
 @pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "olmo3", "gemma3_text", "gpt_oss", "starcoder2",
                                         "stablelm", "cohere"))
 @pytest.mark.parametrize("targets", [["q_proj", "v_proj"], "all-linear"])
@@ -257,7 +285,7 @@ def test_qlora_layer_activations(targets, model_type, tmp_path):
     if model_type in ("starcoder2", "stablelm"):  # the fp32 residual: CUDA's fp32 LayerNorm changes nothing
         assert not setup.cuda_fp32_ops
         gpu = measured_per_token(model_type, shape, seq, lora=lora, qlora_dir=tmp_path / "gpu", gpu_autocast=True)
-        assert gpu == pytest.approx(real, rel=0.001)  # (the same tensors; one storage sized 512 B apart)
+        assert gpu == pytest.approx(real, rel=0.005)  # (the same tensors; storages vary by ~1 KiB per load)
 
 
 @pytest.mark.parametrize("model_type", ("llama", "qwen2", "qwen3", "olmo2", "gemma3_text", "gpt2"))

@@ -78,6 +78,9 @@ LAYER_NORM_CASES = {
     "phi-full": (dict(model_type="phi", hidden_size=256, intermediate_size=1024, num_attention_heads=8,
                       num_hidden_layers=4, vocab_size=4096, max_position_embeddings=1024),
                  dict(method="full", micro_batch=4, seq_len=256)),
+    "phi-lora-all": (dict(model_type="phi", hidden_size=256, intermediate_size=1024, num_attention_heads=8,
+                          num_hidden_layers=4, vocab_size=4096, max_position_embeddings=1024),
+                     dict(method="lora", lora_rank=8, lora_targets="all_linear", micro_batch=4, seq_len=256)),
     "bloom-full": (dict(model_type="bloom", hidden_size=256, n_head=8, n_layer=4, vocab_size=4096),
                    dict(method="full", micro_batch=4, seq_len=256, attention="eager")),
     "starcoder2-full": (dict(model_type="starcoder2", hidden_size=256, intermediate_size=1024, num_attention_heads=8,
@@ -90,8 +93,8 @@ LAYER_NORM_CASES = {
 @pytest.mark.parametrize("device", ("cpu", "cuda"))
 @pytest.mark.parametrize("case", list(LAYER_NORM_CASES))
 def test_layer_norm_families_on_the_cpu_and_under_cuda_autocast(case, device, one_torch_thread):
-    """The whole training step of a LayerNorm family: what the estimate says for a GPU (fp32 LayerNorm,
-    gelu_new) and for the CPU, against the peak each really has. (Not with checkpointing: its recompute
+    """The whole training step of a LayerNorm family (full, and LoRA on Phi): what the estimate says for a
+    GPU (fp32 LayerNorm, gelu_new) and for the CPU, against the peak each really has. (Not with checkpointing: its recompute
     runs inside backward, where the policy's function mode is not active.)"""
     from cuda_autocast import cuda_fp32_policy
 

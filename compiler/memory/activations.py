@@ -208,10 +208,18 @@ def _cuda_fp32_terms(s: MemorySetup, c: int) -> int:
 
 def layer_fixed_bytes(s: MemorySetup) -> int:
     """Bytes one layer keeps whatever the tokens: under CUDA autocast, the fp32 copies of each 16-bit
-    LayerNorm's weight and bias, made per call (autocast caches only casts to 16 bit)."""
-    if not s.cuda_fp32_ops or s.arch.model_type not in TORCH_LAYER_NORMS:
-        return 0
-    return _layer_norms(s.arch) * 2 * 4 * s.arch.hidden
+    LayerNorm's weight and bias, made per call (autocast caches only casts to 16 bit); under autocast,
+    the 16-bit copies of the fp32 adapters' weights (cached, one per layer) where LoRA is modeled by
+    `_lora_delta_layer_norm_families` (the Llama-style formula counts them per token)."""
+    a = s.arch
+    total = 0
+    if s.cuda_fp32_ops and a.model_type in TORCH_LAYER_NORMS:
+        total += _layer_norms(a) * 2 * 4 * a.hidden
+    if _lora_under_autocast(s):
+        names = set(resolve_targets(a, s.lora_targets)[0])
+        total += sum(compute_bytes(s) * (m.d_in + m.d_out) * s.lora_rank * m.count
+                     for m in a.layer_linears if m.name in names)
+    return total
 
 
 def _layer_norms(a) -> int:
@@ -225,9 +233,45 @@ def _lora_delta(s: MemorySetup, c: int, with_dropout: bool) -> int:
     adapted = [m for m in a.layer_linears if m.name in names]
     if a.model_type in LLAMA_LIKE and (not a.experts or a.model_type == "gpt_oss"):
         return _lora_delta_llama(s, c, with_dropout, names, adapted)
+    if _lora_under_autocast(s):
+        return _lora_delta_layer_norm_families(s, c, with_dropout, names, adapted)
     delta = sum(c * (m.d_out + s.lora_rank) * m.count for m in adapted)  # adapter outputs
     if with_dropout and s.lora_dropout > 0:
         delta += sum(4 * m.d_in * m.count for m in adapted)  # dropout output and mask of each input
+    return delta
+
+
+def _lora_under_autocast(s: MemorySetup) -> bool:
+    """LoRA on GPT-2, OPT, Phi, Falcon or BLOOM under the Trainer's autocast (measured; QLoRA and fp32
+    training keep the generic upper bound)."""
+    return s.method == "lora" and s.mixed_precision != "no" and s.arch.model_type in LINEAR_ONLY_INPUTS
+
+
+# Per token, what these families save only as the input of a linear, which a frozen base no longer keeps:
+# the norms' outputs; the attention output where it is a copy (Phi, BLOOM); the MLP activation's output
+# where its backward does not need it (GPT-2's and Phi's gelu_new, Falcon's and BLOOM's GELU; OPT's ReLU
+# keeps its output for itself). (c, h, q, I) -> bytes.
+LINEAR_ONLY_INPUTS = {
+    "gpt2": lambda c, h, q, inter: 2 * c * h + c * inter,
+    "opt": lambda c, h, q, inter: 2 * c * h,
+    "phi": lambda c, h, q, inter: c * h + c * q + c * inter,
+    "falcon": lambda c, h, q, inter: c * h + c * inter,
+    "bloom": lambda c, h, q, inter: 3 * c * h + c * inter,
+}
+
+
+def _lora_delta_layer_norm_families(s: MemorySetup, c: int, with_dropout: bool, names: set, adapted: list) -> int:
+    """A frozen base keeps none of its linears' inputs; each adapter keeps its own 16-bit cast of its input
+    (peft casts it to the fp32 adapter's dtype, autocast back) and its rank-r intermediate; the adapters'
+    16-bit weight copies are per layer (`layer_fixed_bytes`). Measured against autograd on the CPU and
+    under CUDA's autocast policy (tests/test_memory_activations.py)."""
+    a = s.arch
+    delta = -LINEAR_ONLY_INPUTS[a.model_type](c, a.hidden, a.q_dim, a.intermediate)
+    delta += sum(c * (m.d_in + s.lora_rank) * m.count for m in adapted)
+    if a.model_type in ("phi", "falcon") and not names & {"q_proj", "k_proj", "query_key_value"}:
+        delta += c * a.head_dim  # RoPE's cos and sin then stay saved per layer
+    if with_dropout and s.lora_dropout > 0:
+        delta += sum((c + 2) * m.d_in * m.count for m in adapted)  # each adapter's dropout output and mask
     return delta
 
 
