@@ -59,6 +59,7 @@ def _saved_bytes(config: dict, seq: int, dtype, lora: dict | None = None, qlora_
     cfg = dict(config)
     model_type = cfg.pop("model_type")
     hf = transformers.AutoConfig.for_model(model_type, **cfg)
+    hf.use_cache = False  # as the runtime trains (a cache would copy K and V in some families)
     for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
         if isinstance(getattr(hf, key, None), int) and getattr(hf, key) >= hf.vocab_size:
             setattr(hf, key, None)
@@ -268,6 +269,25 @@ def test_lora_layer_activations_in_the_layer_norm_families(model_type, targets, 
         assert real <= got <= 1.1 * real
     else:
         assert got == pytest.approx(real, rel=0.01)
+
+
+LAYER_NORM_QLORA = [(t, targets) for t, all_targets in LAYER_NORM_LORA_TARGETS.items() if t != "falcon"
+                    for targets in (all_targets[0], "all-linear")]
+
+
+@pytest.mark.parametrize("model_type, targets", LAYER_NORM_QLORA, ids=[f"{t}-{x}" for t, x in LAYER_NORM_QLORA])
+def test_qlora_layer_activations_in_the_layer_norm_families(model_type, targets, tmp_path):
+    """QLoRA runs these layers in fp32 (4-bit linears return their input's dtype) and attention in 16 bit
+    (autocast's copies for SDPA and the matmuls). (Falcon's linears stay unquantized: E0715.)"""
+    pytest.importorskip("bitsandbytes")
+    shape, seq = SHAPES[0], 64
+    attention = "eager" if model_type == "bloom" else "sdpa"
+    arch = from_config(_config(model_type, shape, 2))
+    setup = MemorySetup(arch, method="qlora", lora_rank=8, seq_len=seq, padded_batches=False, attention=attention,
+                        lora_targets="all_linear" if targets == "all-linear" else tuple(targets))
+    real = measured_per_token(model_type, shape, seq, lora=dict(r=8, target_modules=targets, lora_dropout=0.0),
+                              qlora_dir=tmp_path, attention=attention)
+    assert layer_bytes_per_token(setup) + layer_fixed_bytes(setup) / (2 * seq) == pytest.approx(real, rel=0.01)
 
 
 @pytest.mark.parametrize("model_type", ("llama", "qwen3", "olmo2", "olmo3", "gemma3_text", "gpt_oss", "starcoder2",

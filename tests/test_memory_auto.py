@@ -166,6 +166,44 @@ def test_qlora_of_fused_experts_warns_and_lora_is_the_fix(tmp_path):
     assert all(d.code != "W0709" for d in analyze(dense).diagnostics)
 
 
+def test_qlora_of_falcon_is_refused_at_method(tmp_path):
+    """Falcon's linears are FalconLinear, which transformers' bitsandbytes integration does not convert:
+    QLoRA would train an unquantized fp32 model. The estimate counts them as unquantized either way."""
+    path = write(tmp_path, method="qlora", micro="1", gc="true", hardware="hardware {\n  gpu = a100-80gb\n}")
+    path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", "tiiuae/falcon-7b")
+                    .replace("method qlora {}", "method qlora {\n  quant = nf4\n}"))
+    (error,) = [d for d in analyze(path).diagnostics if d.code == "E0715"]
+    assert error.span.line == 3 and "none of this falcon model's layers" in error.message
+    assert error.help == "use `method lora` (weights in bf16)"
+    assert all(d.code != "W0709" for d in analyze(path).diagnostics)
+    lora = write(tmp_path, method="lora", micro="1", gc="true", hardware="hardware {\n  gpu = a100-80gb\n}")
+    lora.write_text(lora.read_text().replace("meta-llama/Llama-2-7b-hf", "tiiuae/falcon-7b"))
+    assert errors(lora) == []
+
+
+def test_bitsandbytes_leaves_falcon_unquantized_and_converts_the_other_families(tmp_path):
+    """What E0715 and the catalog's `quantizable` rest on, from the libraries themselves."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    bnb = pytest.importorskip("bitsandbytes")
+    from ftc.compiler.models.arch import from_config
+
+    for model_type, config in (("falcon", dict(hidden_size=64, num_attention_heads=4, num_hidden_layers=1,
+                                                vocab_size=128, alibi=False, new_decoder_architecture=False)),
+                               ("gpt2", dict(n_embd=64, n_head=4, n_layer=1, vocab_size=128)),
+                               ("phi", dict(hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                                            num_hidden_layers=1, vocab_size=128))):
+        hf = transformers.AutoConfig.for_model(model_type, **config)
+        transformers.AutoModelForCausalLM.from_config(hf, dtype=torch.bfloat16).save_pretrained(tmp_path / model_type)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            tmp_path / model_type, dtype=torch.bfloat16, device_map="cpu",
+            quantization_config=transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4"))
+        converted = sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+        expected = sum(m.count for m in from_config(dict(config, model_type=model_type)).layer_linears
+                       if m.quantizable)
+        assert converted == expected, model_type
+
+
 def test_memory_per_gpu_above_the_named_card_warns(tmp_path):
     path = write(tmp_path, gc="true", length=512, hardware="hardware {\n  gpu = rtx-4090\n  memory_per_gpu = 48 GB\n}")
     (warning,) = [d for d in analyze(path).diagnostics if d.code == "W0713"]

@@ -119,8 +119,10 @@ def _llama_style_layer(s: MemorySetup, c: int, eager: bool) -> int:
             total += c * q + 3 * heads * s.seq_len + 4 * heads
     else:  # Q and K after RoPE, V, output, fp32 log-sum-exp
         total += c * (2 * q + 2 * kv) + 4 * heads
-    if t in ("phi3", "stablelm"):
-        total += c * q  # fused qkv / partial-rotary concatenation keeps one more query-sized tensor
+    if t == "stablelm" or t == "phi3" and not eager:
+        total += c * q  # partial-rotary concatenation (StableLM), fused qkv (Phi-3) keep one more query-sized tensor
+    if t == "phi3" and not eager and not s.qlora_fp32_residual:
+        total += c * (q + kv)  # SDPA's V is a view of the fused qkv output, which stays whole (no 16-bit cast)
     if a.qk_norm:  # per-head RMSNorm of the query and key: fp32 input, rsqrt per head, normalized input
         rows = heads + a.kv_heads if a.qk_norm_per_head else 2  # one rstd per head, or per token
         per_element = 12 if t == "cohere" else 4 + normalized_bytes(a, c)  # Cohere's LayerNorm: 3 fp32 copies
@@ -142,7 +144,11 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
     """Bytes one decoder layer saves for backward per token, as transformers' modeling code does
     (checked against autograd's saved tensors in tests/test_memory_activations.py)."""
     a = s.arch
-    c = compute_bytes(s)
+    c = ac = compute_bytes(s)  # ac: attention's tensors, which autocast's matmuls and SDPA make 16-bit
+    if s.qlora_fp32_residual and a.model_type in LINEAR_ONLY_INPUTS:
+        # QLoRA's fp32 residual runs these layers in fp32 (4-bit linears return their input's dtype); the
+        # 16-bit copies autocast makes for SDPA and the adapters are counted at 4 B too: an upper bound
+        c = 4
     h, q, kv, inter, heads = a.hidden, a.q_dim, a.kv_dim, a.intermediate, a.heads
     eager = runs_eager(s)
     norm = norm_bytes(a, c)
@@ -150,21 +156,22 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
     if t in LLAMA_LIKE:
         total = _llama_style_layer(s, c, eager)
     elif t == "gpt2":
-        total = 2 * norm + c * 3 * h + c * q + 2 * c * h + 4 * heads + 5 * c * inter  # gelu_new keeps 5 tensors
+        total = 2 * norm + ac * 3 * h + ac * q + 4 * heads + 5 * c * inter  # gelu_new keeps 5 tensors
     elif t == "phi":
-        total = norm + c * (2 * q + 2 * kv) + c * q + 4 * heads + 5 * c * inter
+        total = norm + ac * (2 * q + 2 * kv) + c * q + 4 * heads + 5 * c * inter
     elif t == "opt":
-        total = 2 * norm + c * (q + 2 * kv) + c * q + 4 * heads + c * inter  # relu keeps its output only
+        total = 2 * norm + ac * (q + 2 * kv) + ac * q + 4 * heads + c * inter  # relu keeps its output only
     elif t == "bloom":  # eager only: ALiBi added to the scores by baddbmm
-        total = 2 * norm + c * 3 * h + c * h + 2 * c * inter
+        total = 2 * norm + ac * 3 * h + ac * h + 2 * c * inter
     else:  # falcon: Q, K, V, output, fp32 log-sum-exp, GELU input and output
         total = norm + c * (2 * q + 2 * kv) + c * q + 4 * heads + 2 * c * inter
-    if eager and t not in LLAMA_LIKE:
-        total += eager_score_bytes(s, c) * heads * s.seq_len
-        if t != "bloom":  # (BLOOM's formula is eager's already) no SDPA log-sum-exp; GPT-2 and Phi keep
-            total -= 4 * heads + (c * q if t in ("gpt2", "phi") else 0)  # no SDPA output either, GPT-2 one
-            total += {"gpt2": -c * q, "phi": 2 * c * (q - kv)}.get(t, 0)  # more q-sized tensor less (measured);
-            # Phi repeats K and V to every head
+        # SDPA's V is a view of the fused qkv output, which stays whole; eager keeps one q-sized tensor less
+        total += c * (q + kv) if not eager else -c * q
+    if eager and t not in LLAMA_LIKE:  # (the scores come from an autocast matmul)
+        total += eager_score_bytes(s, ac) * heads * s.seq_len
+        if t != "bloom":  # (BLOOM's formula is eager's already) no SDPA log-sum-exp; Phi keeps no SDPA
+            total -= 4 * heads + (c * q if t == "phi" else 0)  # output either, and repeats K and V to every
+            total += 2 * c * (q - kv) if t == "phi" else 0  # head
     if s.cuda_fp32_ops:
         total += _cuda_fp32_terms(s, c)
     masked = sdpa_masked_layers(s)
@@ -172,8 +179,9 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
         # a mask makes transformers repeat K/V to every head for SDPA (no GQA fast path with a mask) and
         # SDPA turns the boolean mask into a 16-bit bias per call, kept for backward; averaged over layers
         total += round((c * 2 * (q - kv) + c * s.seq_len) * masked / a.layers)
-    dropout = a.hidden_dropout_sites
-    total += dropout * c * h  # residual dropout masks (GPT-2, OPT defaults)
+    # residual dropout masks (GPT-2, OPT defaults): after attention's output projection, which returns its
+    # 16-bit input's dtype under QLoRA, and after the MLP
+    total += min(a.hidden_dropout_sites, 1) * ac * h + max(a.hidden_dropout_sites - 1, 0) * c * h
     if s.method != "full":
         total += _lora_delta(s, c, with_lora_dropout)
     if s.qlora_fp32_residual and a.gated_mlp and t != "gpt_oss":
@@ -244,19 +252,20 @@ def _lora_delta(s: MemorySetup, c: int, with_dropout: bool) -> int:
 def _lora_under_autocast(s: MemorySetup) -> bool:
     """LoRA on GPT-2, OPT, Phi, Falcon or BLOOM under the Trainer's autocast (measured; QLoRA and fp32
     training keep the generic upper bound)."""
-    return s.method == "lora" and s.mixed_precision != "no" and s.arch.model_type in LINEAR_ONLY_INPUTS
+    return (s.method == "lora" or s.qlora_fp32_residual) and s.mixed_precision != "no" \
+        and s.arch.model_type in LINEAR_ONLY_INPUTS
 
 
 # Per token, what these families save only as the input of a linear, which a frozen base no longer keeps:
 # the norms' outputs; the attention output where it is a copy (Phi, BLOOM); the MLP activation's output
 # where its backward does not need it (GPT-2's and Phi's gelu_new, Falcon's and BLOOM's GELU; OPT's ReLU
-# keeps its output for itself). (c, h, q, I) -> bytes.
+# keeps its output for itself). (c, attention's c, h, q, I) -> bytes.
 LINEAR_ONLY_INPUTS = {
-    "gpt2": lambda c, h, q, inter: 2 * c * h + c * inter,
-    "opt": lambda c, h, q, inter: 2 * c * h,
-    "phi": lambda c, h, q, inter: c * h + c * q + c * inter,
-    "falcon": lambda c, h, q, inter: c * h + c * inter,
-    "bloom": lambda c, h, q, inter: 3 * c * h + c * inter,
+    "gpt2": lambda c, ac, h, q, inter: 2 * c * h + c * inter,
+    "opt": lambda c, ac, h, q, inter: 2 * c * h,
+    "phi": lambda c, ac, h, q, inter: c * h + c * q + c * inter,
+    "falcon": lambda c, ac, h, q, inter: c * h + c * inter,
+    "bloom": lambda c, ac, h, q, inter: 2 * c * h + ac * h + c * inter,
 }
 
 
@@ -266,12 +275,13 @@ def _lora_delta_layer_norm_families(s: MemorySetup, c: int, with_dropout: bool, 
     16-bit weight copies are per layer (`layer_fixed_bytes`). Measured against autograd on the CPU and
     under CUDA's autocast policy (tests/test_memory_activations.py)."""
     a = s.arch
-    delta = -LINEAR_ONLY_INPUTS[a.model_type](c, a.hidden, a.q_dim, a.intermediate)
-    delta += sum(c * (m.d_in + s.lora_rank) * m.count for m in adapted)
+    cast = compute_bytes(s)  # (16 bit, also where QLoRA runs the layer in fp32)
+    delta = -LINEAR_ONLY_INPUTS[a.model_type](c, cast, a.hidden, a.q_dim, a.intermediate)
+    delta += sum(cast * (m.d_in + s.lora_rank) * m.count for m in adapted)
     if a.model_type in ("phi", "falcon") and not names & {"q_proj", "k_proj", "query_key_value"}:
         delta += c * a.head_dim  # RoPE's cos and sin then stay saved per layer
-    if with_dropout and s.lora_dropout > 0:
-        delta += sum((c + 2) * m.d_in * m.count for m in adapted)  # each adapter's dropout output and mask
+    if with_dropout and s.lora_dropout > 0:  # each adapter's dropout: the fp32 mask of its fp32 input
+        delta += sum((cast + 2) * m.d_in * m.count for m in adapted)
     return delta
 
 

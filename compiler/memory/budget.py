@@ -4,8 +4,9 @@ Codes: W0701 unknown model (memory not checked), E0702 unknown GPU name, W0703 n
 budget, E0704 LoRA target not in the model, E0705 over the GPU budget, E0706 over the host RAM,
 W0707 max_length beyond the model's positions, E0710 beyond its learned position embeddings, E0708 sdpa
 asked of a model without it, W0709 QLoRA leaving most of the weights unquantized (fused MoE experts),
-E0711 bf16 on a GPU without it, W0712 a sweep whose largest draws do not fit, W0713 `memory_per_gpu` above
-what the named GPU has, E0714 a local model folder that is missing or has no readable config.json.
+E0715 all of them (Falcon), E0711 bf16 on a GPU without it, W0712 a sweep whose largest draws do not fit,
+W0713 `memory_per_gpu` above what the named GPU has, E0714 a local model folder that is missing or has no
+readable config.json.
 """
 
 from __future__ import annotations
@@ -158,10 +159,20 @@ def _check_positions(recipe, sink, setup) -> None:
 
 def _check_unquantized(recipe, sink, setup) -> None:
     """bitsandbytes quantizes nn.Linear layers only; transformers stores MoE experts as fused 3-D tensors,
-    which QLoRA then keeps, cast to fp32 by peft's k-bit preparation: larger than LoRA's bf16 copy."""
+    which QLoRA then keeps, cast to fp32 by peft's k-bit preparation: larger than LoRA's bf16 copy.
+    Falcon's layers are an nn.Linear subclass the integration skips: QLoRA would quantize nothing."""
     if setup.method != "qlora":
         return
     arch = setup.arch
+    if not any(linear.quantizable for linear in arch.layer_linears):
+        sink.error("E0715", f"QLoRA would quantize none of this {arch.model_type} model's layers",
+                   recipe.span("method"), label="its linears are not modules bitsandbytes converts",
+                   notes=(f"transformers' bitsandbytes integration converts exact nn.Linear modules only; "
+                          f"{arch.model_type}'s are a subclass of it, so 4-bit loading leaves every weight as it "
+                          "is and peft's k-bit preparation casts them to fp32 (4 bytes per parameter, twice "
+                          "LoRA's bf16), with a 16-bit copy of each kept for backward",),
+                   help="use `method lora` (weights in bf16)")
+        return
     kept = arch.layers * sum(linear.params for linear in arch.layer_linears if not linear.quantizable)
     total = count(arch).total
     if kept * 2 < total:

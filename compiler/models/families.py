@@ -309,9 +309,12 @@ def _falcon(config):
         norms = 2 * (2 * h) if config.get("num_ln_in_parallel_attn", 2) == 2 else 2 * h
     else:
         norms = 2 * h if config.get("parallel_attn", True) else 4 * h
-    linears = (Linear("query_key_value", h, (heads + 2 * kv) * head_dim, bias),
-               Linear("dense", h, h, bias), Linear("dense_h_to_4h", h, inter, bias),
-               Linear("dense_4h_to_h", inter, h, bias))
+    # FalconLinear subclasses nn.Linear, and transformers' bitsandbytes integration converts only exact
+    # nn.Linear (and Conv1D) modules (`type(module) is nn.Linear`): 4-bit loading leaves these as they are
+    linears = (Linear("query_key_value", h, (heads + 2 * kv) * head_dim, bias, quantizable=False),
+               Linear("dense", h, h, bias, quantizable=False),
+               Linear("dense_h_to_4h", h, inter, bias, quantizable=False),
+               Linear("dense_4h_to_h", inter, h, bias, quantizable=False))
     tied = bool(config.get("tie_word_embeddings", True))
     return Architecture(
         model_type="falcon", hidden=h, layers=int(_get(config, "num_hidden_layers", "n_layer")),
