@@ -134,9 +134,13 @@ def test_layer_activations_match_autograd(model_type, shape):
     assert predicted(model_type, shape) == pytest.approx(measured_per_token(model_type, shape), rel=0.02)
 
 
-@pytest.mark.parametrize("model_type", ("falcon",))
-def test_layer_activations_bound_autograd(model_type):
-    """Families modeled as a close upper bound (within 20%), on the CPU and under CUDA autocast's policy."""
+@pytest.mark.parametrize("model_type, layout", [("falcon", {}), ("falcon", dict(
+    new_decoder_architecture=True, num_kv_heads=2, num_ln_in_parallel_attn=2))], ids=["falcon-7b", "falcon-new"])
+def test_layer_activations_bound_autograd(model_type, layout, monkeypatch):
+    """Families modeled as a close upper bound (within 20%), on the CPU and under CUDA autocast's policy:
+    Falcon-7B's parallel block with one LayerNorm, and the newer layout with two and grouped K/V."""
+    base = _config
+    monkeypatch.setattr(sys.modules[__name__], "_config", lambda *args: dict(base(*args), **layout))
     for shape in SHAPES:
         got, real = predicted(model_type, shape), measured_per_token(model_type, shape)
         assert real <= got <= 1.2 * real, (shape, got, real)

@@ -25,9 +25,11 @@ LLAMA_LIKE = ("llama", "smollm3", "granite", "mistral", "mixtral", "qwen2", "qwe
 LAYER_NORMS = ("stablelm", "starcoder2")  # Llama-style layers with LayerNorms, not RMSNorms
 # weight × normalized in fp32, then cast
 FP32_SCALED_NORMS = ("olmo2", "olmo3", "gemma2", "gemma3_text", "gemma3", "gpt_oss")
-# torch's nn.LayerNorm (CUDA autocast runs it in fp32); one per layer in Phi's and Falcon's parallel blocks
+# torch's nn.LayerNorm (CUDA autocast runs it in fp32)
 TORCH_LAYER_NORMS = ("gpt2", "opt", "bloom", "phi", "falcon") + LAYER_NORMS
-ONE_NORM_PER_LAYER = ("phi", "falcon")
+# LayerNorms per layer read off the norm parameters (weight and bias each): one in Phi's and Falcon-7B's
+# parallel blocks, two in Falcon's newer layout and its sequential one
+NORMS_FROM_PARAMS = ("phi", "falcon")
 # the linears that read a norm's output
 NORM_READERS = frozenset({"q_proj", "k_proj", "v_proj", "c_attn", "query_key_value", "gate_proj", "up_proj",
                           "c_fc", "fc1", "dense_h_to_4h"})
@@ -164,7 +166,7 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
     elif t == "bloom":  # eager only: ALiBi added to the scores by baddbmm
         total = 2 * norm + ac * 3 * h + ac * h + 2 * c * inter
     else:  # falcon: Q, K, V, output, fp32 log-sum-exp, GELU input and output
-        total = norm + c * (2 * q + 2 * kv) + c * q + 4 * heads + 2 * c * inter
+        total = _layer_norms(a) * norm + c * (2 * q + 2 * kv) + c * q + 4 * heads + 2 * c * inter
         # SDPA's V is a view of the fused qkv output, which stays whole; eager keeps one q-sized tensor less
         total += c * (q + kv) if not eager else -c * q
     if eager and t not in LLAMA_LIKE:  # (the scores come from an autocast matmul)
@@ -231,7 +233,7 @@ def layer_fixed_bytes(s: MemorySetup) -> int:
 
 
 def _layer_norms(a) -> int:
-    return 1 if a.model_type in ONE_NORM_PER_LAYER else a.hidden_norms
+    return max(1, a.layer_other_params // (2 * a.hidden)) if a.model_type in NORMS_FROM_PARAMS else a.hidden_norms
 
 
 def _lora_delta(s: MemorySetup, c: int, with_dropout: bool) -> int:
