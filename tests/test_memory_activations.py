@@ -275,6 +275,49 @@ def test_lora_layer_activations_in_the_layer_norm_families(model_type, targets, 
         assert got == pytest.approx(real, rel=0.01)
 
 
+MOE_LORA = [(("q_proj", "v_proj"), 0.0), (("q_proj", "v_proj"), 0.05), (("o_proj",), 0.0), (("gate",), 0.0),
+            (("gate_up_proj",), 0.0), (("down_proj",), 0.0), ("all_linear", 0.0)]
+
+
+@pytest.mark.parametrize("model_type", ("mixtral", "qwen3_moe"))
+@pytest.mark.parametrize("targets, dropout", MOE_LORA, ids=[f"{t}-{p}" for t, p in MOE_LORA])
+def test_moe_lora_per_token_and_per_layer(model_type, targets, dropout):
+    """Mixtral's layout: attention adapters as in Llama; the router and the fused experts are adapted as
+    parameters (peft's target_parameters), so each step materializes `W + B·A` per layer and keeps it for
+    backward, with what its gradient needs per token. Per-token and per-layer bytes are separated by
+    measuring two sequence lengths."""
+    shape = SHAPES[0]
+    if targets == "all_linear":
+        lora = dict(target_modules="all-linear")
+    else:
+        modules = [t for t in targets if t not in ("gate", "gate_up_proj", "down_proj")]
+        params = [{"gate": "gate.weight"}.get(t, t) for t in targets if t not in modules]
+        lora = dict(target_modules=modules, target_parameters=params or None)
+    lora.update(r=8, lora_dropout=dropout)
+    layer = {seq: _saved_bytes(_config(model_type, shape, 2), seq, torch.bfloat16, lora=lora)
+             - _saved_bytes(_config(model_type, shape, 1), seq, torch.bfloat16, lora=lora) for seq in (64, 128)}
+    per_token = (layer[128] - layer[64]) / (2 * 64)
+    fixed = layer[64] - per_token * 2 * 64
+    setup = MemorySetup(from_config(_config(model_type, shape, 2)), method="lora", lora_rank=8, lora_dropout=dropout,
+                        seq_len=64, padded_batches=False, lora_targets=targets, device="cpu")
+    assert layer_bytes_per_token(setup) == pytest.approx(per_token, rel=0.01)
+    assert layer_fixed_bytes(setup) == pytest.approx(fixed, rel=0.01)
+
+
+@pytest.mark.parametrize("targets", [("q_proj", "v_proj"), "all_linear"])
+def test_moe_qlora_is_a_close_upper_bound(targets, tmp_path):
+    """QLoRA on Mixtral's layout: k-bit preparation casts the unquantized experts to fp32, so adapting them
+    materializes `W + B·A` in fp32 per layer; the per-token part keeps the generic upper bound."""
+    pytest.importorskip("bitsandbytes")
+    shape = SHAPES[0]
+    lora = dict(r=8, lora_dropout=0.0, target_modules="all-linear" if targets == "all_linear" else list(targets))
+    real = measured_per_token("mixtral", shape, 64, lora=lora, qlora_dir=tmp_path)
+    setup = MemorySetup(from_config(_config("mixtral", shape, 2)), method="qlora", lora_rank=8, seq_len=64,
+                        padded_batches=False, lora_targets=targets, device="cpu")
+    got = layer_bytes_per_token(setup) + layer_fixed_bytes(setup) / (2 * 64)
+    assert real <= got <= 1.25 * real
+
+
 LAYER_NORM_QLORA = [(t, targets) for t, all_targets in LAYER_NORM_LORA_TARGETS.items() if t != "falcon"
                     for targets in (all_targets[0], "all-linear")]
 

@@ -181,6 +181,31 @@ def test_qlora_of_falcon_is_refused_at_method(tmp_path):
     assert errors(lora) == []
 
 
+@pytest.mark.parametrize("body, where", [
+    ("targets = all_linear", "method.targets"),  # the default dropout, 0.05
+    ("targets = [gate_up_proj]\n  dropout = 0.1", "method.dropout"),
+    ("targets = [q_proj, gate]\n  dropout = 0.1", "method.dropout"),
+    ("targets = all_linear\n  dropout = 0", None),
+    ("targets = [q_proj, v_proj]", None),  # attention adapters are modules: dropout is fine
+])
+def test_lora_dropout_on_moe_router_or_experts_is_refused(tmp_path, body, where):
+    """peft adapts Mixtral's router and fused experts as parameters, whose wrapper takes no dropout: the
+    run would fail in get_peft_model, after loading 47B parameters."""
+    path = write(tmp_path, micro="1", gc="true", hardware="")
+    path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", "mistralai/Mixtral-8x7B-v0.1")
+                    .replace("method lora {}", "method lora {\n  " + body + "\n}"))
+    found = [d for d in analyze(path).diagnostics if d.code == "E0716"]
+    if where is None:
+        assert found == []
+        return
+    (error,) = found
+    key = where.split(".")[1]
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if text.strip().startswith(key))
+    assert error.span.line == line and "mixtral" in error.message
+    assert "dropout = 0" in error.help and "q_proj, k_proj, v_proj, o_proj" in error.help
+    assert ("(the default)" in error.message) == (where == "method.targets")
+
+
 def test_bitsandbytes_leaves_falcon_unquantized_and_converts_the_other_families(tmp_path):
     """What E0715 and the catalog's `quantizable` rest on, from the libraries themselves."""
     torch = pytest.importorskip("torch")

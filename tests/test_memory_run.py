@@ -58,6 +58,8 @@ OTHER_MODELS = {  # the tiny model's sizes in other families, random init, with 
     "starcoder2": dict(TEXT, residual_dropout=0.1),
     # Cohere: one fp32 LayerNorm feeding attention and MLP in parallel, per-head query/key norms, scaled logits
     "cohere": dict(TEXT, use_qk_norm=True, logit_scale=0.0625),
+    # Mixtral: a router and fused experts, which peft adapts as parameters
+    "mixtral": dict(TEXT, num_local_experts=4, num_experts_per_tok=2, tie_word_embeddings=False),
 }
 
 
@@ -107,6 +109,36 @@ def test_run_peak_matches_the_estimate(tmp_path, overrides, one_torch_thread):
     assert result.exit_code == 0
     setup = setup_from_plan(analyze(recipe, sets).recipe, plan.raw).setup
     assert setup.arch.model_type == (other or "llama")
+    estimated, measured = estimate(setup).tensor_peak_bytes, callback.counter.peak
+    error = (estimated - measured) / measured
+    assert -0.05 <= error <= 0.12, f"estimate {estimated:,} vs measured {measured:,} ({error:+.1%})"
+
+
+def test_run_adapts_moe_experts_as_parameters(tmp_path, one_torch_thread):
+    """`targets` naming a Mixtral layer's fused experts: the runtime hands them to peft as
+    target_parameters (target_modules would not find them), training runs, and the estimate, with each
+    layer's materialized `W + B·A`, holds against the measured peak."""
+    from ftc.cli import main as ftc
+    from ftc.compiler.frontend import analyze
+    from ftc.compiler.memory.estimate import estimate
+    from ftc.compiler.memory.recipe import setup_from_plan
+    from ftc.runtime.train import RunOptions, execute, load_plan
+    from ftc.runtime.train.cli import quiet_libraries
+
+    quiet_libraries()
+    recipe = other_model_recipe(tmp_path, "mixtral")
+    sets = ("train.max_steps=2 steps", "train.warmup=1 steps", "checkpoint.every=100 steps",
+            f'output.runs_dir="{tmp_path / "runs"}"', "method.targets=[q_proj, v_proj, gate_up_proj, down_proj]",
+            "method.dropout=0", "model.dtype=bf16")
+    assert ftc(["compile", str(recipe), "-o", str(tmp_path / "build")]
+               + [arg for s in sets for arg in ("--set", s)]) == 0
+    plan = load_plan(tmp_path / "build")
+    callback = CountLiveTensors()
+    with open(os.devnull, "w") as quiet:
+        result = execute(plan, RunOptions(run_id="r", callbacks=(callback,)), out=quiet)
+    assert result.exit_code == 0
+    setup = setup_from_plan(analyze(recipe, sets).recipe, plan.raw).setup
+    assert setup.lora_targets == ("q_proj", "v_proj", "gate_up_proj", "down_proj")
     estimated, measured = estimate(setup).tensor_peak_bytes, callback.counter.peak
     error = (estimated - measured) / measured
     assert -0.05 <= error <= 0.12, f"estimate {estimated:,} vs measured {measured:,} ({error:+.1%})"

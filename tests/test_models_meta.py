@@ -13,6 +13,7 @@ peft = pytest.importorskip("peft")
 
 from ftc.compiler.models.arch import from_config  # noqa: E402
 from ftc.compiler.models.params import count  # noqa: E402
+from ftc.runtime.train.model import lora_config  # noqa: E402
 
 ENTRIES = json.loads(resources.files("ftc.compiler.models").joinpath("catalog.json").read_text())["models"]
 IDS = [e["ids"][0] for e in ENTRIES]
@@ -36,6 +37,8 @@ def _target_sets(arch):
     sets = [s for s in sets if set(s) <= names]
     if not sets:  # fused attention (gpt2, falcon, bloom, phi3): adapt the first attention module
         sets = [[arch.linear_names[0]]]
+    if arch.experts:  # the router and the fused experts, named alone (peft adapts them as parameters)
+        sets += [[name] for name in ("gate", "gate_up_proj", "down_proj") if name in names]
     return sets + ["all_linear"]
 
 
@@ -68,8 +71,7 @@ def test_lora_counts_match_peft(entry):
     model = _meta_model(config)
     for targets in _target_sets(arch):
         lora = count(arch, "lora", rank=8, targets=targets)
-        config = peft.LoraConfig(r=8, lora_alpha=16, target_modules="all-linear" if targets == "all_linear"
-                                 else list(targets), task_type="CAUSAL_LM")
+        config = lora_config(dict(targets=targets, rank=8, alpha=16, dropout=0.0), model)  # as the runtime
         wrapped = peft.get_peft_model(model, config)
         trainable, all_params = wrapped.get_nb_trainable_parameters()
         assert (lora.trainable, lora.total) == (trainable, all_params), targets

@@ -225,10 +225,17 @@ def layer_fixed_bytes(s: MemorySetup) -> int:
     total = 0
     if s.cuda_fp32_ops and a.model_type in TORCH_LAYER_NORMS:
         total += _layer_norms(a) * 2 * 4 * a.hidden
-    if _lora_under_autocast(s):
+    moe_qlora = s.method == "qlora" and s.mixed_precision != "no" and a.experts and a.model_type != "gpt_oss"
+    if _lora_under_autocast(s) or _moe_lora_under_autocast(s) or moe_qlora:
         names = set(resolve_targets(a, s.lora_targets)[0])
-        total += sum(compute_bytes(s) * (m.d_in + m.d_out) * s.lora_rank * m.count
-                     for m in a.layer_linears if m.name in names)
+        c = compute_bytes(s)
+        doubled = s.lora_targets in ("all_linear", "all-linear")  # (all-linear's fused gate+up rank, measured)
+        # `W + B·A` in the weight's dtype: fp32 for QLoRA's unquantized experts after k-bit preparation
+        materialized = 4 if s.qlora_fp32_residual else c
+        for m in a.layer_linears:
+            if m.name in names:  # 16-bit copies of the adapter's weights; a parameter target's `W + B·A`
+                total += c * m.count * (m.d_in + m.d_out) * s.lora_rank * (m.lora_rank_factor if doubled else 1)
+                total += materialized * m.weight_params if a.experts and m.name in PARAMETER_TARGETS else 0
     return total
 
 
@@ -243,6 +250,8 @@ def _lora_delta(s: MemorySetup, c: int, with_dropout: bool) -> int:
     adapted = [m for m in a.layer_linears if m.name in names]
     if a.model_type in LLAMA_LIKE and (not a.experts or a.model_type == "gpt_oss"):
         return _lora_delta_llama(s, c, with_dropout, names, adapted)
+    if _moe_lora_under_autocast(s):
+        return _lora_delta_moe(s, c, with_dropout, names, adapted)
     if _lora_under_autocast(s):
         return _lora_delta_layer_norm_families(s, c, with_dropout, names, adapted)
     delta = sum(c * (m.d_out + s.lora_rank) * m.count for m in adapted)  # adapter outputs
@@ -284,6 +293,41 @@ def _lora_delta_layer_norm_families(s: MemorySetup, c: int, with_dropout: bool, 
         delta += c * a.head_dim  # RoPE's cos and sin then stay saved per layer
     if with_dropout and s.lora_dropout > 0:  # each adapter's dropout: the fp32 mask of its fp32 input
         delta += sum((cast + 2) * m.d_in * m.count for m in adapted)
+    return delta
+
+
+# What peft adapts as parameters (target_parameters), not modules: the router's weight and the fused experts
+PARAMETER_TARGETS = ("gate", "gate_up_proj", "down_proj")
+
+
+def _moe_lora_under_autocast(s: MemorySetup) -> bool:
+    """LoRA on Mixtral's or Qwen3-MoE's layout (router, fused experts) under autocast (measured)."""
+    a = s.arch
+    return s.method == "lora" and s.mixed_precision != "no" and bool(a.experts) and a.model_type != "gpt_oss"
+
+
+def _lora_delta_moe(s: MemorySetup, c: int, with_dropout: bool, names: set, adapted: list) -> int:
+    """A frozen base keeps neither the norms' outputs (the attention's and the router's input), nor the
+    norms' normalized inputs, nor each routed copy's gathered input and SwiGLU product (the experts'
+    inputs). Attention adapters keep their own 16-bit input cast and rank-r intermediate; peft adapts the
+    router and the experts as parameters, so a step materializes `W + B·A` and keeps what that weight's
+    gradient needs: the router's input, the gathered inputs (gate_up), the products (down). The
+    materialized weights themselves are per layer (`layer_fixed_bytes`). Measured against autograd on the
+    CPU (tests/test_memory_activations.py)."""
+    a = s.arch
+    h, inter, k = a.hidden, a.intermediate, max(1, a.experts_per_token)
+    delta = -a.hidden_norms * normalized_bytes(a, c) * h
+    if a.qk_norm:  # nor the frozen query/key norms
+        delta -= normalized_bytes(a, c) * (a.q_dim + a.kv_dim)
+    delta -= 2 * c * h + k * c * (h + inter)
+    attention = [m for m in adapted if m.name not in PARAMETER_TARGETS]
+    delta += sum(c * (m.d_in + s.lora_rank) * m.count for m in attention)
+    delta += (c * h if "gate" in names else 0) + (k * c * h if "gate_up_proj" in names else 0) \
+        + (k * c * inter if "down_proj" in names else 0)
+    if not names & {"q_proj", "k_proj"}:
+        delta += c * a.head_dim  # RoPE's cos and sin then stay saved per layer
+    if with_dropout and s.lora_dropout > 0:  # each attention adapter's dropout output and mask
+        delta += sum((c + 2) * m.d_in * m.count for m in attention)
     return delta
 
 

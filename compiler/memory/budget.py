@@ -4,15 +4,16 @@ Codes: W0701 unknown model (memory not checked), E0702 unknown GPU name, W0703 n
 budget, E0704 LoRA target not in the model, E0705 over the GPU budget, E0706 over the host RAM,
 W0707 max_length beyond the model's positions, E0710 beyond its learned position embeddings, E0708 sdpa
 asked of a model without it, W0709 QLoRA leaving most of the weights unquantized (fused MoE experts),
-E0715 all of them (Falcon), E0711 bf16 on a GPU without it, W0712 a sweep whose largest draws do not fit,
+E0711 bf16 on a GPU without it, W0712 a sweep whose largest draws do not fit,
 W0713 `memory_per_gpu` above what the named GPU has, E0714 a local model folder that is missing or has no
-readable config.json.
+readable config.json, E0715 QLoRA quantizing nothing, E0716 LoRA dropout on a MoE router or experts.
 """
 
 from __future__ import annotations
 
 from ftc.compiler.diagnostics import DiagnosticSink, did_you_mean
 from ftc.compiler.memory import hardware
+from ftc.compiler.memory.activations import PARAMETER_TARGETS
 from ftc.compiler.memory.auto import resolve_auto, settled
 from ftc.compiler.memory.estimate import estimate
 from ftc.compiler.memory.fixes import suggest_fixes
@@ -132,6 +133,29 @@ def _check_targets(recipe, sink, setup) -> None:
                    f"{', '.join(f'`{u}`' for u in unknown)} not in {setup.arch.a_model}",
                    recipe.span("method.targets"), label="no such module",
                    help=f"the {setup.arch.model_type} linear modules are {names}, or `all_linear`")
+        return
+    _check_parameter_target_dropout(recipe, sink, setup)
+
+
+def _check_parameter_target_dropout(recipe, sink, setup) -> None:
+    """peft adapts a MoE layer's router and fused experts as parameters (target_parameters), and its
+    ParamWrapper refuses a LoRA dropout: get_peft_model would fail after the model has loaded."""
+    arch = setup.arch
+    if not arch.experts or setup.lora_dropout <= 0:
+        return
+    names = set(resolve_targets(arch, setup.lora_targets)[0])
+    wrapped = [m.name for m in arch.layer_linears if m.name in names and m.name in PARAMETER_TARGETS]
+    if not wrapped:
+        return
+    written = recipe.is_set("method.dropout")
+    span = recipe.span("method.dropout") if written else recipe.span("method.targets") or recipe.span("method")
+    sink.error("E0716", f"LoRA dropout {setup.lora_dropout:g}{'' if written else ' (the default)'} with the "
+               f"router or experts of {arch.a_model} as targets", span,
+               label="peft adapts them as parameters, which take no dropout",
+               notes=(f"{', '.join(f'`{n}`' for n in wrapped)} are not modules but parameters of the layer; "
+                      "peft's ParamWrapper raises for lora_dropout != 0",),
+               help="set `dropout = 0` in `method`, or target the attention projections only "
+                    f"(`targets = [{', '.join(arch.attention_targets)}]`)")
 
 
 def _check_attention(recipe, sink, setup) -> None:

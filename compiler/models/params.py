@@ -34,9 +34,11 @@ def resolve_targets(arch: Architecture, targets) -> tuple[tuple[str, ...], tuple
 
 
 def lora_params(arch: Architecture, rank: int, targets) -> int:
-    """r·(d_in + d_out) per adapted module, summed over layers (and experts, and a vision tower)."""
+    """r·(d_in + d_out) per adapted module, summed over layers (and experts, and a vision tower); peft's
+    all-linear gives fused gate+up experts twice the rank (named alone, they get the rank as written)."""
     names, _ = resolve_targets(arch, targets)
-    return sum(times * m.count * m.lora_rank_factor * rank * (m.d_in + m.d_out)
+    all_linear = targets in (ALL_LINEAR, "all-linear") or targets in ([ALL_LINEAR], (ALL_LINEAR,))
+    return sum(times * m.count * (m.lora_rank_factor if all_linear else 1) * rank * (m.d_in + m.d_out)
                for m, times in arch.all_linears if m.name in names)
 
 

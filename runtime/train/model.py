@@ -59,13 +59,22 @@ def load_tokenizer(plan: Plan, source: str):
     return tokenizer
 
 
-def _lora_config(lora: dict):
+def lora_config(lora: dict, model=None):
+    """peft's LoraConfig for the plan's adapters. A target that names no module of the model but a
+    parameter (a Mixtral or Qwen3-MoE layer's fused experts, `gate_up_proj` and `down_proj`) goes to
+    `target_parameters`, which is how peft adapts those; `target_modules` would not find them."""
     from peft import LoraConfig
 
     targets = lora["targets"]
+    modules, parameters = ("all-linear", []) if targets in ("all_linear", ["all_linear"]) else (list(targets), [])
+    if model is not None and isinstance(modules, list):
+        leaf_modules = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        leaf_params = {name.rsplit(".", 1)[-1] for name, _ in model.named_parameters()}
+        parameters = [t for t in modules if t not in leaf_modules and t in leaf_params]
+        modules = [t for t in modules if t not in parameters]
     return LoraConfig(
         r=int(lora["rank"]), lora_alpha=float(lora["alpha"]), lora_dropout=float(lora["dropout"]),
-        target_modules="all-linear" if targets in ("all_linear", ["all_linear"]) else list(targets),
+        target_modules=modules, target_parameters=parameters or None,
         modules_to_save=list(lora.get("modules_to_save") or []) or None,
         bias=lora.get("bias") or "none", task_type="CAUSAL_LM",
     )
@@ -124,7 +133,7 @@ def load_model(plan: Plan) -> LoadedModel:
         from peft import get_peft_model
 
         try:
-            model = get_peft_model(model, _lora_config(method["lora"]))
+            model = get_peft_model(model, lora_config(method["lora"], model))
         except ValueError as exc:  # e.g. a target module that the architecture does not have
             raise RunError(f"cannot attach LoRA adapters: {exc}") from None
     model.config.use_cache = False
