@@ -87,29 +87,10 @@ def other_model_recipe(tmp_path: Path, model_type: str) -> Path:
                          ids=["as-shipped", "full", "checkpointing", "bf16", "qlora", "qwen3", "gemma3", "gpt_oss",
                               "granite", "starcoder2", "cohere"])
 def test_run_peak_matches_the_estimate(tmp_path, overrides, one_torch_thread):
-    from ftc.cli import main as ftc
-    from ftc.compiler.frontend import analyze
-    from ftc.compiler.memory.estimate import estimate
-    from ftc.compiler.memory.recipe import setup_from_plan
-    from ftc.runtime.train import RunOptions, execute, load_plan
-    from ftc.runtime.train.cli import quiet_libraries
-
-    quiet_libraries()
     other = overrides[0] if overrides and overrides[0] in OTHER_MODELS else None
     recipe = other_model_recipe(tmp_path, other) if other else RECIPE
-    overrides = () if other else overrides
-    sets = ("train.max_steps=2 steps", "train.warmup=1 steps", "checkpoint.every=100 steps",
-            f'output.runs_dir="{tmp_path / "runs"}"') + overrides
-    assert ftc(["compile", str(recipe), "-o", str(tmp_path / "build")]
-               + [arg for s in sets for arg in ("--set", s)]) == 0
-    plan = load_plan(tmp_path / "build")
-    callback = CountLiveTensors()
-    with open(os.devnull, "w") as quiet:
-        result = execute(plan, RunOptions(run_id="r", callbacks=(callback,)), out=quiet)
-    assert result.exit_code == 0
-    setup = setup_from_plan(analyze(recipe, sets).recipe, plan.raw).setup
+    setup, estimated, measured = run_and_estimate(tmp_path, recipe, () if other else overrides)
     assert setup.arch.model_type == (other or "llama")
-    estimated, measured = estimate(setup).tensor_peak_bytes, callback.counter.peak
     error = (estimated - measured) / measured
     assert -0.05 <= error <= 0.12, f"estimate {estimated:,} vs measured {measured:,} ({error:+.1%})"
 
@@ -118,6 +99,17 @@ def test_run_adapts_moe_experts_as_parameters(tmp_path, one_torch_thread):
     """`targets` naming a Mixtral layer's fused experts: the runtime hands them to peft as
     target_parameters (target_modules would not find them), training runs, and the estimate, with each
     layer's materialized `W + B·A`, holds against the measured peak."""
+    setup, estimated, measured = run_and_estimate(
+        tmp_path, other_model_recipe(tmp_path, "mixtral"),
+        ("method.targets=[q_proj, v_proj, gate_up_proj, down_proj]", "method.dropout=0", "model.dtype=bf16"))
+    assert setup.lora_targets == ("q_proj", "v_proj", "gate_up_proj", "down_proj")
+    error = (estimated - measured) / measured
+    assert -0.05 <= error <= 0.12, f"estimate {estimated:,} vs measured {measured:,} ({error:+.1%})"
+
+
+def run_and_estimate(tmp_path: Path, recipe: Path, overrides: tuple) -> tuple:
+    """Compile the recipe for two steps, run it with the live-tensor callback, and estimate the setup its
+    plan records: (setup, estimated live-tensor peak, measured peak)."""
     from ftc.cli import main as ftc
     from ftc.compiler.frontend import analyze
     from ftc.compiler.memory.estimate import estimate
@@ -126,10 +118,8 @@ def test_run_adapts_moe_experts_as_parameters(tmp_path, one_torch_thread):
     from ftc.runtime.train.cli import quiet_libraries
 
     quiet_libraries()
-    recipe = other_model_recipe(tmp_path, "mixtral")
     sets = ("train.max_steps=2 steps", "train.warmup=1 steps", "checkpoint.every=100 steps",
-            f'output.runs_dir="{tmp_path / "runs"}"', "method.targets=[q_proj, v_proj, gate_up_proj, down_proj]",
-            "method.dropout=0", "model.dtype=bf16")
+            f'output.runs_dir="{tmp_path / "runs"}"') + tuple(overrides)
     assert ftc(["compile", str(recipe), "-o", str(tmp_path / "build")]
                + [arg for s in sets for arg in ("--set", s)]) == 0
     plan = load_plan(tmp_path / "build")
@@ -138,7 +128,4 @@ def test_run_adapts_moe_experts_as_parameters(tmp_path, one_torch_thread):
         result = execute(plan, RunOptions(run_id="r", callbacks=(callback,)), out=quiet)
     assert result.exit_code == 0
     setup = setup_from_plan(analyze(recipe, sets).recipe, plan.raw).setup
-    assert setup.lora_targets == ("q_proj", "v_proj", "gate_up_proj", "down_proj")
-    estimated, measured = estimate(setup).tensor_peak_bytes, callback.counter.peak
-    error = (estimated - measured) / measured
-    assert -0.05 <= error <= 0.12, f"estimate {estimated:,} vs measured {measured:,} ({error:+.1%})"
+    return setup, estimate(setup).tensor_peak_bytes, callback.counter.peak
