@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ftc.compiler.diagnostics import DiagnosticSink, did_you_mean
 from ftc.compiler.memory import hardware
-from ftc.compiler.memory.activations import PARAMETER_TARGETS
+from ftc.compiler.memory.lora_activations import PARAMETER_TARGETS
 from ftc.compiler.memory.auto import resolve_auto, settled
 from ftc.compiler.memory.estimate import estimate
 from ftc.compiler.memory.fixes import suggest_fixes

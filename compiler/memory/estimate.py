@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ftc.compiler.memory.activations import (LOSS_BYTES_CHUNKED, TORCH_LAYER_NORMS, compute_bytes, eval_bytes,
-                                             layer_and_checkpoint_bytes, layer_fixed_bytes, loss_bytes_per_logit,
-                                             norm_bytes)
+from ftc.compiler.memory.activations import (LOSS_BYTES_CHUNKED, eval_bytes, layer_and_checkpoint_bytes,
+                                             layer_fixed_bytes, loss_bytes_per_logit, norm_bytes)
+from ftc.compiler.memory.layer_families import TORCH_LAYER_NORMS, compute_bytes
 from ftc.compiler.memory.optimizer import optimizer_state_bytes, step_transient_bytes
 from ftc.compiler.memory.setup import DTYPE_BYTES, MemorySetup
 from ftc.compiler.models.params import count

@@ -1,0 +1,157 @@
+"""What LoRA and QLoRA change in a decoder layer's saved bytes, per family: a frozen base keeps no
+input for weight gradients, adapters keep their own. tests/test_memory_activations.py holds each rule to
+autograd's saved tensors, on the CPU and under CUDA autocast's policy.
+"""
+
+from __future__ import annotations
+
+from ftc.compiler.memory.layer_families import (LAYER_NORMS, LLAMA_LIKE, compute_bytes, expert_bytes,
+                                                normalized_bytes)
+from ftc.compiler.memory.setup import MemorySetup
+from ftc.compiler.models.params import resolve_targets
+
+
+def lora_delta(s: MemorySetup, c: int, with_dropout: bool) -> int:
+    """A frozen base saves less (no weight gradients need the inputs); adapters save a little more."""
+    a = s.arch
+    names = set(resolve_targets(a, s.lora_targets)[0])
+    adapted = [m for m in a.layer_linears if m.name in names]
+    if a.model_type in LLAMA_LIKE and (not a.experts or a.model_type == "gpt_oss"):
+        return _lora_delta_llama(s, c, with_dropout, names, adapted)
+    if _moe_lora_under_autocast(s):
+        return _lora_delta_moe(s, c, with_dropout, names, adapted)
+    if _lora_under_autocast(s):
+        return _lora_delta_layer_norm_families(s, c, with_dropout, names, adapted)
+    delta = sum(c * (m.d_out + s.lora_rank) * m.count for m in adapted)  # adapter outputs
+    if with_dropout and s.lora_dropout > 0:
+        delta += sum(4 * m.d_in * m.count for m in adapted)  # dropout output and mask of each input
+    return delta
+
+
+def _lora_under_autocast(s: MemorySetup) -> bool:
+    """LoRA on GPT-2, OPT, Phi, Falcon or BLOOM under the Trainer's autocast (measured; QLoRA and fp32
+    training keep the generic upper bound)."""
+    return (s.method == "lora" or s.qlora_fp32_residual) and s.mixed_precision != "no" \
+        and s.arch.model_type in LINEAR_ONLY_INPUTS
+
+
+# Per token, what these families save only as the input of a linear, which a frozen base no longer keeps:
+# the norms' outputs; the attention output where it is a copy (Phi, BLOOM); the MLP activation's output
+# where its backward does not need it (GPT-2's and Phi's gelu_new, Falcon's and BLOOM's GELU; OPT's ReLU
+# keeps its output for itself). (c, attention's c, h, q, I) -> bytes.
+LINEAR_ONLY_INPUTS = {
+    "gpt2": lambda c, ac, h, q, inter: 2 * c * h + c * inter,
+    "opt": lambda c, ac, h, q, inter: 2 * c * h,
+    "phi": lambda c, ac, h, q, inter: c * h + c * q + c * inter,
+    "falcon": lambda c, ac, h, q, inter: c * h + c * inter,
+    "bloom": lambda c, ac, h, q, inter: 2 * c * h + ac * h + c * inter,
+}
+
+
+def _lora_delta_layer_norm_families(s: MemorySetup, c: int, with_dropout: bool, names: set, adapted: list) -> int:
+    """A frozen base keeps none of its linears' inputs; each adapter keeps its own 16-bit cast of its input
+    (peft casts it to the fp32 adapter's dtype, autocast back) and its rank-r intermediate; the adapters'
+    16-bit weight copies are per layer (`layer_fixed_bytes`). Measured against autograd on the CPU and
+    under CUDA's autocast policy (tests/test_memory_activations.py)."""
+    a = s.arch
+    cast = compute_bytes(s)  # (16 bit, also where QLoRA runs the layer in fp32)
+    delta = -LINEAR_ONLY_INPUTS[a.model_type](c, cast, a.hidden, a.q_dim, a.intermediate)
+    delta += sum(cast * (m.d_in + s.lora_rank) * m.count for m in adapted)
+    if a.model_type in ("phi", "falcon") and not names & {"q_proj", "k_proj", "query_key_value"}:
+        delta += c * a.head_dim  # RoPE's cos and sin then stay saved per layer
+    if with_dropout and s.lora_dropout > 0:  # each adapter's dropout: the fp32 mask of its fp32 input
+        delta += sum((cast + 2) * m.d_in * m.count for m in adapted)
+    return delta
+
+
+# What peft adapts as parameters (target_parameters), not modules: the router's weight and the fused experts
+PARAMETER_TARGETS = ("gate", "gate_up_proj", "down_proj")
+
+
+def _moe_lora_under_autocast(s: MemorySetup) -> bool:
+    """LoRA on Mixtral's or Qwen3-MoE's layout (router, fused experts) under autocast (measured)."""
+    a = s.arch
+    return s.method == "lora" and s.mixed_precision != "no" and bool(a.experts) and a.model_type != "gpt_oss"
+
+
+def _lora_delta_moe(s: MemorySetup, c: int, with_dropout: bool, names: set, adapted: list) -> int:
+    """A frozen base keeps neither the norms' outputs (the attention's and the router's input), nor the
+    norms' normalized inputs, nor each routed copy's gathered input and SwiGLU product (the experts'
+    inputs). Attention adapters keep their own 16-bit input cast and rank-r intermediate; peft adapts the
+    router and the experts as parameters, so a step materializes `W + B·A` and keeps what that weight's
+    gradient needs: the router's input, the gathered inputs (gate_up), the products (down). The
+    materialized weights themselves are per layer (`layer_fixed_bytes`). Measured against autograd on the
+    CPU (tests/test_memory_activations.py)."""
+    a = s.arch
+    h, inter, k = a.hidden, a.intermediate, max(1, a.experts_per_token)
+    delta = -a.hidden_norms * normalized_bytes(a, c) * h
+    if a.qk_norm:  # nor the frozen query/key norms
+        delta -= normalized_bytes(a, c) * (a.q_dim + a.kv_dim)
+    delta -= 2 * c * h + k * c * (h + inter)
+    attention = [m for m in adapted if m.name not in PARAMETER_TARGETS]
+    delta += sum(c * (m.d_in + s.lora_rank) * m.count for m in attention)
+    delta += (c * h if "gate" in names else 0) + (k * c * h if "gate_up_proj" in names else 0) \
+        + (k * c * inter if "down_proj" in names else 0)
+    if not names & {"q_proj", "k_proj"}:
+        delta += c * a.head_dim  # RoPE's cos and sin then stay saved per layer
+    if with_dropout and s.lora_dropout > 0:  # each attention adapter's dropout output and mask
+        delta += sum((c + 2) * m.d_in * m.count for m in attention)
+    return delta
+
+
+def _lora_delta_llama(s: MemorySetup, c: int, with_dropout: bool, names: set, adapted: list) -> int:
+    """Measured against autograd on Llama (tests/test_memory_activations.py). A frozen base keeps no
+    input for weight gradients and frozen norms no normalized input. Without autocast an adapter keeps
+    its rank-r intermediate and a linear input stays saved while some adapter reads it. Under autocast
+    (16-bit base, fp32 adapters) peft casts each adapter's input to fp32 and autocast back to 16 bit, so
+    every adapter keeps its own 16-bit copy of its input, and 10 B per rank."""
+    a = s.arch
+    autocast = s.mixed_precision != "no"
+    delta = -a.hidden_norms * normalized_bytes(a, c) * a.hidden if a.model_type not in LAYER_NORMS else 0
+    if a.qk_norm:  # nor the frozen query/key norms
+        delta -= normalized_bytes(a, c) * (a.q_dim + a.kv_dim)
+    attention_in = bool(names & {"q_proj", "k_proj", "v_proj", "qkv_proj"})
+    mlp_in = bool(names & {"gate_proj", "up_proj", "gate_up_proj", "c_fc"})
+    if a.model_type == "gpt_oss":  # frozen experts keep neither their gathered input nor the down input;
+        k = max(1, a.experts_per_token)  # eager attention's output is o_proj's input alone; and no dense MLP
+        delta -= k * expert_bytes(s, c) * (a.hidden + a.intermediate) - c * a.intermediate  # input to drop
+        delta -= c * a.q_dim  # (an adapted o_proj keeps its own copy, counted with the adapters)
+    parallel = a.model_type == "cohere"  # attention and MLP read one norm's output
+    if autocast:
+        delta += sum((c * m.d_in + 10 * s.lora_rank) * m.count for m in adapted)
+        # the shared inputs, now copied per adapter
+        delta -= (1 if parallel else 2) * c * a.hidden + c * a.intermediate
+    elif parallel:
+        delta += sum(c * s.lora_rank * m.count for m in adapted)
+        delta -= 0 if attention_in or mlp_in else c * a.hidden
+    else:
+        delta += sum(c * s.lora_rank * m.count for m in adapted)
+        delta -= (0 if attention_in else c * a.hidden) + (0 if mlp_in else c * a.hidden)
+        delta -= 0 if names & {"down_proj", "c_proj"} else c * a.intermediate
+    if not names & {"q_proj", "k_proj", "qkv_proj"}:
+        delta += c * a.head_dim  # RoPE's cos and sin then stay saved per layer
+    if a.model_type == "stablelm":  # the query copy its partial rotary keeps for full fine-tuning is not kept
+        delta -= c * a.q_dim
+    if with_dropout and s.lora_dropout > 0:
+        delta += sum((c + 2) * m.d_in * m.count for m in adapted)  # each adapter's dropout output and mask
+    return delta
+
+
+def lora_fixed_bytes(s: MemorySetup) -> int:
+    """Bytes per layer LoRA keeps whatever the tokens, where it is modeled per family: under autocast the
+    16-bit copies of the fp32 adapters' weights (cached, one per layer; the Llama-style formula counts
+    them per token), and a parameter target's materialized `W + B·A`."""
+    a = s.arch
+    total = 0
+    moe_qlora = s.method == "qlora" and s.mixed_precision != "no" and a.experts and a.model_type != "gpt_oss"
+    if _lora_under_autocast(s) or _moe_lora_under_autocast(s) or moe_qlora:
+        names = set(resolve_targets(a, s.lora_targets)[0])
+        c = compute_bytes(s)
+        doubled = s.lora_targets in ("all_linear", "all-linear")  # (all-linear's fused gate+up rank, measured)
+        # `W + B·A` in the weight's dtype: fp32 for QLoRA's unquantized experts after k-bit preparation
+        materialized = 4 if s.qlora_fp32_residual else c
+        for m in a.layer_linears:
+            if m.name in names:  # 16-bit copies of the adapter's weights; a parameter target's `W + B·A`
+                total += c * m.count * (m.d_in + m.d_out) * s.lora_rank * (m.lora_rank_factor if doubled else 1)
+                total += materialized * m.weight_params if a.experts and m.name in PARAMETER_TARGETS else 0
+    return total
