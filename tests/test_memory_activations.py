@@ -279,6 +279,25 @@ MOE_LORA = [(("q_proj", "v_proj"), 0.0), (("q_proj", "v_proj"), 0.05), (("o_proj
             (("gate_up_proj",), 0.0), (("down_proj",), 0.0), ("all_linear", 0.0)]
 
 
+@pytest.mark.parametrize("model_type, targets", LAYER_NORM_LORA, ids=[f"{t}-{x}" for t, x in LAYER_NORM_LORA])
+@pytest.mark.parametrize("dropout", (0.0, 0.1))
+def test_fp32_lora_in_the_layer_norm_families_without_autocast(model_type, targets, dropout):
+    """An fp32 model trains without autocast: an input stays kept while an adapter reads it, unless the
+    adapters read their dropout's output instead (the dropout's mask and output are then kept)."""
+    shape, seq = SHAPES[0], 64
+    attention = "eager" if model_type == "bloom" else "sdpa"
+    setup = MemorySetup(from_config(_config(model_type, shape, 2)), method="lora", lora_rank=8, lora_dropout=dropout,
+                        seq_len=seq, padded_batches=False, dtype="fp32", mixed_precision="no", attention=attention,
+                        lora_targets="all_linear" if targets == "all-linear" else tuple(targets))
+    real = measured_per_token(model_type, shape, seq, dtype=torch.float32, autocast=False, attention=attention,
+                              lora=dict(r=8, target_modules=targets, lora_dropout=dropout))
+    got = layer_bytes_per_token(setup) + layer_fixed_bytes(setup) / (2 * seq)
+    if model_type == "falcon":
+        assert real <= got <= 1.1 * real
+    else:
+        assert got == pytest.approx(real, rel=0.01)
+
+
 @pytest.mark.parametrize("model_type", ("mixtral", "qwen3_moe"))
 @pytest.mark.parametrize("targets, dropout", MOE_LORA, ids=[f"{t}-{p}" for t, p in MOE_LORA])
 def test_moe_lora_per_token_and_per_layer(model_type, targets, dropout):

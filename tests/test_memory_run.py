@@ -58,6 +58,11 @@ OTHER_MODELS = {  # the tiny model's sizes in other families, random init, with 
     "starcoder2": dict(TEXT, residual_dropout=0.1),
     # Cohere: one fp32 LayerNorm feeding attention and MLP in parallel, per-head query/key norms, scaled logits
     "cohere": dict(TEXT, use_qk_norm=True, logit_scale=0.0625),
+    # GPT-2 and Phi: LayerNorms and gelu_new; the shipped fp32 LoRA trains them without autocast (GPT-2's
+    # attention dropout off: on CPU SDPA's math path would keep the s² mask the GPU kernels do not)
+    "gpt2": dict(n_embd=128, n_layer=4, n_head=4, vocab_size=748, n_positions=512, pad_token_id=0, bos_token_id=1,
+                 eos_token_id=2, attn_pdrop=0.0),
+    "phi": dict(TEXT, num_key_value_heads=4),
     # Mixtral: a router and fused experts, which peft adapts as parameters
     "mixtral": dict(TEXT, num_local_experts=4, num_experts_per_tok=2, tie_word_embeddings=False),
 }
@@ -83,9 +88,10 @@ def other_model_recipe(tmp_path: Path, model_type: str) -> Path:
 
 @pytest.mark.parametrize("overrides", [(), ("method=full",), ("train.gradient_checkpointing=true",),
                                        ("model.dtype=bf16",), ("method=qlora", "method.quant=nf4"), ("qwen3",),
-                                       ("gemma3",), ("gpt_oss",), ("granite",), ("starcoder2",), ("cohere",)],
+                                       ("gemma3",), ("gpt_oss",), ("granite",), ("starcoder2",), ("cohere",),
+                                       ("gpt2",), ("phi",)],
                          ids=["as-shipped", "full", "checkpointing", "bf16", "qlora", "qwen3", "gemma3", "gpt_oss",
-                              "granite", "starcoder2", "cohere"])
+                              "granite", "starcoder2", "cohere", "gpt2", "phi"])
 def test_run_peak_matches_the_estimate(tmp_path, overrides, one_torch_thread):
     other = overrides[0] if overrides and overrides[0] in OTHER_MODELS else None
     recipe = other_model_recipe(tmp_path, other) if other else RECIPE

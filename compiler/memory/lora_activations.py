@@ -20,7 +20,7 @@ def lora_delta(s: MemorySetup, c: int, with_dropout: bool) -> int:
         return _lora_delta_llama(s, c, with_dropout, names, adapted)
     if _moe_lora_under_autocast(s):
         return _lora_delta_moe(s, c, with_dropout, names, adapted)
-    if _lora_under_autocast(s):
+    if _lora_in_layer_norm_family(s):
         return _lora_delta_layer_norm_families(s, c, with_dropout, names, adapted)
     delta = sum(c * (m.d_out + s.lora_rank) * m.count for m in adapted)  # adapter outputs
     if with_dropout and s.lora_dropout > 0:
@@ -28,39 +28,50 @@ def lora_delta(s: MemorySetup, c: int, with_dropout: bool) -> int:
     return delta
 
 
-def _lora_under_autocast(s: MemorySetup) -> bool:
-    """LoRA on GPT-2, OPT, Phi, Falcon or BLOOM under the Trainer's autocast (measured; QLoRA and fp32
-    training keep the generic upper bound)."""
-    return (s.method == "lora" or s.qlora_fp32_residual) and s.mixed_precision != "no" \
-        and s.arch.model_type in LINEAR_ONLY_INPUTS
+def _lora_in_layer_norm_family(s: MemorySetup) -> bool:
+    """LoRA or QLoRA on GPT-2, OPT, Phi, Falcon or BLOOM (measured, with and without autocast)."""
+    return (s.method == "lora" or s.qlora_fp32_residual) and s.arch.model_type in LINEAR_ONLY_INPUTS
 
 
-# Per token, what these families save only as the input of a linear, which a frozen base no longer keeps:
-# the norms' outputs; the attention output where it is a copy (Phi, BLOOM); the MLP activation's output
-# where its backward does not need it (GPT-2's and Phi's gelu_new, Falcon's and BLOOM's GELU; OPT's ReLU
-# keeps its output for itself). (c, attention's c, h, q, I) -> bytes.
+# Per token, what these families save only as the input of a linear, and the linears that read it: the
+# norms' outputs; the attention output where it is a copy (Phi, BLOOM); the MLP activation's output where
+# its backward does not need it (GPT-2's and Phi's gelu_new, Falcon's and BLOOM's GELU; OPT's ReLU keeps
+# its output for itself). A frozen base no longer keeps them. (c, attention's c, h, q, I) -> bytes.
 LINEAR_ONLY_INPUTS = {
-    "gpt2": lambda c, ac, h, q, inter: 2 * c * h + c * inter,
-    "opt": lambda c, ac, h, q, inter: 2 * c * h,
-    "phi": lambda c, ac, h, q, inter: c * h + c * q + c * inter,
-    "falcon": lambda c, ac, h, q, inter: c * h + c * inter,
-    "bloom": lambda c, ac, h, q, inter: 2 * c * h + ac * h + c * inter,
+    "gpt2": ((("c_attn",), lambda c, ac, h, q, inter: c * h), (("c_fc",), lambda c, ac, h, q, inter: c * h),
+             (("c_proj",), lambda c, ac, h, q, inter: c * inter)),
+    "opt": ((("q_proj", "k_proj", "v_proj"), lambda c, ac, h, q, inter: c * h),
+            (("fc1",), lambda c, ac, h, q, inter: c * h)),
+    "phi": ((("q_proj", "k_proj", "v_proj", "fc1"), lambda c, ac, h, q, inter: c * h),
+            (("dense",), lambda c, ac, h, q, inter: c * q), (("fc2",), lambda c, ac, h, q, inter: c * inter)),
+    "falcon": ((("query_key_value", "dense_h_to_4h"), lambda c, ac, h, q, inter: c * h),
+               (("dense_4h_to_h",), lambda c, ac, h, q, inter: c * inter)),
+    "bloom": ((("query_key_value",), lambda c, ac, h, q, inter: c * h), (("dense",), lambda c, ac, h, q, inter: ac * h),
+              (("dense_h_to_4h",), lambda c, ac, h, q, inter: c * h),
+              (("dense_4h_to_h",), lambda c, ac, h, q, inter: c * inter)),
 }
 
 
 def _lora_delta_layer_norm_families(s: MemorySetup, c: int, with_dropout: bool, names: set, adapted: list) -> int:
-    """A frozen base keeps none of its linears' inputs; each adapter keeps its own 16-bit cast of its input
-    (peft casts it to the fp32 adapter's dtype, autocast back) and its rank-r intermediate; the adapters'
-    16-bit weight copies are per layer (`layer_fixed_bytes`). Measured against autograd on the CPU and
-    under CUDA's autocast policy (tests/test_memory_activations.py)."""
+    """A frozen base keeps none of its linears' inputs. Under autocast each adapter keeps its own 16-bit
+    cast of its input (peft casts it to the fp32 adapter's dtype, autocast back) and its rank-r
+    intermediate, and the adapters' 16-bit weight copies are per layer (`lora_fixed_bytes`); without
+    autocast (an fp32 model) an input stays kept while an adapter reads it, and each adapter adds its
+    rank-r intermediate. Measured against autograd on the CPU and under CUDA's autocast policy
+    (tests/test_memory_activations.py)."""
     a = s.arch
-    cast = compute_bytes(s)  # (16 bit, also where QLoRA runs the layer in fp32)
-    delta = -LINEAR_ONLY_INPUTS[a.model_type](c, cast, a.hidden, a.q_dim, a.intermediate)
-    delta += sum(cast * (m.d_in + s.lora_rank) * m.count for m in adapted)
+    autocast = s.mixed_precision != "no"
+    dropout = with_dropout and s.lora_dropout > 0  # (adapters then read their dropout's output, not the input)
+    cast = compute_bytes(s)  # (16 bit under autocast, also where QLoRA runs the layer in fp32)
+    delta = 0
+    for readers, size in LINEAR_ONLY_INPUTS[a.model_type]:
+        if autocast or dropout or not names & set(readers):
+            delta -= size(c, cast, a.hidden, a.q_dim, a.intermediate)
+    delta += sum(cast * ((m.d_in if autocast else 0) + s.lora_rank) * m.count for m in adapted)
     if a.model_type in ("phi", "falcon") and not names & {"q_proj", "k_proj", "query_key_value"}:
         delta += c * a.head_dim  # RoPE's cos and sin then stay saved per layer
-    if with_dropout and s.lora_dropout > 0:  # each adapter's dropout: the fp32 mask of its fp32 input
-        delta += sum((cast + 2) * m.d_in * m.count for m in adapted)
+    if dropout:  # each adapter's dropout mask, fp32 (of its fp32 input cast); without autocast its output too
+        delta += sum(((cast + 2) if autocast else 2 * cast) * m.d_in * m.count for m in adapted)
     return delta
 
 
@@ -144,7 +155,7 @@ def lora_fixed_bytes(s: MemorySetup) -> int:
     a = s.arch
     total = 0
     moe_qlora = s.method == "qlora" and s.mixed_precision != "no" and a.experts and a.model_type != "gpt_oss"
-    if _lora_under_autocast(s) or _moe_lora_under_autocast(s) or moe_qlora:
+    if _lora_in_layer_norm_family(s) and s.mixed_precision != "no" or _moe_lora_under_autocast(s) or moe_qlora:
         names = set(resolve_targets(a, s.lora_targets)[0])
         c = compute_bytes(s)
         doubled = s.lora_targets in ("all_linear", "all-linear")  # (all-linear's fused gate+up rank, measured)
