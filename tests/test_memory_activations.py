@@ -247,7 +247,8 @@ def test_lora_layer_activations(targets, dropout, model_type):
         assert layer_bytes_per_token(cuda) + layer_fixed_bytes(cuda) / (2 * seq) == pytest.approx(real, rel=0.02)
 
 
-LAYER_NORM_LORA_TARGETS = {"gpt2": (["c_attn"], ["c_fc"], "all-linear"), "opt": (["q_proj", "v_proj"], ["fc2"], "all-linear"),
+LAYER_NORM_LORA_TARGETS = {"gpt2": (["c_attn"], ["c_fc"], "all-linear"),
+                           "opt": (["q_proj", "v_proj"], ["fc2"], "all-linear"),
                            "phi": (["q_proj", "v_proj"], ["dense"], "all-linear"),
                            "bloom": (["query_key_value"], ["dense_4h_to_h"], "all-linear"),
                            "falcon": (["query_key_value"], "all-linear")}

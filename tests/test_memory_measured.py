@@ -94,8 +94,8 @@ LAYER_NORM_CASES = {
 @pytest.mark.parametrize("case", list(LAYER_NORM_CASES))
 def test_layer_norm_families_on_the_cpu_and_under_cuda_autocast(case, device, one_torch_thread):
     """The whole training step of a LayerNorm family (full, and LoRA on Phi): what the estimate says for a
-    GPU (fp32 LayerNorm, gelu_new) and for the CPU, against the peak each really has. (Not with checkpointing: its recompute
-    runs inside backward, where the policy's function mode is not active.)"""
+    GPU (fp32 LayerNorm, gelu_new) and for the CPU, against the peak each really has. (Not with
+    checkpointing: its recompute runs inside backward, where the policy's function mode is not active.)"""
     from cuda_autocast import cuda_fp32_policy
 
     config, fields = LAYER_NORM_CASES[case]

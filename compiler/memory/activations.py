@@ -125,8 +125,8 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
     a = s.arch
     c = ac = compute_bytes(s)  # ac: attention's tensors, which autocast's matmuls and SDPA make 16-bit
     if s.qlora_fp32_residual and a.model_type in LINEAR_ONLY_INPUTS:
-        # QLoRA's fp32 residual runs these layers in fp32 (4-bit linears return their input's dtype); the
-        # 16-bit copies autocast makes for SDPA and the adapters are counted at 4 B too: an upper bound
+        # QLoRA's fp32 residual runs these layers in fp32 (4-bit linears return their input's dtype);
+        # attention's tensors stay the 16-bit copies autocast makes for SDPA and the matmuls (ac)
         c = 4
     h, q, kv, inter, heads = a.hidden, a.q_dim, a.kv_dim, a.intermediate, a.heads
     eager = runs_eager(s)
@@ -148,9 +148,10 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
         total += c * (q + kv) if not eager else -c * q
     if eager and t not in LLAMA_LIKE:  # (the scores come from an autocast matmul)
         total += eager_score_bytes(s, ac) * heads * s.seq_len
-        if t != "bloom":  # (BLOOM's formula is eager's already) no SDPA log-sum-exp; Phi keeps no SDPA
-            total -= 4 * heads + (c * q if t == "phi" else 0)  # output either, and repeats K and V to every
-            total += 2 * c * (q - kv) if t == "phi" else 0  # head
+        if t == "phi":  # no SDPA output nor log-sum-exp; K and V repeated to every head
+            total += 2 * c * (q - kv) - c * q - 4 * heads
+        elif t != "bloom":  # no SDPA log-sum-exp (BLOOM's formula is eager's already)
+            total -= 4 * heads
     if s.cuda_fp32_ops:
         total += _cuda_fp32_terms(s, c)
     masked = sdpa_masked_layers(s)

@@ -12,7 +12,9 @@ from ftc.compiler.models.params import resolve_targets
 
 
 def lora_delta(s: MemorySetup, c: int, with_dropout: bool) -> int:
-    """A frozen base saves less (no weight gradients need the inputs); adapters save a little more."""
+    """A frozen base saves less (no weight gradients need the inputs); adapters save a little more. Each
+    family's rule is measured; what none covers (QLoRA or fp32 training on the MoE layout) keeps a generic
+    upper bound: the full layer plus every adapter's output."""
     a = s.arch
     names = set(resolve_targets(a, s.lora_targets)[0])
     adapted = [m for m in a.layer_linears if m.name in names]
@@ -34,22 +36,21 @@ def _lora_in_layer_norm_family(s: MemorySetup) -> bool:
 
 
 # Per token, what these families save only as the input of a linear, and the linears that read it: the
-# norms' outputs; the attention output where it is a copy (Phi, BLOOM); the MLP activation's output where
-# its backward does not need it (GPT-2's and Phi's gelu_new, Falcon's and BLOOM's GELU; OPT's ReLU keeps
-# its output for itself). A frozen base no longer keeps them. (c, attention's c, h, q, I) -> bytes.
+# norms' outputs (h); the attention output where it is a copy (Phi: q, BLOOM: attention's h); the MLP
+# activation's output where its backward does not need it (I: GPT-2's and Phi's gelu_new, Falcon's and
+# BLOOM's GELU; OPT's ReLU keeps its output for itself). A frozen base no longer keeps them.
 LINEAR_ONLY_INPUTS = {
-    "gpt2": ((("c_attn",), lambda c, ac, h, q, inter: c * h), (("c_fc",), lambda c, ac, h, q, inter: c * h),
-             (("c_proj",), lambda c, ac, h, q, inter: c * inter)),
-    "opt": ((("q_proj", "k_proj", "v_proj"), lambda c, ac, h, q, inter: c * h),
-            (("fc1",), lambda c, ac, h, q, inter: c * h)),
-    "phi": ((("q_proj", "k_proj", "v_proj", "fc1"), lambda c, ac, h, q, inter: c * h),
-            (("dense",), lambda c, ac, h, q, inter: c * q), (("fc2",), lambda c, ac, h, q, inter: c * inter)),
-    "falcon": ((("query_key_value", "dense_h_to_4h"), lambda c, ac, h, q, inter: c * h),
-               (("dense_4h_to_h",), lambda c, ac, h, q, inter: c * inter)),
-    "bloom": ((("query_key_value",), lambda c, ac, h, q, inter: c * h), (("dense",), lambda c, ac, h, q, inter: ac * h),
-              (("dense_h_to_4h",), lambda c, ac, h, q, inter: c * h),
-              (("dense_4h_to_h",), lambda c, ac, h, q, inter: c * inter)),
+    "gpt2": ((("c_attn",), "h"), (("c_fc",), "h"), (("c_proj",), "I")),
+    "opt": ((("q_proj", "k_proj", "v_proj"), "h"), (("fc1",), "h")),
+    "phi": ((("q_proj", "k_proj", "v_proj", "fc1"), "h"), (("dense",), "q"), (("fc2",), "I")),
+    "falcon": ((("query_key_value", "dense_h_to_4h"), "h"), (("dense_4h_to_h",), "I")),
+    "bloom": ((("query_key_value",), "h"), (("dense",), "attention h"), (("dense_h_to_4h",), "h"),
+              (("dense_4h_to_h",), "I")),
 }
+
+
+def _linear_only_input_bytes(a, size: str, c: int, attention_c: int) -> int:
+    return {"h": c * a.hidden, "q": c * a.q_dim, "I": c * a.intermediate, "attention h": attention_c * a.hidden}[size]
 
 
 def _lora_delta_layer_norm_families(s: MemorySetup, c: int, with_dropout: bool, names: set, adapted: list) -> int:
@@ -66,7 +67,7 @@ def _lora_delta_layer_norm_families(s: MemorySetup, c: int, with_dropout: bool, 
     delta = 0
     for readers, size in LINEAR_ONLY_INPUTS[a.model_type]:
         if autocast or dropout or not names & set(readers):
-            delta -= size(c, cast, a.hidden, a.q_dim, a.intermediate)
+            delta -= _linear_only_input_bytes(a, size, c, cast)
     delta += sum(cast * ((m.d_in if autocast else 0) + s.lora_rank) * m.count for m in adapted)
     if a.model_type in ("phi", "falcon") and not names & {"q_proj", "k_proj", "query_key_value"}:
         delta += c * a.head_dim  # RoPE's cos and sin then stay saved per layer
@@ -91,7 +92,7 @@ def _lora_delta_moe(s: MemorySetup, c: int, with_dropout: bool, names: set, adap
     inputs). Attention adapters keep their own 16-bit input cast and rank-r intermediate; peft adapts the
     router and the experts as parameters, so a step materializes `W + B·A` and keeps what that weight's
     gradient needs: the router's input, the gathered inputs (gate_up), the products (down). The
-    materialized weights themselves are per layer (`layer_fixed_bytes`). Measured against autograd on the
+    materialized weights themselves are per layer (`lora_fixed_bytes`). Measured against autograd on the
     CPU (tests/test_memory_activations.py)."""
     a = s.arch
     h, inter, k = a.hidden, a.intermediate, max(1, a.experts_per_token)
@@ -154,8 +155,9 @@ def lora_fixed_bytes(s: MemorySetup) -> int:
     them per token), and a parameter target's materialized `W + B·A`."""
     a = s.arch
     total = 0
-    moe_qlora = s.method == "qlora" and s.mixed_precision != "no" and a.experts and a.model_type != "gpt_oss"
-    if _lora_in_layer_norm_family(s) and s.mixed_precision != "no" or _moe_lora_under_autocast(s) or moe_qlora:
+    autocast = s.mixed_precision != "no"
+    moe = bool(a.experts) and a.model_type != "gpt_oss" and s.method in ("lora", "qlora")
+    if autocast and (_lora_in_layer_norm_family(s) or moe):
         names = set(resolve_targets(a, s.lora_targets)[0])
         c = compute_bytes(s)
         doubled = s.lora_targets in ("all_linear", "all-linear")  # (all-linear's fused gate+up rank, measured)
