@@ -206,6 +206,65 @@ def test_lora_dropout_on_moe_router_or_experts_is_refused(tmp_path, body, where)
     assert ("(the default)" in error.message) == (where == "method.targets")
 
 
+def test_packing_separation_per_family_is_what_transformers_does():
+    """PACKING_NOT_SEPARATED against transformers: a packed row (position_ids restarting at the second
+    example, no attention mask, as ftc's packed collator sends it) gives the second example the logits it
+    has alone exactly where the family separates packed examples."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from ftc.compiler.memory.compat import PACKING_NOT_SEPARATED
+    from ftc.compiler.models.arch import SUPPORTED_TYPES
+
+    shapes = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
+                  num_hidden_layers=1, vocab_size=128)
+    special = {"gpt2": dict(n_embd=64, n_head=4, n_layer=1, vocab_size=128),
+               "bloom": dict(hidden_size=64, n_head=4, n_layer=1, vocab_size=128),
+               "opt": dict(hidden_size=64, ffn_dim=128, num_attention_heads=4, num_hidden_layers=1, vocab_size=128,
+                           word_embed_proj_dim=64),
+               "falcon": dict(hidden_size=64, num_attention_heads=4, num_hidden_layers=1, vocab_size=128,
+                              alibi=False),
+               "qwen3_moe": dict(shapes, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=128),
+               "gpt_oss": dict(shapes, num_local_experts=4, num_experts_per_tok=2, head_dim=16),
+               "mixtral": dict(shapes, num_local_experts=4, num_experts_per_tok=2)}
+    torch.manual_seed(0)
+    first, second = torch.randint(0, 128, (1, 6)), torch.randint(0, 128, (1, 7))
+    positions = torch.cat([torch.arange(6), torch.arange(7)]).unsqueeze(0)
+    separated = {}
+    for model_type in SUPPORTED_TYPES:
+        if model_type == "gemma3":  # (the multimodal wrapper; its text model is gemma3_text)
+            continue
+        config = transformers.AutoConfig.for_model(model_type, **special.get(model_type, shapes))
+        for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            if isinstance(getattr(config, key, None), int) and getattr(config, key) >= 128:
+                setattr(config, key, None)
+        attention = "eager" if model_type in ("gemma2", "bloom", "gpt_oss") else "sdpa"
+        model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32,
+                                                              attn_implementation=attention).eval()
+        with torch.no_grad():
+            packed = model(input_ids=torch.cat([first, second], 1), position_ids=positions, use_cache=False)
+            alone = model(input_ids=second, use_cache=False)
+        separated[model_type] = torch.allclose(packed.logits[0, 6:], alone.logits[0], atol=1e-4)
+    assert sorted(t for t, ok in separated.items() if not ok) == sorted(PACKING_NOT_SEPARATED)
+
+
+@pytest.mark.parametrize("model, attention, refused", [
+    ("facebook/opt-1.3b", None, True), ("bigscience/bloom-7b1", "eager", True),
+    ("facebook/opt-1.3b", "flash_attention_2", False), ("meta-llama/Llama-2-7b-hf", None, False)])
+def test_packing_on_a_model_that_does_not_separate_examples_is_refused(tmp_path, model, attention, refused):
+    path = write(tmp_path, micro="1", gc="true", length=1024, hardware="")
+    text = path.read_text().replace("meta-llama/Llama-2-7b-hf", model).replace("  max_length = 1024",
+                                                                                 "  max_length = 1024\n  packing = true")
+    if attention:
+        text = text.replace("{ dtype = bf16 }", f"{{\n  dtype = bf16\n  attention = {attention}\n}}")
+    path.write_text(text)
+    found = [d for d in analyze(path).diagnostics if d.code == "E0717"]
+    assert bool(found) == refused
+    if refused:
+        (error,) = found
+        line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if t.strip().startswith("packing"))
+        assert error.span.line == line and error.help == "set `packing = false` (batches are padded to their longest row)"
+
+
 def test_bitsandbytes_leaves_falcon_unquantized_and_converts_the_other_families(tmp_path):
     """What E0715 and the catalog's `quantizable` rest on, from the libraries themselves."""
     torch = pytest.importorskip("torch")

@@ -1,27 +1,23 @@
 """The budget pass of `ftc check`: does the recipe fit its GPUs (and host RAM when offloading)?
 
-Codes: W0701 unknown model (memory not checked), E0702 unknown GPU name, W0703 no memory
-budget, E0704 LoRA target not in the model, E0705 over the GPU budget, E0706 over the host RAM,
-W0707 max_length beyond the model's positions, E0710 beyond its learned position embeddings, E0708 sdpa
-asked of a model without it, W0709 QLoRA leaving most of the weights unquantized (fused MoE experts),
-E0711 bf16 on a GPU without it, W0712 a sweep whose largest draws do not fit,
-W0713 `memory_per_gpu` above what the named GPU has, E0714 a local model folder that is missing or has no
-readable config.json, E0715 QLoRA quantizing nothing, E0716 LoRA dropout on a MoE router or experts.
+Codes: W0701 unknown model (memory not checked), E0702 unknown GPU name, W0703 no memory budget, E0705
+over the GPU budget, E0706 over the host RAM, E0711 bf16 on a GPU without it, W0712 a sweep whose largest
+draws do not fit, W0713 `memory_per_gpu` above what the named GPU has, E0714 a local model folder that is
+missing or has no readable config.json. What the recipe asks of its model that the libraries cannot do
+(E0704, W0707, E0708, W0709, E0710, E0715, E0716, E0717) is compat.py's.
 """
 
 from __future__ import annotations
 
 from ftc.compiler.diagnostics import DiagnosticSink, did_you_mean
 from ftc.compiler.memory import hardware
-from ftc.compiler.memory.lora_activations import PARAMETER_TARGETS
 from ftc.compiler.memory.auto import resolve_auto, settled
+from ftc.compiler.memory.compat import check_model_fit
 from ftc.compiler.memory.estimate import estimate
 from ftc.compiler.memory.fixes import suggest_fixes
 from ftc.compiler.memory.recipe import setup_from_recipe
 from ftc.compiler.memory.report import breakdown_notes
 from ftc.compiler.memory.units import gib
-from ftc.compiler.models.layout import NO_SDPA
-from ftc.compiler.models.params import count, resolve_targets
 from ftc.compiler.models.resolve import is_local_model
 from ftc.compiler.units import Amount
 
@@ -36,10 +32,7 @@ def check_budget(recipe, sink: DiagnosticSink) -> None:
         _unknown_model(recipe, sink, rm.model_error)
         return
     setup = rm.setup
-    _check_targets(recipe, sink, setup)
-    _check_positions(recipe, sink, setup)
-    _check_attention(recipe, sink, setup)
-    _check_unquantized(recipe, sink, setup)
+    check_model_fit(recipe, sink, setup)
     if not gpu_run:
         return
     if rm.budget_source == "unknown-gpu":
@@ -121,92 +114,6 @@ def _unknown_gpu(recipe, sink) -> None:
         help_text = (f"did you mean `{guess}`? " if guess else "") + \
             "or give the memory itself: `memory_per_gpu = 24 GiB` (`ftc catalog gpus` lists the names)"
     sink.error("E0702", f"unknown GPU `{name}`", span, label="not in the GPU catalog", help=help_text)
-
-
-def _check_targets(recipe, sink, setup) -> None:
-    if setup.method == "full":
-        return
-    _, unknown = resolve_targets(setup.arch, setup.lora_targets)
-    if unknown:
-        names = ", ".join(f"`{n}`" for n in setup.arch.linear_names)
-        sink.error("E0704", f"LoRA target{'s' if len(unknown) > 1 else ''} "
-                   f"{', '.join(f'`{u}`' for u in unknown)} not in {setup.arch.a_model}",
-                   recipe.span("method.targets"), label="no such module",
-                   help=f"the {setup.arch.model_type} linear modules are {names}, or `all_linear`")
-        return
-    _check_parameter_target_dropout(recipe, sink, setup)
-
-
-def _check_parameter_target_dropout(recipe, sink, setup) -> None:
-    """peft adapts a MoE layer's router and fused experts as parameters (target_parameters), and its
-    ParamWrapper refuses a LoRA dropout: get_peft_model would fail after the model has loaded."""
-    arch = setup.arch
-    if not arch.experts or setup.lora_dropout <= 0:
-        return
-    names = set(resolve_targets(arch, setup.lora_targets)[0])
-    wrapped = [m.name for m in arch.layer_linears if m.name in names and m.name in PARAMETER_TARGETS]
-    if not wrapped:
-        return
-    written = recipe.is_set("method.dropout")
-    span = recipe.span("method.dropout") if written else recipe.span("method.targets") or recipe.span("method")
-    sink.error("E0716", f"LoRA dropout {setup.lora_dropout:g}{'' if written else ' (the default)'} with the "
-               f"router or experts of {arch.a_model} as targets", span,
-               label="peft adapts them as parameters, which take no dropout",
-               notes=(f"{', '.join(f'`{n}`' for n in wrapped)} are not modules but parameters of the layer; "
-                      "peft's ParamWrapper raises for lora_dropout != 0",),
-               help="set `dropout = 0` in `method`, or target the attention projections only "
-                    f"(`targets = [{', '.join(arch.attention_targets)}]`)")
-
-
-def _check_attention(recipe, sink, setup) -> None:
-    if setup.attention == "sdpa" and setup.arch.model_type in NO_SDPA:
-        span = recipe.span("model.attention") or recipe.block_span("model")
-        sink.error("E0708", f"transformers has no sdpa attention for {setup.arch.model_type} models",
-                   span, label="loading would fail", help="set `attention = eager` (or `flash_attention_2`) in `model`")
-
-
-def _check_positions(recipe, sink, setup) -> None:
-    limit = setup.arch.max_positions
-    length = recipe.value("data.max_length")
-    if not (isinstance(limit, int) and isinstance(length, int) and length > limit):
-        return
-    if setup.arch.learned_positions:
-        sink.error("E0710", f"`max_length = {length}` is longer than the {limit} learned position embeddings "
-                   f"of {setup.arch.a_model}", recipe.span("data.max_length"),
-                   label=f"positions past {limit} have no embedding: the first longer batch fails",
-                   help=f"use `max_length = {limit}` or less")
-    else:
-        sink.warning("W0707", f"`max_length = {length}` is longer than the model's {limit} positions",
-                     recipe.span("data.max_length"), label=f"the model was trained on at most {limit} tokens",
-                     help=f"use `max_length = {limit}` or less")
-
-
-def _check_unquantized(recipe, sink, setup) -> None:
-    """bitsandbytes quantizes nn.Linear layers only; transformers stores MoE experts as fused 3-D tensors,
-    which QLoRA then keeps, cast to fp32 by peft's k-bit preparation: larger than LoRA's bf16 copy.
-    Falcon's layers are an nn.Linear subclass the integration skips: QLoRA would quantize nothing."""
-    if setup.method != "qlora":
-        return
-    arch = setup.arch
-    if not any(linear.quantizable for linear in arch.layer_linears):
-        sink.error("E0715", f"QLoRA would quantize none of this {arch.model_type} model's layers",
-                   recipe.span("method"), label="its linears are not modules bitsandbytes converts",
-                   notes=(f"transformers' bitsandbytes integration converts exact nn.Linear modules only; "
-                          f"{arch.model_type}'s are a subclass of it, so 4-bit loading leaves every weight as it "
-                          "is and peft's k-bit preparation casts them to fp32 (4 bytes per parameter, twice "
-                          "LoRA's bf16), with a 16-bit copy of each kept for backward",),
-                   help="use `method lora` (weights in bf16)")
-        return
-    kept = arch.layers * sum(linear.params for linear in arch.layer_linears if not linear.quantizable)
-    total = count(arch).total
-    if kept * 2 < total:
-        return
-    sink.warning("W0709", f"QLoRA leaves {kept / 1e9:.1f}B of the {total / 1e9:.1f}B parameters of this "
-                 f"{arch.model_type} model unquantized", recipe.span("method"),
-                 label="its expert weights are not nn.Linear layers",
-                 notes=("bitsandbytes quantizes nn.Linear layers only; the fused expert tensors stay, in fp32 "
-                        "after peft's k-bit preparation (4 bytes per parameter, twice LoRA's bf16)",),
-                 help="use `method lora` (weights in bf16), sharded over several GPUs")
 
 
 def _check_bf16(recipe, sink) -> None:
