@@ -95,7 +95,10 @@ def other_model_recipe(tmp_path: Path, model_type: str) -> Path:
 def test_run_peak_matches_the_estimate(tmp_path, overrides, one_torch_thread):
     other = overrides[0] if overrides and overrides[0] in OTHER_MODELS else None
     recipe = other_model_recipe(tmp_path, other) if other else RECIPE
-    setup, estimated, measured = run_and_estimate(tmp_path, recipe, () if other else overrides)
+    # gpt-oss's attention does not keep packed examples apart (E0717): its run pads batches to their longest
+    # row instead, with rows cut at 48 tokens, so the widest batches are the max_length the estimate takes
+    other_sets = ("data.packing=false", "data.max_length=48") if other == "gpt_oss" else ()
+    setup, estimated, measured = run_and_estimate(tmp_path, recipe, other_sets if other else overrides)
     assert setup.arch.model_type == (other or "llama")
     error = (estimated - measured) / measured
     assert -0.05 <= error <= 0.12, f"estimate {estimated:,} vs measured {measured:,} ({error:+.1%})"
