@@ -206,6 +206,25 @@ def test_lora_dropout_on_moe_router_or_experts_is_refused(tmp_path, body, where)
     assert ("(the default)" in error.message) == (where == "method.targets")
 
 
+@pytest.mark.parametrize("model, saved, expected_help", [
+    ("openai-community/gpt2", "[embed_tokens]", "use `wte` or `lm_head`"),  # Llama's name on GPT-2
+    ("meta-llama/Llama-2-7b-hf", "[lm_heads]", "write `lm_head`"),
+    ("meta-llama/Llama-2-7b-hf", "[embed_tokens, lm_head]", None),
+    ("openai-community/gpt2", "[wte]", None)])
+def test_modules_to_save_must_name_a_module_of_the_model(tmp_path, model, saved, expected_help):
+    """peft skips a modules_to_save name no module has without a word: E0718 at the field instead."""
+    path = write(tmp_path, micro="1", gc="true", length=1024, hardware="")
+    path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", model)
+                    .replace("method lora {}", f"method lora {{\n  modules_to_save = {saved}\n}}"))
+    found = [d for d in analyze(path).diagnostics if d.code == "E0718"]
+    if expected_help is None:
+        assert found == []
+        return
+    (error,) = found
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "modules_to_save" in t)
+    assert error.span.line == line and error.help == expected_help
+
+
 def test_packing_separation_per_family_is_what_transformers_does():
     """PACKING_NOT_SEPARATED against transformers: a packed row (position_ids restarting at the second
     example, no attention mask, as ftc's packed collator sends it) gives the second example the logits it

@@ -78,6 +78,25 @@ def test_lora_counts_match_peft(entry):
         model = wrapped.unload()  # back to the bare base model for the next target set
 
 
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_modules_to_save_names_are_modules_of_the_model(entry):
+    """E0718 accepts the embedding's and the head's names only: both must name modules transformers builds
+    (peft's modules_to_save matches leaf names and skips the rest silently), and what peft then trains in
+    full is what the count says."""
+    config = _two_layers(entry["config"])
+    arch = from_config(config)
+    model = _meta_model(config)
+    leaves = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    assert {arch.embed_name, "lm_head"} <= leaves
+    for saved in ([arch.embed_name], ["lm_head"]):
+        targets = _target_sets(arch)[0]
+        counts = count(arch, "lora", rank=8, targets=targets, modules_to_save=saved)
+        config = lora_config(dict(targets=targets, rank=8, alpha=16, dropout=0.0, modules_to_save=saved), model)
+        wrapped = peft.get_peft_model(model, config)
+        assert counts.trainable == wrapped.get_nb_trainable_parameters()[0], saved
+        model = wrapped.unload()
+
+
 TINY = {  # small configs of the layouts where quantization differs: dense, fused MoE experts, a vision tower
     "llama": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, vocab_size=256),

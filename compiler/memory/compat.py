@@ -1,16 +1,18 @@
 """What a recipe asks of its model that the libraries cannot do, found before anything loads: LoRA
 targets the architecture lacks, sequences past its positions, an attention implementation transformers
 does not have for it, QLoRA that quantizes little or nothing, a LoRA dropout peft refuses, packing the
-model would not keep apart.
+model would not keep apart, a module to train in full that does not exist.
 
 Codes: E0704 LoRA target not in the model, W0707 max_length beyond the model's positions, E0710 beyond
 its learned position embeddings, E0708 sdpa asked of a model without it, W0709 QLoRA leaving most of the
 weights unquantized (fused MoE experts), E0715 all of them (Falcon), E0716 LoRA dropout on a MoE router
-or experts, E0717 packing on a model whose attention does not separate packed examples.
+or experts, E0717 packing on a model whose attention does not separate packed examples, E0718 a
+`modules_to_save` name the model does not have (peft would silently save nothing under it).
 """
 
 from __future__ import annotations
 
+from ftc.compiler.diagnostics import did_you_mean
 from ftc.compiler.memory.lora_activations import PARAMETER_TARGETS
 from ftc.compiler.models.layout import NO_SDPA
 from ftc.compiler.models.params import count, resolve_targets
@@ -23,6 +25,7 @@ PACKING_NOT_SEPARATED = ("opt", "bloom", "gpt_oss")
 
 def check_model_fit(recipe, sink, setup) -> None:
     _check_targets(recipe, sink, setup)
+    _check_modules_to_save(recipe, sink, setup)
     _check_positions(recipe, sink, setup)
     _check_attention(recipe, sink, setup)
     _check_unquantized(recipe, sink, setup)
@@ -41,6 +44,25 @@ def _check_packing(recipe, sink, setup) -> None:
                       f"builds a block-diagonal causal mask; its {arch.model_type} code builds the mask "
                       "without them",),
                help="set `packing = false` (batches are padded to their longest row)")
+
+
+def _check_modules_to_save(recipe, sink, setup) -> None:
+    """peft's modules_to_save skips a name no module has, without a word: the run would train less than
+    the recipe says. The token embedding and the output head are what ftc trains in full (and counts)."""
+    if setup.method == "full" or not setup.modules_to_save:
+        return
+    arch = setup.arch
+    known = (arch.embed_name, "lm_head")
+    unknown = [name for name in setup.modules_to_save if name not in known]
+    if not unknown:
+        return
+    guess = did_you_mean(unknown[0], known, max_distance=3)
+    sink.error("E0718", f"`modules_to_save` names {', '.join(f'`{n}`' for n in unknown)}, which "
+               f"{arch.model_type} models do not have", recipe.span("method.modules_to_save"),
+               label="peft would save nothing under this name, and say nothing",
+               notes=(f"a {arch.model_type} model's token embedding is `{arch.embed_name}` and its output head "
+                      "`lm_head`: the modules ftc trains in full beside the adapters",),
+               help=f"write `{guess}`" if guess else f"use `{arch.embed_name}` or `lm_head`")
 
 
 def _check_targets(recipe, sink, setup) -> None:
