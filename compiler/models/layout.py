@@ -31,8 +31,10 @@ class Linear:
     d_out: int
     bias: bool = False
     count: int = 1
-    quantizable: bool = True  # an nn.Linear that bitsandbytes converts; False for routers and fused experts
-    lora_rank_factor: int = 1  # peft gives fused gate+up expert weights twice the rank
+    # an nn.Linear that bitsandbytes converts; False for routers, fused experts and the nn.Linear subclasses
+    # transformers' integration skips (Falcon's FalconLinear)
+    quantizable: bool = True
+    lora_rank_factor: int = 1  # peft's all-linear gives fused gate+up expert weights twice the rank
     adaptable: bool = True  # peft can target it by name (False: gpt-oss's router and experts, bare parameters)
 
     @property
@@ -89,7 +91,7 @@ class Architecture(Sizes):
     # local attention: `sliding_layers` of the layers see only the last `sliding_window` tokens (Gemma-3)
     sliding_window: int | None = None
     sliding_layers: int = 0
-    attention_dropout: float = 0.0  # on the attention probabilities in training (Granite's configs: 0.1)
+    attention_dropout: float = 0.0  # on the attention probabilities in training (Granite's configs, GPT-2's: 0.1)
     # linears outside the decoder stack, each `count` times in all (a multimodal checkpoint's vision encoder:
     # text-only training loads, adapts and quantizes it but never runs it) and the tower's other parameters
     tower_linears: tuple[Linear, ...] = ()
