@@ -184,14 +184,20 @@ def _cuda_fp32_terms(s: MemorySetup, c: int) -> int:
     t, h = a.model_type, a.hidden
     total = 0
     if t in TORCH_LAYER_NORMS:
-        norms = layer_norm_count(a)
-        total += norms * ((4 - c) * h + 4)
-        if s.method == "full":  # (frozen linears keep no input; adapters cast their own copy either way)
-            readers = sum(m.count for m in a.layer_linears if m.name in NORM_READERS)
-            total += (readers - norms) * c * h
+        # (frozen linears keep no input; adapters cast their own copy either way)
+        readers = sum(m.count for m in a.layer_linears if m.name in NORM_READERS) if s.method == "full" else 0
+        total += fp32_layer_norm_extra(h, c, layer_norm_count(a), readers)
     if t in POW_GELU:
         total += (12 - 3 * c) * a.intermediate
     return total
+
+
+def fp32_layer_norm_extra(h: int, c: int, norms: int, readers: int) -> int:
+    """Per token, what `norms` LayerNorms run in fp32 from 16-bit inputs keep beyond the same norms in 16
+    bit: each an fp32 copy of its input (for c·h) and fp32 mean and rstd; and, their output being fp32,
+    a 16-bit cast per linear reading it that saves its input (`readers`) where each norm's shared 16-bit
+    output was kept (with no reader saving it, nothing was)."""
+    return norms * ((4 - c) * h + 4) + (readers - norms if readers else 0) * c * h
 
 
 def layer_fixed_bytes(s: MemorySetup) -> int:

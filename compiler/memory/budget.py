@@ -4,7 +4,7 @@ Codes: W0701 unknown model (memory not checked), E0702 unknown GPU name, W0703 n
 over the GPU budget, E0706 over the host RAM, E0711 bf16 on a GPU without it, W0712 a sweep whose largest
 draws do not fit, W0713 `memory_per_gpu` above what the named GPU has, E0714 a local model folder that is
 missing or has no readable config.json. What the recipe asks of its model that the libraries cannot do
-(E0704, W0707, E0708, W0709, E0710, E0715, E0716, E0717) is compat.py's.
+(E0704, W0707, E0708, W0709, E0710, E0715, E0716, E0717, E0718) is compat.py's.
 """
 
 from __future__ import annotations

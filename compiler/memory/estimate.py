@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ftc.compiler.memory.activations import (LOSS_BYTES_CHUNKED, eval_bytes, layer_and_checkpoint_bytes,
-                                             layer_fixed_bytes, loss_bytes_per_logit, norm_bytes)
+from ftc.compiler.memory.activations import (LOSS_BYTES_CHUNKED, eval_bytes, fp32_layer_norm_extra,
+                                             layer_and_checkpoint_bytes, layer_fixed_bytes, loss_bytes_per_logit,
+                                             norm_bytes)
 from ftc.compiler.memory.layer_families import TORCH_LAYER_NORMS, compute_bytes
 from ftc.compiler.memory.optimizer import optimizer_state_bytes, step_transient_bytes
 from ftc.compiler.memory.setup import DTYPE_BYTES, MemorySetup
@@ -270,8 +271,8 @@ def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
     compute = compute_bytes(s)
     layer = int(per_layer * tokens) + layer_fixed_bytes(s)
     head_in = tokens * norm_bytes(a, compute)  # the final norm
-    if s.cuda_fp32_ops and a.model_type in TORCH_LAYER_NORMS:  # in fp32: its input's fp32 copy, the head's cast
-        head_in += tokens * (4 * a.hidden + 4 - compute * a.hidden)
+    if s.cuda_fp32_ops and a.model_type in TORCH_LAYER_NORMS:  # in fp32, read by the head
+        head_in += tokens * fp32_layer_norm_extra(a.hidden, compute, norms=1, readers=1)
     if a.embedding_dropout:  # and, below the layers, the embedding dropout's mask
         head_in += tokens * a.hidden * compute
     if s.qlora_fp32_residual and compute == 2:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ftc.compiler.memory.layer_families import (LAYER_NORMS, LLAMA_LIKE, compute_bytes, expert_bytes,
                                                 normalized_bytes)
 from ftc.compiler.memory.setup import MemorySetup
-from ftc.compiler.models.params import resolve_targets
+from ftc.compiler.models.params import is_all_linear, resolve_targets
 
 
 def lora_delta(s: MemorySetup, c: int, with_dropout: bool) -> int:
@@ -69,8 +69,7 @@ def _lora_delta_layer_norm_families(s: MemorySetup, c: int, with_dropout: bool, 
         if autocast or dropout or not names & set(readers):
             delta -= _linear_only_input_bytes(a, size, c, cast)
     delta += sum(cast * ((m.d_in if autocast else 0) + s.lora_rank) * m.count for m in adapted)
-    if a.model_type in ("phi", "falcon") and not names & {"q_proj", "k_proj", "query_key_value"}:
-        delta += c * a.head_dim  # RoPE's cos and sin then stay saved per layer
+    delta += _rope_kept(a, names, c)
     if dropout:  # each adapter's dropout mask, fp32 (of its fp32 input cast); without autocast its output too
         delta += sum(((cast + 2) if autocast else 2 * cast) * m.d_in * m.count for m in adapted)
     return delta
@@ -96,16 +95,12 @@ def _lora_delta_moe(s: MemorySetup, c: int, with_dropout: bool, names: set, adap
     CPU (tests/test_memory_activations.py)."""
     a = s.arch
     h, inter, k = a.hidden, a.intermediate, max(1, a.experts_per_token)
-    delta = -a.hidden_norms * normalized_bytes(a, c) * h
-    if a.qk_norm:  # nor the frozen query/key norms
-        delta -= normalized_bytes(a, c) * (a.q_dim + a.kv_dim)
-    delta -= 2 * c * h + k * c * (h + inter)
+    delta = -_frozen_norm_inputs(a, c) - 2 * c * h - k * c * (h + inter)
     attention = [m for m in adapted if m.name not in PARAMETER_TARGETS]
     delta += sum(c * (m.d_in + s.lora_rank) * m.count for m in attention)
     delta += (c * h if "gate" in names else 0) + (k * c * h if "gate_up_proj" in names else 0) \
         + (k * c * inter if "down_proj" in names else 0)
-    if not names & {"q_proj", "k_proj"}:
-        delta += c * a.head_dim  # RoPE's cos and sin then stay saved per layer
+    delta += _rope_kept(a, names, c)
     if with_dropout and s.lora_dropout > 0:  # each attention adapter's dropout output and mask
         delta += sum((c + 2) * m.d_in * m.count for m in attention)
     return delta
@@ -119,9 +114,7 @@ def _lora_delta_llama(s: MemorySetup, c: int, with_dropout: bool, names: set, ad
     every adapter keeps its own 16-bit copy of its input, and 10 B per rank."""
     a = s.arch
     autocast = s.mixed_precision != "no"
-    delta = -a.hidden_norms * normalized_bytes(a, c) * a.hidden if a.model_type not in LAYER_NORMS else 0
-    if a.qk_norm:  # nor the frozen query/key norms
-        delta -= normalized_bytes(a, c) * (a.q_dim + a.kv_dim)
+    delta = -_frozen_norm_inputs(a, c)
     attention_in = bool(names & {"q_proj", "k_proj", "v_proj", "qkv_proj"})
     mlp_in = bool(names & {"gate_proj", "up_proj", "gate_up_proj", "c_fc"})
     if a.model_type == "gpt_oss":  # frozen experts keep neither their gathered input nor the down input;
@@ -140,13 +133,29 @@ def _lora_delta_llama(s: MemorySetup, c: int, with_dropout: bool, names: set, ad
         delta += sum(c * s.lora_rank * m.count for m in adapted)
         delta -= (0 if attention_in else c * a.hidden) + (0 if mlp_in else c * a.hidden)
         delta -= 0 if names & {"down_proj", "c_proj"} else c * a.intermediate
-    if not names & {"q_proj", "k_proj", "qkv_proj"}:
-        delta += c * a.head_dim  # RoPE's cos and sin then stay saved per layer
+    delta += _rope_kept(a, names, c)
     if a.model_type == "stablelm":  # the query copy its partial rotary keeps for full fine-tuning is not kept
         delta -= c * a.q_dim
     if with_dropout and s.lora_dropout > 0:
         delta += sum((c + 2) * m.d_in * m.count for m in adapted)  # each adapter's dropout output and mask
     return delta
+
+
+def _frozen_norm_inputs(a, c: int) -> int:
+    """What frozen RMSNorms no longer keep: the normalized input their weight's gradient needs (hidden
+    norms, and the query/key norms); LayerNorms' own bytes do not change."""
+    total = a.hidden_norms * normalized_bytes(a, c) * a.hidden if a.model_type not in LAYER_NORMS else 0
+    return total + (normalized_bytes(a, c) * (a.q_dim + a.kv_dim) if a.qk_norm else 0)
+
+
+# the families without rotary embeddings, and the linears that compute queries or keys
+NO_ROPE = ("gpt2", "opt", "bloom")
+QUERY_KEY_LINEARS = frozenset({"q_proj", "k_proj", "qkv_proj", "query_key_value"})
+
+
+def _rope_kept(a, names: set, c: int) -> int:
+    """RoPE's cos and sin stay saved per layer when no adapter reads the queries' or keys' projection."""
+    return 0 if a.model_type in NO_ROPE or names & QUERY_KEY_LINEARS else c * a.head_dim
 
 
 def lora_fixed_bytes(s: MemorySetup) -> int:
@@ -160,7 +169,7 @@ def lora_fixed_bytes(s: MemorySetup) -> int:
     if autocast and (_lora_in_layer_norm_family(s) or moe):
         names = set(resolve_targets(a, s.lora_targets)[0])
         c = compute_bytes(s)
-        doubled = s.lora_targets in ("all_linear", "all-linear")  # (all-linear's fused gate+up rank, measured)
+        doubled = is_all_linear(s.lora_targets)  # (all-linear's fused gate+up rank, measured)
         # `W + B·A` in the weight's dtype: fp32 for QLoRA's unquantized experts after k-bit preparation
         materialized = 4 if s.qlora_fp32_residual else c
         for m in a.layer_linears:

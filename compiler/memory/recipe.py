@@ -62,6 +62,7 @@ def setup_from_recipe(recipe) -> RecipeMemory:
         return RecipeMemory(None, frozenset(), model_error=resolved, **common)
     method = recipe.value("method", "full")
     strategy = recipe.strategy()
+    on_cpu = recipe.value("hardware.accelerator", "gpu") == "cpu"
     autos = set()
     assumptions = []
     micro = recipe.value("train.micro_batch", AUTO)
@@ -113,8 +114,8 @@ def setup_from_recipe(recipe) -> RecipeMemory:
         strategy=strategy, zero=int(zero),
         fsdp_sharding=recipe.value("distributed.sharding", "full_shard") if strategy == "fsdp" else "full_shard",
         # the emitted accelerate.yaml: FSDP1 on GPUs, FSDP2 on CPU (compiler/emit/accelerate.py)
-        fsdp_version=2 if recipe.value("hardware.accelerator", "gpu") == "cpu" else 1,
-        device="cpu" if recipe.value("hardware.accelerator", "gpu") == "cpu" else "cuda",
+        fsdp_version=2 if on_cpu else 1,
+        device="cpu" if on_cpu else "cuda",
         offload_optimizer=recipe.value("distributed.offload_optimizer", "none") if strategy == "deepspeed" else "none",
         offload_params=offload_params, dp_world=world, gpus_per_node=gpus_per_node, nodes=nodes,
         evaluates=evaluates,

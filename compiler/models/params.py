@@ -24,9 +24,14 @@ class ParamCounts:
     unquantized: int  # base parameters kept in 16 bits (embeddings, head, norms, biases)
 
 
+def is_all_linear(targets) -> bool:
+    """`targets` means every linear: `all_linear` (peft's `all-linear`), alone or as the one list entry."""
+    return targets in (ALL_LINEAR, "all-linear") or targets == [ALL_LINEAR] or targets == (ALL_LINEAR,)
+
+
 def resolve_targets(arch: Architecture, targets) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(matched module names, unknown names). `targets` is a list of names or 'all_linear'."""
-    if targets in (ALL_LINEAR, "all-linear") or targets == [ALL_LINEAR] or targets == (ALL_LINEAR,):
+    if is_all_linear(targets):
         return arch.linear_names, ()
     known = set(arch.linear_names)
     names = tuple(dict.fromkeys(str(t) for t in targets))
@@ -37,7 +42,7 @@ def lora_params(arch: Architecture, rank: int, targets) -> int:
     """r·(d_in + d_out) per adapted module, summed over layers (and experts, and a vision tower); peft's
     all-linear gives fused gate+up experts twice the rank (named alone, they get the rank as written)."""
     names, _ = resolve_targets(arch, targets)
-    all_linear = targets in (ALL_LINEAR, "all-linear") or targets in ([ALL_LINEAR], (ALL_LINEAR,))
+    all_linear = is_all_linear(targets)
     return sum(times * m.count * (m.lora_rank_factor if all_linear else 1) * rank * (m.d_in + m.d_out)
                for m, times in arch.all_linears if m.name in names)
 
