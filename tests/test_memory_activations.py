@@ -21,49 +21,17 @@ from ftc.compiler.models.arch import from_config  # noqa: E402
 from ftc.compiler.models.params import resolve_targets  # noqa: E402
 
 from cuda_autocast import cuda_fp32_policy  # noqa: E402
-
-SHAPES = (dict(hidden_size=256, intermediate_size=512, num_attention_heads=8, num_key_value_heads=2),
-          dict(hidden_size=192, intermediate_size=640, num_attention_heads=6, num_key_value_heads=3))
-
-
-def _config(model_type: str, shape: dict, layers: int) -> dict:
-    h, inter, heads, kv = (shape[k] for k in ("hidden_size", "intermediate_size", "num_attention_heads",
-                                               "num_key_value_heads"))
-    if model_type in ("gpt2",):  # attention dropout: GPU kernels drop in-kernel, the CPU math path keeps s² probs
-        return dict(model_type=model_type, n_embd=h, n_head=heads, n_layer=layers, vocab_size=1000, attn_pdrop=0.0)
-    if model_type == "bloom":
-        return dict(model_type=model_type, hidden_size=h, n_head=heads, n_layer=layers, vocab_size=1000)
-    if model_type == "opt":
-        return dict(model_type=model_type, hidden_size=h, ffn_dim=inter, num_attention_heads=heads,
-                    num_hidden_layers=layers, vocab_size=1000, word_embed_proj_dim=h)
-    if model_type == "falcon":  # multi-query falcon builds a mask the CPU kernel materializes; GPU does not
-        return dict(model_type=model_type, hidden_size=h, num_attention_heads=heads, num_hidden_layers=layers,
-                    vocab_size=1000, multi_query=False, parallel_attn=True, new_decoder_architecture=False,
-                    bias=False, alibi=False)
-    config = dict(model_type=model_type, num_hidden_layers=layers, vocab_size=1000, **shape)
-    if model_type in ("gemma2", "gemma3_text"):
-        config["head_dim"] = h // heads
-    if model_type == "mixtral":
-        config.update(num_local_experts=4, num_experts_per_tok=2)
-    if model_type == "qwen3_moe":
-        config.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=inter)
-    if model_type == "gpt_oss":
-        config.update(num_local_experts=4, num_experts_per_tok=2, head_dim=h // heads)
-    return config
+from tiny_configs import SHAPES, transformers_config  # noqa: E402
+from tiny_configs import tiny_config as _config  # noqa: E402  (tests swap it per case)
 
 
 def _saved_bytes(config: dict, seq: int, dtype, lora: dict | None = None, qlora_dir=None, padded: bool = False,
                  autocast: bool = True, attention: str | None = None, gpu_autocast: bool = False) -> int:
     """Bytes autograd saves in one training forward. Autocast runs with adapters (the Trainer's, on the
     CPU's op lists) or, with `gpu_autocast`, for any model under CUDA's fp32 policy (tests/cuda_autocast.py)."""
-    cfg = dict(config)
-    model_type = cfg.pop("model_type")
-    hf = transformers.AutoConfig.for_model(model_type, **cfg)
+    hf = transformers_config(config)
     hf.use_cache = False  # as the runtime trains (a cache would copy K and V in some families)
-    for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
-        if isinstance(getattr(hf, key, None), int) and getattr(hf, key) >= hf.vocab_size:
-            setattr(hf, key, None)
-    attention = attention or ("eager" if model_type in ("gemma2", "bloom", "gpt_oss") else "sdpa")
+    attention = attention or from_config(config).default_attention
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(hf, dtype=dtype, attn_implementation=attention)
     if qlora_dir is not None:  # as the runtime: bitsandbytes NF4 + prepare_model_for_kbit_training

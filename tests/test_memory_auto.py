@@ -232,19 +232,9 @@ def test_packing_separation_per_family_is_what_transformers_does():
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     from ftc.compiler.memory.compat import PACKING_NOT_SEPARATED
-    from ftc.compiler.models.arch import SUPPORTED_TYPES
+    from ftc.compiler.models.arch import SUPPORTED_TYPES, from_config
+    from tiny_configs import tiny_config, transformers_config
 
-    shapes = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
-                  num_hidden_layers=1, vocab_size=128)
-    special = {"gpt2": dict(n_embd=64, n_head=4, n_layer=1, vocab_size=128),
-               "bloom": dict(hidden_size=64, n_head=4, n_layer=1, vocab_size=128),
-               "opt": dict(hidden_size=64, ffn_dim=128, num_attention_heads=4, num_hidden_layers=1, vocab_size=128,
-                           word_embed_proj_dim=64),
-               "falcon": dict(hidden_size=64, num_attention_heads=4, num_hidden_layers=1, vocab_size=128,
-                              alibi=False),
-               "qwen3_moe": dict(shapes, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=128),
-               "gpt_oss": dict(shapes, num_local_experts=4, num_experts_per_tok=2, head_dim=16),
-               "mixtral": dict(shapes, num_local_experts=4, num_experts_per_tok=2)}
     torch.manual_seed(0)
     first, second = torch.randint(0, 128, (1, 6)), torch.randint(0, 128, (1, 7))
     positions = torch.cat([torch.arange(6), torch.arange(7)]).unsqueeze(0)
@@ -252,13 +242,10 @@ def test_packing_separation_per_family_is_what_transformers_does():
     for model_type in SUPPORTED_TYPES:
         if model_type == "gemma3":  # (the multimodal wrapper; its text model is gemma3_text)
             continue
-        config = transformers.AutoConfig.for_model(model_type, **special.get(model_type, shapes))
-        for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
-            if isinstance(getattr(config, key, None), int) and getattr(config, key) >= 128:
-                setattr(config, key, None)
-        attention = "eager" if model_type in ("gemma2", "bloom", "gpt_oss") else "sdpa"
-        model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32,
-                                                              attn_implementation=attention).eval()
+        fields = tiny_config(model_type)
+        model = transformers.AutoModelForCausalLM.from_config(
+            transformers_config(fields), dtype=torch.float32,
+            attn_implementation=from_config(fields).default_attention).eval()
         with torch.no_grad():
             packed = model(input_ids=torch.cat([first, second], 1), position_ids=positions, use_cache=False)
             alone = model(input_ids=second, use_cache=False)
@@ -290,20 +277,17 @@ def test_bitsandbytes_leaves_falcon_unquantized_and_converts_the_other_families(
     transformers = pytest.importorskip("transformers")
     bnb = pytest.importorskip("bitsandbytes")
     from ftc.compiler.models.arch import from_config
+    from tiny_configs import tiny_config, transformers_config
 
-    for model_type, config in (("falcon", dict(hidden_size=64, num_attention_heads=4, num_hidden_layers=1,
-                                                vocab_size=128, alibi=False, new_decoder_architecture=False)),
-                               ("gpt2", dict(n_embd=64, n_head=4, n_layer=1, vocab_size=128)),
-                               ("phi", dict(hidden_size=64, intermediate_size=128, num_attention_heads=4,
-                                            num_hidden_layers=1, vocab_size=128))):
-        hf = transformers.AutoConfig.for_model(model_type, **config)
-        transformers.AutoModelForCausalLM.from_config(hf, dtype=torch.bfloat16).save_pretrained(tmp_path / model_type)
+    for model_type in ("falcon", "gpt2", "phi"):
+        config = tiny_config(model_type, layers=1)
+        transformers.AutoModelForCausalLM.from_config(transformers_config(config), dtype=torch.bfloat16) \
+            .save_pretrained(tmp_path / model_type)
         model = transformers.AutoModelForCausalLM.from_pretrained(
             tmp_path / model_type, dtype=torch.bfloat16, device_map="cpu",
             quantization_config=transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4"))
         converted = sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
-        expected = sum(m.count for m in from_config(dict(config, model_type=model_type)).layer_linears
-                       if m.quantizable)
+        expected = sum(m.count for m in from_config(config).layer_linears if m.quantizable)
         assert converted == expected, model_type
 
 

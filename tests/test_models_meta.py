@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from importlib import resources
-
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -13,22 +10,18 @@ peft = pytest.importorskip("peft")
 
 from ftc.compiler.models.arch import from_config  # noqa: E402
 from ftc.compiler.models.params import count  # noqa: E402
+from ftc.compiler.models.resolve import catalog_entries  # noqa: E402
 from ftc.runtime.train.model import lora_config  # noqa: E402
 
-ENTRIES = json.loads(resources.files("ftc.compiler.models").joinpath("catalog.json").read_text())["models"]
+from tiny_configs import transformers_config  # noqa: E402
+
+ENTRIES = list(catalog_entries())
 IDS = [e["ids"][0] for e in ENTRIES]
 
 
 def _meta_model(config: dict):
-    cfg = dict(config)
-    model_type = cfg.pop("model_type")
-    hf_config = transformers.AutoConfig.for_model(model_type, **cfg)
-    for key in ("pad_token_id", "bos_token_id", "eos_token_id"):  # defaults may exceed a catalog vocab
-        value = getattr(hf_config, key, None)
-        if isinstance(value, int) and value >= hf_config.vocab_size:
-            setattr(hf_config, key, None)
-    with torch.device("meta"):
-        return transformers.AutoModelForCausalLM.from_config(hf_config)
+    with torch.device("meta"):  # (special token ids beyond a catalog vocabulary dropped)
+        return transformers.AutoModelForCausalLM.from_config(transformers_config(config))
 
 
 def _target_sets(arch):
