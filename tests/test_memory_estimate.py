@@ -103,6 +103,23 @@ def test_deepspeed_reduce_buckets_are_full_size_whatever_trains():
     assert estimate(fp32).component("zero_buckets") == 500_000_000 * 4
 
 
+def test_deepspeed_stage3_updates_one_sub_group_at_a_time():
+    """The update's fp32 gradient and AdamW temporary cover one sub-group (sub_group_size 1e9 elements),
+    so on few ranks they stop growing with the partition; stages 1-2 update the whole partition."""
+    l70 = arch("meta-llama/Llama-2-70b-hf")
+    full = dict(method="full", strategy="deepspeed", micro_batch=1, seq_len=64, sequences_per_rank=1)
+
+    def step(zero, world):
+        setup = MemorySetup(l70, zero=zero, dp_world=world, gpus_per_node=8, **full)
+        return estimate(setup).component("optimizer_step")
+
+    one_group = (8 * 1_000_000_000, 8 * (1_000_000_000 + l70.vocab * l70.hidden))  # + one tensor's partition
+    assert one_group[0] <= step(3, 4) <= step(3, 2) <= one_group[1] < 8 * l70.total_params // 4
+    assert step(3, 128) == 8 * (l70.total_params // 128)  # a partition below it is updated whole
+    assert step(2, 4) == 6 * (l70.total_params // 4)  # its 16-bit gradient freed as the fp32 copy is made
+    assert step(2, 2) > step(3, 2)  # stage 2 updates the whole, larger partition at once
+
+
 def test_bitsandbytes_quant_state_stays_whole_on_every_rank():
     qlora = dict(method="qlora", strategy="fsdp", dp_world=2, gpus_per_node=2, kbit_fp32_upcast=False)
     single = estimate(MemorySetup(L2, method="qlora", kbit_fp32_upcast=False))

@@ -158,13 +158,16 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     # gathered copies are in the layers' compute dtype under FSDP/DeepSpeed mixed precision
     gather_bytes = 2 if s.sharded_mixed_precision else base_dtype_bytes
     gathered = _gathered_units(s, counts, gather_bytes, t_bytes) if s.gathers_params else []
+    backward_buffers: list[Component] = []
     if s.strategy == "deepspeed" and stage >= 1:
         # DeepSpeed allocates its gradient-reduction (IPG) buffers at the full reduce_bucket_size, however few
-        # parameters train, in the engine's dtype: two (overlap_comm) at stages 1-2 (stage_1_and_2.py
-        # setup_buckets), one at stage 3 (stage3.py, contiguous_gradients). All-gathers write in place.
+        # parameters train, in the engine's dtype: one at stage 3, with the optimizer, kept (stage3.py,
+        # contiguous_gradients); two (overlap_comm) at stages 1-2, at each backward, and the gradients are
+        # views into them until the step frees both (stage_1_and_2.py). All-gathers write in place.
         buffers = 2 if stage < 3 else 1
-        gpu.append(Component("zero_buckets", DS_REDUCE_BUCKET * (2 if deepspeed_mixed else 4) * buffers,
-                             f"{buffers} × reduce_bucket_size ({DS_REDUCE_BUCKET:.0e} elements) gradient buffer"))
+        buckets = Component("zero_buckets", DS_REDUCE_BUCKET * (2 if deepspeed_mixed else 4) * buffers,
+                            f"{buffers} × reduce_bucket_size ({DS_REDUCE_BUCKET:.0e} elements) gradient buffer")
+        (gpu if stage == 3 else backward_buffers).append(buckets)
     elif s.strategy == "ddp" and s.dp_world > 1:
         gpu.append(Component("ddp_buckets", trainable * t_bytes, "DDP gradient buckets (a second gradient copy)"))
     if s.method == "qlora":
@@ -172,15 +175,16 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
         gpu.append(Component("dequant_buffer", largest * 2, "one 4-bit matrix dequantized for its matmul"))
     # phases
     train = _activation_phase(s, counts.lora > 0)
-    step = step_transient_bytes(s, trainable, state_dtype, offload_opt)
+    step = step_transient_bytes(s, trainable, state_dtype, offload_opt, gradient_bytes=t_bytes)
     evaluation = eval_bytes(s) if s.evaluates else 0
     if evaluation:
         evaluation_phase = [c for c in gathered if c.name == "gathered_params"]
     else:
         evaluation_phase = []
-    phases = [("forward/backward", gathered + train),
+    end_of_backward = _end_of_backward(s, t_bytes, gather_bytes, grads_in_phases, trainable)
+    phases = [("forward/backward", gathered + backward_buffers + train),
               ("optimizer step", grads_in_phases + [Component("optimizer_step", step, "optimizer update temporaries")]),
-              ("end of backward", _end_of_backward(s, t_bytes, gather_bytes, grads_in_phases, trainable)),
+              ("end of backward", end_of_backward + (backward_buffers if end_of_backward else [])),
               ("eval pass", evaluation_phase + [Component("eval_pass", evaluation,
                                                      "no-grad forward: one layer's working set or the loss")])]
     phase_name, _ = max(phases, key=lambda p: sum(c.bytes for c in p[1]))

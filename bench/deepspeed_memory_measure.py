@@ -1,0 +1,128 @@
+"""DeepSpeed ZeRO's per-rank memory, measured on CPU over gloo, next to the estimate.
+
+Two ranks train a small random-initialized Llama under `deepspeed.initialize` with the `ds_config.json`
+the compiler emits for such a recipe (`compiler/emit/deepspeed.py`: bf16, overlap_comm and
+contiguous_gradients, the Trainer's torch AdamW as a client optimizer, one micro-batch per step), and
+the loop the engine runs under the Trainer (forward, `engine.backward`, `engine.step`). Rank 0 counts
+live storages at their current size (`live_tensors.LiveStorageBytes`) from before `deepspeed.initialize`,
+so the engine's own buffers (fp32 master partitions, reduction buckets) are in the count; the peak is
+taken over the training steps, which is what CUDA's `max_memory_allocated` would report there.
+
+    python bench/deepspeed_memory_measure.py [--cases NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from ftc.compiler.emit.deepspeed import ds_config
+from ftc.compiler.memory.estimate import estimate
+from ftc.compiler.memory.setup import MemorySetup
+from ftc.compiler.models.arch import from_config
+
+MiB = 2**20
+# Large enough (158M parameters) that the model states are not lost beside DeepSpeed's reduction buckets,
+# which are allocated at the full reduce_bucket_size (5e8 elements) whatever the model.
+LLAMA = dict(model_type="llama", hidden_size=1024, intermediate_size=2752, num_hidden_layers=8, num_attention_heads=16,
+             num_key_value_heads=8, vocab_size=32000, max_position_embeddings=1024, tie_word_embeddings=False,
+             rms_norm_eps=1e-5)
+
+# name -> setup fields (LoRA: rank 8 on every linear)
+CASES = {
+    "zero1-full": dict(method="full", zero=1, micro_batch=2, seq_len=128),
+    "zero2-full": dict(method="full", zero=2, micro_batch=2, seq_len=128),
+    "zero3-full": dict(method="full", zero=3, micro_batch=2, seq_len=128),
+    "zero3-full-long": dict(method="full", zero=3, micro_batch=4, seq_len=512),
+    "zero2-lora": dict(method="lora", zero=2, micro_batch=2, seq_len=128),
+    "zero3-lora": dict(method="lora", zero=3, micro_batch=2, seq_len=128),
+}
+
+
+def plan_for(fields: dict) -> dict:
+    """The parts of a plan `ds_config` reads, for a 2-rank bf16 recipe without accumulation."""
+    b = fields["micro_batch"]
+    return {"distributed": {"strategy": "deepspeed", "zero": fields["zero"], "offload_optimizer": "none",
+                            "offload_params": "none"},
+            "batch": {"global_batch": 2 * b, "micro_batch": b, "grad_accum": 1},
+            "train": {"max_grad_norm": 1.0, "logging_steps": 10**6},
+            "precision": {"mixed": "bf16"}}
+
+
+def _rank(rank: int, port: int, config: dict, fields: dict, out: str) -> None:
+    os.environ.update(DS_ACCELERATOR="cpu", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2")
+    import deepspeed
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import memory_measure
+    from live_tensors import LiveStorageBytes
+
+    deepspeed.init_distributed(dist_backend="gloo", verbose=False)
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model, vocab = memory_measure.build(config, _with_lora(fields), "cpu")
+    counter = LiveStorageBytes()
+    counter.track(list(model.parameters()) + list(model.buffers()))
+    with counter:
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, foreach=True)
+        engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config(plan_for(fields)))
+        engine.train()
+        counter.reset_peak()
+        b, s = fields["micro_batch"], fields["seq_len"]
+        for _ in range(2):
+            ids = torch.randint(0, vocab, (b, s))
+            loss = engine(input_ids=ids, labels=ids).loss
+            engine.backward(loss)
+            engine.step()
+    if rank == 0:
+        Path(out).write_text(json.dumps({"peak": counter.peak}))
+    engine.destroy()
+    torch.distributed.destroy_process_group()
+
+
+def measure(config: dict, fields: dict) -> int:
+    """Peak live bytes of rank 0 over two DeepSpeed training steps on 2 CPU ranks."""
+    import torch.multiprocessing as mp
+
+    from ftc.runtime.launch.ports import free_port
+
+    with tempfile.TemporaryDirectory(prefix="ftc-deepspeed-") as folder:
+        out = os.path.join(folder, "peak.json")
+        mp.spawn(_rank, args=(free_port(), config, fields, out), nprocs=2)
+        return json.loads(Path(out).read_text())["peak"]
+
+
+def _with_lora(fields: dict) -> dict:
+    return dict(fields, lora_rank=8, lora_targets="all_linear") if fields["method"] == "lora" else fields
+
+
+def estimate_for(config: dict, fields: dict):
+    """The estimator on the same engine and loop (DeepSpeed bf16, 2 ranks, one micro-batch per step)."""
+    return estimate(MemorySetup(from_config(config), dtype="bf16", mixed_precision="bf16", padded_batches=False,
+                                strategy="deepspeed", dp_world=2, gpus_per_node=2,
+                                sequences_per_rank=fields["micro_batch"], **_with_lora(fields)))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    args = parser.parse_args(argv)
+    print(f"{'case':18} {'measured':>9} {'estimate':>9} {'error':>7}  phase (MiB, rank 0 of 2)")
+    for name in args.cases:
+        fields = CASES[name]
+        measured = measure(LLAMA, fields)
+        est = estimate_for(LLAMA, fields)
+        error = (est.tensor_peak_bytes - measured) / measured
+        print(f"{name:18} {measured / MiB:9.1f} {est.tensor_peak_bytes / MiB:9.1f} {error:+7.1%}  {est.peak_phase}",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
