@@ -32,14 +32,21 @@ LLAMA = dict(model_type="llama", hidden_size=1024, intermediate_size=2752, num_h
              num_key_value_heads=8, vocab_size=32000, max_position_embeddings=1024, tie_word_embeddings=False,
              rms_norm_eps=1e-5)
 
-# name -> setup fields (LoRA: rank 8 on every linear)
+# A BLOOM with a vocabulary-sized tied embedding: the shape of the calibration rows PE06/PE07 (fp32 LoRA).
+BLOOM = dict(model_type="bloom", hidden_size=1024, n_layer=8, n_head=16, vocab_size=64000, tie_word_embeddings=True)
+
+# name -> (config, setup fields); LoRA: rank 8 on every linear unless the case names its targets
 CASES = {
-    "zero1-full": dict(method="full", zero=1, micro_batch=2, seq_len=128),
-    "zero2-full": dict(method="full", zero=2, micro_batch=2, seq_len=128),
-    "zero3-full": dict(method="full", zero=3, micro_batch=2, seq_len=128),
-    "zero3-full-long": dict(method="full", zero=3, micro_batch=4, seq_len=512),
-    "zero2-lora": dict(method="lora", zero=2, micro_batch=2, seq_len=128),
-    "zero3-lora": dict(method="lora", zero=3, micro_batch=2, seq_len=128),
+    "zero1-full": (LLAMA, dict(method="full", zero=1, micro_batch=2, seq_len=128)),
+    "zero2-full": (LLAMA, dict(method="full", zero=2, micro_batch=2, seq_len=128)),
+    "zero3-full": (LLAMA, dict(method="full", zero=3, micro_batch=2, seq_len=128)),
+    "zero3-full-long": (LLAMA, dict(method="full", zero=3, micro_batch=4, seq_len=512)),
+    "zero2-lora": (LLAMA, dict(method="lora", zero=2, micro_batch=2, seq_len=128)),
+    "zero3-lora": (LLAMA, dict(method="lora", zero=3, micro_batch=2, seq_len=128)),
+    # an fp32 engine (no bf16 section), as the peft example behind PE07 ran it, without its offload
+    "zero3-lora-fp32-bloom": (BLOOM, dict(method="lora", zero=3, micro_batch=8, seq_len=64, dtype="fp32",
+                                          mixed_precision="no", lora_targets=("query_key_value",),
+                                          lora_dropout=0.1, attention="eager")),
 }
 
 
@@ -50,7 +57,7 @@ def plan_for(fields: dict) -> dict:
                             "offload_params": "none"},
             "batch": {"global_batch": 2 * b, "micro_batch": b, "grad_accum": 1},
             "train": {"max_grad_norm": 1.0, "logging_steps": 10**6},
-            "precision": {"mixed": "bf16"}}
+            "precision": {"mixed": fields.get("mixed_precision", "bf16")}}
 
 
 def _rank(rank: int, port: int, config: dict, fields: dict, out: str) -> None:
@@ -99,27 +106,29 @@ def measure(config: dict, fields: dict) -> int:
 
 
 def _with_lora(fields: dict) -> dict:
-    return dict(fields, lora_rank=8, lora_targets="all_linear") if fields["method"] == "lora" else fields
+    if fields["method"] != "lora":
+        return fields
+    return dict({"lora_targets": "all_linear"}, **fields, lora_rank=8)
 
 
 def estimate_for(config: dict, fields: dict):
     """The estimator on the same engine and loop (DeepSpeed bf16, 2 ranks, one micro-batch per step)."""
-    return estimate(MemorySetup(from_config(config), dtype="bf16", mixed_precision="bf16", padded_batches=False,
-                                strategy="deepspeed", dp_world=2, gpus_per_node=2,
-                                sequences_per_rank=fields["micro_batch"], **_with_lora(fields)))
+    fields = dict({"dtype": "bf16", "mixed_precision": "bf16"}, **_with_lora(fields))
+    return estimate(MemorySetup(from_config(config), padded_batches=False, strategy="deepspeed", dp_world=2,
+                                gpus_per_node=2, sequences_per_rank=fields["micro_batch"], **fields))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     args = parser.parse_args(argv)
-    print(f"{'case':18} {'measured':>9} {'estimate':>9} {'error':>7}  phase (MiB, rank 0 of 2)")
+    print(f"{'case':22} {'measured':>9} {'estimate':>9} {'error':>7}  phase (MiB, rank 0 of 2)")
     for name in args.cases:
-        fields = CASES[name]
-        measured = measure(LLAMA, fields)
-        est = estimate_for(LLAMA, fields)
+        config, fields = CASES[name]
+        measured = measure(config, fields)
+        est = estimate_for(config, fields)
         error = (est.tensor_peak_bytes - measured) / measured
-        print(f"{name:18} {measured / MiB:9.1f} {est.tensor_peak_bytes / MiB:9.1f} {error:+7.1%}  {est.peak_phase}",
+        print(f"{name:22} {measured / MiB:9.1f} {est.tensor_peak_bytes / MiB:9.1f} {error:+7.1%}  {est.peak_phase}",
               flush=True)
     return 0
 

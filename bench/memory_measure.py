@@ -94,8 +94,9 @@ def build(config: dict, fields: dict, device: str):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=fields.get(
             "gradient_checkpointing", False), gradient_checkpointing_kwargs={"use_reentrant": False})
     else:
+        dtype = torch.float32 if fields.get("dtype") == "fp32" else torch.bfloat16
         with torch.device(device):
-            model = transformers.AutoModelForCausalLM.from_config(hf_config, dtype=torch.bfloat16,
+            model = transformers.AutoModelForCausalLM.from_config(hf_config, dtype=dtype,
                                                                   attn_implementation=fields.get("attention", "sdpa"))
         if fields.get("gradient_checkpointing"):
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

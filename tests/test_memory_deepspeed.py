@@ -26,8 +26,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("case", ["zero2-full", "zero3-full", "zero3-lora"])
 def test_deepspeed_estimate_matches_measured_rank_peak(case):
-    fields = deepspeed_memory_measure.CASES[case]
-    config = deepspeed_memory_measure.LLAMA
+    config, fields = deepspeed_memory_measure.CASES[case]
     measured = deepspeed_memory_measure.measure(config, fields)
     est = deepspeed_memory_measure.estimate_for(config, fields)
     error = (est.tensor_peak_bytes - measured) / measured
