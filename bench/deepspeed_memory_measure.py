@@ -14,16 +14,15 @@ taken over the training steps, which is what CUDA's `max_memory_allocated` would
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from ftc.compiler.emit.deepspeed import ds_config
 from ftc.compiler.memory.estimate import estimate
 from ftc.compiler.memory.setup import MemorySetup
 from ftc.compiler.models.arch import from_config
+from two_ranks import rank0_peak, with_lora, write_peak
 
 MiB = 2**20
 # Large enough (158M parameters) that the model states are not lost beside DeepSpeed's reduction buckets,
@@ -73,7 +72,7 @@ def _rank(rank: int, port: int, config: dict, fields: dict, out: str) -> None:
     deepspeed.init_distributed(dist_backend="gloo", verbose=False)
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    model, vocab = memory_measure.build(config, _with_lora(fields), "cpu")
+    model, vocab = memory_measure.build(config, with_lora(fields), "cpu")
     counter = LiveStorageBytes()
     counter.track(list(model.parameters()) + list(model.buffers()))
     with counter:
@@ -88,32 +87,19 @@ def _rank(rank: int, port: int, config: dict, fields: dict, out: str) -> None:
             engine.backward(loss)
             engine.step()
     if rank == 0:
-        Path(out).write_text(json.dumps({"peak": counter.peak}))
+        write_peak(out, counter.peak)
     engine.destroy()
     torch.distributed.destroy_process_group()
 
 
 def measure(config: dict, fields: dict) -> int:
     """Peak live bytes of rank 0 over two DeepSpeed training steps on 2 CPU ranks."""
-    import torch.multiprocessing as mp
-
-    from ftc.runtime.launch.ports import free_port
-
-    with tempfile.TemporaryDirectory(prefix="ftc-deepspeed-") as folder:
-        out = os.path.join(folder, "peak.json")
-        mp.spawn(_rank, args=(free_port(), config, fields, out), nprocs=2)
-        return json.loads(Path(out).read_text())["peak"]
-
-
-def _with_lora(fields: dict) -> dict:
-    if fields["method"] != "lora":
-        return fields
-    return dict({"lora_targets": "all_linear"}, **fields, lora_rank=8)
+    return rank0_peak(_rank, config, fields, "ftc-deepspeed-")
 
 
 def estimate_for(config: dict, fields: dict):
     """The estimator on the same engine and loop (DeepSpeed bf16, 2 ranks, one micro-batch per step)."""
-    fields = dict({"dtype": "bf16", "mixed_precision": "bf16"}, **_with_lora(fields))
+    fields = dict({"dtype": "bf16", "mixed_precision": "bf16"}, **with_lora(fields))
     return estimate(MemorySetup(from_config(config), padded_batches=False, strategy="deepspeed", dp_world=2,
                                 gpus_per_node=2, sequences_per_rank=fields["micro_batch"], **fields))
 

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from ftc.compiler.memory.estimate import estimate
 from ftc.compiler.memory.setup import MemorySetup
 from ftc.compiler.models.arch import from_config
+from two_ranks import rank0_peak, with_lora, write_peak
 
 MiB = 2**20
 LLAMA = dict(model_type="llama", hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8,
@@ -56,7 +55,7 @@ def _rank(rank: int, port: int, config: dict, fields: dict, out: str) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=2)
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    model, vocab = memory_measure.build(config, _with_lora(fields), "cpu")
+    model, vocab = memory_measure.build(config, with_lora(fields), "cpu")
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls={type(base.model.layers[0])})
     if fields["method"] == "lora":
@@ -74,32 +73,20 @@ def _rank(rank: int, port: int, config: dict, fields: dict, out: str) -> None:
     with counter:
         memory_measure.train_steps(wrapped, optimizer, vocab, fields["micro_batch"], fields["seq_len"], 2, "cpu")
     if rank == 0:
-        Path(out).write_text(json.dumps({"peak": counter.peak}))
+        write_peak(out, counter.peak)
     dist.destroy_process_group()
 
 
 def measure(config: dict, fields: dict) -> int:
     """Peak live bytes of rank 0 over two FSDP training steps on 2 CPU ranks."""
-    import torch.multiprocessing as mp
-
-    from ftc.runtime.launch.ports import free_port
-
-    with tempfile.TemporaryDirectory(prefix="ftc-fsdp-") as folder:
-        out = os.path.join(folder, "peak.json")
-        mp.spawn(_rank, args=(free_port(), config, fields, out), nprocs=2)
-        return json.loads(Path(out).read_text())["peak"]
-
-
-def _with_lora(fields: dict) -> dict:
-    """LoRA cases: rank 8 on every linear."""
-    return dict(fields, lora_rank=8, lora_targets="all_linear") if fields["method"] == "lora" else fields
+    return rank0_peak(_rank, config, fields, "ftc-fsdp-")
 
 
 def estimate_for(config: dict, fields: dict):
     """The estimator on the same wrapping and loop (FSDP1, 2 ranks, one micro-batch per step)."""
     return estimate(MemorySetup(from_config(config), dtype="bf16", mixed_precision="bf16", padded_batches=False,
                                 strategy="fsdp", fsdp_version=1, dp_world=2, gpus_per_node=2,
-                                sequences_per_rank=fields["micro_batch"], **_with_lora(fields)))
+                                sequences_per_rank=fields["micro_batch"], **with_lora(fields)))
 
 
 def main(argv=None) -> int:

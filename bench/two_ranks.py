@@ -1,0 +1,31 @@
+"""Two CPU ranks over gloo, rank 0's peak of live storages: what the FSDP and DeepSpeed memory benches share."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def rank0_peak(rank_fn, config: dict, fields: dict, prefix: str) -> int:
+    """Spawn `rank_fn(rank, port, config, fields, out)` on two processes; the peak rank 0 wrote to `out`."""
+    import torch.multiprocessing as mp
+
+    from ftc.runtime.launch.ports import free_port
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        out = os.path.join(folder, "peak.json")
+        mp.spawn(rank_fn, args=(free_port(), config, fields, out), nprocs=2)
+        return json.loads(Path(out).read_text())["peak"]
+
+
+def write_peak(out: str, peak: int) -> None:
+    Path(out).write_text(json.dumps({"peak": peak}))
+
+
+def with_lora(fields: dict) -> dict:
+    """LoRA cases: rank 8, on every linear unless the case names its targets."""
+    if fields["method"] != "lora":
+        return fields
+    return dict({"lora_targets": "all_linear"}, **fields, lora_rank=8)
