@@ -22,9 +22,8 @@ from ftc.compiler.emit.deepspeed import ds_config
 from ftc.compiler.memory.estimate import estimate
 from ftc.compiler.memory.setup import MemorySetup
 from ftc.compiler.models.arch import from_config
-from two_ranks import rank0_peak, with_lora, write_peak
+from two_ranks import rank0_peak, report, with_lora, write_peak
 
-MiB = 2**20
 # Large enough (158M parameters) that the model states are not lost beside DeepSpeed's reduction buckets,
 # which are allocated at the full reduce_bucket_size (5e8 elements) whatever the model.
 LLAMA = dict(model_type="llama", hidden_size=1024, intermediate_size=2752, num_hidden_layers=8, num_attention_heads=16,
@@ -108,14 +107,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     args = parser.parse_args(argv)
-    print(f"{'case':22} {'measured':>9} {'estimate':>9} {'error':>7}  phase (MiB, rank 0 of 2)")
-    for name in args.cases:
-        config, fields = CASES[name]
-        measured = measure(config, fields)
-        est = estimate_for(config, fields)
-        error = (est.tensor_peak_bytes - measured) / measured
-        print(f"{name:22} {measured / MiB:9.1f} {est.tensor_peak_bytes / MiB:9.1f} {error:+7.1%}  {est.peak_phase}",
-              flush=True)
+    report(((name, *CASES[name]) for name in args.cases), measure, estimate_for)
     return 0
 
 

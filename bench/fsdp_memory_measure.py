@@ -21,9 +21,8 @@ from pathlib import Path
 from ftc.compiler.memory.estimate import estimate
 from ftc.compiler.memory.setup import MemorySetup
 from ftc.compiler.models.arch import from_config
-from two_ranks import rank0_peak, with_lora, write_peak
+from two_ranks import rank0_peak, report, with_lora, write_peak
 
-MiB = 2**20
 LLAMA = dict(model_type="llama", hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8,
              num_key_value_heads=4, vocab_size=16384, max_position_embeddings=1024, tie_word_embeddings=False,
              rms_norm_eps=1e-5)
@@ -93,14 +92,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     args = parser.parse_args(argv)
-    print(f"{'case':24} {'measured':>9} {'estimate':>9} {'error':>7}  phase (MiB, rank 0 of 2)")
-    for name in args.cases:
-        changes, fields = CASES[name]
-        config = dict(LLAMA, **changes)
-        measured = measure(config, fields)
-        est = estimate_for(config, fields)
-        error = (est.tensor_peak_bytes - measured) / measured
-        print(f"{name:24} {measured / MiB:9.1f} {est.tensor_peak_bytes / MiB:9.1f} {error:+7.1%}  {est.peak_phase}")
+    rows = ((name, dict(LLAMA, **CASES[name][0]), CASES[name][1]) for name in args.cases)
+    report(rows, measure, estimate_for)
     return 0
 
 

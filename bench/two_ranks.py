@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+MIB = 2**20
+
 
 def rank0_peak(rank_fn, config: dict, fields: dict, prefix: str) -> int:
     """Spawn `rank_fn(rank, port, config, fields, out)` on two processes; the peak rank 0 wrote to `out`."""
@@ -29,3 +31,14 @@ def with_lora(fields: dict) -> dict:
     if fields["method"] != "lora":
         return fields
     return dict({"lora_targets": "all_linear"}, **fields, lora_rank=8)
+
+
+def report(rows, measure, estimate_for) -> None:
+    """Measure each (name, config, fields) and print it next to the estimate (MiB, rank 0 of 2)."""
+    print(f"{'case':24} {'measured':>9} {'estimate':>9} {'error':>7}  phase (MiB, rank 0 of 2)")
+    for name, config, fields in rows:
+        measured = measure(config, fields)
+        est = estimate_for(config, fields)
+        error = (est.tensor_peak_bytes - measured) / measured
+        print(f"{name:24} {measured / MIB:9.1f} {est.tensor_peak_bytes / MIB:9.1f} {error:+7.1%}  {est.peak_phase}",
+              flush=True)
