@@ -26,9 +26,11 @@ from tiny_configs import tiny_config as _config  # noqa: E402  (tests swap it pe
 
 
 def _saved_bytes(config: dict, seq: int, dtype, lora: dict | None = None, qlora_dir=None, padded: bool = False,
-                 autocast: bool = True, attention: str | None = None, gpu_autocast: bool = False) -> int:
+                 autocast: bool = True, attention: str | None = None, gpu_autocast: bool = False,
+                 engine_cast: bool = False) -> int:
     """Bytes autograd saves in one training forward. Autocast runs with adapters (the Trainer's, on the
-    CPU's op lists) or, with `gpu_autocast`, for any model under CUDA's fp32 policy (tests/cuda_autocast.py)."""
+    CPU's op lists) or, with `gpu_autocast`, for any model under CUDA's fp32 policy (tests/cuda_autocast.py).
+    `engine_cast`: the whole model, adapters included, cast to `dtype` as DeepSpeed's engine does."""
     hf = transformers_config(config)
     hf.use_cache = False  # as the runtime trains (a cache would copy K and V in some families)
     attention = attention or from_config(config).default_attention
@@ -48,6 +50,8 @@ def _saved_bytes(config: dict, seq: int, dtype, lora: dict | None = None, qlora_
         import peft
 
         model = peft.get_peft_model(model, peft.LoraConfig(**lora))
+    if engine_cast:
+        model.to(dtype)
     model.train()
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
@@ -423,3 +427,55 @@ def test_sliding_window_layers_hand_sdpa_a_mask_past_the_window(model_type, wind
         per_kind[kind] = got
     masked = per_kind["sliding"] - per_kind["full"]
     assert masked == (2 * 2 * (arch.q_dim - arch.kv_dim) + 2 * seq if seq > window else 0)
+
+
+DEEPSPEED_LORA = [("llama", ["q_proj", "v_proj"]), ("llama", ["o_proj"]), ("llama", ["down_proj"]),
+                  ("llama", "all-linear"), ("bloom", ["query_key_value"]), ("opt", ["q_proj", "v_proj"]),
+                  ("gpt2", ["c_attn"])]
+
+
+@pytest.mark.parametrize("model_type, targets", DEEPSPEED_LORA)
+@pytest.mark.parametrize("zero", (2, 3))
+def test_lora_under_deepspeed_bf16_engine(model_type, targets, zero, monkeypatch):
+    """DeepSpeed's bf16 engine casts the model, adapters included, to bf16 and runs it without autocast; at
+    stage 3 its linear keeps every input as well."""
+    pytest.importorskip("deepspeed")
+    from deepspeed.runtime.zero.linear import zero3_linear_wrap
+
+    shape, seq = SHAPES[0], 64
+    attention = "eager" if model_type == "bloom" else "sdpa"
+    setup = MemorySetup(from_config(_config(model_type, shape, 2)), method="lora", lora_rank=8, seq_len=seq,
+                        padded_batches=False, attention=attention, strategy="deepspeed", zero=zero, dp_world=2,
+                        gpus_per_node=2, lora_targets="all_linear" if targets == "all-linear" else tuple(targets))
+    if zero == 3:
+        monkeypatch.setattr(torch.nn.functional, "linear", zero3_linear_wrap)
+    real = measured_per_token(model_type, shape, seq, dtype=torch.bfloat16, autocast=False, attention=attention,
+                              engine_cast=True, lora=dict(r=8, target_modules=targets, lora_dropout=0.0))
+    got = layer_bytes_per_token(setup) + layer_fixed_bytes(setup) / (2 * seq)
+    assert got == pytest.approx(real, rel=0.02)
+
+
+@pytest.mark.parametrize("model_type, targets", [t for t in DEEPSPEED_LORA if t[1] != "all-linear"])
+def test_frozen_linears_keep_their_inputs_under_deepspeed_zero3(model_type, targets, monkeypatch):
+    """ZeRO-3 swaps `F.linear` for DeepSpeed's LinearFunctionForZeroStage3, which saves every linear's input
+    whether or not its weight trains, so a frozen base keeps what LoRA otherwise frees."""
+    pytest.importorskip("deepspeed")
+    from deepspeed.runtime.zero.linear import zero3_linear_wrap
+
+    shape, seq = SHAPES[0], 64
+    attention = "eager" if model_type == "bloom" else "sdpa"
+    lora = dict(r=8, target_modules=targets, lora_dropout=0.0)
+    setup = MemorySetup(from_config(_config(model_type, shape, 2)), method="lora", lora_rank=8, seq_len=seq,
+                        padded_batches=False, dtype="fp32", mixed_precision="no", attention=attention,
+                        lora_targets=tuple(targets), strategy="deepspeed", zero=3, dp_world=2, gpus_per_node=2)
+    plain = measured_per_token(model_type, shape, seq, dtype=torch.float32, autocast=False, attention=attention,
+                               lora=lora)
+    monkeypatch.setattr(torch.nn.functional, "linear", zero3_linear_wrap)  # as zero.Init leaves it
+    real = measured_per_token(model_type, shape, seq, dtype=torch.float32, autocast=False, attention=attention,
+                              lora=lora)
+    got = layer_bytes_per_token(setup) + layer_fixed_bytes(setup) / (2 * seq)
+    if model_type == "gpt2":  # Conv1D calls torch.addmm itself: nothing changes
+        assert real == plain
+    else:
+        assert real > plain  # the base's inputs are kept
+    assert got == pytest.approx(real, rel=0.02)

@@ -30,6 +30,17 @@ def lora_delta(s: MemorySetup, c: int, with_dropout: bool) -> int:
     return delta
 
 
+def frozen_linears_keep_inputs(s: MemorySetup) -> bool:
+    """DeepSpeed ZeRO-3 replaces `torch.nn.functional.linear` with `LinearFunctionForZeroStage3`
+    (zero.Init's `mem_efficient_linear`, on by default), which saves every linear's input whether or not
+    its weight trains: a frozen base keeps its linears' inputs (measured: bench/deepspeed_memory_measure.py).
+    GPT-2's Conv1D layers call `torch.addmm` themselves and keep their behaviour."""
+    return s.strategy == "deepspeed" and s.shard_stage == 3 and s.arch.model_type not in CONV1D_FAMILIES
+
+
+CONV1D_FAMILIES = ("gpt2",)  # transformers' Conv1D instead of nn.Linear
+
+
 def _lora_in_layer_norm_family(s: MemorySetup) -> bool:
     """LoRA or QLoRA on GPT-2, OPT, Phi, Falcon or BLOOM (measured, with and without autocast)."""
     return (s.method == "lora" or s.qlora_fp32_residual) and s.arch.model_type in LINEAR_ONLY_INPUTS
@@ -61,11 +72,11 @@ def _lora_delta_layer_norm_families(s: MemorySetup, c: int, with_dropout: bool, 
     rank-r intermediate. Measured against autograd on the CPU and under CUDA's autocast policy
     (tests/test_memory_activations.py)."""
     a = s.arch
-    autocast = s.mixed_precision != "no"
+    autocast = s.autocast
     dropout = with_dropout and s.lora_dropout > 0  # (adapters then read their dropout's output, not the input)
     cast = compute_bytes(s)  # (16 bit under autocast, also where QLoRA runs the layer in fp32)
     delta = 0
-    for readers, size in LINEAR_ONLY_INPUTS[a.model_type]:
+    for readers, size in LINEAR_ONLY_INPUTS[a.model_type] if not frozen_linears_keep_inputs(s) else ():
         if autocast or dropout or not names & set(readers):
             delta -= _linear_only_input_bytes(a, size, c, cast)
     delta += sum(cast * ((m.d_in if autocast else 0) + s.lora_rank) * m.count for m in adapted)
@@ -82,7 +93,7 @@ PARAMETER_TARGETS = ("gate", "gate_up_proj", "down_proj")
 def _moe_lora_under_autocast(s: MemorySetup) -> bool:
     """LoRA on Mixtral's or Qwen3-MoE's layout (router, fused experts) under autocast (measured)."""
     a = s.arch
-    return s.method == "lora" and s.mixed_precision != "no" and bool(a.experts) and a.model_type != "gpt_oss"
+    return s.method == "lora" and s.autocast and bool(a.experts) and a.model_type != "gpt_oss"
 
 
 def _lora_delta_moe(s: MemorySetup, c: int, with_dropout: bool, names: set, adapted: list) -> int:
@@ -95,7 +106,7 @@ def _lora_delta_moe(s: MemorySetup, c: int, with_dropout: bool, names: set, adap
     CPU (tests/test_memory_activations.py)."""
     a = s.arch
     h, inter, k = a.hidden, a.intermediate, max(1, a.experts_per_token)
-    delta = -_frozen_norm_inputs(a, c) - 2 * c * h - k * c * (h + inter)
+    delta = -_frozen_norm_inputs(a, c) - (0 if frozen_linears_keep_inputs(s) else 2 * c * h) - k * c * (h + inter)
     attention = [m for m in adapted if m.name not in PARAMETER_TARGETS]
     delta += sum(c * (m.d_in + s.lora_rank) * m.count for m in attention)
     delta += (c * h if "gate" in names else 0) + (k * c * h if "gate_up_proj" in names else 0) \
@@ -113,7 +124,7 @@ def _lora_delta_llama(s: MemorySetup, c: int, with_dropout: bool, names: set, ad
     (16-bit base, fp32 adapters) peft casts each adapter's input to fp32 and autocast back to 16 bit, so
     every adapter keeps its own 16-bit copy of its input, and 10 B per rank."""
     a = s.arch
-    autocast = s.mixed_precision != "no"
+    autocast = s.autocast
     delta = -_frozen_norm_inputs(a, c)
     attention_in = bool(names & {"q_proj", "k_proj", "v_proj", "qkv_proj"})
     mlp_in = bool(names & {"gate_proj", "up_proj", "gate_up_proj", "c_fc"})
@@ -129,6 +140,8 @@ def _lora_delta_llama(s: MemorySetup, c: int, with_dropout: bool, names: set, ad
     elif parallel:
         delta += sum(c * s.lora_rank * m.count for m in adapted)
         delta -= 0 if attention_in or mlp_in else c * a.hidden
+    elif frozen_linears_keep_inputs(s):
+        delta += sum(c * s.lora_rank * m.count for m in adapted)
     else:
         delta += sum(c * s.lora_rank * m.count for m in adapted)
         delta -= (0 if attention_in else c * a.hidden) + (0 if mlp_in else c * a.hidden)
@@ -164,7 +177,7 @@ def lora_fixed_bytes(s: MemorySetup) -> int:
     them per token), and a parameter target's materialized `W + B·A`."""
     a = s.arch
     total = 0
-    autocast = s.mixed_precision != "no"
+    autocast = s.autocast
     moe = bool(a.experts) and a.model_type != "gpt_oss" and s.method in ("lora", "qlora")
     if autocast and (_lora_in_layer_norm_family(s) or moe):
         names = set(resolve_targets(a, s.lora_targets)[0])

@@ -74,6 +74,12 @@ class MemorySetup:
         return self.strategy in ("deepspeed", "fsdp") and self.mixed_precision != "no"
 
     @property
+    def autocast(self) -> bool:
+        """The forward runs under torch.autocast: accelerate wraps it for bf16/fp16, except under DeepSpeed,
+        whose engine casts the module (adapters included) to its 16-bit dtype instead."""
+        return self.mixed_precision != "no" and self.strategy != "deepspeed"
+
+    @property
     def cuda_fp32_ops(self) -> bool:
         """CUDA autocast runs LayerNorm, `pow` and softmax without a dtype in fp32 (ATen's AT_FORALL_FP32
         lists) where CPU autocast keeps them in 16 bit. It changes what is saved where their inputs are
