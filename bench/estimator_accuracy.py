@@ -42,6 +42,12 @@ TT_SINGLE = dict(TT, strategy="none")
 TT_FULL = dict(TT_SINGLE, method="full", fused_optimizer=True)  # torchtune full-FT configs: AdamW(fused=True)
 
 
+# peft's December 2022 examples (examples/causal_language_modeling/peft_lora_clm_accelerate_ds_zero3_offload.py):
+# `outputs = model(**batch)` stays bound through `accelerator.backward(loss)` and the step, so the model's
+# output, and with it the fp32 logits, lives through backward.
+PEFT_2022 = dict(loop_keeps_fp32_logits=True)
+
+
 def fsdp(n: int) -> dict:
     """torchtune's FSDP2: fully_shard per layer, embeddings and output as their own units."""
     return dict(TT, strategy="fsdp", dp_world=n, gpus_per_node=n, fsdp_version=2)
@@ -82,11 +88,12 @@ ROWS: dict[str, tuple[str, str, dict, str]] = {
              micro_batch=4, seq_len=2048, gradient_checkpointing=True), "rerun, PR #961"),
     "TT33": (L2_7B, "allocated", dict(TT_SINGLE, method="full", optimizer="paged_adamw", optimizer_in_backward=True,
              micro_batch=4, seq_len=2048, gradient_checkpointing=True), "rerun on A100, PR #961"),
-    "PE06": ("bigscience/bloomz-7b1", "allocated", dict(method="lora", dtype="fp32", mixed_precision="no", lora_rank=8,
-             lora_targets=("query_key_value",), lora_dropout=0.1, micro_batch=8, seq_len=64), "GB?: unit ambiguous"),
-    "PE07": ("bigscience/bloomz-7b1", "allocated", dict(method="lora", dtype="fp32", mixed_precision="no", lora_rank=8,
-             lora_targets=("query_key_value",), lora_dropout=0.1, micro_batch=8, seq_len=64, strategy="deepspeed",
-             zero=3, offload_optimizer="cpu", offload_params="cpu"), "GB?: unit ambiguous"),
+    "PE06": ("bigscience/bloomz-7b1", "allocated", dict(PEFT_2022, method="lora", dtype="fp32", mixed_precision="no",
+             lora_rank=8, lora_targets=("query_key_value",), lora_dropout=0.1, micro_batch=8, seq_len=64),
+             "GB?: unit ambiguous"),
+    "PE07": ("bigscience/bloomz-7b1", "allocated", dict(PEFT_2022, method="lora", dtype="fp32", mixed_precision="no",
+             lora_rank=8, lora_targets=("query_key_value",), lora_dropout=0.1, micro_batch=8, seq_len=64,
+             strategy="deepspeed", zero=3, offload_optimizer="cpu", offload_params="cpu"), "GB?: unit ambiguous"),
     "PD01": (L2_70B, "nvml", dict(method="lora", dtype="fp32", mixed_precision="bf16", lora_rank=8, lora_targets=ALL,
              lora_dropout=0.1, micro_batch=8, seq_len=2048, gradient_checkpointing=True, attention="flash_attention_2",
              strategy="deepspeed", zero=3, dp_world=8, gpus_per_node=8), "doc text, nvidia-smi"),
