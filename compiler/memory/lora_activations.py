@@ -131,21 +131,21 @@ def _lora_delta_llama(s: MemorySetup, c: int, with_dropout: bool, names: set, ad
     if a.model_type == "gpt_oss":  # frozen experts keep neither their gathered input nor the down input;
         k = max(1, a.experts_per_token)  # eager attention's output is o_proj's input alone; and no dense MLP
         delta -= k * expert_bytes(s, c) * (a.hidden + a.intermediate) - c * a.intermediate  # input to drop
-        delta -= c * a.q_dim  # (an adapted o_proj keeps its own copy, counted with the adapters)
+        if not frozen_linears_keep_inputs(s):
+            delta -= c * a.q_dim  # (an adapted o_proj keeps its own copy, counted with the adapters)
     parallel = a.model_type == "cohere"  # attention and MLP read one norm's output
     if autocast:
         delta += sum((c * m.d_in + 10 * s.lora_rank) * m.count for m in adapted)
         # the shared inputs, now copied per adapter
         delta -= (1 if parallel else 2) * c * a.hidden + c * a.intermediate
-    elif parallel:
-        delta += sum(c * s.lora_rank * m.count for m in adapted)
-        delta -= 0 if attention_in or mlp_in else c * a.hidden
-    elif frozen_linears_keep_inputs(s):
-        delta += sum(c * s.lora_rank * m.count for m in adapted)
     else:
         delta += sum(c * s.lora_rank * m.count for m in adapted)
-        delta -= (0 if attention_in else c * a.hidden) + (0 if mlp_in else c * a.hidden)
-        delta -= 0 if names & {"down_proj", "c_proj"} else c * a.intermediate
+        if not frozen_linears_keep_inputs(s):  # the frozen linears' inputs no adapter reads
+            if parallel:
+                delta -= 0 if attention_in or mlp_in else c * a.hidden
+            else:
+                delta -= (0 if attention_in else c * a.hidden) + (0 if mlp_in else c * a.hidden)
+                delta -= 0 if names & {"down_proj", "c_proj"} else c * a.intermediate
     delta += _rope_kept(a, names, c)
     if a.model_type == "stablelm":  # the query copy its partial rotary keeps for full fine-tuning is not kept
         delta -= c * a.q_dim

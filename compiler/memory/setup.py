@@ -85,8 +85,7 @@ class MemorySetup:
         lists) where CPU autocast keeps them in 16 bit. It changes what is saved where their inputs are
         16 bit and autocast is on: accelerate wraps the forward in it for bf16/fp16 except under DeepSpeed."""
         sixteen_bit = not self.qlora_fp32_residual and (self.dtype != "fp32" or self.sharded_mixed_precision)
-        return self.device == "cuda" and self.mixed_precision != "no" and self.strategy != "deepspeed" \
-            and sixteen_bit
+        return self.device == "cuda" and self.autocast and sixteen_bit
 
     @property
     def qlora_fp32_residual(self) -> bool:
