@@ -2,7 +2,7 @@
 
 Two ranks train a small random-initialized Llama under `deepspeed.initialize` with the `ds_config.json`
 the compiler emits for such a recipe (`compiler/emit/deepspeed.py`: bf16, overlap_comm and
-contiguous_gradients, the Trainer's torch AdamW as a client optimizer, one micro-batch per step), and
+contiguous_gradients, the Trainer's torch AdamW as a client optimizer), and
 the loop the engine runs under the Trainer (forward, `engine.backward`, `engine.step`). Rank 0 counts
 live storages at their current size (`live_tensors.LiveStorageBytes`) from before `deepspeed.initialize`,
 so the engine's own buffers (fp32 master partitions, reduction buckets) are in the count; the peak is
@@ -39,6 +39,8 @@ CASES = {
     "zero2-full": (LLAMA, dict(method="full", zero=2, micro_batch=2, seq_len=128)),
     "zero3-full": (LLAMA, dict(method="full", zero=3, micro_batch=2, seq_len=128)),
     "zero3-full-long": (LLAMA, dict(method="full", zero=3, micro_batch=4, seq_len=512)),
+    "zero1-full-accumulating": (LLAMA, dict(method="full", zero=1, micro_batch=2, seq_len=128, grad_accum=2)),
+    "zero2-full-accumulating": (LLAMA, dict(method="full", zero=2, micro_batch=2, seq_len=128, grad_accum=2)),
     "zero2-lora": (LLAMA, dict(method="lora", zero=2, micro_batch=2, seq_len=128)),
     "zero3-lora": (LLAMA, dict(method="lora", zero=3, micro_batch=2, seq_len=128)),
     # an fp32 engine (no bf16 section), as the peft example behind PE07 ran it, without its offload
@@ -49,11 +51,11 @@ CASES = {
 
 
 def plan_for(fields: dict) -> dict:
-    """The parts of a plan `ds_config` reads, for a 2-rank bf16 recipe without accumulation."""
-    b = fields["micro_batch"]
+    """The parts of a plan `ds_config` reads, for a 2-rank recipe."""
+    b, accumulation = fields["micro_batch"], fields.get("grad_accum", 1)
     return {"distributed": {"strategy": "deepspeed", "zero": fields["zero"], "offload_optimizer": "none",
                             "offload_params": "none"},
-            "batch": {"global_batch": 2 * b, "micro_batch": b, "grad_accum": 1},
+            "batch": {"global_batch": 2 * b * accumulation, "micro_batch": b, "grad_accum": accumulation},
             "train": {"max_grad_norm": 1.0, "logging_steps": 10**6},
             "precision": {"mixed": fields.get("mixed_precision", "bf16")}}
 
@@ -80,7 +82,7 @@ def _rank(rank: int, port: int, config: dict, fields: dict, out: str) -> None:
         engine.train()
         counter.reset_peak()
         b, s = fields["micro_batch"], fields["seq_len"]
-        for _ in range(2):
+        for _ in range(2 * fields.get("grad_accum", 1)):  # two optimizer steps; the engine steps at the boundary
             ids = torch.randint(0, vocab, (b, s))
             loss = engine(input_ids=ids, labels=ids).loss
             engine.backward(loss)
@@ -97,10 +99,11 @@ def measure(config: dict, fields: dict) -> int:
 
 
 def estimate_for(config: dict, fields: dict):
-    """The estimator on the same engine and loop (DeepSpeed bf16, 2 ranks, one micro-batch per step)."""
+    """The estimator on the same engine and loop (DeepSpeed, 2 ranks; bf16 unless the case says)."""
     fields = dict({"dtype": "bf16", "mixed_precision": "bf16"}, **with_lora(fields))
+    per_rank = fields["micro_batch"] * fields.pop("grad_accum", 1)
     return estimate(MemorySetup(from_config(config), padded_batches=False, strategy="deepspeed", dp_world=2,
-                                gpus_per_node=2, sequences_per_rank=fields["micro_batch"], **fields))
+                                gpus_per_node=2, sequences_per_rank=per_rank, **fields))
 
 
 def main(argv=None) -> int:

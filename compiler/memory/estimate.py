@@ -136,7 +136,10 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     else:
         # DeepSpeed's bf16 optimizer at stage 0 accumulates gradients in fp32; offloaded gradients are fp32
         g_bytes = 4 if offload_opt or (deepspeed_mixed and stage == 0 and s.dtype == "bf16") else t_bytes
-        place("gradients", trainable * g_bytes, stage >= 2, offload_opt, f"{trainable:,} trainable × {g_bytes} B",
+        # ZeRO-1 keeps whole gradients only while it accumulates them: with one micro-batch per step they are
+        # reduced into the rank's partition within backward, as at stage 2 (measured on the engine)
+        sharded = stage >= 2 or (s.strategy == "deepspeed" and stage == 1 and not s.accumulates)
+        place("gradients", trainable * g_bytes, sharded, offload_opt, f"{trainable:,} trainable × {g_bytes} B",
               opt_device)
     grads_in_phases = []
     if gpu[-1].name == "gradients" and gpu[-1].bytes and s.strategy != "deepspeed" and not s.accumulates:
