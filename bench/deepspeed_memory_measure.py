@@ -41,6 +41,10 @@ CASES = {
     "zero3-full-long": (LLAMA, dict(method="full", zero=3, micro_batch=4, seq_len=512)),
     "zero1-full-accumulating": (LLAMA, dict(method="full", zero=1, micro_batch=2, seq_len=128, grad_accum=2)),
     "zero2-full-accumulating": (LLAMA, dict(method="full", zero=2, micro_batch=2, seq_len=128, grad_accum=2)),
+    "zero2-full-small-buckets": (LLAMA, dict(method="full", zero=2, micro_batch=4, seq_len=512,
+                                             reduce_bucket_size=20_000_000)),
+    "zero3-full-small-buckets": (LLAMA, dict(method="full", zero=3, micro_batch=4, seq_len=512,
+                                             reduce_bucket_size=20_000_000)),
     "zero2-lora": (LLAMA, dict(method="lora", zero=2, micro_batch=2, seq_len=128)),
     "zero3-lora": (LLAMA, dict(method="lora", zero=3, micro_batch=2, seq_len=128)),
     # an fp32 engine (no bf16 section), as the peft example behind PE07 ran it, without its offload
@@ -78,7 +82,10 @@ def _rank(rank: int, port: int, config: dict, fields: dict, out: str) -> None:
     counter.track(list(model.parameters()) + list(model.buffers()))
     with counter:
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, foreach=True)
-        engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config(plan_for(fields)))
+        settings = ds_config(plan_for(fields))
+        if "reduce_bucket_size" in fields:  # smaller than DeepSpeed's default: buckets fill within backward
+            settings["zero_optimization"]["reduce_bucket_size"] = fields["reduce_bucket_size"]
+        engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=settings)
         engine.train()
         counter.reset_peak()
         b, s = fields["micro_batch"], fields["seq_len"]

@@ -26,7 +26,6 @@ ALLOCATOR_SLACK = 0.15  # reserved − allocated, as a share of the tensor peak 
 
 NF4_DQ_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 0.5159: 4-bit codes, 8-bit absmax per 64, fp32 per 256 blocks
 NF4_BYTES = 0.5 + 4 / 64  # 0.5625: fp32 absmax per block of 64
-DS_REDUCE_BUCKET = 500_000_000  # DeepSpeed defaults (elements); the emitted ds_config keeps them
 DS_MAX_LIVE_PARAMETERS = 1_000_000_000
 UNMODELED = (
     "torch.compile fusion (usually lowers activations)",
@@ -142,10 +141,12 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
         place("gradients", trainable * g_bytes, sharded, offload_opt, f"{trainable:,} trainable × {g_bytes} B",
               opt_device)
     grads_in_phases = []
-    if gpu[-1].name == "gradients" and gpu[-1].bytes and s.strategy != "deepspeed" and not s.accumulates:
+    preallocated = s.strategy == "deepspeed" and stage in (0, 3)
+    if gpu[-1].name == "gradients" and gpu[-1].bytes and not preallocated and not s.accumulates:
         # zero_grad(set_to_none) frees them after each step and backward creates them as activations die:
-        # none exist at the start of backward, all at the optimizer step. DeepSpeed preallocates its gradient
-        # buffers and accumulation keeps them from one micro-batch to the next: both stay static.
+        # none exist at the start of backward, all at the optimizer step (ZeRO-1/2: their partition buffer
+        # from the first reduction to the step). DeepSpeed preallocates its gradient buffers at stages 0 and 3,
+        # and accumulation keeps them from one micro-batch to the next: both stay static.
         grads_in_phases = [gpu.pop()]
     state_dtype = 4 if (deepspeed_mixed or t_bytes == 4) else t_bytes
     states, paged = optimizer_state_bytes(s, trainable, state_dtype, counts)
@@ -162,15 +163,24 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     gather_bytes = 2 if s.sharded_mixed_precision else base_dtype_bytes
     gathered = _gathered_units(s, counts, gather_bytes, t_bytes) if s.gathers_params else []
     backward_buffers: list[Component] = []
+    reductions: list[Component] = []  # the end of backward's last reduction
     if s.strategy == "deepspeed" and stage >= 1:
         # DeepSpeed allocates its gradient-reduction (IPG) buffers at the full reduce_bucket_size, however few
         # parameters train, in the engine's dtype: one at stage 3, with the optimizer, kept (stage3.py,
         # contiguous_gradients); two (overlap_comm) at stages 1-2, at each backward, and the gradients are
         # views into them until the step frees both (stage_1_and_2.py). All-gathers write in place.
         buffers = 2 if stage < 3 else 1
-        buckets = Component("zero_buckets", DS_REDUCE_BUCKET * (2 if deepspeed_mixed else 4) * buffers,
-                            f"{buffers} × reduce_bucket_size ({DS_REDUCE_BUCKET:.0e} elements) gradient buffer")
+        buckets = Component("zero_buckets", s.reduce_bucket_size * (2 if deepspeed_mixed else 4) * buffers,
+                            f"{buffers} × reduce_bucket_size ({s.reduce_bucket_size:.0e} elements) gradient buffer")
         (gpu if stage == 3 else backward_buffers).append(buckets)
+        # each reduction flattens the bucket's gradients into one new tensor (allreduce_bucket at stages 1-2,
+        # reduce_scatter_coalesced at 3): at the end of backward, and within it when the gradients overflow a
+        # bucket (measured: bench/deepspeed_memory_measure.py)
+        flush = Component("reduce_copy", min(trainable, s.reduce_bucket_size) * (2 if deepspeed_mixed else 4),
+                          "one bucket's gradients, flattened for the reduction")
+        reductions = [flush] + (backward_buffers if stage < 3 else [])
+        if trainable > s.reduce_bucket_size:
+            backward_buffers.append(flush)
     elif s.strategy == "ddp" and s.dp_world > 1:
         gpu.append(Component("ddp_buckets", trainable * t_bytes, "DDP gradient buckets (a second gradient copy)"))
     if s.method == "qlora":
@@ -188,6 +198,7 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     phases = [("forward/backward", gathered + backward_buffers + train),
               ("optimizer step", grads_in_phases + [Component("optimizer_step", step, "optimizer update temporaries")]),
               ("end of backward", end_of_backward + (backward_buffers if end_of_backward else [])),
+              ("last gradient reduction", reductions),
               ("eval pass", evaluation_phase + [Component("eval_pass", evaluation,
                                                      "no-grad forward: one layer's working set or the loss")])]
     phase_name, _ = max(phases, key=lambda p: sum(c.bytes for c in p[1]))

@@ -64,6 +64,8 @@ class MemorySetup:
     # The loop holds the model's output through backward, and with it the logits, in fp32 as transformers
     # before 4.45 returned them (the Answer.AI FSDP-QLoRA benchmark loop).
     loop_keeps_fp32_logits: bool = False
+    # DeepSpeed's reduce_bucket_size (elements): its default, which the emitted ds_config keeps.
+    reduce_bucket_size: int = 500_000_000
 
     def with_(self, **changes) -> "MemorySetup":
         return replace(self, **changes)
