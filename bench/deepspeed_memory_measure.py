@@ -1,9 +1,10 @@
 """DeepSpeed ZeRO's per-rank memory, measured on CPU over gloo, next to the estimate.
 
-Two ranks train a small random-initialized Llama under `deepspeed.initialize` with the `ds_config.json`
-the compiler emits for such a recipe (`compiler/emit/deepspeed.py`: bf16, overlap_comm and
-contiguous_gradients, the Trainer's torch AdamW as a client optimizer), and
-the loop the engine runs under the Trainer (forward, `engine.backward`, `engine.step`). Rank 0 counts
+Two ranks train a small random-initialized Llama (or BLOOM) under `deepspeed.initialize` with the
+`ds_config.json` the compiler emits for such a recipe (`compiler/emit/deepspeed.py`: bf16 or an fp32
+engine, overlap_comm and contiguous_gradients, gradient accumulation, the Trainer's torch AdamW as a
+client optimizer; two cases shrink reduce_bucket_size so buckets fill within backward), and the loop the
+engine runs under the Trainer (forward, `engine.backward`, `engine.step`). Rank 0 counts
 live storages at their current size (`live_tensors.LiveStorageBytes`) from before `deepspeed.initialize`,
 so the engine's own buffers (fp32 master partitions, reduction buckets) are in the count; the peak is
 taken over the training steps, which is what CUDA's `max_memory_allocated` would report there.
