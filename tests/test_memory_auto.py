@@ -93,6 +93,20 @@ def test_fixes_are_ranked_and_described():
     assert all(f.saved_bytes > 0 for f in fixes)
 
 
+def test_a_lower_zero_stage_is_offered_where_it_saves():
+    """LoRA at ZeRO-3 shards little (the frozen 16-bit weights) and keeps every linear's input (DeepSpeed's
+    own linear), so with long sequences ZeRO-2 needs less; a full fine-tune at ZeRO-2 gains nothing lower."""
+    small = resolve_model("meta-llama/Llama-3.2-1B").architecture
+    lora = MemorySetup(small, method="lora", lora_targets=("q_proj", "v_proj"), strategy="deepspeed", zero=3,
+                       dp_world=2, gpus_per_node=2, micro_batch=8, seq_len=4096, sequences_per_rank=8)
+    zero = {f.value: f for f in suggest_fixes(lora, 20 * GiB, global_batch=16, limit=20)
+            if f.field == "distributed.zero"}
+    assert 2 in zero and zero[2].saved_bytes == estimate(lora).peak_bytes - estimate(lora.with_(zero=2)).peak_bytes > 0
+    full = MemorySetup(L2, method="full", strategy="deepspeed", zero=2, dp_world=8, gpus_per_node=8, seq_len=2048)
+    offered = [f.value for f in suggest_fixes(full, 40 * GiB, global_batch=64, limit=20) if f.field == "distributed.zero"]
+    assert offered == [3]
+
+
 def test_combined_fix_when_no_single_edit_fits():
     s = MemorySetup(L2, method="full", micro_batch=8, seq_len=4096, strategy="deepspeed", dp_world=8, gpus_per_node=8)
     fixes = suggest_fixes(s, 30 * GiB, global_batch=64)

@@ -66,9 +66,10 @@ def _candidates(s: MemorySetup, global_batch: int | None):
     if s.method != "full" and s.lora_dropout > 0:
         yield (("method.dropout", 0.0),), s.with_(lora_dropout=0.0)
     if s.dp_world > 1 and s.optimizer not in ("adamw_8bit", "paged_adamw_8bit"):
-        if s.strategy == "deepspeed":
-            for z in range(s.zero + 1, s.max_shard_stage + 1):
-                yield (("distributed.zero", z),), s.with_(zero=z)
+        if s.strategy == "deepspeed":  # higher stages shard more; a lower one can save too (ZeRO-3's linear
+            for z in range(1, s.max_shard_stage + 1):  # keeps every input, and LoRA shards little)
+                if z != s.zero:
+                    yield (("distributed.zero", z),), s.with_(zero=z)
         elif s.strategy in ("none", "ddp") and s.max_shard_stage == 3:
             yield (("distributed", "fsdp"),), s.with_(strategy="fsdp")
     if s.optimizer == "adamw" and s.shard_stage == 0:
