@@ -170,13 +170,14 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
         # contiguous_gradients); two (overlap_comm) at stages 1-2, at each backward, and the gradients are
         # views into them until the step frees both (stage_1_and_2.py). All-gathers write in place.
         buffers = 2 if stage < 3 else 1
-        buckets = Component("zero_buckets", s.reduce_bucket_size * (2 if deepspeed_mixed else 4) * buffers,
+        engine_bytes = 2 if deepspeed_mixed else 4  # the engine's (and its gradients') dtype
+        buckets = Component("zero_buckets", s.reduce_bucket_size * engine_bytes * buffers,
                             f"{buffers} × reduce_bucket_size ({s.reduce_bucket_size:.0e} elements) gradient buffer")
         (gpu if stage == 3 else backward_buffers).append(buckets)
         # each reduction flattens the bucket's gradients into one new tensor (allreduce_bucket at stages 1-2,
         # reduce_scatter_coalesced at 3): at the end of backward, and within it when the gradients overflow a
         # bucket (measured: bench/deepspeed_memory_measure.py)
-        flush = Component("reduce_copy", min(trainable, s.reduce_bucket_size) * (2 if deepspeed_mixed else 4),
+        flush = Component("reduce_copy", min(trainable, s.reduce_bucket_size) * engine_bytes,
                           "one bucket's gradients, flattened for the reduction")
         reductions = [flush] + (backward_buffers if stage < 3 else [])
         if trainable > s.reduce_bucket_size:

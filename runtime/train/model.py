@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ftc.compiler.models.params import is_all_linear
+
 from .errors import RunError
 from .plan import Plan
 
@@ -66,7 +68,7 @@ def lora_config(lora: dict, model=None):
     from peft import LoraConfig
 
     targets = lora["targets"]
-    modules, parameters = ("all-linear", []) if targets in ("all_linear", ["all_linear"]) else (list(targets), [])
+    modules, parameters = ("all-linear", []) if is_all_linear(targets) else (list(targets), [])
     if model is not None and isinstance(modules, list):
         leaf_modules = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
         leaf_params = {name.rsplit(".", 1)[-1] for name, _ in model.named_parameters()}
