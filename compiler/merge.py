@@ -42,6 +42,7 @@ class Merged:
     blocks: dict[str, MergedBlock] = field(default_factory=dict)
     name: ast.Value | None = None
     name_provenance: str = EXPLICIT
+    without_braces: set[str] = field(default_factory=set)  # `method lora` written with no `{ }`: reported once
 
 
 VARIANT_BLOCKS = ("method", "distributed")  # the label selects which fields exist: a new label replaces the block
@@ -91,6 +92,16 @@ def label_text(label: ast.Value) -> str:
     return ast.render_value(label)
 
 
+def _report_block_without_braces(item: ast.Directive, sink: DiagnosticSink) -> None:
+    """`method lora` or `hardware` on a line of its own: a block kind with no body. One error saying so,
+    in place of an unknown statement and a missing block."""
+    spec = BLOCKS[item.name]
+    written = f"{item.name} {ast.render_value(item.value)}"
+    opening = written if spec.label != "none" else item.name
+    sink.error("E0116", f"block `{item.name}` has no body", item.span, label="no `{ ... }` after it",
+               help=f"write `{opening} {{ ... }}`")
+
+
 def merge_chain(chain: LoadedChain, sink: DiagnosticSink) -> Merged:
     merged = Merged()
     for source in chain.files:
@@ -102,7 +113,10 @@ def merge_chain(chain: LoadedChain, sink: DiagnosticSink) -> Merged:
         seen_directives: dict[str, ast.Directive] = {}
         for item in recipe.items:
             if isinstance(item, ast.Directive):
-                if item.name not in DIRECTIVES:
+                if item.name in BLOCKS:
+                    _report_block_without_braces(item, sink)
+                    merged.without_braces.add(item.name)
+                elif item.name not in DIRECTIVES:
                     guess = did_you_mean(item.name, list(DIRECTIVES) + list(BLOCKS))
                     help = f"did you mean `{guess}`?" if guess else "top-level statements are `recipe`, `extends` and blocks"
                     if guess in BLOCKS:

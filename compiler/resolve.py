@@ -302,7 +302,7 @@ def resolve(chain: LoadedChain, overrides: tuple[str, ...], sink: DiagnosticSink
     invalid: set[str] = set()
     root_span = Span.point(chain.root.display)
     for kind in REQUIRED_BLOCKS:
-        if kind not in merged.blocks:
+        if kind not in merged.blocks and kind not in merged.without_braces:
             sink.error("E0109", f"missing block `{kind}`", root_span, label=f"this recipe has no `{kind}` block",
                        help=f"add `{block_opening(BLOCKS[kind])} {{ ... }}`")
     for kind, spec in BLOCKS.items():
