@@ -36,8 +36,8 @@ from lark import Lark, Token, Tree  # noqa: E402
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken  # noqa: E402
 
 from ftc.compiler import ast
-from ftc.compiler.diagnostics import Diagnostic, Severity, Span
-from ftc.compiler.schema import block_spec, where_field_goes
+from ftc.compiler.diagnostics import Diagnostic, Severity, Span, did_you_mean
+from ftc.compiler.schema import BLOCKS, DIRECTIVES, block_opening, block_spec, where_field_goes
 
 MAX_NESTING = 32  # blocks, lists and calls together; deeper input is a diagnostic, not a RecursionError
 
@@ -144,6 +144,11 @@ _EXAMPLES: dict[str, list[str]] = {
     "one-per-line": [
         "train {\n  lr = 1 epochs = 3\n}\n",
         "train {\n  lr = 1 b = 2\n}\n",
+    ],
+    "bare-name": [
+        "hardware\n",
+        "hardware;",
+        "hardware",
     ],
 }
 
@@ -253,6 +258,10 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, file: str) -> Diagnostic
             and _BracketPostLexer._open[stack[-1].type] != token.type:
         # `lr = [1, 2` then `}`: the list is what is unfinished, not the block
         return _not_closed(stack[-1], file, f" before the `{token}` on line {token.line}")
+    if label == "bare-name" and token.type in ("_NL", "SEMICOLON", "$END"):
+        bare = _bare_name(text, span, file)
+        if bare is not None:
+            return bare
     if label in _MESSAGES:
         code, message, help_text = _MESSAGES[label]
         under = "expected `=` before this" if label == "missing-equals" else "unexpected here"
@@ -263,6 +272,27 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, file: str) -> Diagnostic
         return Diagnostic(code, Severity.ERROR, message, span, under, help_text)
     found = "end of file" if at_end else f"`{_short(str(token))}`"
     return Diagnostic("E0001", Severity.ERROR, f"unexpected {found}", span, "not valid here", _expected_help(exc))
+
+
+def _bare_name(text: str, after: Span, file: str) -> Diagnostic | None:
+    """A top-level name with nothing after it (`hardware` on its own line): say what it lacks."""
+    line = text.split("\n")[after.line - 1] if after.line - 1 < len(text.split("\n")) else ""
+    found = re.search(r"([A-Za-z_][A-Za-z0-9_\-]*)\s*$", line[: after.column - 1])
+    if found is None:
+        return None
+    name = found.group(1)
+    span = Span(file, after.line, found.start(1) + 1, after.line, found.end(1) + 1)
+    if name in BLOCKS:
+        return Diagnostic("E0014", Severity.ERROR, f"block `{name}` has no body", span, "no `{ ... }` after it",
+                          f"write `{block_opening(BLOCKS[name])} {{ ... }}`")
+    if name in DIRECTIVES:
+        return Diagnostic("E0014", Severity.ERROR, f"`{name}` needs a value", span, "nothing after it",
+                          'write `recipe "my-run"`' if name == "recipe" else f'write `{name} "base.ftspec"`')
+    guess = did_you_mean(name, list(BLOCKS))
+    help_text = f"did you mean the block `{block_opening(BLOCKS[guess])} {{ ... }}`?" if guess else \
+        "blocks are: " + ", ".join(BLOCKS)
+    return Diagnostic("E0014", Severity.ERROR, f"`{_short(name)}` on its own is not a statement", span,
+                      "a name with nothing after it", help_text)
 
 
 def _home_of_attribute(text: str, token: Token, file: str) -> tuple[Span | None, str | None]:

@@ -65,6 +65,8 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "missing_required_field": (replace("  lr           = 2e-4\n", ""), ()),
     "missing_block": (BASE.split("train {")[0], ()),
     "block_without_braces": (replace("method lora {\n  rank = 8\n}", "method lora"), ()),
+    "syntax_block_name_alone": (with_block("hardware\n"), ()),
+    "syntax_name_alone_typo": (with_block("trian\n"), ()),
     "duplicate_field": (replace("  rank = 8", "  rank = 8\n  rank = 16"), ()),
     "duplicate_block": (with_block("model \"other\" {\n}\n"), ()),
     "field_of_other_variant": (replace("  rank = 8", "  rank = 8\n  quant = nf4"), ()),
