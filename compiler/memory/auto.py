@@ -72,7 +72,8 @@ def resolve_auto(setup: MemorySetup, autos, budget_bytes: int, global_batch: int
         else:
             on = _peak(setup.with_(gradient_checkpointing=True, micro_batch=smallest_micro))
             setup = setup.with_(gradient_checkpointing=True)
-            reason = f"on: without it the peak is {gib(off)} > {budget}; with it {gib(on)}"
+            reason = (f"on: at micro_batch {smallest_micro} the peak is {gib(off)} without it, over {budget}; "
+                      f"{gib(on)} with it")
             decisions.append(Decision("train.gradient_checkpointing", True, reason))
 
     if "micro_batch" in autos:
