@@ -156,6 +156,21 @@ def test_offload_moves_bytes_to_the_host():
     assert off.cpu_bytes_per_node > on_gpu.cpu_bytes_per_node + 8 * 12 * P // 8  # fp32 master + Adam, 8 ranks
 
 
+def test_host_ram_is_the_larger_of_loading_and_training():
+    """The checkpoint is read (model_load) before the offloaded training state exists: the two phases
+    are not added. ZeRO-3's offloaded weight partitions exist in both."""
+    base = dict(method="full", strategy="deepspeed", zero=3, dp_world=16, gpus_per_node=8, dtype="bf16")
+    offloaded = estimate(MemorySetup(L2, **base, offload_optimizer="cpu", offload_params="cpu"))
+    host = {c.name: c.bytes for c in offloaded.host}
+    loading = host["model_load"] + host["weights"]
+    training = sum(b for name, b in host.items() if name != "model_load")
+    assert training > loading and offloaded.cpu_bytes_per_node == training < sum(host.values())
+    assert offloaded.host_peak_phase == "training"
+    assert host["model_load"] == 2 * P and host["weights"] == 2 * P // 2  # the whole checkpoint; half the shards
+    single = estimate(MemorySetup(L2, method="lora", dtype="bf16"))  # nothing offloaded: loading alone
+    assert single.cpu_bytes_per_node == 2 * P and single.host_peak_phase == "loading"
+
+
 def test_unmodeled_is_named():
     assert estimate(MemorySetup(L2)).unmodeled
 

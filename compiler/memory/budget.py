@@ -16,7 +16,7 @@ from ftc.compiler.memory.compat import check_model_fit
 from ftc.compiler.memory.estimate import estimate
 from ftc.compiler.memory.fixes import suggest_fixes
 from ftc.compiler.memory.recipe import setup_from_recipe
-from ftc.compiler.memory.report import breakdown_notes
+from ftc.compiler.memory.report import breakdown_notes, host_phases
 from ftc.compiler.memory.units import gib
 from ftc.compiler.models.resolve import is_local_model
 from ftc.compiler.units import Amount
@@ -65,7 +65,7 @@ def check_budget(recipe, sink: DiagnosticSink) -> None:
         span = recipe.span("hardware.cpu_memory") or recipe.block_span("hardware")
         sink.error("E0706", f"host RAM needed per node is {gib(est.cpu_bytes_per_node)} but `cpu_memory` is "
                    f"{gib(rm.cpu_memory)}", span, label="not enough host RAM",
-                   notes=tuple(f"{c.name}: {gib(c.bytes)}" for c in est.host if c.bytes),
+                   notes=tuple(f"{when}: {gib(total)} ({parts})" for when, total, parts in host_phases(est)),
                    help="offload less (`offload_params = none`), use NVMe offload, or more nodes")
 
 

@@ -38,7 +38,7 @@ class Component:
     name: str
     bytes: int
     note: str = ""
-    phase: str = ""  # set on off-peak components: the phase they belong to
+    phase: str = ""  # set on off-peak components (the phase they belong to) and on host RAM read while loading
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,12 @@ class MemoryEstimate:
     unmodeled: tuple[str, ...] = field(default=UNMODELED)
     nvme: tuple[Component, ...] = ()  # bytes offloaded to NVMe per node
 
+    @property
+    def host_peak_phase(self) -> str:
+        """`loading` or `training`: when host RAM per node peaks."""
+        training = sum(c.bytes for c in host_in_phase(self.host, "training"))
+        return "training" if training >= sum(c.bytes for c in host_in_phase(self.host, LOADING)) else LOADING
+
     def component(self, name: str) -> int:
         for c in self.components + self.off_peak:
             if c.name == name:
@@ -67,6 +73,21 @@ class MemoryEstimate:
         """Weights, adapters, gradients, optimizer states and master weights on the GPU."""
         names = ("weights", "quant_state", "adapters", "gradients", "optimizer_states", "master_weights")
         return sum(c.bytes for c in self.components + self.off_peak if c.name in names)
+
+
+LOADING = "loading"  # host RAM: the checkpoint is read before the training state exists
+
+
+def host_in_phase(host: tuple[Component, ...] | list[Component], phase: str) -> list[Component]:
+    """Host components alive in `phase`: offloaded weights in both (ZeRO-3's partitions exist while the
+    checkpoint loads); the checkpoint read only while loading; the rest (optimizer state, buffers) in training."""
+    if phase == LOADING:
+        return [c for c in host if c.phase == LOADING or c.name == "weights"]
+    return [c for c in host if c.phase != LOADING]
+
+
+def _host_peak(host: list[Component]) -> int:
+    return max(sum(c.bytes for c in host_in_phase(host, phase)) for phase in (LOADING, "training"))
 
 
 def estimate(setup: MemorySetup) -> MemoryEstimate:
@@ -224,13 +245,13 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
         host.append(Component("offload_buffers", int(0.5 * sum(c.bytes for c in host)),
                               "pinned staging, 1.5× headroom as DeepSpeed's estimator"))
     host.append(Component("model_load", counts.base * p_bytes if s.method != "qlora" else weight_bytes,
-                          "weights read once per node while loading (page cache)"))
+                          "weights read once per node while loading (page cache)", phase=LOADING))
     unmodeled = UNMODELED
     if s.method == "qlora" and s.strategy == "fsdp" and s.offload_params != "none":
         unmodeled += ("FSDP parameter offload of frozen 4-bit weights: one published run (peft's Llama-2-70B "
                       "example, nvidia-smi) read ~4 GiB above this estimate, unattributed (docs/memory.md §5)",)
     return MemoryEstimate(tuple(gpu), tuple(off_peak), tuple(host), paged_bytes, tensor_peak,
-                          tensor_peak + slack + context, sum(c.bytes for c in host), phase_name,
+                          tensor_peak + slack + context, _host_peak(host), phase_name,
                           counts.total, trainable, unmodeled, tuple(nvme))
 
 

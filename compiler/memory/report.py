@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ftc.compiler.memory.estimate import MemoryEstimate
+from ftc.compiler.memory.estimate import LOADING, MemoryEstimate, host_in_phase
 from ftc.compiler.memory.setup import MemorySetup
 from ftc.compiler.memory.units import gib
 
@@ -14,6 +14,22 @@ def fits(est: MemoryEstimate, budget_bytes: int | None) -> bool:
 
 def host_fits(est: MemoryEstimate, cpu_memory: int | None) -> bool:
     return cpu_memory is None or est.cpu_bytes_per_node <= cpu_memory
+
+
+HOST_PHASE_WORDS = {"training": "in training", LOADING: "while loading"}
+
+
+def host_phases(est: MemoryEstimate) -> list[tuple[str, int, str]]:
+    """Host RAM per node by phase, the peak first: (`in training`, bytes, `weights 65.7 GiB, ...`). The
+    checkpoint is read before the training state exists, so the two are not added."""
+    phases = [est.host_peak_phase] + [p for p in ("training", LOADING) if p != est.host_peak_phase]
+    rows = []
+    for phase in phases:
+        parts = [c for c in host_in_phase(est.host, phase) if c.bytes]
+        if parts:
+            rows.append((HOST_PHASE_WORDS[phase], sum(c.bytes for c in parts),
+                         ", ".join(f"{c.name} {gib(c.bytes)}" for c in parts)))
+    return rows
 
 
 def to_json(est: MemoryEstimate, setup: MemorySetup, budget_bytes: int | None, cpu_memory: int | None = None,
@@ -31,6 +47,7 @@ def to_json(est: MemoryEstimate, setup: MemorySetup, budget_bytes: int | None, c
         "components": {c.name: int(c.bytes) for c in est.components},
         "off_peak": off_peak_by_phase(est),
         "host_components": {c.name: int(c.bytes) for c in est.host},
+        "host_peak_phase": est.host_peak_phase,
         "nvme_bytes_per_node": sum(int(c.bytes) for c in est.nvme),
         "params": {"total": est.params_total, "trainable": est.params_trainable},
         "setup": {

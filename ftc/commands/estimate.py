@@ -73,7 +73,7 @@ def render_table(name: str, est, setup, rm, decisions) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ftc.compiler.memory.report import breakdown_rows
+    from ftc.compiler.memory.report import breakdown_rows, host_phases
     from ftc.compiler.memory.units import gib, param_count
 
     # a terminal's own width; piped into a log or a PR comment, wide enough that no note wraps
@@ -112,11 +112,12 @@ def render_table(name: str, est, setup, rm, decisions) -> None:
         lines.append(f"budget: {gib(budget)} per GPU ({rm.budget_source}) — {verdict}")
     if est.paged_bytes:
         lines.append(f"paged optimizer state: {gib(est.paged_bytes)} per GPU in managed memory (not in the peak)")
-    host = [c for c in est.host if c.bytes]
-    if host:
-        lines.append(f"host RAM per node: {gib(est.cpu_bytes_per_node)} "
-                     f"({', '.join(f'{c.name} {gib(c.bytes)}' for c in host)})"
-                     + (f" of {gib(rm.cpu_memory)}" if rm.cpu_memory else ""))
+    phases = host_phases(est)
+    if phases:
+        (when, _, parts), others = phases[0], phases[1:]
+        lines.append(f"host RAM per node: {gib(est.cpu_bytes_per_node)}"
+                     + (f" of {gib(rm.cpu_memory)}" if rm.cpu_memory else "") + f", {when} ({parts})"
+                     + "".join(f"; {w} {gib(total)} ({p})" for w, total, p in others))
     for d in decisions:
         lines.append(f"auto {d.field} = {spell(d.value)}: {d.reason}")
     for text in rm.assumptions:
