@@ -171,6 +171,19 @@ def test_host_ram_is_the_larger_of_loading_and_training():
     assert single.cpu_bytes_per_node == 2 * P and single.host_peak_phase == "loading"
 
 
+@pytest.mark.parametrize("strategy, extra, loaders", [
+    ("ddp", {}, 8), ("deepspeed", {"zero": 2}, 8), ("deepspeed", {"zero": 3}, 1), ("fsdp", {}, 1),
+])
+def test_a_checkpoint_in_another_dtype_is_converted_by_each_loading_process(strategy, extra, loaders):
+    """Llama-2's checkpoint is fp16: loading it as bf16 copies it into each loading process's memory;
+    as fp16 the file is memory-mapped and the node's processes share its pages."""
+    base = dict(method="lora", strategy=strategy, dp_world=8, gpus_per_node=8, **extra)
+    load = {c.name: c for c in estimate(MemorySetup(L2, dtype="bf16", **base)).host}["model_load"]
+    assert load.bytes == loaders * 2 * P and "converted to bf16" in load.note
+    mapped = {c.name: c for c in estimate(MemorySetup(L2, dtype="fp16", **base)).host}["model_load"]
+    assert mapped.bytes == 2 * P and "memory-mapped" in mapped.note
+
+
 def test_unmodeled_is_named():
     assert estimate(MemorySetup(L2)).unmodeled
 

@@ -267,3 +267,20 @@ def test_a_hand_edited_config_is_refused_never_crashes():
             assert result.peak_bytes > 0
 
     check()
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("torch_dtype", "bfloat16", "bf16"), ("torch_dtype", "float16", "fp16"), ("dtype", "float32", "fp32"),
+    ("torch_dtype", "int8", None), ("torch_dtype", None, None),
+])
+def test_checkpoint_dtype_is_read_from_the_config(key, value, expected):
+    config = dict(json.loads((EXAMPLES / "tiny" / "model" / "config.json").read_text()))
+    config.pop("dtype", None), config.pop("torch_dtype", None)
+    assert from_config({**config, key: value}).checkpoint_dtype == expected
+
+
+def test_catalog_states_checkpoint_dtypes():
+    assert arch("meta-llama/Llama-2-7b-hf").checkpoint_dtype == "fp16"
+    assert arch("meta-llama/Llama-3.1-8B").checkpoint_dtype == "bf16"
+    assert arch("openai-community/gpt2").checkpoint_dtype == "fp32"
+    assert arch("openai/gpt-oss-20b").checkpoint_dtype is None  # MXFP4 experts: not one dtype

@@ -86,6 +86,23 @@ def host_in_phase(host: tuple[Component, ...] | list[Component], phase: str) -> 
     return [c for c in host if c.phase != LOADING]
 
 
+def _model_load(s: MemorySetup, model_bytes: int) -> Component:
+    """The checkpoint read while loading, per node. A checkpoint in the recipe's dtype is memory-mapped:
+    the node's processes share its pages (page cache). Another dtype is converted into each loading
+    process's own memory: every rank under DDP or ZeRO 0-2; one under FSDP (rank 0 loads, the others
+    start empty) or ZeRO-3 (converted as it is copied into the gathered parameters on the GPU)."""
+    stored = s.arch.checkpoint_dtype
+    if s.method == "qlora" or stored in (None, s.dtype):
+        note = "read once per node (memory-mapped, page cache)"
+        return Component("model_load", model_bytes, note + ("" if stored or s.method == "qlora" else
+                                                            f"; checkpoint dtype unknown, taken as {s.dtype}"),
+                         phase=LOADING)
+    loaders = 1 if s.shard_stage == 3 else s.ranks_per_node
+    return Component("model_load", loaders * model_bytes,
+                     f"{stored} checkpoint converted to {s.dtype} in the memory of {loaders} process"
+                     + ("es" if loaders > 1 else "") + " per node", phase=LOADING)
+
+
 def _host_peak(host: list[Component]) -> int:
     return max(sum(c.bytes for c in host_in_phase(host, phase)) for phase in (LOADING, "training"))
 
@@ -244,8 +261,7 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     if any(c.name != "paged_optimizer_states" for c in host):
         host.append(Component("offload_buffers", int(0.5 * sum(c.bytes for c in host)),
                               "pinned staging, 1.5× headroom as DeepSpeed's estimator"))
-    host.append(Component("model_load", counts.base * p_bytes if s.method != "qlora" else weight_bytes,
-                          "weights read once per node while loading (page cache)", phase=LOADING))
+    host.append(_model_load(s, counts.base * p_bytes if s.method != "qlora" else weight_bytes))
     unmodeled = UNMODELED
     if s.method == "qlora" and s.strategy == "fsdp" and s.offload_params != "none":
         unmodeled += ("FSDP parameter offload of frozen 4-bit weights: one published run (peft's Llama-2-70B "

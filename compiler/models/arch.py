@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ftc.compiler.models.families import BUILDERS
 from ftc.compiler.models.layout import Architecture, ArchitectureError, InvalidConfig
 
@@ -28,7 +30,16 @@ def from_config(config: dict) -> Architecture:
         raise
     except (TypeError, ValueError, ArithmeticError, AttributeError, LookupError) as exc:
         raise InvalidConfig(f"the {model_type} config has a value ftc cannot read: {exc}") from exc
-    return _checked(arch)
+    return replace(_checked(arch), checkpoint_dtype=_checkpoint_dtype(config))
+
+
+CHECKPOINT_DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+
+
+def _checkpoint_dtype(config: dict) -> str | None:
+    """`torch_dtype` (or transformers 5's `dtype`) as the recipe spells dtypes; None when absent or other."""
+    value = config.get("dtype", config.get("torch_dtype"))
+    return CHECKPOINT_DTYPES.get(value) if isinstance(value, str) else None
 
 
 def _checked(arch: Architecture) -> Architecture:

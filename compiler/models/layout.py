@@ -96,6 +96,9 @@ class Architecture(Sizes):
     # text-only training loads, adapts and quantizes it but never runs it) and the tower's other parameters
     tower_linears: tuple[Linear, ...] = ()
     tower_other_params: int = 0
+    # the dtype the checkpoint is stored in (config.json's `torch_dtype`, or `dtype` since transformers 5):
+    # loading into another dtype makes each process its own converted copy instead of mapping the file
+    checkpoint_dtype: str | None = None
 
     @property
     def default_attention(self) -> str:
