@@ -117,3 +117,12 @@ def test_cli_missing_model_folder_exits_1_without_traceback(tmp_path):
     assert result.returncode == 1, result.stderr
     assert "model folder" in result.stderr and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("env, gpu", [({}, 0), ({"LOCAL_RANK": "3", "RANK": "11", "WORLD_SIZE": "16"}, 3)])
+def test_each_qlora_rank_loads_onto_its_own_gpu(env, gpu):
+    """bitsandbytes quantizes while loading, so the device map decides the GPU: LOCAL_RANK's, not GPU 0
+    for every rank of a multi-GPU run."""
+    from ftc.runtime.train.model import qlora_device
+
+    assert qlora_device(env) == gpu

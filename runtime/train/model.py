@@ -92,6 +92,14 @@ def _keep_4bit_trainable_on_cpu(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
+def qlora_device(env=None) -> int:
+    """The GPU a QLoRA rank quantizes its copy of the model on: its own (LOCAL_RANK), never GPU 0 for all.
+    bitsandbytes quantizes while loading, so the placement is set here, not by the Trainer afterwards."""
+    from ftc.runtime.launch.rank import current
+
+    return current(env).local_rank
+
+
 def load_model(plan: Plan) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, set_seed
@@ -116,7 +124,7 @@ def load_model(plan: Plan) -> LoadedModel:
             bnb_4bit_use_double_quant=bool(q.get("double_quant", True)), bnb_4bit_compute_dtype=compute,
             bnb_4bit_quant_storage=torch.uint8,
         )
-        kwargs["device_map"] = "cpu" if plan.on_cpu else {"": 0}
+        kwargs["device_map"] = "cpu" if plan.on_cpu else {"": qlora_device()}
     tokenizer = load_tokenizer(plan, source)
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
