@@ -276,7 +276,8 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, file: str) -> Diagnostic
 
 def _bare_name(text: str, after: Span, file: str) -> Diagnostic | None:
     """A top-level name with nothing after it (`hardware` on its own line): say what it lacks."""
-    line = text.split("\n")[after.line - 1] if after.line - 1 < len(text.split("\n")) else ""
+    lines = text.split("\n")
+    line = lines[after.line - 1] if after.line <= len(lines) else ""
     found = re.search(r"([A-Za-z_][A-Za-z0-9_\-]*)\s*$", line[: after.column - 1])
     if found is None:
         return None
