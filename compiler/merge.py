@@ -98,7 +98,7 @@ def _report_block_without_braces(item: ast.Directive, sink: DiagnosticSink) -> N
     spec = BLOCKS[item.name]
     written = f"{item.name} {ast.render_value(item.value)}"
     opening = written if spec.label != "none" else item.name
-    sink.error("E0014", f"block `{item.name}` has no body", item.span, label="no `{ ... }` after it",
+    sink.error("E0015", f"block `{item.name}` has no body", item.span, label="no `{ ... }` after it",
                help=f"write `{opening} {{ ... }}`")
 
 

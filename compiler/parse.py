@@ -284,15 +284,15 @@ def _bare_name(text: str, after: Span, file: str) -> Diagnostic | None:
     name = found.group(1)
     span = Span(file, after.line, found.start(1) + 1, after.line, found.end(1) + 1)
     if name in BLOCKS:
-        return Diagnostic("E0014", Severity.ERROR, f"block `{name}` has no body", span, "no `{ ... }` after it",
+        return Diagnostic("E0015", Severity.ERROR, f"block `{name}` has no body", span, "no `{ ... }` after it",
                           f"write `{block_opening(BLOCKS[name])} {{ ... }}`")
     if name in DIRECTIVES:
-        return Diagnostic("E0014", Severity.ERROR, f"`{name}` needs a value", span, "nothing after it",
+        return Diagnostic("E0015", Severity.ERROR, f"`{name}` needs a value", span, "nothing after it",
                           'write `recipe "my-run"`' if name == "recipe" else f'write `{name} "base.ftspec"`')
     guess = did_you_mean(name, list(BLOCKS))
     help_text = f"did you mean the block `{block_opening(BLOCKS[guess])} {{ ... }}`?" if guess else \
         "blocks are: " + ", ".join(BLOCKS)
-    return Diagnostic("E0014", Severity.ERROR, f"`{_short(name)}` on its own is not a statement", span,
+    return Diagnostic("E0015", Severity.ERROR, f"`{_short(name)}` on its own is not a statement", span,
                       "a name with nothing after it", help_text)
 
 

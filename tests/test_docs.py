@@ -7,7 +7,8 @@ from pathlib import Path
 from ftc.compiler.docgen import render_reference, splice
 from ftc.compiler.schema import BLOCKS
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "language.md"
+REPO = Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "language.md"
 
 
 def test_generated_reference_is_current():
@@ -23,3 +24,16 @@ def test_every_schema_field_is_documented():
         for field in spec.fields:
             assert f"| `{field.name}`" in reference
             assert f"| `{field.name}`" in text, f"{spec.name}.{field.name} is not in docs/language.md"
+
+
+def test_every_syntax_code_is_documented_once():
+    """Each E00xx the parser and merger emit is in the syntax-code list of docs/language.md, named once."""
+    import re
+
+    emitted = set()
+    for source in (REPO / "compiler").glob("*.py"):
+        emitted |= set(re.findall(r'"(E00\d\d)"', source.read_text(encoding="utf-8")))
+    listing = DOC.read_text(encoding="utf-8").split("Syntax-error codes:", 1)[1].split("\n\n", 1)[0]
+    listed = re.findall(r"\b(E00\d\d)\b", listing)
+    assert emitted and emitted == set(listed), sorted(emitted ^ set(listed))
+    assert len(listed) == len(set(listed)), listed
