@@ -7,6 +7,11 @@ Trainer does (autocast, backward, foreach AdamW, zero_grad(set_to_none)). Rank 0
 at their current size (`live_tensors.LiveStorageBytes`: FSDP gathers and frees by resizing storages),
 which is what CUDA's `max_memory_allocated` would count on a GPU.
 
+The `peft-example` cases replay instead the stack of peft's FSDP QLoRA example (the calibration rows
+PD04/PD05, early 2024) without its CUDA kernels: a checkpoint loaded 4-bit with bf16 quant storage and no
+k-bit preparation, reentrant checkpointing, LoRA (rank 8, dropout 0.1) on every linear, FSDP1 with
+`use_orig_params=False` and bf16 buffers.
+
     python bench/fsdp_memory_measure.py [--cases NAME ...]
 """
 
@@ -27,6 +32,8 @@ LLAMA = dict(model_type="llama", hidden_size=256, intermediate_size=688, num_hid
              num_key_value_heads=4, vocab_size=16384, max_position_embeddings=1024, tie_word_embeddings=False,
              rms_norm_eps=1e-5)
 
+PEFT_EXAMPLE = dict(method="qlora", lora_dropout=0.1, kbit_fp32_upcast=False, gradient_checkpointing=True)
+
 # name -> (config changes, setup fields). Short sequences put the peak at the end of backward, where the
 # root unit's gradients meet; long ones put it in the forward/backward.
 CASES = {
@@ -36,6 +43,10 @@ CASES = {
     "full-long-checkpointing": ({}, dict(method="full", micro_batch=4, seq_len=256, gradient_checkpointing=True)),
     "lora": ({}, dict(method="lora", micro_batch=1, seq_len=32)),
     "lora-long-checkpointing": ({}, dict(method="lora", micro_batch=4, seq_len=256, gradient_checkpointing=True)),
+    "peft-example": ({}, dict(PEFT_EXAMPLE, micro_batch=4, seq_len=256)),
+    # a wider layer and a smaller vocabulary put the peak in the recomputed layer, not the loss
+    "peft-example-wide": ({"hidden_size": 512, "intermediate_size": 1408, "vocab_size": 2048},
+                          dict(PEFT_EXAMPLE, micro_batch=2, seq_len=512)),
 }
 
 
@@ -50,21 +61,27 @@ def _rank(rank: int, port: int, config: dict, fields: dict, out: str) -> None:
     import memory_measure
     from live_tensors import LiveStorageBytes
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    model, vocab = memory_measure.build(config, with_lora(fields), "cpu")
+    peft_example = fields["method"] == "qlora"
+    if peft_example:  # (before the process group: save_pretrained writes on global rank 0 only)
+        model, vocab = _peft_example_model(config)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    if not peft_example:
+        model, vocab = memory_measure.build(config, with_lora(fields), "cpu")
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls={type(base.model.layers[0])})
-    if fields["method"] == "lora":
+    if fields["method"] != "full":
         from peft.utils.other import fsdp_auto_wrap_policy
 
         policy = fsdp_auto_wrap_policy(model)  # what the Trainer installs for a peft model
     wrapped = FSDP(model, auto_wrap_policy=policy, sharding_strategy=ShardingStrategy.FULL_SHARD,
                    device_id=torch.device("cpu"), backward_prefetch=BackwardPrefetch.BACKWARD_PRE,
-                   use_orig_params=True, limit_all_gathers=True,
-                   mixed_precision=MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16))
+                   use_orig_params=not peft_example, limit_all_gathers=True,
+                   mixed_precision=MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16,
+                                                  buffer_dtype=torch.bfloat16 if peft_example else None))
+    wrapped.train()
     optimizer = torch.optim.AdamW([p for p in wrapped.parameters() if p.requires_grad], lr=1e-5, foreach=True)
     counter = LiveStorageBytes()
     counter.track(list(wrapped.parameters()) + list(wrapped.buffers()))
@@ -74,6 +91,32 @@ def _rank(rank: int, port: int, config: dict, fields: dict, out: str) -> None:
     if rank == 0:
         write_peak(out, counter.peak)
     dist.destroy_process_group()
+
+
+def _peft_example_model(config: dict):
+    """The model as peft's FSDP QLoRA example builds it: saved, loaded 4-bit with the quant storage in bf16
+    (so FSDP can flatten it), no k-bit preparation (TRL skips it for a sharded 4-bit model), reentrant
+    checkpointing, the embedding output made to require grad, LoRA rank 8 with dropout on every linear."""
+    import tempfile
+
+    import torch
+    import transformers
+    from peft import LoraConfig, get_peft_model
+
+    config = dict(config)
+    hf_config = transformers.AutoConfig.for_model(config.pop("model_type"), **config, use_cache=False)
+    with tempfile.TemporaryDirectory(prefix="ftc-peft-example-") as folder:
+        transformers.AutoModelForCausalLM.from_config(hf_config, dtype=torch.bfloat16).save_pretrained(folder)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            folder, dtype=torch.bfloat16, device_map={"": "cpu"},
+            quantization_config=transformers.BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_storage=torch.bfloat16))
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    model.enable_input_require_grads()
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.1, target_modules="all-linear",
+                                             task_type="CAUSAL_LM"))
+    return model, hf_config.vocab_size
 
 
 def measure(config: dict, fields: dict) -> int:

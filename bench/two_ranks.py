@@ -27,8 +27,8 @@ def write_peak(out: str, peak: int) -> None:
 
 
 def with_lora(fields: dict) -> dict:
-    """LoRA cases: rank 8, on every linear unless the case names its targets."""
-    if fields["method"] != "lora":
+    """LoRA and QLoRA cases: rank 8, on every linear unless the case names its targets."""
+    if fields["method"] not in ("lora", "qlora"):
         return fields
     return dict({"lora_targets": "all_linear"}, **fields, lora_rank=8)
 

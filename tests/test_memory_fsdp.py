@@ -6,7 +6,8 @@ What this pins down: the root unit (embeddings, head) stays gathered from the fi
 backward, the head's gradient is held until the embedding's, both are concatenated into the root's flat
 gradient at the end of backward (the peak of the short-sequence cases), gathered units are gone at the
 optimizer step, and frozen roots (LoRA) carry no gradients. The previous model (two gathered units,
-static) was -6.3% on `full`.
+static) was -6.3% on `full`. `peft-example` is the stack of the PD04/PD05 calibration rows (4-bit weights
+in bf16 storage flattened by FSDP1 with `use_orig_params=False`, reentrant checkpointing, LoRA dropout).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import fsdp_memory_measure  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("case", ["full", "full-tied", "full-long-checkpointing", "lora"])
+@pytest.mark.parametrize("case", ["full", "full-tied", "full-long-checkpointing", "lora", "peft-example"])
 def test_fsdp_estimate_matches_measured_rank_peak(case):
     changes, fields = fsdp_memory_measure.CASES[case]
     config = dict(fsdp_memory_measure.LLAMA, **changes)
