@@ -58,9 +58,9 @@ class MemoryEstimate:
 
     @property
     def host_peak_phase(self) -> str:
-        """`loading` or `training`: when host RAM per node peaks."""
-        training = sum(c.bytes for c in host_in_phase(self.host, "training"))
-        return "training" if training >= sum(c.bytes for c in host_in_phase(self.host, LOADING)) else LOADING
+        """`loading` or `training`: when host RAM per node peaks (training on a tie)."""
+        training = sum(c.bytes for c in host_in_phase(self.host, TRAINING))
+        return TRAINING if training == self.cpu_bytes_per_node else LOADING
 
     def component(self, name: str) -> int:
         for c in self.components + self.off_peak:
@@ -75,7 +75,8 @@ class MemoryEstimate:
         return sum(c.bytes for c in self.components + self.off_peak if c.name in names)
 
 
-LOADING = "loading"  # host RAM: the checkpoint is read before the training state exists
+# host RAM's two phases: the checkpoint is read (loading) before the training state exists
+LOADING, TRAINING = "loading", "training"
 
 
 def host_in_phase(host: tuple[Component, ...] | list[Component], phase: str) -> list[Component]:
@@ -94,9 +95,9 @@ def _model_load(s: MemorySetup, model_bytes: int) -> Component:
     stored = s.arch.checkpoint_dtype
     if s.method == "qlora" or stored in (None, s.dtype):
         note = "read once per node (memory-mapped, page cache)"
-        return Component("model_load", model_bytes, note + ("" if stored or s.method == "qlora" else
-                                                            f"; checkpoint dtype unknown, taken as {s.dtype}"),
-                         phase=LOADING)
+        if stored is None and s.method != "qlora":
+            note += f"; checkpoint dtype unknown, taken as {s.dtype}"
+        return Component("model_load", model_bytes, note, phase=LOADING)
     loaders = 1 if s.shard_stage == 3 else s.ranks_per_node
     return Component("model_load", loaders * model_bytes,
                      f"{stored} checkpoint converted to {s.dtype} in the memory of {loaders} process"
@@ -104,7 +105,7 @@ def _model_load(s: MemorySetup, model_bytes: int) -> Component:
 
 
 def _host_peak(host: list[Component]) -> int:
-    return max(sum(c.bytes for c in host_in_phase(host, phase)) for phase in (LOADING, "training"))
+    return max(sum(c.bytes for c in host_in_phase(host, phase)) for phase in (LOADING, TRAINING))
 
 
 def estimate(setup: MemorySetup) -> MemoryEstimate:

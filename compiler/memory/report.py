@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ftc.compiler.memory.estimate import LOADING, MemoryEstimate, host_in_phase
+from ftc.compiler.memory.estimate import LOADING, TRAINING, MemoryEstimate, host_in_phase
 from ftc.compiler.memory.setup import MemorySetup
 from ftc.compiler.memory.units import gib
 
@@ -16,13 +16,13 @@ def host_fits(est: MemoryEstimate, cpu_memory: int | None) -> bool:
     return cpu_memory is None or est.cpu_bytes_per_node <= cpu_memory
 
 
-HOST_PHASE_WORDS = {"training": "in training", LOADING: "while loading"}
+HOST_PHASE_WORDS = {TRAINING: "in training", LOADING: "while loading"}
 
 
 def host_phases(est: MemoryEstimate) -> list[tuple[str, int, str]]:
     """Host RAM per node by phase, the peak first: (`in training`, bytes, `weights 65.7 GiB, ...`). The
     checkpoint is read before the training state exists, so the two are not added."""
-    phases = [est.host_peak_phase] + [p for p in ("training", LOADING) if p != est.host_peak_phase]
+    phases = [est.host_peak_phase] + [p for p in (TRAINING, LOADING) if p != est.host_peak_phase]
     rows = []
     for phase in phases:
         parts = [c for c in host_in_phase(est.host, phase) if c.bytes]
