@@ -12,6 +12,7 @@ from ftc.compiler import ast
 from ftc.compiler.coerce import describe
 from ftc.compiler.diagnostics import DiagnosticSink, Span, did_you_mean
 from ftc.compiler.load import LoadedChain
+from ftc.compiler.parse import block_without_body
 from ftc.compiler.schema import BLOCKS, DIRECTIVES
 
 EXPLICIT, INHERITED, OVERRIDE, DEFAULT, DERIVED = "explicit", "inherited", "override", "default", "derived"
@@ -92,16 +93,6 @@ def label_text(label: ast.Value) -> str:
     return ast.render_value(label)
 
 
-def _report_block_without_braces(item: ast.Directive, sink: DiagnosticSink) -> None:
-    """`method lora` or `hardware` on a line of its own: a block kind with no body. One error saying so,
-    in place of an unknown statement and a missing block."""
-    spec = BLOCKS[item.name]
-    written = f"{item.name} {ast.render_value(item.value)}"
-    opening = written if spec.label != "none" else item.name
-    sink.error("E0015", f"block `{item.name}` has no body", item.span, label="no `{ ... }` after it",
-               help=f"write `{opening} {{ ... }}`")
-
-
 def merge_chain(chain: LoadedChain, sink: DiagnosticSink) -> Merged:
     merged = Merged()
     for source in chain.files:
@@ -113,8 +104,8 @@ def merge_chain(chain: LoadedChain, sink: DiagnosticSink) -> Merged:
         seen_directives: dict[str, ast.Directive] = {}
         for item in recipe.items:
             if isinstance(item, ast.Directive):
-                if item.name in BLOCKS:
-                    _report_block_without_braces(item, sink)
+                if item.name in BLOCKS:  # `method lora` with no body: one error, not also a missing block
+                    sink.add(block_without_body(item.name, item.span, ast.render_value(item.value)))
                     merged.without_braces.add(item.name)
                 elif item.name not in DIRECTIVES:
                     guess = did_you_mean(item.name, list(DIRECTIVES) + list(BLOCKS))

@@ -274,6 +274,15 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, file: str) -> Diagnostic
     return Diagnostic("E0001", Severity.ERROR, f"unexpected {found}", span, "not valid here", _expected_help(exc))
 
 
+def block_without_body(name: str, span: Span, label: str | None = None) -> Diagnostic:
+    """E0015 for a block kind with no `{ ... }` after it: `hardware` alone here, `method lora` in the merge
+    (a name and a phrase parse as a directive). The help is the opening to write, with the label written."""
+    spec = BLOCKS[name]
+    opening = f"{name} {label}" if label is not None and spec.label != "none" else block_opening(spec)
+    return Diagnostic("E0015", Severity.ERROR, f"block `{name}` has no body", span, "no `{ ... }` after it",
+                      f"write `{opening} {{ ... }}`")
+
+
 def _bare_name(text: str, after: Span, file: str) -> Diagnostic | None:
     """A top-level name with nothing after it (`hardware` on its own line): say what it lacks."""
     lines = text.split("\n")
@@ -284,8 +293,7 @@ def _bare_name(text: str, after: Span, file: str) -> Diagnostic | None:
     name = found.group(1)
     span = Span(file, after.line, found.start(1) + 1, after.line, found.end(1) + 1)
     if name in BLOCKS:
-        return Diagnostic("E0015", Severity.ERROR, f"block `{name}` has no body", span, "no `{ ... }` after it",
-                          f"write `{block_opening(BLOCKS[name])} {{ ... }}`")
+        return block_without_body(name, span)
     if name in DIRECTIVES:
         return Diagnostic("E0015", Severity.ERROR, f"`{name}` needs a value", span, "nothing after it",
                           'write `recipe "my-run"`' if name == "recipe" else f'write `{name} "base.ftspec"`')
