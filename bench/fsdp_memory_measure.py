@@ -64,12 +64,11 @@ def _rank(rank: int, port: int, config: dict, fields: dict, out: str) -> None:
     torch.manual_seed(0)
     torch.set_num_threads(1)
     peft_example = fields["method"] == "qlora"
-    if peft_example:  # (before the process group: save_pretrained writes on global rank 0 only)
-        model, vocab = _peft_example_model(config)
+    # built before the process group: the 4-bit model is saved and reloaded, and save_pretrained writes on
+    # global rank 0 only
+    model, vocab = memory_measure.build(config, with_lora(fields), "cpu", reentrant=peft_example)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
-    if not peft_example:
-        model, vocab = memory_measure.build(config, with_lora(fields), "cpu")
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls={type(base.model.layers[0])})
     if fields["method"] != "full":
@@ -91,32 +90,6 @@ def _rank(rank: int, port: int, config: dict, fields: dict, out: str) -> None:
     if rank == 0:
         write_peak(out, counter.peak)
     dist.destroy_process_group()
-
-
-def _peft_example_model(config: dict):
-    """The model as peft's FSDP QLoRA example builds it: saved, loaded 4-bit with the quant storage in bf16
-    (so FSDP can flatten it), no k-bit preparation (TRL skips it for a sharded 4-bit model), reentrant
-    checkpointing, the embedding output made to require grad, LoRA rank 8 with dropout on every linear."""
-    import tempfile
-
-    import torch
-    import transformers
-    from peft import LoraConfig, get_peft_model
-
-    config = dict(config)
-    hf_config = transformers.AutoConfig.for_model(config.pop("model_type"), **config, use_cache=False)
-    with tempfile.TemporaryDirectory(prefix="ftc-peft-example-") as folder:
-        transformers.AutoModelForCausalLM.from_config(hf_config, dtype=torch.bfloat16).save_pretrained(folder)
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            folder, dtype=torch.bfloat16, device_map={"": "cpu"},
-            quantization_config=transformers.BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_storage=torch.bfloat16))
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
-    model.enable_input_require_grads()
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.1, target_modules="all-linear",
-                                             task_type="CAUSAL_LM"))
-    return model, hf_config.vocab_size
 
 
 def measure(config: dict, fields: dict) -> int:

@@ -62,7 +62,9 @@ def model_config(model_id: str, layers: int | None) -> dict:
     return config
 
 
-def build(config: dict, fields: dict, device: str):
+def build(config: dict, fields: dict, device: str, reentrant: bool = False):
+    """The model as the runtime trains it; QLoRA with `kbit_fp32_upcast=False` as a sharded 4-bit model is
+    loaded instead (quant storage in bf16 so FSDP can flatten it, no k-bit preparation, as TRL skips it)."""
     import torch
     import transformers
 
@@ -76,6 +78,7 @@ def build(config: dict, fields: dict, device: str):
             setattr(hf_config, key, None)
     hf_config.use_cache = False
     method = fields.get("method", "full")
+    prepared = method == "qlora" and fields.get("kbit_fp32_upcast", True)  # prepare_model_for_kbit_training
     if method == "qlora":
         import tempfile
 
@@ -90,18 +93,20 @@ def build(config: dict, fields: dict, device: str):
             folder, dtype=torch.bfloat16, attn_implementation=fields.get("attention", "sdpa"), device_map={"": 0 if device == "cuda" else "cpu"},
             quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                    bnb_4bit_use_double_quant=True,
-                                                   bnb_4bit_compute_dtype=torch.bfloat16))
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=fields.get(
-            "gradient_checkpointing", False), gradient_checkpointing_kwargs={"use_reentrant": False})
+                                                   bnb_4bit_compute_dtype=torch.bfloat16,
+                                                   bnb_4bit_quant_storage=torch.uint8 if prepared else torch.bfloat16))
+        if prepared:
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=fields.get(
+                "gradient_checkpointing", False), gradient_checkpointing_kwargs={"use_reentrant": reentrant})
     else:
         dtype = torch.float32 if fields.get("dtype") == "fp32" else torch.bfloat16
         with torch.device(device):
             model = transformers.AutoModelForCausalLM.from_config(hf_config, dtype=dtype,
                                                                   attn_implementation=fields.get("attention", "sdpa"))
-        if fields.get("gradient_checkpointing"):
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            if method != "full":
-                model.enable_input_require_grads()
+    if fields.get("gradient_checkpointing") and not prepared:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+        if method != "full":
+            model.enable_input_require_grads()
     if method in ("lora", "qlora"):
         from peft import LoraConfig, get_peft_model
 
