@@ -124,12 +124,28 @@ class ResolvedRecipe:
 
     def strategy(self) -> str:
         """The distributed strategy the run uses: `distributed auto` is `none` on one rank, DeepSpeed for
-        full fine-tuning and DDP for adapters on several; `ddp` on one rank is `none` (lowering records why)."""
+        full fine-tuning and DDP for adapters on several, or FSDP for adapters when the replicated weights
+        do not fit the GPU budget (`auto_strategy`); `ddp` on one rank is `none` (lowering records why)."""
         strategy = self.value("distributed", "auto")
         world = self.world_size()
         if strategy == "auto":
-            return "none" if world == 1 else "deepspeed" if self.value("method") == "full" else "ddp"
+            if world == 1:
+                return "none"
+            if self.value("method") == "full":
+                return "deepspeed"
+            return self.auto_strategy[0] if self.auto_strategy else "ddp"
         return "none" if strategy == "ddp" and world == 1 else strategy
+
+    @cached_property
+    def auto_strategy(self) -> tuple[str, str] | None:
+        """(strategy, reason) when the memory estimate decides `distributed auto` for adapters on several
+        ranks; None where it cannot (no GPU budget, unknown model) and the rule above applies."""
+        if self.value("distributed", "auto") != "auto" or self.world_size() == 1 or \
+                self.value("method") not in ("lora", "qlora"):
+            return None
+        from ftc.compiler.memory.auto import choose_strategy  # the estimator is a later stage
+
+        return choose_strategy(self)
 
     def compute_dtype_field(self) -> str:
         """The field that sets the compute dtype: QLoRA's `compute_dtype` (its weights are 4-bit), else the

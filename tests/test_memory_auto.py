@@ -10,9 +10,11 @@ import pytest
 from ftc.cli import main
 from ftc.compiler.frontend import analyze
 from ftc.compiler.memory import hardware
+from ftc.compiler.emit import emit
 from ftc.compiler.memory.auto import resolve_auto
 from ftc.compiler.memory.estimate import estimate
 from ftc.compiler.memory.fixes import suggest_fixes
+from ftc.compiler.memory.recipe import setup_from_recipe
 from ftc.compiler.memory.setup import MemorySetup
 from ftc.compiler.models.resolve import resolve_model
 
@@ -680,3 +682,65 @@ def test_off_peak_phases_in_estimate_json(tmp_path, capsys):
     assert "gathered_params" not in obj["off_peak"].get("optimizer step", {})
     end = obj["components"] if obj["peak_phase"] == "end of backward" else obj["off_peak"]["end of backward"]
     assert {"gathered_params", "root_gradients"} <= set(end)
+
+
+@pytest.mark.parametrize("model,gpu,expected", [
+    ("meta-llama/Llama-2-7b-hf", "a100-80gb", "ddp"),  # the weights fit on every rank
+    ("meta-llama/Llama-3.1-70B", "a100-80gb", "fsdp"),  # 131 GiB of weights cannot be replicated; sharded they fit
+    ("meta-llama/Llama-3.1-70B", "a100-40gb", "fsdp"),  # neither fits; FSDP comes closest and the error says so
+])
+def test_distributed_auto_shards_lora_only_when_the_replicated_weights_do_not_fit(tmp_path, model, gpu, expected):
+    from ftc.compiler.pipeline import compile_recipe
+
+    path = write(tmp_path, micro="auto", gc="auto", length=2048,
+                 hardware=f"hardware {{\n  gpu = {gpu}\n  gpus_per_node = 4\n}}")
+    path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", model))
+    recipe = analyze(path).recipe
+    assert recipe.strategy() == expected
+    strategy, reason = recipe.auto_strategy
+    rm_ddp = setup_from_recipe(recipe, strategy="ddp")
+    smallest = rm_ddp.setup.with_(micro_batch=1, gradient_checkpointing=True)
+    budget = hardware.gpu_memory(gpu)
+    assert (estimate(smallest).peak_bytes <= budget) == (expected == "ddp")
+    assert f"{estimate(smallest).peak_bytes / GiB:.1f} GiB at micro_batch 1 and checkpointing on" in reason
+    result = compile_recipe(path, out_dir=tmp_path / "out")
+    if gpu == "a100-40gb":
+        (d,) = [d for d in result.diagnostics if d.is_error]
+        assert d.code == "E0705" and "distributed = fsdp and offload_params = cpu saves" in d.help
+        assert "FSDP shards them" in reason and "still over" in reason
+        return
+    assert result.plan is not None, [d.message for d in result.diagnostics]
+    assert result.plan["distributed"]["strategy"] == expected == result.plan["memory"]["setup"]["strategy"]
+    (decision,) = [a for a in result.plan["auto"] if a["field"] == "distributed"]
+    assert decision["reason"] == reason and result.plan["memory"]["fits"]
+    accelerate = emit(result.plan)["accelerate.yaml"].decode()
+    assert ("distributed_type: FSDP" in accelerate) == (expected == "fsdp")
+
+
+@pytest.mark.parametrize("body,strategy", [("", None), ("distributed ddp {}", "ddp"), ("distributed auto {}", None)])
+def test_distributed_auto_keeps_the_rule_without_a_budget_or_when_written(tmp_path, body, strategy):
+    path = write(tmp_path, micro="auto", gc="auto", length=2048,
+                 hardware=f"hardware {{\n  gpus_per_node = 4\n  memory_per_gpu = 40 GiB\n}}\n{body}")
+    path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-70B"))
+    recipe = analyze(path).recipe
+    if strategy:  # as written: DDP does not fit, the budget error says to shard
+        assert recipe.auto_strategy is None and recipe.strategy() == "ddp"
+        (d,) = [d for d in errors(path)]
+        assert "distributed = fsdp saves" in d.help and "distributed = fsdp and" not in d.help
+        return
+    assert recipe.strategy() == "fsdp"
+    path.write_text(path.read_text().replace("  memory_per_gpu = 40 GiB\n", ""))  # no budget: the rule
+    recipe = analyze(path).recipe
+    assert recipe.auto_strategy is None and recipe.strategy() == "ddp"
+
+
+def test_distributed_auto_keeps_ddp_for_qlora(tmp_path):
+    """QLoRA's 4-bit weights are not sharded here (E0419): auto stays on DDP and says why."""
+    path = write(tmp_path, method="qlora", micro="auto", gc="auto", length=2048,
+                 hardware="hardware {\n  gpu = l4\n  gpus_per_node = 4\n}")
+    path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-70B")
+                    .replace("method qlora {}", "method qlora {\n  quant = nf4\n}"))
+    recipe = analyze(path).recipe
+    strategy, reason = recipe.auto_strategy
+    assert strategy == recipe.strategy() == "ddp" and "4-bit weights are not sharded" in reason
+    assert [d.code for d in errors(path)] == ["E0705"]

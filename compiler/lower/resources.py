@@ -45,7 +45,7 @@ def lower_strategy(lw: Lowering) -> None:
     world = r.world_size()
     written, strategy = r.value("distributed", "auto"), r.strategy()
     if strategy != written:
-        lw.decide("distributed", strategy, _strategy_reason(written, strategy, world))
+        lw.decide("distributed", strategy, _strategy_reason(r, written, strategy, world))
     if strategy == "none" and world > 1:
         lw.sink.error("E0518", f"`distributed none` runs one process, but `hardware` gives {world} ranks",
                       lw.span("distributed"), label="a single process",
@@ -69,7 +69,9 @@ def lower_strategy(lw: Lowering) -> None:
     lw.plan["distributed"] = dist
 
 
-def _strategy_reason(written: str, strategy: str, world: int) -> str:
+def _strategy_reason(recipe, written: str, strategy: str, world: int) -> str:
+    if recipe.auto_strategy and written == "auto":
+        return recipe.auto_strategy[1]
     if written == "ddp":
         return "`distributed ddp` with one rank runs as a single process"
     if strategy == "none":

@@ -1,6 +1,8 @@
-"""The auto passes: `zero = auto`, `gradient_checkpointing = auto`, `micro_batch = auto`.
+"""The auto passes: `distributed auto`, `zero = auto`, `gradient_checkpointing = auto`, `micro_batch = auto`.
 
-Decided jointly, in this order, each against the per-GPU budget:
+`distributed auto` for adapters on several ranks comes first (`choose_strategy`): DDP while the weights fit
+on every rank, FSDP when they do not. The others are decided jointly, in this order, each against the
+per-GPU budget:
 1. zero: the smallest stage that fits (with checkpointing on and micro_batch 1 if those are auto);
 2. gradient_checkpointing: on only when the recipe does not fit without it;
 3. micro_batch: the largest divisor of global_batch / data-parallel world that fits.
@@ -94,6 +96,42 @@ def resolve_auto(setup: MemorySetup, autos, budget_bytes: int, global_batch: int
         setup = setup.with_(micro_batch=m)
         decisions.insert(0, Decision("train.micro_batch", m, reason))
     return setup, tuple(decisions)
+
+
+def choose_strategy(recipe) -> tuple[str, str] | None:
+    """`distributed auto` for LoRA on several ranks: DDP (the weights whole on every rank, the least
+    communication) when it fits the budget at its smallest setting (micro_batch 1 and checkpointing on,
+    where those are auto), else FSDP when it lowers the peak. QLoRA keeps DDP: its 4-bit weights cannot
+    be sharded here (E0419). None without a budget or a known model: the fixed rule applies."""
+    from ftc.compiler.memory.recipe import setup_from_recipe
+
+    rm = setup_from_recipe(recipe, strategy="ddp")
+    if rm.setup is None or rm.budget_bytes is None:
+        return None
+    probe = rm.setup
+    smallest = []
+    if "micro_batch" in rm.autos:
+        probe = probe.with_(micro_batch=1)
+        smallest.append("micro_batch 1")
+    if "gradient_checkpointing" in rm.autos:
+        probe = probe.with_(gradient_checkpointing=True)
+        smallest.append("checkpointing on")
+    at = f" at {' and '.join(smallest)}" if smallest else ""
+    world, budget = probe.dp_world, gib(rm.budget_bytes)
+    ddp = _peak(probe)
+    if ddp <= rm.budget_bytes:
+        return "ddp", (f"{world} ranks, adapters only: DDP fits {budget} with the weights on every rank "
+                       f"(peak {gib(ddp)}{at})")
+    if probe.max_shard_stage < 3:
+        return "ddp", (f"{world} ranks, QLoRA: DDP (its 4-bit weights are not sharded), although it needs "
+                       f"{gib(ddp)}{at}, over {budget} (see the budget error)")
+    fsdp = _peak(setup_from_recipe(recipe, strategy="fsdp").setup.with_(
+        micro_batch=probe.micro_batch, gradient_checkpointing=probe.gradient_checkpointing))
+    if fsdp >= ddp:
+        return "ddp", f"{world} ranks, adapters only: DDP needs {gib(ddp)}{at}, over {budget}; FSDP would not save"
+    still = "" if fsdp <= rm.budget_bytes else ", still over (see the budget error)"
+    return "fsdp", (f"{world} ranks, adapters only: DDP, with the weights on every rank, needs {gib(ddp)}{at}, "
+                    f"over {budget}; FSDP shards them: {gib(fsdp)}{still}")
 
 
 # ---------------------------------------------------------------- hooks called by lowering

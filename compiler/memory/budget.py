@@ -49,7 +49,8 @@ def check_budget(recipe, sink: DiagnosticSink) -> None:
     est = estimate(setup)
     where = rm.budget_source if rm.budget_source != "memory_per_gpu" else "memory_per_gpu"
     if est.peak_bytes > budget:
-        fixes = suggest_fixes(setup, budget, rm.global_batch, host_budget=rm.cpu_memory)
+        fixes = suggest_fixes(setup, budget, rm.global_batch, host_budget=rm.cpu_memory,
+                              strategy_written=recipe.value("distributed", "auto") != "auto")
         help_text = "; or ".join([f.describe() for f in fixes[:3]]
                                  + _larger_gpu(est.peak_bytes, fixes, recipe.value("hardware.gpu")))
         decided = ", ".join(f"{a} = auto" for a in sorted(rm.autos))

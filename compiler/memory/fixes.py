@@ -8,7 +8,7 @@ offered too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ftc.compiler.batch import divisors
 from ftc.compiler.memory.estimate import estimate
@@ -115,9 +115,11 @@ def _more_gpus(s: MemorySetup, global_batch: int | None):
 
 
 def suggest_fixes(setup: MemorySetup, budget_bytes: int, global_batch: int | None = None,
-                  limit: int = 5, host_budget: int | None = None) -> list[Fix]:
+                  limit: int = 5, host_budget: int | None = None, strategy_written: bool = True) -> list[Fix]:
     """Ranked edits (and a combination when none fits alone). With `host_budget` (`cpu_memory`), an edit
-    that fits the GPU but not host RAM (offloading, say) does not count as fitting."""
+    that fits the GPU but not host RAM (offloading, say) does not count as fitting. Without
+    `strategy_written` (`distributed auto`, or no `distributed` block, which has no fields of its own),
+    an edit of a `distributed` field names the strategy too."""
     before = estimate(setup).peak_bytes
     fixes: list[tuple[int, Fix]] = []
     seen_fields: set[str] = set()
@@ -141,7 +143,19 @@ def suggest_fixes(setup: MemorySetup, budget_bytes: int, global_batch: int | Non
         combined = _combine(setup, budget_bytes, global_batch, before, host_budget)
         if combined is not None:
             ranked.insert(0, combined)
+    if not strategy_written:
+        ranked = [_naming_strategy(fix, setup.strategy) for fix in ranked]
     return ranked[:limit]
+
+
+def _naming_strategy(fix: Fix, strategy: str) -> Fix:
+    """`distributed = deepspeed and offload_optimizer = cpu`: a `distributed auto` block takes no fields, so
+    an edit of one is written with the strategy that auto chose."""
+    edits = fix.changes or ((fix.field, fix.value),)
+    fields = [field for field, _ in edits]
+    if "distributed" in fields or not any(field.startswith("distributed.") for field in fields):
+        return fix
+    return replace(fix, changes=(("distributed", strategy),) + edits)
 
 
 def _smaller_micro_batches(micro: int, per_rank: int | None) -> list[int]:

@@ -45,8 +45,9 @@ def budget_of(recipe) -> tuple[int | None, str]:
         return None, "unknown-gpu"
 
 
-def setup_from_recipe(recipe) -> RecipeMemory:
-    """The estimator input for `recipe`; autos get placeholders and are listed in `autos`."""
+def setup_from_recipe(recipe, strategy: str | None = None) -> RecipeMemory:
+    """The estimator input for `recipe`; autos get placeholders and are listed in `autos`. `strategy`
+    replaces the recipe's own (how `distributed auto` weighs DDP against FSDP)."""
     budget, source = budget_of(recipe)
     model_name = recipe.value("model")
     gpus_per_node = int(recipe.value("hardware.gpus_per_node", 1))
@@ -61,7 +62,7 @@ def setup_from_recipe(recipe) -> RecipeMemory:
     if isinstance(resolved, ModelNotFound):
         return RecipeMemory(None, frozenset(), model_error=resolved, **common)
     method = recipe.value("method", "full")
-    strategy = recipe.strategy()
+    strategy = strategy or recipe.strategy()
     on_cpu = recipe.value("hardware.accelerator", "gpu") == "cpu"
     autos = set()
     assumptions = []
