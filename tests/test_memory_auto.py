@@ -11,11 +11,12 @@ from ftc.cli import main
 from ftc.compiler.frontend import analyze
 from ftc.compiler.memory import hardware
 from ftc.compiler.emit import emit
-from ftc.compiler.memory.auto import resolve_auto
+from ftc.compiler.memory.auto import resolve_auto, settled
 from ftc.compiler.memory.estimate import estimate
 from ftc.compiler.memory.fixes import suggest_fixes
 from ftc.compiler.memory.recipe import setup_from_recipe
 from ftc.compiler.memory.setup import MemorySetup
+from ftc.compiler.memory.units import gib
 from ftc.compiler.models.resolve import resolve_model
 
 GiB = 2**30
@@ -744,3 +745,34 @@ def test_distributed_auto_keeps_ddp_for_qlora(tmp_path):
     strategy, reason = recipe.auto_strategy
     assert strategy == recipe.strategy() == "ddp" and "4-bit weights are not sharded" in reason
     assert [d.code for d in errors(path)] == ["E0705"]
+
+
+def _settled_peak(recipe) -> int:
+    setup, _ = settled(setup_from_recipe(recipe))
+    return estimate(setup).peak_bytes
+
+
+@pytest.mark.parametrize("method,gpus,edit", [
+    ("full", 4, "lora"),  # DeepSpeed under auto for full fine-tuning; FSDP for the LoRA it becomes
+    ("lora", 2, "qlora"),  # FSDP under auto for LoRA; DDP for QLoRA (offered although FSDP cannot take it)
+])
+def test_a_method_fix_under_distributed_auto_is_estimated_with_the_strategy_auto_gives_it(tmp_path, method, gpus,
+                                                                                          edit):
+    path = write(tmp_path, method=method, micro="auto", gc="auto", length=2048,
+                 hardware=f"hardware {{\n  gpu = a100-40gb\n  gpus_per_node = {gpus}\n}}")
+    path.write_text(path.read_text().replace("meta-llama/Llama-2-7b-hf", "meta-llama/Llama-3.1-70B"))
+    recipe = analyze(path).recipe
+    setup, _ = settled(setup_from_recipe(recipe))
+    budget = hardware.gpu_memory("a100-40gb")
+    (fix,) = [f for f in suggest_fixes(setup, budget, 16, limit=20, strategy_written=False)
+              if f.field == "method" and f.value == edit]
+    overrides = ("method=" + edit,) + (("method.quant=nf4",) if edit == "qlora" else ())
+    edited = analyze(path, overrides).recipe
+    assert edited.strategy() != recipe.strategy()
+    assert _settled_peak(edited) == budget - fix.spare_bytes
+    (d,) = errors(path)
+    assert f"method = {edit} saves {gib(fix.saved_bytes)}" in d.help
+    written = {"full": "distributed deepspeed {}", "lora": "distributed fsdp {}"}[method]
+    path.write_text(path.read_text() + written + "\n")  # the strategy as written stays: the fix keeps it too
+    (d,) = errors(path)
+    assert f"method = {edit} saves {gib(fix.saved_bytes)}" not in d.help

@@ -98,11 +98,21 @@ def resolve_auto(setup: MemorySetup, autos, budget_bytes: int, global_batch: int
     return setup, tuple(decisions)
 
 
+def adapter_strategy(ddp: MemorySetup, budget_bytes: int) -> tuple[str, int, int | None]:
+    """(strategy, DDP peak, FSDP peak or None) for adapters on several ranks, with `ddp` as the probe:
+    DDP (the weights whole on every rank, the least communication) when it fits, else FSDP when sharding
+    lowers the peak. QLoRA keeps DDP: its 4-bit weights cannot be sharded here (E0419)."""
+    ddp_peak = _peak(ddp)
+    if ddp_peak <= budget_bytes or ddp.max_shard_stage < 3:
+        return "ddp", ddp_peak, None
+    fsdp_peak = _peak(ddp.with_(strategy="fsdp"))
+    return ("fsdp" if fsdp_peak < ddp_peak else "ddp"), ddp_peak, fsdp_peak
+
+
 def choose_strategy(recipe) -> tuple[str, str] | None:
-    """`distributed auto` for LoRA on several ranks: DDP (the weights whole on every rank, the least
-    communication) when it fits the budget at its smallest setting (micro_batch 1 and checkpointing on,
-    where those are auto), else FSDP when it lowers the peak. QLoRA keeps DDP: its 4-bit weights cannot
-    be sharded here (E0419). None without a budget or a known model: the fixed rule applies."""
+    """`distributed auto` for adapters on several ranks (`adapter_strategy`), probed at the recipe's
+    smallest setting (micro_batch 1 and checkpointing on, where those are auto). None without a budget or
+    a known model: the fixed rule applies."""
     from ftc.compiler.memory.recipe import setup_from_recipe
 
     rm = setup_from_recipe(recipe, strategy="ddp")
@@ -118,16 +128,14 @@ def choose_strategy(recipe) -> tuple[str, str] | None:
         smallest.append("checkpointing on")
     at = f" at {' and '.join(smallest)}" if smallest else ""
     world, budget = probe.dp_world, gib(rm.budget_bytes)
-    ddp = _peak(probe)
+    strategy, ddp, fsdp = adapter_strategy(probe, rm.budget_bytes)
     if ddp <= rm.budget_bytes:
         return "ddp", (f"{world} ranks, adapters only: DDP fits {budget} with the weights on every rank "
                        f"(peak {gib(ddp)}{at})")
-    if probe.max_shard_stage < 3:
+    if fsdp is None:
         return "ddp", (f"{world} ranks, QLoRA: DDP (its 4-bit weights are not sharded), although it needs "
                        f"{gib(ddp)}{at}, over {budget} (see the budget error)")
-    fsdp = _peak(setup_from_recipe(recipe, strategy="fsdp").setup.with_(
-        micro_batch=probe.micro_batch, gradient_checkpointing=probe.gradient_checkpointing))
-    if fsdp >= ddp:
+    if strategy == "ddp":
         return "ddp", f"{world} ranks, adapters only: DDP needs {gib(ddp)}{at}, over {budget}; FSDP would not save"
     still = "" if fsdp <= rm.budget_bytes else ", still over (see the budget error)"
     return "fsdp", (f"{world} ranks, adapters only: DDP, with the weights on every rank, needs {gib(ddp)}{at}, "

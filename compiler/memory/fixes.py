@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ftc.compiler.batch import divisors
+from ftc.compiler.memory.auto import adapter_strategy
 from ftc.compiler.memory.estimate import estimate
 from ftc.compiler.memory.setup import MemorySetup
 from ftc.compiler.memory.units import gib
@@ -52,9 +53,10 @@ class Fix:
         return f"{what} saves {gib(self.saved_bytes)} → {outcome}"
 
 
-def _candidates(s: MemorySetup, global_batch: int | None):
+def _candidates(s: MemorySetup, global_batch: int | None, auto_strategy: int | None = None):
     """(edits, changed setup) for each applicable edit, in adoption-cost order; `edits` is one
-    (field, value) pair, or several for a change that needs them together (more GPUs and a sharding)."""
+    (field, value) pair, or several for a change that needs them together (more GPUs and a sharding).
+    `auto_strategy`: the budget, when `distributed auto` re-decides the strategy for a changed method."""
     if not s.gradient_checkpointing:
         yield (("train.gradient_checkpointing", True),), s.with_(gradient_checkpointing=True)
     if s.micro_batch > 1:
@@ -79,15 +81,25 @@ def _candidates(s: MemorySetup, global_batch: int | None):
     if s.shard_stage == 3 and s.offload_params == "none":
         yield (("distributed.offload_params", "cpu"),), s.with_(offload_params="cpu")
     if s.method == "full":
-        yield (("method", "lora"),), s.with_(method="lora")
-    qlora = s.with_(method="qlora")
+        yield (("method", "lora"),), _as_method(s, "lora", auto_strategy)
+    qlora = _as_method(s, "qlora", auto_strategy)
     if s.method == "lora" and qlora.shard_stage <= qlora.max_shard_stage:
         yield (("method", "qlora"),), qlora
     if s.method == "qlora":  # saves only where bitsandbytes leaves weights unquantized (fused MoE experts)
-        yield (("method", "lora"),), s.with_(method="lora")
+        yield (("method", "lora"),), _as_method(s, "lora", auto_strategy)
     if s.seq_len > 256:
         yield (("data.max_length", s.seq_len // 2),), s.with_(seq_len=s.seq_len // 2)
     yield from _more_gpus(s, global_batch)
+
+
+def _as_method(s: MemorySetup, method: str, auto_strategy: int | None) -> MemorySetup:
+    """`s` trained with adapters `method`: under `distributed auto` on several ranks also with the strategy
+    auto gives adapters (`adapter_strategy`, against the budget `auto_strategy`), not the one it gave `s`."""
+    changed = s.with_(method=method)
+    if auto_strategy is None or s.dp_world == 1:
+        return changed
+    ddp = changed.with_(strategy="ddp", zero=0, offload_optimizer="none", offload_params="none")
+    return ddp.with_(strategy=adapter_strategy(ddp, auto_strategy)[0])
 
 
 def _more_gpus(s: MemorySetup, global_batch: int | None):
@@ -123,7 +135,8 @@ def suggest_fixes(setup: MemorySetup, budget_bytes: int, global_batch: int | Non
     before = estimate(setup).peak_bytes
     fixes: list[tuple[int, Fix]] = []
     seen_fields: set[str] = set()
-    for order, (edits, changed) in enumerate(_candidates(setup, global_batch)):
+    auto_strategy = None if strategy_written else budget_bytes
+    for order, (edits, changed) in enumerate(_candidates(setup, global_batch, auto_strategy)):
         after_estimate = estimate(changed)
         after = after_estimate.peak_bytes
         if after >= before:
