@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ftc.compiler.frontend import analyze
+from ftc.compiler.schema import AUTO
 from ftc.compiler.units import Amount
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -44,6 +45,10 @@ def test_examples_cover_the_documented_uses():
     ddp = recipe("lora-ddp-2gpu.ftspec")
     assert (ddp.value("method"), ddp.value("distributed"), ddp.value("hardware.gpus_per_node")) == ("lora", "ddp", 2)
     assert ddp.provenance("train.lr") == "inherited"
+
+    auto = recipe("llama3-70b-lora-auto.ftspec")
+    assert not auto.is_set("distributed") and auto.value("train.micro_batch") is AUTO
+    assert (auto.value("method"), auto.world_size(), auto.strategy()) == ("lora", 4, "fsdp")
 
     tiny = recipe("tiny.ftspec")
     assert tiny.value("hardware.accelerator") == "cpu"
