@@ -7,7 +7,7 @@ export DS_ACCELERATOR := cpu
 export TOKENIZERS_PARALLELISM := false
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
-.PHONY: setup demo test bench goldens clean
+.PHONY: setup demo test bench goldens gpu-site clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,16 @@ test: setup
 
 goldens: setup
 	$(PY) -m pytest -q -p no:cacheprovider --update-goldens
+
+# bitsandbytes for an offline GPU machine whose Python lacks it (bench/gpu_memory.sh puts .gpu/site on the
+# path there): the package from the venv with only its CPU and CUDA $(BNB_CUDA) libraries, about 5 MB.
+BNB_CUDA ?= 130
+gpu-site: setup
+	rm -rf .gpu/site && mkdir -p .gpu/site
+	cp -r "$$($(PY) -c 'import importlib.util, os; print(os.path.dirname(importlib.util.find_spec("bitsandbytes").origin))')" .gpu/site/
+	find .gpu/site -name 'libbitsandbytes_*.so' ! -name libbitsandbytes_cpu.so ! -name 'libbitsandbytes_cuda$(BNB_CUDA).so' -delete
+	find .gpu/site -name __pycache__ -prune -exec rm -rf {} +
+	du -sh .gpu/site
 
 clean:
 	rm -rf build dist runs .pytest_cache

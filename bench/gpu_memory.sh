@@ -6,7 +6,8 @@
 #   bash bench/gpu_memory.sh [RESULTS.json]
 #
 # Needs torch with CUDA, transformers and peft where it runs; ftc itself is put on the path, not installed
-# (the estimator imports none of those). The QLoRA cases run only where bitsandbytes imports.
+# (the estimator imports none of those). The QLoRA cases run only where bitsandbytes imports: on a machine
+# without it and offline, `make gpu-site` here first, and bring .gpu/ along with the tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 results=${1:-memory_measure_cuda.json}
@@ -16,6 +17,7 @@ mkdir "$site/ftc"
 ln -s "$PWD"/ftc/* "$site/ftc/"
 for part in compiler runtime grammar; do ln -s "$PWD/$part" "$site/ftc/$part"; done
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+if [ -d .gpu/site ]; then export PYTHONPATH="$PYTHONPATH:$PWD/.gpu/site"; fi  # after the machine's own
 cases=(qwen0.5b-full qwen0.5b-full-gc llama1b-full llama1b-lora qwen3-1.7b-lora llama8b-lora-gc
        gpt2-medium-full opt1.3b-full phi2-lora)
 if python3 -c "import bitsandbytes" 2>/dev/null; then
