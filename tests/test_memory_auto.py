@@ -726,7 +726,7 @@ def test_distributed_auto_keeps_the_rule_without_a_budget_or_when_written(tmp_pa
     recipe = analyze(path).recipe
     if strategy:  # as written: DDP does not fit, the budget error says to shard
         assert recipe.auto_strategy is None and recipe.strategy() == "ddp"
-        (d,) = [d for d in errors(path)]
+        (d,) = errors(path)
         assert "distributed = fsdp saves" in d.help and "distributed = fsdp and" not in d.help
         return
     assert recipe.strategy() == "fsdp"
