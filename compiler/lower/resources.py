@@ -70,7 +70,7 @@ def lower_strategy(lw: Lowering) -> None:
 
 
 def _strategy_reason(recipe, written: str, strategy: str, world: int) -> str:
-    if recipe.auto_strategy and written == "auto":
+    if recipe.auto_strategy:  # decided by the memory estimate (only ever for `distributed auto`)
         return recipe.auto_strategy[1]
     if written == "ddp":
         return "`distributed ddp` with one rank runs as a single process"

@@ -82,9 +82,10 @@ def _candidates(s: MemorySetup, global_batch: int | None, auto_strategy: int | N
         yield (("distributed.offload_params", "cpu"),), s.with_(offload_params="cpu")
     if s.method == "full":
         yield (("method", "lora"),), _as_method(s, "lora", auto_strategy)
-    qlora = _as_method(s, "qlora", auto_strategy)
-    if s.method == "lora" and qlora.shard_stage <= qlora.max_shard_stage:
-        yield (("method", "qlora"),), qlora
+    if s.method == "lora":
+        qlora = _as_method(s, "qlora", auto_strategy)
+        if qlora.shard_stage <= qlora.max_shard_stage:
+            yield (("method", "qlora"),), qlora
     if s.method == "qlora":  # saves only where bitsandbytes leaves weights unquantized (fused MoE experts)
         yield (("method", "lora"),), _as_method(s, "lora", auto_strategy)
     if s.seq_len > 256:
