@@ -143,7 +143,8 @@ def _added_tokens(recipe, arch, method: str):
     if method == "full":
         return arch, saved, 0, note
     if new_token_training(list(saved), arch) == "modules_to_save":
-        return arch, tuple(dict.fromkeys(saved + (arch.embed_name, "lm_head"))), 0, note
+        layers = (arch.embed_name,) + (("lm_head",) if arch.lm_head is not None else ())  # a tied head follows
+        return arch, tuple(dict.fromkeys(saved + layers)), 0, note
     return arch, saved, len(tokens), note
 
 
