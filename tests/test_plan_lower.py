@@ -299,3 +299,10 @@ def test_divisors_by_trial_division_up_to_the_root(n):
     from ftc.compiler.batch import divisors
 
     assert divisors(n) == [d for d in range(1, n + 1) if n % d == 0]
+
+
+def test_eval_split_rows_that_leave_no_training_rows_are_an_error(tmp_path):
+    result = compiled(recipe(tmp_path, rows=10, data="eval_split = 10 rows", train="global_batch = 8"))
+    assert result.plan is None and codes(result) == ["E0520"]
+    (d,) = [d for d in result.diagnostics if d.code == "E0520"]
+    assert d.span is not None and "10 rows" in d.message

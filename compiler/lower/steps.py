@@ -89,6 +89,11 @@ def lower_steps(lw: Lowering) -> None:
     rows = _train_rows(lw, COUNT_LIMIT_BYTES if exact else INFO_COUNT_LIMIT_BYTES)
     steps_per_epoch = None
     examples = _examples(lw, rows)
+    if examples == 0 and lw.plan["data"].get("eval_rows"):
+        kept = min(rows, lw.plan["data"].get("max_samples") or rows)
+        lw.sink.error("E0520", f"`eval_split = {lw.plan['data']['eval_rows']} rows` leaves no training rows: the "
+                      f"training files have {kept} row{'s' * (kept != 1)}", lw.span("data.eval_split"),
+                      label="holds out every row", help="hold out fewer rows, or a share (`eval_split = 5%`)")
     if examples is not None and examples > 0 and exact and batch is not None:
         steps_per_epoch = trainer_steps_per_epoch(examples, batch["micro_batch"], batch["grad_accum"],
                                                   batch["data_parallel_world"])
