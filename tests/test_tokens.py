@@ -68,6 +68,17 @@ def test_tokenizer_and_model_take_the_plan_tokens(tmp_path):
     assert model.generation_config.eos_token_id == tokenizer.eos_token_id == model.config.eos_token_id
 
 
+def test_generation_stops_at_the_template_end_of_turn(tmp_path):
+    """chatml without `eos_token`: the model still stops generating at `<|im_end|>` (and at its EOS)."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(TINY_MODEL)
+    data = {"chat_template": {"name": "chatml"}}
+    new_ids = apply_to_tokenizer(tokenizer, {"add_tokens": ["<|im_start|>", "<|im_end|>"]}, data, tmp_path)
+    model = transformers.AutoModelForCausalLM.from_pretrained(TINY_MODEL)
+    apply_to_model(model, tokenizer, new_ids, data)
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert model.generation_config.eos_token_id == sorted({end, tokenizer.eos_token_id})
+
+
 RECIPE = """recipe "t"
 model "{model}" {{
 {tokens}
