@@ -71,6 +71,20 @@ class FtcServer(LanguageServer):
 server = FtcServer()
 
 
+def warm_up() -> None:
+    """Import the compile path now (lowering, the memory model) and build the parser, so that the first
+    open is answered about as fast as the next ones."""
+    import ftc.commands.estimate  # noqa: F401
+    import ftc.compiler.fmt  # noqa: F401
+    import ftc.compiler.lower  # noqa: F401
+    import ftc.compiler.memory.estimate  # noqa: F401
+    import ftc.compiler.memory.report  # noqa: F401
+    import ftc.compiler.pipeline  # noqa: F401
+    from ftc.compiler.parse import parse_text
+
+    parse_text("train {\n  lr = 1e-4\n}\n", "warm-up")
+
+
 @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
 def did_open(ls: FtcServer, params: types.DidOpenTextDocumentParams) -> None:
     ls.analyse(params.text_document.uri)
@@ -142,4 +156,5 @@ def definition(ls: FtcServer, params: types.DefinitionParams) -> types.Location 
 
 
 def serve() -> None:
+    warm_up()  # before reading stdin: the client's `initialize` waits for it, its first open does not
     server.start_io()
