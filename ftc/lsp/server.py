@@ -4,7 +4,7 @@ formatting (`ftc fmt`) and go-to-definition on `extends`."""
 from __future__ import annotations
 
 import asyncio
-import logging
+import os
 from pathlib import Path
 
 from lsprotocol import types
@@ -18,7 +18,6 @@ from ftc.lsp.hover import hover_markdown
 from ftc.lsp.scan import context_at, offset_of
 
 DEBOUNCE_S = 0.2  # a burst of keystrokes is compiled once, this long after the last
-log = logging.getLogger("ftc.lsp")
 
 
 class FtcServer(LanguageServer):
@@ -38,17 +37,19 @@ class FtcServer(LanguageServer):
         cached = self.compiled.get(uri)
         if cached is not None and cached[0] == text:
             return cached[1]
+        if not to_fs_path(uri):  # an untitled buffer: no folder for its relative paths, nothing to compile
+            return None
         path = Path(to_fs_path(uri))
         compiled = compile_buffers(path, self.buffers())
         self.compiled[uri] = (text, compiled)
-        grouped = by_file(path.resolve(), compiled.diagnostics)
-        targets = {from_fs_path(str(p)) for p in grouped}
-        for stale in self.published.get(uri, set()) - targets:
+        root = Path(os.path.abspath(path))
+        grouped = {uri if file == root else from_fs_path(str(file)): items
+                   for file, items in by_file(root, compiled.diagnostics).items()}  # the root under the client's uri
+        for stale in self.published.get(uri, set()) - set(grouped):
             self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=stale, diagnostics=[]))
-        for file, items in grouped.items():
-            self.text_document_publish_diagnostics(
-                types.PublishDiagnosticsParams(uri=from_fs_path(str(file)), diagnostics=items))
-        self.published[uri] = targets
+        for target, items in grouped.items():
+            self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=target, diagnostics=items))
+        self.published[uri] = set(grouped)
         return compiled
 
     def schedule(self, uri: str) -> None:
