@@ -118,6 +118,7 @@ def test_eval_split_in_rows_holds_out_exactly_that_many(tmp_path, tok):
 
 
 def test_compile_lowers_rows_split_and_max_samples(tmp_path):
+    (tmp_path / "train.jsonl").write_text("{}\n" * 600)
     result, errors = compiled(tmp_path, "  eval_split = 500 rows\n  max_samples = 10000\n")
     assert errors == []
     assert result.plan["data"]["eval_rows"] == 500 and result.plan["data"]["eval_split"] == 0.0
@@ -126,6 +127,8 @@ def test_compile_lowers_rows_split_and_max_samples(tmp_path):
     assert [d.code for d in errors] == ["E0204"] and "at most 50%" in errors[0].message
     _, errors = compiled(tmp_path, "  eval_split = 2.5 rows\n")
     assert [d.code for d in errors] == ["E0201"]
+    _, errors = compiled(tmp_path, "  eval_split = 500 rows\n  max_samples = 400\n")
+    assert [d.code for d in errors] == ["E0520"] and "400 rows" in errors[0].message
 
 
 @pytest.mark.parametrize("train, ok", [
