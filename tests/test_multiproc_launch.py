@@ -73,7 +73,7 @@ def test_a_rank_entry_point_refuses_a_plan_for_more_ranks(plans):
 def test_each_node_runs_the_compiled_launch_sh_with_its_rank(plans):
     from ftc.runtime.launch.errors import LaunchError
     from ftc.runtime.launch.spec import build_spec
-    from ftc.runtime.train.plan import load_plan
+    from ftc.plan import load_plan
 
     plan = load_plan(plans["two-node"])
     run = plans["two-node"] / "runs" / "x"
@@ -108,7 +108,7 @@ def test_launch_sh_passes_node_rank_and_rendezvous(plans, tmp_path, launcher, ex
 
 def test_slurm_allocation_runs_srun_as_the_sbatch_does(plans, tmp_path):
     from ftc.runtime.launch.spec import build_spec
-    from ftc.runtime.train.plan import load_plan
+    from ftc.plan import load_plan
 
     _fake_bin(tmp_path, "scontrol", 'echo node-a; echo node-b\n')
     env = {**base_env(), "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "SLURM_JOB_ID": "77",

@@ -287,3 +287,27 @@ def test_divisors_by_trial_division_up_to_the_root(n):
     from ftc.compiler.batch import divisors
 
     assert divisors(n) == [d for d in range(1, n + 1) if n % d == 0]
+
+
+def test_all_linear_is_lowered_to_the_module_names_peft_adapts(tmp_path):
+    """`targets = all_linear` reaches the plan as module names (the runtime interprets nothing), and those names
+    adapt exactly the modules peft's `all-linear` would on the real model; an unknown architecture keeps
+    `all_linear`."""
+    pytest.importorskip("peft")
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    compiled = compile_recipe(examples / "tiny.ftspec", (), out_dir=tmp_path / "tiny")
+    targets = compiled.plan["method"]["lora"]["targets"]
+    assert isinstance(targets, list) and "q_proj" in targets and "down_proj" in targets
+
+    def adapted(target_modules) -> set[str]:
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(examples / "tiny" / "model"))
+        peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=target_modules, task_type="CAUSAL_LM"))
+        return {name for name, _ in peft_model.named_modules() if name.endswith(".lora_A")}
+
+    assert adapted(targets) == adapted("all-linear")
+    unknown = compile_recipe(recipe(tmp_path, train="global_batch = 8", method="method lora { targets = all_linear }"),
+                             (), out_dir=tmp_path / "unknown")
+    assert unknown.plan["method"]["lora"]["targets"] == "all_linear"

@@ -70,7 +70,7 @@ def test_a_pruner_stops_the_trial_at_its_first_evaluation(tmp_path):
     from ftc.compiler.pipeline import compile_recipe
     from ftc.runtime.sweep import SweepOptions, run_sweep
     from ftc.runtime.train.cli import quiet_libraries
-    from ftc.runtime.train.plan import load_plan
+    from ftc.plan import load_plan
 
     quiet_libraries()
     overrides = short_overrides(tmp_path)

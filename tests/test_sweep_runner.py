@@ -18,7 +18,7 @@ from ftc.runtime.sweep import SweepOptions, run_sweep
 from ftc.runtime.sweep import runner as runner_module
 from ftc.runtime.sweep.cli import run_sweep_command
 from ftc.runtime.sweep.report import BEST_FILE, SUMMARY_FILE, write_outputs
-from ftc.runtime.train.plan import load_plan
+from ftc.plan import load_plan
 from ftc.runtime.train.run import RunResult
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -28,7 +28,7 @@ TINY_SWEEP = EXAMPLES / "tiny-sweep.ftspec"
 
 def fake_loss(plan) -> float:
     """A made-up final eval loss, lowest near lr = 3e-3 and for small ranks."""
-    return round(abs(math.log10(plan["train"]["lr"]) + 2.5) + plan["method"]["lora"]["rank"] / 100, 6)
+    return round(abs(math.log10(plan.train.lr) + 2.5) + plan.method.lora.rank / 100, 6)
 
 
 class FakeTraining:
@@ -83,9 +83,9 @@ def test_best_trial_has_the_lowest_final_objective_and_outputs_name_it(tmp_path,
     assert result.folder.parent == tmp_path / "runs" / "tiny-sweep" and (result.folder / "study.db").is_file()
     assert [r.state for r in result.trials] == ["COMPLETE"] * 4
     for r in result.trials:  # the trial's values reached its compiled plan, and its value is the run's final metric
-        trial_plan = json.loads((result.folder / "build" / f"trial-{r.number}" / "plan.json").read_text())
-        assert trial_plan["train"]["lr"] == r.params["train.lr"]
-        assert trial_plan["method"]["lora"]["rank"] == r.params["method.rank"]
+        trial_plan = load_plan(result.folder / "build" / f"trial-{r.number}")
+        assert trial_plan.train.lr == r.params["train.lr"]
+        assert trial_plan.method.lora.rank == r.params["method.rank"]
         assert r.value == fake_loss(trial_plan) and r.run_dir == f"trial-{r.number}"
     assert result.best.value == min(r.value for r in result.trials)
     summary = write_outputs(result, str(TINY_SWEEP), overrides)

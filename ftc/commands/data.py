@@ -87,7 +87,8 @@ def run(args) -> int:
 
     try:
         tokenizer = load_tokenizer(plan, plan_dir)
-        cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir(plan, plan_dir)
+        cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir((plan.get("data") or {}).get("cache_dir"),
+                                                                                    (plan.get("output") or {}).get("runs_dir") or "runs", plan_dir)
         prepared = prepare(plan["data"], tokenizer, base_dir=plan_dir, cache_dir=cache_dir)
     except DataError as exc:
         print(f"error: {exc.located()}", file=sys.stderr)

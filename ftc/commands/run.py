@@ -42,17 +42,16 @@ def _positive(text: str) -> int:
 
 def run_plan_folder(folder, args) -> int:
     """In this process, or — for more than one rank or another launcher — through ftc.runtime.launch."""
-    import json
-    from pathlib import Path
-
+    from ftc.plan import PlanError, load_plan
     from ftc.runtime.launch import needs_launcher, run_launched
     from ftc.runtime.train.cli import run_plan_folder as run_here
 
     try:
-        raw = json.loads((Path(folder) / "plan.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raw = None  # the runtime reports a missing or broken plan
-    if isinstance(raw, dict) and needs_launcher(raw):
+        plan = load_plan(folder)
+    except PlanError as exc:
+        print(f"ftc: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if needs_launcher(plan):
         return run_launched(folder, args)
     return run_here(folder, args)
 

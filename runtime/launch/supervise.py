@@ -20,10 +20,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftc.plan import EXIT_OK, EXIT_PREEMPTED
+
 from .spec import LaunchSpec
 
-EXIT_PREEMPTED = 75
-CLEAN_CODES = (0, EXIT_PREEMPTED)
+CLEAN_CODES = (EXIT_OK, EXIT_PREEMPTED)
 HOST = os.uname()[1]
 
 

@@ -120,7 +120,7 @@ def run_sweep(options: SweepOptions, base_plan, *, execute: Callable | None = No
     out = out or sys.stdout
     say = lambda msg: print(msg, file=out, flush=True)  # noqa: E731
     quiet_optuna()
-    sweep = base_plan["sweep"]
+    sweep = base_plan.raw["sweep"]
     if not sweep:
         raise SweepError("the recipe has no `sweep` block")
     space = space_from_plan(sweep)
@@ -138,8 +138,7 @@ def run_sweep(options: SweepOptions, base_plan, *, execute: Callable | None = No
     folder, continuing = find_sweep_folder(base_plan.runs_dir / base_plan.recipe_name, options.resume,
                                            options.name, say)
     folder.mkdir(parents=True, exist_ok=True)
-    seed = base_plan["train"].get("seed")
-    sampler = make_sampler(sweep["sampler"], None if seed is None else int(seed) + existing_trials(folder), space)
+    sampler = make_sampler(sweep["sampler"], base_plan.train.seed + existing_trials(folder), space)
     study = open_study(folder, direction, sampler, options.pruner or make_pruner(sweep["pruner"]))
     if continuing:
         stored = study.user_attrs.get("overrides")
@@ -235,7 +234,7 @@ def _compile_trial(options: SweepOptions, overrides: tuple[str, ...], out_dir: P
     from ftc.compiler.emit import emit
     from ftc.compiler.pipeline import compile_recipe
     from ftc.compiler.render import render_all_text
-    from ftc.runtime.train.plan import load_plan
+    from ftc.plan import load_plan
 
     compiled = compile_recipe(options.recipe, tuple(options.overrides) + tuple(overrides), out_dir=out_dir)
     if compiled.plan is None:

@@ -3,10 +3,7 @@ message with exit code 1, never as a traceback. Exit codes of `ftc run` live her
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_USER_ERROR = 1
-EXIT_PREEMPTED = 75  # EX_TEMPFAIL: a full checkpoint was saved; `--resume auto` continues
-EXIT_ABORTED = 130  # a second signal: stopped at once, the last complete checkpoint is intact
+from ftc.plan import EXIT_ABORTED, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR  # noqa: F401  (defined once there)
 
 
 class RunError(Exception):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import EXIT_OK, EXIT_PREEMPTED, RunError
-from .plan import Plan
+from ftc.plan import Plan
 from .resume import find_resume
 
 
@@ -36,10 +36,10 @@ class RunResult:
 def _prepare_data(plan: Plan, tokenizer, run_dir: Path):
     from ftc.runtime.data import DataError, prepare
 
-    spec = plan["data"]
     from ftc.runtime.data import default_cache_dir
 
-    cache = default_cache_dir(plan.raw, plan.folder)
+    spec = plan.raw["data"]  # the data pipeline reads the section as plain JSON (DataSpec)
+    cache = default_cache_dir(plan.data.cache_dir, plan.output.runs_dir, plan.folder)
     try:
         from ftc.runtime.launch.rank import current
 
@@ -89,17 +89,17 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
         copy_compiled(plan, run_dir)
 
     loaded = load_model(plan)
-    say(f"ftc: {plan['method']['kind']} on {loaded.source}: {loaded.trainable_params:,} trainable of "
+    say(f"ftc: {plan.method.kind} on {loaded.source}: {loaded.trainable_params:,} trainable of "
         f"{loaded.total_params:,} parameters")
     data = (prepare_data or _prepare_data)(plan, loaded.tokenizer, run_dir)
     if data.train is None or len(data.train) == 0:
         raise RunError("the training set is empty after preparation")
 
-    backends = list((plan["tracking"] or {}).get("backends") or [])
+    backends = list(plan.tracking.backends)
     report_to = []
     mlflow_env = {}
     if "mlflow" in backends:  # read by transformers' MLflowCallback when training starts
-        mlflow_env = {"MLFLOW_TRACKING_URI": plan["tracking"].get("mlflow_uri") or f"sqlite:///{run_dir / 'mlflow.db'}",
+        mlflow_env = {"MLFLOW_TRACKING_URI": plan.tracking.mlflow_uri or f"sqlite:///{run_dir / 'mlflow.db'}",
                       "MLFLOW_EXPERIMENT_NAME": plan.recipe_name, "MLFLOW_RUN_NAME": run_dir.name}
         report_to.append("mlflow")
     preemption = Preemption()
@@ -141,8 +141,8 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
     if not rank.is_main:  # reports, merge and summary are rank 0's
         return RunResult(run_dir, status, EXIT_PREEMPTED if status == "preempted" else EXIT_OK, {})
     if status == "completed":
-        merge = plan["output"].get("merge") if options.merge is None else options.merge
-        if merge and plan["method"]["kind"] in ("lora", "qlora"):
+        merge = plan.output.merge if options.merge is None else options.merge
+        if merge and plan.method.kind in ("lora", "qlora"):
             merged_dir = merge_lora(plan, final_dir, loaded.source, run_dir)
 
     metrics = read_metrics(run_dir / "metrics.jsonl")
@@ -166,7 +166,7 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
         "recipe": plan.recipe_name,
         "run_id": run_dir.name,
         "status": status,
-        "method": plan["method"]["kind"],
+        "method": plan.method.kind,
         "model": loaded.source,  # resolved: the folder or hub id the weights came from
         "global_step": state.global_step,
         "max_steps": state.max_steps,
