@@ -17,3 +17,11 @@ EXIT_USER_ERROR = 1  # a bad plan, model or data set: one message, never a trace
 EXIT_USAGE = 2  # a bad command line or recipe (argparse's code, and the compiler's diagnostics)
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: a full checkpoint was saved; `--resume auto` continues
 EXIT_ABORTED = 130  # a second signal: stopped at once, the last complete checkpoint is intact
+
+
+class UserError(Exception):
+    """The base of every error a run reports as one message instead of a traceback: a plan that cannot be
+    read (PlanError), a model, data set, launcher or sweep problem (the runtime's RunError, DataError,
+    LaunchError, SweepError). It carries the exit code the process ends with."""
+
+    exit_code = EXIT_USER_ERROR

@@ -10,17 +10,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .contract import EXIT_USER_ERROR, PLAN_FILE, SCHEMA_VERSION
+from .contract import PLAN_FILE, SCHEMA_VERSION, UserError
 from .sections import Plan
 
 MAX_REPORTED = 5
 RECOMPILE = "recompile the recipe with this ftc (ftc compile RECIPE)"
 
 
-class PlanError(Exception):
+class PlanError(UserError):
     """A plan.json the runtime cannot use: missing, unreadable, or not what schema.json describes."""
-
-    exit_code = EXIT_USER_ERROR
 
 
 @lru_cache(maxsize=1)
@@ -75,9 +73,20 @@ def load_plan(path: str | Path) -> Plan:
     if not file.is_file():
         raise PlanError(f"no {PLAN_FILE} in {path} (compile the recipe first: ftc compile RECIPE)")
     text, raw = _read(file)
+    return _validated(raw, text, file.parent.resolve(), file)
+
+
+def plan_from_json(raw: Any, folder: str | Path) -> Plan:
+    """A plan held in memory (a recipe compiled and not written), validated like a file; paths resolve
+    against `folder`, the folder it was compiled for."""
+    folder = Path(folder)
+    return _validated(raw, json.dumps(raw, indent=2, sort_keys=True), folder.resolve(), folder / PLAN_FILE)
+
+
+def _validated(raw: Any, text: str, folder: Path, file: Path) -> Plan:
     problems = [_version_problem(raw)] if isinstance(raw, dict) and _version_problem(raw) else plan_errors(raw)
     if problems:
         more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
         listed = "\n".join(f"  {file}: {p}" for p in problems[:MAX_REPORTED])
         raise PlanError(f"{file} is not a plan this ftc can run; {RECOMPILE}:\n{listed}{more}")
-    return Plan.from_json(raw, text, file.parent.resolve())
+    return Plan.from_json(raw, text, folder)

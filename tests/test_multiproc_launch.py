@@ -126,12 +126,17 @@ def test_slurm_allocation_runs_srun_as_the_sbatch_does(plans, tmp_path):
     assert not inside_step.slurm and inside_step.env["NODE_RANK"] == "1"  # no srun inside srun
 
 
-def test_plans_name_their_launch(plans):
-    plan = json.loads((plans["ddp"] / "plan.json").read_text())
+def test_plans_name_their_launch(plans, tmp_path, monkeypatch):
+    from plan_cases import base_plan
+
+    from ftc.plan import load_plan
     from ftc.runtime.launch import needs_launcher
 
-    assert needs_launcher(plan) and plan["launch"]["launcher"] == "accelerate"
-    assert not needs_launcher({"launch": {"launcher": "python"}, "distributed": {"world_size": 1}})
+    monkeypatch.delenv("FTC_LAUNCHER", raising=False)
+    plan = load_plan(plans["ddp"])
+    assert needs_launcher(plan) and plan.launch.launcher == "accelerate"
+    (tmp_path / "plan.json").write_text(json.dumps(base_plan()))  # one rank, the python launcher
+    assert not needs_launcher(load_plan(tmp_path))
 
 
 def test_qlora_with_zero3_is_rejected_at_compile_time_with_the_reason(tmp_path):

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from ftc.commands.compile import write_folder
-from ftc.compiler.emit import emit
-from ftc.compiler.pipeline import compile_recipe
-from ftc.runtime.sweep import SweepOptions, run_sweep
-from ftc.runtime.sweep import runner as runner_module
-from ftc.runtime.sweep.cli import run_sweep_command
-from ftc.runtime.sweep.report import BEST_FILE, SUMMARY_FILE, write_outputs
+from ftc.orchestrate import sweep as runner_module
+from ftc.orchestrate.build import build, write_folder
+from ftc.orchestrate.sweep import SweepOptions, run_sweep
+from ftc.orchestrate.sweep_command import run_sweep_command
+from ftc.orchestrate.sweep_report import BEST_FILE, SUMMARY_FILE, write_outputs
 from ftc.plan import load_plan
 from ftc.runtime.train.run import RunResult
 
@@ -58,9 +56,9 @@ class FakeTraining:
 
 def compile_base(tmp_path: Path, recipe: Path, *extra: str):
     overrides = (f'output.runs_dir="{(tmp_path / "runs").as_posix()}"', *extra)
-    compiled = compile_recipe(recipe, overrides, out_dir=tmp_path / "build")
+    compiled = build(recipe, overrides, out_dir=tmp_path / "build")
     assert compiled.ok, [d.message for d in compiled.diagnostics]
-    write_folder(compiled.out_dir, emit(compiled.plan))
+    write_folder(compiled.out_dir, compiled.files)
     return overrides, load_plan(compiled.out_dir)
 
 
@@ -140,7 +138,10 @@ def test_a_trial_whose_values_make_the_recipe_invalid_fails_with_the_diagnostic(
     failed = states[100]
     assert failed.state == "FAIL" and failed.value is None
     assert "error[E0515]" in failed.error and "warmup = 100 steps" in failed.error
+    assert [d["code"] for d in failed.diagnostics] == ["E0515"] and failed.diagnostics[0]["line"] is not None
     assert "does not compile" in capsys.readouterr().out
+    summary = write_outputs(result, str(recipe), overrides)  # the values reach sweep_summary.json
+    assert next(t for t in summary["trials"] if t["number"] == failed.number)["diagnostics"][0]["code"] == "E0515"
 
 
 def test_an_objective_metric_that_never_appears_names_the_logged_ones(tmp_path, capsys):
@@ -173,7 +174,7 @@ def test_the_timeout_stops_starting_trials(tmp_path, monkeypatch):
 def test_ftc_run_hands_a_sweep_to_the_sweep_runner_unless_no_sweep(tmp_path, monkeypatch, capsys):
     from ftc.cli import main
     from ftc.commands import run as run_command
-    from ftc.runtime.sweep import cli as sweep_cli
+    from ftc.orchestrate import sweep_command as sweep_cli
 
     calls = []
     monkeypatch.setattr(run_command, "run_plan_folder", lambda folder, args: calls.append(("once", None)) or 0)

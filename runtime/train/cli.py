@@ -6,9 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ftc.plan import EXIT_ABORTED, EXIT_USER_ERROR, PlanError
-
-from .errors import RunError
+from ftc.plan import EXIT_ABORTED, UserError
 
 
 def add_run_options(parser) -> None:
@@ -50,14 +48,16 @@ def run_plan_folder(folder, args) -> int:
 
         problem = check_world(plan.world_size)  # a rank must be one of exactly the ranks the plan counts
         if problem is not None:
+            from .errors import RunError
+
             raise RunError(problem)
         quiet_libraries()
         from .run import RunOptions, execute
 
         result = execute(plan, RunOptions(resume=args.resume, run_id=args.run_id, merge=args.merge))
-    except (RunError, PlanError) as exc:
+    except UserError as exc:  # the plan, the model, the data: one message, the error's exit code
         print(f"ftc: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return exc.exit_code
     return result.exit_code
 
 

@@ -1,10 +1,11 @@
-"""Errors a user can cause at run time (missing model folder, bad plan): reported as one clear
-message with exit code 1, never as a traceback. Exit codes of `ftc run` live here too."""
+"""Errors a user can cause at run time (missing model folder, a data set that cannot be read): reported as one
+clear message with exit code 1, never as a traceback. The exit codes of a run are the plan contract's
+(ftc.plan), re-exported here for the runtime's modules."""
 
 from __future__ import annotations
 
-from ftc.plan import EXIT_ABORTED, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR  # noqa: F401  (defined once there)
+from ftc.plan import EXIT_ABORTED, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR, UserError  # noqa: F401
 
 
-class RunError(Exception):
-    """A problem with the plan, the model or the files that the user can fix."""
+class RunError(UserError):
+    """A problem with the model or the files that the user can fix."""
