@@ -112,10 +112,27 @@ def _auto_micro_batch(lw: Lowering, per_rank: int) -> int:
     if estimator is not None:
         value, reason = estimator
         return lw.decide("train.micro_batch", value, reason)
+    if _unestimated_gpu_run(lw):
+        _warn_safe_end(lw, "train.micro_batch")
+        return lw.decide("train.micro_batch", 1, f"{_why_no_estimate(lw)}: the safe end, 1 sequence per rank")
     below = [d for d in divisors(per_rank) if d <= MAX_AUTO_MICRO_BATCH]
     return lw.decide("train.micro_batch", below[-1],
                      f"{_why_no_estimate(lw)}: largest divisor of the {per_rank} sequences per rank "
                      f"up to {MAX_AUTO_MICRO_BATCH}")
+
+
+def _unestimated_gpu_run(lw: Lowering) -> bool:
+    """A GPU run with a budget whose model has no architecture: nothing proves a fast setting fits, so the
+    autos take the safe end (micro_batch 1, checkpointing on), not the fast one."""
+    hw = lw.plan["hardware"]
+    return hw["accelerator"] != "cpu" and hw["memory_per_gpu"] is not None and lw.architecture is None
+
+
+def _warn_safe_end(lw: Lowering, key: str) -> None:
+    lw.sink.warning("W0722", f"`{key.split('.')[1]} = auto` takes the safe end: there is no memory estimate for "
+                    "this model", lw.span(key), label="chosen without an estimate",
+                    help="make the model's config.json readable (see W0701) so that auto can size it, or set "
+                         "the value yourself")
 
 
 def _why_no_estimate(lw: Lowering) -> str:
@@ -157,6 +174,10 @@ def lower_memory_autos(lw: Lowering) -> None:
         choice = _estimator_choice(lw, "gradient_checkpointing")
         if choice is not None:
             checkpointing = lw.decide("train.gradient_checkpointing", *choice)
+        elif _unestimated_gpu_run(lw):
+            _warn_safe_end(lw, "train.gradient_checkpointing")
+            checkpointing = lw.decide("train.gradient_checkpointing", True,
+                                      f"{_why_no_estimate(lw)}: on, the safe end")
         else:
             checkpointing = lw.decide("train.gradient_checkpointing", False,
                                       f"{_why_no_estimate(lw)}: off (it costs about a third more compute)")
