@@ -141,6 +141,15 @@ def _cohere(config):
                    layer_other_params=arch.hidden + (arch.q_dim + arch.kv_dim if qk_norm else 0))
 
 
+def _gemma(config):
+    """Gemma 1: Llama's layer with GeGLU, RMSNorms that scale by 1 + weight in fp32, head_dim 256 and tied
+    embeddings (GemmaConfig's defaults)."""
+    c = dict(config)
+    c.setdefault("head_dim", 256)
+    c.setdefault("tie_word_embeddings", True)
+    return _llama_like(c)
+
+
 def _gemma2(config):
     c = dict(config)
     c.setdefault("head_dim", 256)
@@ -371,7 +380,7 @@ def _opt(config):
 
 BUILDERS = {
     "llama": _llama, "mistral": _llama, "mixtral": _llama, "smollm3": _llama, "granite": _llama, "qwen2": _qwen2,
-    "qwen3": _qwen3, "qwen3_moe": _qwen3_moe, "olmo2": _olmo2, "olmo3": _olmo2, "gemma2": _gemma2,
+    "qwen3": _qwen3, "qwen3_moe": _qwen3_moe, "olmo2": _olmo2, "olmo3": _olmo2, "gemma": _gemma, "gemma2": _gemma2,
     "gemma3_text": _gemma3_text, "gemma3": _gemma3, "gpt_oss": _gpt_oss, "phi": _phi, "phi3": _phi3,
     "starcoder2": _starcoder2, "cohere": _cohere, "gpt2": _gpt2, "stablelm": _stablelm, "falcon": _falcon,
     "bloom": _bloom, "opt": _opt,
