@@ -142,8 +142,10 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
         total = 2 * norm + ac * (q + 2 * kv) + ac * q + 4 * heads + c * inter  # relu keeps its output only
     elif t == "bloom":  # eager only: ALiBi added to the scores by baddbmm
         total = 2 * norm + ac * 3 * h + ac * h + 2 * c * inter
-    else:  # falcon: Q, K, V, output, fp32 log-sum-exp, GELU input and output
+    else:  # falcon, gpt_neox: Q, K, V, output, fp32 log-sum-exp, GELU input and output
         total = layer_norm_count(a) * norm + c * (2 * q + 2 * kv) + c * q + 4 * heads + 2 * c * inter
+        if a.shared_norm_input and not s.cuda_fp32_ops:  # GPT-NeoX's parallel LayerNorms keep their one
+            total -= c * h  # input once (under CUDA autocast each keeps its own fp32 copy)
         # SDPA's V is a view of the fused qkv output, which stays whole; eager keeps one q-sized tensor less
         total += c * (q + kv) if not eager else -c * q
     if eager and t not in LLAMA_LIKE:  # (the scores come from an autocast matmul)

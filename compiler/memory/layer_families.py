@@ -13,7 +13,7 @@ LAYER_NORMS = ("stablelm", "starcoder2")  # Llama-style layers with LayerNorms, 
 # weight × normalized in fp32, then cast
 FP32_SCALED_NORMS = ("olmo2", "olmo3", "gemma", "gemma2", "gemma3_text", "gemma3", "gpt_oss")
 # torch's nn.LayerNorm (CUDA autocast runs it in fp32)
-TORCH_LAYER_NORMS = ("gpt2", "opt", "bloom", "phi", "falcon") + LAYER_NORMS
+TORCH_LAYER_NORMS = ("gpt2", "opt", "bloom", "phi", "falcon", "gpt_neox") + LAYER_NORMS
 # LayerNorms per layer read off the norm parameters (weight and bias each): one in Phi's and Falcon-7B's
 # parallel blocks, two in Falcon's newer layout and its sequential one
 NORMS_FROM_PARAMS = ("phi", "falcon")
