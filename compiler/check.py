@@ -130,6 +130,13 @@ def check_eval_and_checkpoint(recipe: ResolvedRecipe, sink: DiagnosticSink) -> N
                    help="add entries like `train.lr = loguniform(1e-6, 1e-4)`")
 
 
+def check_tracking(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
+    written = [key for key, _ in recipe.items("train.wandb.") if recipe.is_set(key)]
+    if written and "wandb" not in (recipe.value("train.track") or ()) and not recipe.unknown("train.track"):
+        sink.warning("W0431", "`wandb` settings have no effect unless `track` lists `wandb`", recipe.span(written[0]),
+                     help="add `wandb` to `track`, e.g. `track = [wandb]`")
+
+
 def check_sweep(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     """A sweep whose trials cannot run is an error now, not a failure in every trial after the model loads."""
     from ftc.compiler.schema import BLOCKS
@@ -222,6 +229,7 @@ PASSES = (
     check_precision,
     check_batch,
     check_eval_and_checkpoint,
+    check_tracking,
     check_sweep,
     check_distributed,
     check_qlora_zero3,

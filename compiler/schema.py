@@ -189,8 +189,20 @@ DATA = BlockSpec(
     ),
 )
 
+WANDB = BlockSpec(
+    "wandb", "Weights & Biases run settings, used when `track` lists `wandb` (`WANDB_MODE=offline` writes the run "
+    "under the run folder).",
+    fields=(
+        F("project", STRING, "Project the run is logged to. Default: the recipe's name."),
+        F("entity", STRING, "Team or user that owns the project. Default: your wandb default entity."),
+        F("name", STRING, "Display name of the run. Default: the run folder's name."),
+        F("tags", NAMES, "Tags of the run (names or strings)."),
+    ),
+)
+
 TRAIN = BlockSpec(
     "train", "The optimization: length, learning rate, schedule, batch and precision-related switches.",
+    nested=(WANDB,),
     fields=(
         F("epochs", QUANTITY, "Passes over the training data (or give `max_steps`).", dims=("epochs",),
           bare="epochs", minimum=0, exclusive_min=True),
@@ -215,8 +227,8 @@ TRAIN = BlockSpec(
         F("eval_every", QUANTITY, "Evaluate every N steps or epochs.", dims=("steps", "epochs")),
         F("log_every", QUANTITY, "Log metrics every N steps (default: about 50 lines per run).", dims=("steps",)),
         F("seed", INT, "Seed of initialization, dropout and data order.", 42, minimum=0),
-        F("track", NAMES, "Metric sinks besides metrics.jsonl.", ("tensorboard",),
-          choices=("tensorboard", "mlflow", "none")),
+        F("track", NAMES, "Metric sinks besides metrics.jsonl (`wandb`: settings in `wandb { ... }`).",
+          ("tensorboard",), choices=("tensorboard", "mlflow", "wandb", "none")),
     ),
 )
 

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from .errors import EXIT_OK, EXIT_PREEMPTED, RunError
 from .plan import Plan
 from .resume import find_resume
+from .tracking import finish_wandb, wandb_env
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,14 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
 
     backends = list((plan["tracking"] or {}).get("backends") or [])
     report_to = []
-    mlflow_env = {}
+    tracking_env = {}
     if "mlflow" in backends:  # read by transformers' MLflowCallback when training starts
-        mlflow_env = {"MLFLOW_TRACKING_URI": plan["tracking"].get("mlflow_uri") or f"sqlite:///{run_dir / 'mlflow.db'}",
-                      "MLFLOW_EXPERIMENT_NAME": plan.recipe_name, "MLFLOW_RUN_NAME": run_dir.name}
+        tracking_env = {"MLFLOW_TRACKING_URI": plan["tracking"].get("mlflow_uri") or f"sqlite:///{run_dir / 'mlflow.db'}",
+                        "MLFLOW_EXPERIMENT_NAME": plan.recipe_name, "MLFLOW_RUN_NAME": run_dir.name}
         report_to.append("mlflow")
+    if "wandb" in backends:  # read by wandb.init in transformers' WandbCallback
+        tracking_env.update(wandb_env(plan["tracking"].get("wandb") or {}, run_dir))
+        report_to.append("wandb")
     preemption = Preemption()
     progress = ProgressCallback(out)
     callbacks = [progress,
@@ -114,12 +118,14 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
                             callbacks=callbacks, report_to=report_to, resuming=point is not None)
 
     train_started = time.perf_counter()
-    saved_env = {k: os.environ.get(k) for k in mlflow_env}
-    os.environ.update(mlflow_env)
+    saved_env = {k: os.environ.get(k) for k in tracking_env}
+    os.environ.update(tracking_env)
     try:
         with preemption:
             trainer.train(resume_from_checkpoint=str(point.checkpoint) if point else None)
     finally:
+        if "wandb" in report_to:
+            finish_wandb()
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
