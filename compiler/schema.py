@@ -217,6 +217,8 @@ TRAIN = BlockSpec(
           maximum=MAX_BATCH, tunable=True),
         F("micro_batch", INT, "Sequences per GPU per forward pass; `auto` = largest that fits the budget.",
           AUTO, allow_auto=True, minimum=1, maximum=MAX_BATCH),
+        F("eval_batch", INT, "Sequences per GPU in evaluation; `auto` = the largest that fits the budget (evaluation "
+          "keeps no activations for backward, but whole logits).", AUTO, allow_auto=True, minimum=1, maximum=MAX_BATCH),
         F("grad_accum", INT, "Gradient accumulation steps; derived from the batch sizes (`auto`).",
           AUTO, allow_auto=True, minimum=1, maximum=MAX_BATCH),
         F("optimizer", ENUM, "Optimizer.", "adamw", ("adamw", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafactor")),

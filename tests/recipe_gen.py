@@ -305,10 +305,11 @@ def recipes(draw) -> Recipe:
         names = _linear_names(str(blocks["model"].label))
         blocks["method"].fields["targets"] = draw(st.just(W("all_linear")) | st.lists(
             st.sampled_from(names), min_size=1, unique=True).map(lambda xs: [W(x) for x in xs]))
-    if "modules_to_save" in blocks["method"].fields:
-        del blocks["method"].fields["modules_to_save"]  # the model's own head names: E0718 covers the rest
-        if str(blocks["model"].label) == str(TINY_MODEL):
-            blocks["method"].fields["modules_to_save"] = [W("lm_head")]
+    if "modules_to_save" in blocks["method"].fields:  # the model's own embedding or head (E0718 covers others)
+        arch = getattr(resolve_model(str(blocks["model"].label)), "architecture", None)
+        del blocks["method"].fields["modules_to_save"]
+        if arch is not None:
+            blocks["method"].fields["modules_to_save"] = [W(draw(st.sampled_from([arch.embed_name, "lm_head"])))]
     repair(recipe, draw)
     if "sweep" in blocks:
         blocks["sweep"].entries = draw(_sweep_entries(blocks))

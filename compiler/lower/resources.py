@@ -182,6 +182,9 @@ def lower_memory_autos(lw: Lowering) -> None:
             checkpointing = lw.decide("train.gradient_checkpointing", False,
                                       f"{_why_no_estimate(lw)}: off (it costs about a third more compute)")
     lw.plan["_gradient_checkpointing"] = bool(checkpointing)
+    from ftc.compiler.lower.evaluation import lower_eval_batch
+
+    lower_eval_batch(lw)
     lw.plan["memory"] = _estimate(lw)
 
 

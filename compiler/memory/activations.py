@@ -231,7 +231,7 @@ def eval_bytes(s: MemorySetup) -> int:
     """No-grad forward: nothing is saved, so the peak is the larger of one layer's working set and the
     loss (logits, their fp32 upcast unless already fp32, log-softmax), on top of the residual stream."""
     a = s.arch
-    tokens = s.micro_batch * s.seq_len
+    tokens = (s.eval_batch or s.micro_batch) * s.seq_len
     c = compute_bytes(s)
     loss = tokens * a.vocab * (c + 4 + (4 if c < 4 else 0))
     mlp = max(1, a.experts_per_token if a.experts else 1) * 3 * a.intermediate  # gate, up, act(gate)

@@ -120,6 +120,7 @@ def setup_from_recipe(recipe, strategy: str | None = None) -> RecipeMemory:
         offload_optimizer=recipe.value("distributed.offload_optimizer", "none") if strategy == "deepspeed" else "none",
         offload_params=offload_params, dp_world=world, gpus_per_node=gpus_per_node, nodes=nodes,
         evaluates=evaluates,
+        eval_batch=eval_batch if isinstance(eval_batch := recipe.value("train.eval_batch"), int) else 0,
     )
     return RecipeMemory(setup, frozenset(autos), model_error=None, assumptions=tuple(assumptions), **common)
 
@@ -133,6 +134,8 @@ def setup_from_plan(recipe, plan: dict) -> RecipeMemory:
     batch = plan.get("batch") or {}
     if isinstance(batch.get("micro_batch"), int):
         setup, _ = setup.with_(micro_batch=batch["micro_batch"]), autos.discard("micro_batch")
+    if isinstance(batch.get("eval_batch"), int):
+        setup = setup.with_(eval_batch=batch["eval_batch"])
     dist = plan.get("distributed") or {}
     if dist.get("strategy") in ("none", "ddp", "deepspeed", "fsdp"):
         setup = setup.with_(strategy=dist["strategy"])

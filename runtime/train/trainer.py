@@ -44,7 +44,7 @@ def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_t
     return TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=int(batch["micro_batch"]),
-        per_device_eval_batch_size=int(batch["micro_batch"]),
+        per_device_eval_batch_size=int(batch.get("eval_batch") or batch["micro_batch"]),
         gradient_accumulation_steps=int(batch["grad_accum"]),
         num_train_epochs=float(train.get("epochs") or 1),
         max_steps=int(max_steps),
