@@ -18,7 +18,7 @@ RUNTIME = REPO / "runtime"
 # `key = value` where key is a field of some block (a hint may quote it with or without backticks)
 FIELD_NAMES = {f.name for b in BLOCKS.values() for f in b.fields}
 NESTED = {n.name: b.name for b in BLOCKS.values() for n in b.nested}
-SPELLING = re.compile(r"`([a-z_]+ \{[^`]*\})`|`?\b([a-z_]+) = (\{[^}]*\}|[A-Za-z0-9_.\"%]+)`?")
+SPELLING = re.compile(r"`([a-z_]+ \{[^`]*\})`|`?\b([a-z_]+) = (\{[^}]*\}|\"[^\"]*\"|\[[^\]]*\]|[A-Za-z0-9_.%]+)`?")
 
 BASE = """recipe "hint"
 model "{model}" {{ dtype = fp32 }}
@@ -91,6 +91,26 @@ def rendered_hints() -> list[tuple[str, str]]:
         with pytest.raises(DataError) as raised:
             _missing_columns(FormatSpec(fmt, {}), ["other"], Source("jsonl", "/x.jsonl", "x.jsonl"))
         out.append((f"missing columns ({fmt})", raised.value.help))
+    out += _template_end_hints()
+    return out
+
+
+def _template_end_hints() -> list[tuple[str, str]]:
+    """A named template whose end-of-turn text the tokenizer splits: the hint says which tokens to add."""
+    transformers = pytest.importorskip("transformers")
+    from ftc.compiler.chat_templates import NAMED
+    from ftc.runtime.data.errors import DataError
+    from ftc.runtime.data.render import _template_end_id
+    from ftc.runtime.data.templates import named
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(REPO / "examples" / "tiny" / "model")
+    out = []
+    for name in NAMED:
+        try:
+            _template_end_id(tokenizer, named(name))
+        except DataError as exc:
+            out.append((f"template end ({name})", exc.help))
+    assert out, "the tiny tokenizer splits no template's end token: this hint is not rendered"
     return out
 
 
@@ -107,7 +127,7 @@ def _formatted_hints_with_spellings() -> list[str]:
 
 
 def test_every_formatted_hint_with_a_spelling_is_rendered():
-    assert _formatted_hints_with_spellings() == ["runtime/data/formats.py"], \
+    assert _formatted_hints_with_spellings() == ["runtime/data/formats.py", "runtime/data/render.py"], \
         "a new hint built with an f-string quotes a recipe spelling: render it in rendered_hints()"
 
 
