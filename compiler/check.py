@@ -42,6 +42,10 @@ def check_data(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
             not recipe.unknown("data.max_length"):
         sink.error("E0403", "`packing = true` needs `max_length`", recipe.span("data.packing"),
                    label="packs up to max_length", help="add `max_length = 2048` (tokens) to `data`")
+    if recipe.value("data.pad_to_max_length") and recipe.value("data.max_length") is None and \
+            not recipe.unknown("data.max_length"):
+        sink.error("E0403", "`pad_to_max_length = true` needs `max_length`", recipe.span("data.pad_to_max_length"),
+                   label="pads up to max_length", help="add `max_length = 2048` (tokens) to `data`")
     if recipe.value("data.format") == "text" and recipe.is_set("data.train_on") and \
             recipe.value("data.train_on") == "completions":
         sink.error("E0410", "`train_on = completions` needs a format with prompts", recipe.span("data.train_on"),
@@ -183,7 +187,8 @@ def check_distributed(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
                 and recipe.value("distributed.nvme_path") is None and not recipe.unknown("distributed.nvme_path"):
             sink.error("E0412", "NVMe offload needs `nvme_path`", recipe.block_span("distributed"),
                        help='add `nvme_path = "/local_nvme"` to `distributed`')
-        if isinstance(zero, int) and zero > 0 and recipe.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit"):
+        if isinstance(zero, int) and zero > 0 and recipe.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit",
+                                                                                    "paged_adamw"):
             sink.error("E0415", f"`optimizer = {recipe.value('train.optimizer')}` cannot be partitioned by ZeRO",
                        recipe.span("train.optimizer"), help="use `optimizer = adamw` with ZeRO, or `zero = 0`")
     if strategy in ("ddp", "deepspeed", "fsdp") and world == 1 and recipe.is_set("distributed"):

@@ -198,6 +198,8 @@ DATA = BlockSpec(
         F("max_length", QUANTITY, "Longest sequence in tokens; longer rows are truncated.",
           dims=("tokens",), bare="tokens", minimum=8, maximum=1048576, tunable=True),
         F("packing", BOOL, "Concatenate examples up to `max_length` (no cross-example attention).", False),
+        F("pad_to_max_length", BOOL, "Pad every batch to `max_length` (a fixed shape), not to its longest row.",
+          False),
         F("dedup", ENUM, "Remove duplicate rows before splitting.", "none", ("none", "exact", "near")),
         F("near_threshold", FLOAT, "Jaccard similarity above which rows are near-duplicates.", 0.85,
           minimum=0, maximum=1, exclusive_min=True),
@@ -244,7 +246,9 @@ TRAIN = BlockSpec(
           "keeps no activations for backward, but whole logits).", AUTO, allow_auto=True, minimum=1, maximum=MAX_BATCH),
         F("grad_accum", INT, "Gradient accumulation steps; derived from the batch sizes (`auto`).",
           AUTO, allow_auto=True, minimum=1, maximum=MAX_BATCH),
-        F("optimizer", ENUM, "Optimizer.", "adamw", ("adamw", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafactor")),
+        F("optimizer", ENUM, "Optimizer (`adamw_fused`: torch's fused AdamW kernel; `paged_adamw`: bitsandbytes' "
+          "paged 32-bit AdamW).", "adamw", ("adamw", "adamw_fused", "adamw_8bit", "paged_adamw", "paged_adamw_8bit",
+                                             "sgd", "adafactor")),
         F("weight_decay", FLOAT, "Decoupled weight decay.", 0.0, minimum=0, maximum=1, tunable=True),
         F("max_grad_norm", FLOAT, "Gradient clipping norm (0 disables).", 1.0, minimum=0),
         F("gradient_checkpointing", BOOL, "Recompute activations in backward; `auto` = only when needed to fit.",
@@ -284,12 +288,14 @@ DISTRIBUTED = BlockSpec(
         F("sharding", ENUM, "FSDP sharding strategy.", "full_shard",
           ("full_shard", "shard_grad_op", "hybrid_shard", "no_shard")),
         F("find_unused_parameters", BOOL, "DDP: search for parameters without gradients each step.", False),
+        F("timeout", QUANTITY, "How long a collective may wait for the other ranks before the run fails "
+          "(the process group's timeout; default 30 min).", dims=("duration",), minimum=1),
     ),
     variant_fields={
-        "none": (), "auto": (),
-        "ddp": ("find_unused_parameters",),
-        "deepspeed": ("zero", "offload_optimizer", "offload_params", "nvme_path"),
-        "fsdp": ("sharding", "offload_params"),
+        "none": (), "auto": ("timeout",),
+        "ddp": ("find_unused_parameters", "timeout"),
+        "deepspeed": ("zero", "offload_optimizer", "offload_params", "nvme_path", "timeout"),
+        "fsdp": ("sharding", "offload_params", "timeout"),
     },
 )
 

@@ -66,6 +66,9 @@ def lower_strategy(lw: Lowering) -> None:
     elif strategy == "fsdp":
         dist["fsdp"] = {"sharding": r.value("distributed.sharding", "full_shard"), "wrap": "transformer_layer",
                         "offload_params": r.value("distributed.offload_params", "none") != "none"}
+    timeout = r.value("distributed.timeout")
+    if timeout is not None:  # (only when written: plans without it keep their shape)
+        dist["timeout_s"] = int(timeout.value)
     lw.plan["distributed"] = dist
 
 
@@ -155,8 +158,8 @@ def lower_memory_autos(lw: Lowering) -> None:
             choice = _estimator_choice(lw, "zero")
             if choice is not None:
                 zero = lw.decide("distributed.zero", *choice)
-            elif r.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit"):
-                zero = lw.decide("distributed.zero", 0, "8-bit optimizers cannot be partitioned by ZeRO")
+            elif r.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw"):
+                zero = lw.decide("distributed.zero", 0, "bitsandbytes optimizers cannot be partitioned by ZeRO")
             elif dist["offload_params"] != "none":
                 zero = lw.decide("distributed.zero", 3, "`offload_params` needs stage 3")
             elif lw.plan["method"]["kind"] == "full":

@@ -42,7 +42,7 @@ def resolve_auto(setup: MemorySetup, autos, budget_bytes: int, global_batch: int
     budget = gib(budget_bytes)
 
     if "zero" in autos:
-        if setup.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
+        if setup.optimizer in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw"):
             stages = [0]
         elif setup.offload_params != "none":
             stages = [3]

@@ -107,7 +107,8 @@ def setup_from_recipe(recipe, strategy: str | None = None) -> RecipeMemory:
         modules_to_save=tuple(recipe.value("method.modules_to_save", ()) or ()),
         quant=recipe.value("method.quant") or "nf4", double_quant=bool(recipe.value("method.double_quant", True)),
         dtype=dtype, mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(quant_compute, "no"),
-        optimizer=recipe.value("train.optimizer", "adamw"), micro_batch=int(micro), sequences_per_rank=per_rank,
+        optimizer="adamw" if (optimizer := recipe.value("train.optimizer", "adamw")) == "adamw_fused" else optimizer,
+        fused_optimizer=optimizer == "adamw_fused", micro_batch=int(micro), sequences_per_rank=per_rank,
         seq_len=int(seq_len),
         gradient_checkpointing=bool(checkpointing),
         attention=recipe.value("model.attention") if recipe.is_set("model.attention")

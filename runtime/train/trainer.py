@@ -12,7 +12,8 @@ from .checkpoints import CheckpointManager
 from .errors import RunError
 from .plan import Plan
 
-OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
+OPTIMIZERS = {"adamw": "adamw_torch", "adamw_fused": "adamw_torch_fused", "adamw_8bit": "adamw_bnb_8bit",
+              "paged_adamw": "paged_adamw_32bit", "paged_adamw_8bit": "paged_adamw_8bit",
               "sgd": "sgd", "adafactor": "adafactor"}
 SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
 
@@ -82,6 +83,7 @@ def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_t
         deepspeed=str(plan.folder / plan["launch"]["files"]["deepspeed"])
         if (plan.raw.get("distributed") or {}).get("strategy") == "deepspeed" else None,
         ddp_find_unused_parameters=bool((plan.raw.get("distributed") or {}).get("find_unused_parameters")),
+        ddp_timeout=int((plan.raw.get("distributed") or {}).get("timeout_s") or 1800),
     )
 
 
