@@ -194,6 +194,14 @@ def value_for(spec: FieldSpec, block: str):
     return st.just(W("auto")) | base if spec.allow_auto else base
 
 
+def _template_names() -> tuple[str, ...]:
+    try:
+        from ftc.compiler.chat_templates import NAMED as TEMPLATES
+    except ImportError:  # (before chat templates existed)
+        return ("chatml",)
+    return tuple(TEMPLATES)
+
+
 NAMED = {
     "hardware.gpu": st.sampled_from([Q(g) for g in ("a100-80gb", "a100-40gb", "h100-80gb", "rtx-4090", "l4", "a10g")]),
     "model.tokenizer": st.just(Q(str(TINY_MODEL))),
@@ -201,6 +209,10 @@ NAMED = {
     "distributed.nvme_path": st.just(Q("/local_nvme")),
     "data.cache_dir": st.just(Q("cache")),
     "output.runs_dir": st.sampled_from([Q("runs"), Q("out/runs")]),
+    "data.chat_template": st.sampled_from([Q(name) for name in sorted(_template_names())]),
+    "model.pad_token": st.sampled_from([Q("<|pad|>"), Q("<pad>")]),
+    "model.eos_token": st.sampled_from([Q("<|im_end|>"), Q("</s>")]),
+    "model.add_tokens": st.sampled_from([[Q("<tool>"), Q("</tool>")], [Q("<|im_start|>"), Q("<|im_end|>")]]),
 }
 
 FORMAT_FILES = {"text": "data/text.jsonl", "completion": "data/completion.jsonl",
@@ -328,8 +340,10 @@ def repair(recipe: Recipe, draw) -> None:
     if "eval" in data:
         data["eval"] = Q(FORMAT_FILES[fmt])
         data.pop("eval_split", None)  # E0402
-    if truthy(data.get("packing")) and "max_length" not in data:
+    if (truthy(data.get("packing")) or truthy(data.get("pad_to_max_length"))) and "max_length" not in data:
         data["max_length"] = 512  # E0403
+    if fmt == "text":
+        data.pop("chat_template", None)  # E0430: a template needs rows with turns
     if isinstance(data.get("max_length"), (int, Qty)):
         data["max_length"] = min(_plain(data["max_length"]), 512)  # W0707, E0710: the smallest model's positions
     if fmt == "text" and str(data.get("train_on")) == "completions":
