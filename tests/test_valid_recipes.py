@@ -86,3 +86,24 @@ def test_valid_recipes_check_and_compile(tmp_path, monkeypatch):
     assert outcomes[0] >= CASES // 4, outcomes  # the generator draws mostly valid recipes, not refusals
     missing = documented_fields() - covered
     assert not missing, f"fields of docs/language.md no generated recipe wrote: {sorted(missing)}"
+
+
+def test_each_nested_block_alone_checks_without_a_traceback(tmp_path):
+    """`data { columns { ... } }` once crashed `ftc check` with a TypeError: every nested block of the schema,
+    written with every one of its fields, is typed like any block."""
+    from ftc.compiler.schema import BLOCKS
+
+    write_data(tmp_path)
+    for spec in BLOCKS.values():
+        for nested in spec.nested:
+            fields = "; ".join(f'{f.name} = "x"' if f.kind == "string" else f"{f.name} = [x]" for f in nested.fields)
+            data = 'train = "data/chat.jsonl"; format = chat'
+            inner = f"{nested.name} {{ {fields} }}"
+            blocks = {"data": data, "train": "lr = 1e-4; global_batch = 8"}
+            blocks[spec.name] = (blocks.get(spec.name, "") + "\n  " + inner).strip()
+            path = tmp_path / f"{spec.name}-{nested.name}.ftspec"
+            path.write_text('model "HuggingFaceTB/SmolLM2-135M" {}\nmethod lora {}\n'
+                            + "".join(f"{k} {{\n  {v}\n}}\n" for k, v in blocks.items()))
+            code, out, _ = _run(["check", "--format", "json", str(path)])
+            report = json.loads(out)
+            assert code in (0, 1) and not [d for d in report["diagnostics"] if TYPING.match(d["code"])], report
