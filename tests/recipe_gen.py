@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from hypothesis import strategies as st
@@ -159,8 +160,13 @@ def _quantity(draw, spec: FieldSpec):
     return Qty(value, unit)
 
 
+NAME = st.text("abcdefghijklmnopqrstuvwxyz0123456789_-", min_size=0, max_size=8).map(lambda s: "x" + s)
+
+
+@lru_cache(maxsize=None)
 def value_for(spec: FieldSpec, block: str):
-    """A strategy for a value of `spec` from its type alone, or from the table of fields that name things."""
+    """A strategy for a value of `spec` from its type alone, or from the table of fields that name things
+    (built once per field: building strategies is most of a case's cost)."""
     named = NAMED.get(f"{block}.{spec.name}")
     if named is not None:
         return named
@@ -176,7 +182,7 @@ def value_for(spec: FieldSpec, block: str):
     elif kind == QUANTITY:
         base = _quantity(spec)
     elif kind == STRING:
-        base = st.from_regex(r"[a-z][a-z0-9_-]{0,8}", fullmatch=True).map(Q)
+        base = NAME.map(Q)
     elif kind == NAMES:
         pool = list(spec.choices) or ["lm_head"]
         base = st.lists(st.sampled_from(pool), min_size=1, max_size=len(pool), unique=True).map(
@@ -237,12 +243,21 @@ MODELS = [str(TINY_MODEL), "openai-community/gpt2", "HuggingFaceTB/SmolLM2-135M"
           "nobody/not-a-model-7B"]
 
 
+@lru_cache(maxsize=None)
+def _architecture(model: str):
+    return getattr(resolve_model(model), "architecture", None)
+
+
 def _linear_names(model: str) -> list[str]:
-    resolved = resolve_model(model)
-    return list(getattr(getattr(resolved, "architecture", None), "linear_names", ()) or ["q_proj", "v_proj"])
+    return list(getattr(_architecture(model), "linear_names", ()) or ["q_proj", "v_proj"])
 
 
 # ----------------------------------------------------------------- drawing blocks
+
+
+@lru_cache(maxsize=None)
+def _model_names():
+    return st.sampled_from(MODELS + [i for i in catalog_ids()[::7]])
 
 
 @st.composite
@@ -252,8 +267,8 @@ def _label(draw, spec: BlockSpec):
     if spec.label_kind == ENUM:
         return W(draw(st.sampled_from(spec.label_choices)))
     if spec.name == "model":
-        return Q(draw(st.sampled_from(MODELS + [i for i in catalog_ids()[::7]])))
-    return Q(draw(st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True)))
+        return Q(draw(_model_names()))
+    return Q(draw(NAME))
 
 
 @st.composite
@@ -318,7 +333,7 @@ def recipes(draw) -> Recipe:
         blocks["method"].fields["targets"] = draw(st.just(W("all_linear")) | st.lists(
             st.sampled_from(names), min_size=1, unique=True).map(lambda xs: [W(x) for x in xs]))
     if "modules_to_save" in blocks["method"].fields:  # the model's own embedding or head (E0718 covers others)
-        arch = getattr(resolve_model(str(blocks["model"].label)), "architecture", None)
+        arch = _architecture(str(blocks["model"].label))
         del blocks["method"].fields["modules_to_save"]
         if arch is not None:
             blocks["method"].fields["modules_to_save"] = [W(draw(st.sampled_from([arch.embed_name, "lm_head"])))]
