@@ -55,7 +55,7 @@ def run_plan_folder(folder, args) -> int:
         result = execute(plan, RunOptions(resume=args.resume, run_id=args.run_id, merge=args.merge))
     except RunError as exc:
         print(f"ftc: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return getattr(exc, "exit_code", EXIT_USER_ERROR)
     return result.exit_code
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import resource
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import EXIT_OK, EXIT_PREEMPTED, RunError
+from .errors import EXIT_OK, EXIT_PREEMPTED, NoSpaceError, RunError
 from .plan import Plan
 from .resume import find_resume
 
@@ -36,6 +37,10 @@ class RunResult:
 def _prepare_data(plan: Plan, tokenizer, run_dir: Path):
     from ftc.runtime.data import DataError, prepare
 
+    from . import faults
+
+    faults.data_point()  # tests only: a signal while the data is prepared
+
     spec = plan["data"]
     from ftc.runtime.data import default_cache_dir
 
@@ -50,25 +55,58 @@ def _prepare_data(plan: Plan, tokenizer, run_dir: Path):
         raise RunError(f"data: {exc}") from None
 
 
+def is_no_space(exc: BaseException) -> bool:
+    """ENOSPC or EDQUOT; torch's checkpoint writer reports them as a RuntimeError naming the failed write."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(exc)
+    return "No space left on device" in text or "Disk quota exceeded" in text or "file write failed" in text
+
+
+def no_space(exc: BaseException, manager) -> NoSpaceError:
+    """The disk filled up during a save: drop the partial checkpoint (it only takes space) and say what is
+    left and what to do."""
+    import shutil
+
+    from .checkpoints import newest_verified
+
+    shutil.rmtree(manager.staging, ignore_errors=True)
+    manager.staging.mkdir(exist_ok=True)
+    newest = newest_verified(manager.root)
+    kept = f"the last complete checkpoint, {newest.path.name}, is intact" if newest else "no checkpoint was completed"
+    return NoSpaceError(f"no space left on the device while writing {getattr(exc, 'filename', None) or 'a checkpoint'}; the partial "
+                        f"checkpoint was removed and {kept}. Free space under {manager.root.parent} (or lower "
+                        "checkpoint.keep_last), then continue with: ftc run ... --resume auto")
+
+
 def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def execute(plan: Plan, options: RunOptions = RunOptions(), *,
             prepare_data: Callable[[Plan, Any, Path], Any] | None = None, out=None) -> RunResult:
-    """Run the plan to completion or preemption. Raises RunError for problems the user can fix."""
+    """Run the plan to completion or preemption. Raises RunError for problems the user can fix.
+    From the first line on, SIGTERM/SIGINT is a stop request (signals.py): one during model loading or data
+    preparation stops the run before training; one during the final outputs lets them finish."""
+    from .signals import Preemption
+
+    with Preemption() as preemption:
+        return _execute(plan, options, preemption, prepare_data=prepare_data, out=out)
+
+
+def _execute(plan: Plan, options: RunOptions, preemption, *, prepare_data, out) -> RunResult:
+    from . import faults, inputs
     from .callbacks import MetricsCallback, PreemptionCallback, ProgressCallback, truncate_metrics
     from .checkpoints import list_complete
     from .model import load_model
     from .outputs import copy_compiled, loss_curve, merge_lora, new_run_dir, read_metrics, save_final, \
         write_json_atomic
-    from .signals import Preemption
     from .trainer import build_trainer, metric_key
 
     out = out or sys.stdout
     started = time.perf_counter()
     say = lambda msg: print(msg, file=out, flush=True)  # noqa: E731
-    from ftc.runtime.launch.rank import current, fault_callback, shared_run_dir
+    from ftc.runtime.launch.rank import any_rank, current, shared_run_dir
 
     rank = current()  # one process: rank 0 of 1
 
@@ -94,6 +132,11 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
     data = (prepare_data or _prepare_data)(plan, loaded.tokenizer, run_dir)
     if data.train is None or len(data.train) == 0:
         raise RunError("the training set is empty after preparation")
+    used = inputs.fingerprints(data, loaded.tokenizer)
+    if point is not None:
+        inputs.check(run_dir, used)
+    elif rank.is_main:
+        inputs.record(run_dir, used)
 
     backends = list((plan["tracking"] or {}).get("backends") or [])
     report_to = []
@@ -102,23 +145,31 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
         mlflow_env = {"MLFLOW_TRACKING_URI": plan["tracking"].get("mlflow_uri") or f"sqlite:///{run_dir / 'mlflow.db'}",
                       "MLFLOW_EXPERIMENT_NAME": plan.recipe_name, "MLFLOW_RUN_NAME": run_dir.name}
         report_to.append("mlflow")
-    preemption = Preemption()
     progress = ProgressCallback(out)
     callbacks = [progress,
                  MetricsCallback(run_dir / "metrics.jsonl",
                                  run_dir / "tensorboard" if "tensorboard" in backends else None),
                  PreemptionCallback(preemption)]
-    callbacks += [cb for cb in (fault_callback(),) if cb is not None]
     callbacks += list(options.callbacks)
     trainer = build_trainer(plan, loaded.model, loaded.tokenizer, data, output_dir=run_dir / "checkpoints",
                             callbacks=callbacks, report_to=report_to, resuming=point is not None)
+    for cb in faults.install(trainer):  # tests only (FTC_FAULT)
+        trainer.add_callback(cb)
+    if any_rank(preemption.requested is not None):  # every rank agrees, as at a step boundary
+        say(f"ftc: stopped by {preemption.requested or 'a signal on another rank'} before training started; "
+            f"nothing new to save. Run the same command again (with --resume auto it continues from "
+            f"{point.checkpoint.name if point else 'the start'})")
+        return RunResult(run_dir, "preempted", EXIT_PREEMPTED, {})
 
     train_started = time.perf_counter()
     saved_env = {k: os.environ.get(k) for k in mlflow_env}
     os.environ.update(mlflow_env)
     try:
-        with preemption:
-            trainer.train(resume_from_checkpoint=str(point.checkpoint) if point else None)
+        trainer.train(resume_from_checkpoint=str(point.checkpoint) if point else None)
+    except (OSError, RuntimeError) as exc:
+        if not is_no_space(exc):
+            raise
+        raise no_space(exc, trainer.ftc_checkpoints) from None
     finally:
         for k, v in saved_env.items():
             if v is None:
