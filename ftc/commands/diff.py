@@ -43,7 +43,8 @@ def run(args) -> int:
         return 2
     out = render_markdown(args.old, args.new, changes) if args.format == "markdown" else \
         render_text(args.old, args.new, changes)
-    sys.stdout.write(out)
+    sys.stdout.write(out + render_risks(side_risks(old, args.old, folder), side_risks(new, args.new, folder),
+                                        markdown=args.format == "markdown"))
     return 1 if any(items for _, items in changes) else 0
 
 
@@ -75,6 +76,31 @@ def load_side(path: str, overrides: tuple[str, ...], out_dir: str | None = None)
         print(f"ftc diff: {path} does not compile", file=sys.stderr)
         return None
     return emit(compiled.plan)
+
+
+def side_risks(files: dict[str, bytes], path: str, folder: str | None) -> list[str]:
+    """The risk lines of one side (compiler/risks.py): its plan's paths are relative to the folder it was
+    compiled for."""
+    from ftc.compiler.pipeline import default_out_dir
+    from ftc.compiler.risks import plan_project, risks
+
+    try:
+        plan = json.loads(files["plan.json"])
+    except (KeyError, ValueError):
+        return []
+    plan_dir = Path(path) if Path(path).is_dir() else Path(folder) if folder else \
+        default_out_dir((plan.get("recipe") or {}).get("name") or "recipe")
+    return risks(plan, plan_dir, plan_project(plan, plan_dir))
+
+
+def render_risks(old: list[str], new: list[str], *, markdown: bool = False) -> str:
+    """What a reviewer must see whether or not it changed: `+` new in NEW, `=` already in OLD."""
+    if not new:
+        return ""
+    lines = [f"{'+' if risk not in old else '='} risk: {risk}" for risk in new]
+    if markdown:
+        return "\n**Risks of NEW** (`+` new, `=` already in OLD)\n\n" + "".join(f"- {line}\n" for line in lines)
+    return "risks of NEW (+ new, = already in OLD):\n" + "".join(f"  {line}\n" for line in lines)
 
 
 def flatten(value, prefix: str = "") -> dict[str, object]:
