@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
 import resource
 import sys
 import time
@@ -170,6 +171,11 @@ def _execute(plan: Plan, options: RunOptions, preemption, *, prepare_data, out) 
         if not is_no_space(exc):
             raise
         raise no_space(exc, trainer.ftc_checkpoints) from None
+    except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) met a pickle that is more than tensors
+        raise RunError(f"cannot resume from {point.checkpoint if point else 'the checkpoint'}: one of its files "
+                       f"holds more than tensors and weights_only loading refused it, so nothing in it ran "
+                       f"({str(exc).splitlines()[-1] if str(exc) else 'unpickling error'}). Resume from an earlier "
+                       "checkpoint you trust (--resume PATH), or start a new run") from None
     finally:
         for k, v in saved_env.items():
             if v is None:
