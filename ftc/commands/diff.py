@@ -45,11 +45,12 @@ def run(args) -> int:
     render = {"markdown": render_markdown, "github": render_github}.get(args.format, render_text)
     out = render(args.old, args.new, changes)
     old_risks, new_risks = side_risks(old, args.old, folder), side_risks(new, args.new, folder)
-    if args.format == "github":  # a warning annotation per risk of NEW, on the recipe
+    if args.format == "github":  # a warning annotation per risk that NEW adds, on the recipe
         from ftc.compiler.render import _escape_data, _escape_property
 
         target = f"file={_escape_property(args.new)}," if Path(args.new).is_file() else ""
-        out += "".join(f"::warning {target}title=ftc diff: risk::{_escape_data(risk)}\n" for risk in new_risks)
+        out += "".join(f"::warning {target}title={_escape_property('ftc diff: risk')}::{_escape_data(risk)}\n"
+                       for risk in new_risks if risk not in old_risks)
     else:
         out += render_risks(old_risks, new_risks, markdown=args.format == "markdown")
     sys.stdout.write(out)
