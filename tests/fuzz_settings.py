@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 LONG = os.environ.get("FTC_FUZZ") == "1"
-SCALE = int(os.environ.get("FTC_FUZZ_SCALE", "4"))
+SCALE = int(os.environ.get("FTC_FUZZ_SCALE", "1"))
 DATABASE = os.environ.get("FTC_FUZZ_DB", ".hypothesis/fuzz")
 
 
