@@ -1,20 +1,17 @@
-"""Errors a user can cause at run time (missing model folder, bad plan): reported as one clear
-message with exit code 1, never as a traceback. Exit codes of `ftc run` live here too
+"""Errors a user can cause at run time (missing model folder, a data set that cannot be read): reported as one
+clear message with exit code 1, never as a traceback. The exit codes of a run are the plan contract's
+(ftc.plan), re-exported here for the runtime's modules, plus the runtime's own for a full disk
 (docs/reliability.md lists every stop path with its code)."""
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_USER_ERROR = 1
+from ftc.plan import EXIT_ABORTED, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR, UserError  # noqa: F401
+
 EXIT_NO_SPACE = 74  # EX_IOERR: the disk filled up during a save; the last complete checkpoint is intact
-EXIT_PREEMPTED = 75  # EX_TEMPFAIL: a full checkpoint was saved; `--resume auto` continues
-EXIT_ABORTED = 130  # a second signal: stopped at once, the last complete checkpoint is intact
 
 
-class RunError(Exception):
-    """A problem with the plan, the model or the files that the user can fix."""
-
-    exit_code = EXIT_USER_ERROR
+class RunError(UserError):
+    """A problem with the model or the files that the user can fix."""
 
 
 class NoSpaceError(RunError):
