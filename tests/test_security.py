@@ -16,7 +16,7 @@ import pytest
 
 from multiproc_util import REPO, TINY, base_env, explain
 
-SOURCES = [p for d in ("compiler", "runtime", "ftc") for p in sorted((REPO / d).rglob("*.py"))]
+SOURCES = [p for d in ("compiler", "runtime", "ftc", "plan") for p in sorted((REPO / d).rglob("*.py"))]
 
 
 def _calls(tree):
@@ -38,7 +38,7 @@ def test_user_chat_templates_render_only_in_the_immutable_sandbox(tmp_path):
     from jinja2.exceptions import SecurityError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    from ftc.compiler.chat_templates import sandbox_environment
+    from ftc.plan.chat_templates import sandbox_environment
 
     env = sandbox_environment()
     assert isinstance(env, ImmutableSandboxedEnvironment)
