@@ -1,6 +1,6 @@
 """The fault matrix on one process (docs/reliability.md): a real `ftc run` of the tiny model is killed,
 preempted, starved of disk and fed damaged checkpoints, changed data and a changed tokenizer, one fault
-after another in the same run folder (FTC_FAULT, see ftc/runtime/train/faults.py). After every fault:
+after another in the same run folder (FTC_FAULT, see runtime/train/faults.py). After every fault:
 the exit code and message are the documented ones, no complete checkpoint and no metric record is lost;
 at the end `--resume auto` has reached the weights and losses of an uninterrupted run, bit for bit.
 The two-process cases (DDP, ZeRO-2) are in test_multiproc_train.py, next to their reference runs.
