@@ -7,7 +7,7 @@ export DS_ACCELERATOR := cpu
 export TOKENIZERS_PARALLELISM := false
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
-.PHONY: setup textmate demo test bench goldens gpu-site clean
+.PHONY: setup textmate demo test fuzz bench goldens gpu-site clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,12 @@ demo: setup
 # pytest exits 5 when it collected no test: that fails `make test`, as any non-zero exit does.
 test: setup textmate
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Long fuzzing: the fuzz tests in rounds of random examples for FUZZ_MINUTES (default 10) against a saved
+# example database (.hypothesis/fuzz); prints cases run and failures. CI keeps its short derandomized run.
+FUZZ_MINUTES ?= 10
+fuzz: setup
+	$(PY) tests/fuzz_driver.py --minutes $(FUZZ_MINUTES)
 
 goldens: setup
 	$(PY) -m pytest -q -p no:cacheprovider --update-goldens

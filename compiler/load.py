@@ -103,6 +103,8 @@ def read_source(path: Path, sink: DiagnosticSink, registry: SourceRegistry, *, n
 
 def load_chain(path: Path, sink: DiagnosticSink, registry: SourceRegistry) -> LoadedChain:
     """Load `path` and, depth first, every file it extends. Each file appears once."""
+    from .risks import inside, outside_allowed, project_root
+
     files: list[SourceFile] = []
     seen: set[Path] = set()
     broken = False
@@ -131,10 +133,19 @@ def load_chain(path: Path, sink: DiagnosticSink, registry: SourceRegistry) -> Lo
                            label="expected a string", help='write `extends "base.ftspec"`')
                 continue
             parent = (resolved.parent / directive.value.value)
+            if not inside(parent, project) and not outside_allowed():
+                sink.error("E0116", "`extends` leaves the recipe's project", directive.value.span,
+                           label=f"resolves to {parent.resolve().as_posix()}",
+                           notes=(f"the project is {project.as_posix()} (the git repository holding the recipe, "
+                                  "or its folder outside a repository)",),
+                           help="copy the parent into the project, or allow it: ftc --allow-outside-project ...")
+                broken = True
+                continue
             visit(parent, stack + (resolved,), directive.value.span)
         seen.add(resolved)
         files.append(source)
         return source
 
+    project = project_root(path)
     root = visit(path, (), None)
     return LoadedChain(tuple(files), root, broken)

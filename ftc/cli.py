@@ -41,6 +41,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     should not pay for importing every other command)."""
     parser = _Parser(prog="ftc", description="A compiler for LLM fine-tuning recipes.")
     parser.add_argument("--version", action="version", version=f"ftc {__version__}")
+    parser.add_argument("--allow-outside-project", action="store_true",
+                        help="let an `extends` leave the recipe's project (its git repository, or its folder)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module_name, help_text) in COMMANDS.items():
         if only is not None and name != only:
@@ -63,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
+    if args.allow_outside_project:
+        import os
+
+        from ftc.compiler.risks import ALLOW_ENV
+
+        os.environ[ALLOW_ENV] = "1"
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)
         return 2

@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
+
+from fuzz_settings import examples, fuzz_settings
 from hypothesis import strategies as st
 
 from ftc.cli import main
@@ -67,13 +69,13 @@ def run_all(folder: Path, path: Path, overrides: list[str]) -> None:
     assert codes["check"] == codes["compile"], (path.name, overrides, codes)
 
 
-FUZZ = dict(deadline=None, database=None, derandomize=True,
+FUZZ = fuzz_settings(deadline=None, database=None, derandomize=True,
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 edit = st.tuples(st.sampled_from(["value", "drop", "repeat"]), st.integers(0, 10**4), st.sampled_from(VALUES))
 
 
-@settings(max_examples=200, **FUZZ)
+@settings(max_examples=examples(200), **FUZZ)
 @given(example=st.sampled_from(EXAMPLES), edits=st.lists(edit, min_size=1, max_size=3))
 def test_edited_examples(example, edits, tmp_path_factory):
     folder = examples_copy(tmp_path_factory)
@@ -93,7 +95,7 @@ def test_edited_examples(example, edits, tmp_path_factory):
     run_all(folder, path, [])
 
 
-@settings(max_examples=150, **FUZZ)
+@settings(max_examples=examples(150), **FUZZ)
 @given(example=st.sampled_from(EXAMPLES),
        overrides=st.lists(st.tuples(st.sampled_from(KEYS), st.sampled_from(VALUES)), min_size=1, max_size=4))
 def test_random_overrides(example, overrides, tmp_path_factory):
@@ -107,7 +109,7 @@ PIECES = ["=", ".", "{", "}", "\n", " ", ";", ":", "#", '"', "[", "]", "\t", "\r
 splice = st.tuples(st.booleans(), st.integers(0, 10**5), st.integers(1, 20), st.sampled_from(PIECES))
 
 
-@settings(max_examples=200, **FUZZ)
+@settings(max_examples=examples(200), **FUZZ)
 @given(example=st.sampled_from(EXAMPLES), splices=st.lists(splice, min_size=1, max_size=4))
 def test_examples_cut_and_spliced_character_by_character(example, splices, tmp_path_factory):
     """Edits that ignore line structure: half a token, a stray quote or brace, a control character."""

@@ -47,7 +47,10 @@ def test_compile_never_raises(tmp_path):
     validator = jsonschema.Draft202012Validator(SCHEMA)
     keys = sorted(CHOICES)
 
-    @settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    from fuzz_settings import examples, fuzz_settings
+
+    @settings(max_examples=examples(120),
+              **fuzz_settings(deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)))
     @given(st.sampled_from(EXAMPLES),
            st.lists(st.sampled_from(keys), max_size=6, unique=True).flatmap(
                lambda chosen: st.tuples(*[st.sampled_from([f"{k}={v}" for v in CHOICES[k]]) for k in chosen])))

@@ -146,6 +146,56 @@ def test_recipe_strings_never_reach_the_shell(case, tmp_path):
     plan["launch"]["master_addr"] = nasty
     plan["launch"]["env"] = {"DS_ACCELERATOR": nasty}
     plan["launch"]["launcher"] = nasty  # an unknown launcher is refused by launch.sh, never run
+    _assert_only_the_launcher_runs(plan, tmp_path)
+
+
+def _string_leaves(value, path=()):
+    if isinstance(value, str):
+        yield path
+    elif isinstance(value, dict):
+        for key in sorted(value):
+            yield from _string_leaves(value[key], (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _string_leaves(item, (*path, i))
+
+
+def _set(plan, path, value):
+    for key in path[:-1]:
+        plan = plan[key]
+    plan[path[-1]] = value
+
+
+@pytest.mark.parametrize("case", ["single_cpu", "ddp_cpu_2", "zero3_offload_2x8"])
+def test_every_string_field_of_the_plan_is_inert_in_every_generated_file(case, tmp_path):
+    """Every string of the plan that the emitter accepts (it refuses the rest) is set to shell and template
+    syntax at once: the shell files pass `bash -n` and run only the launcher, the JSON and YAML files load
+    back with the string as plain data."""
+    import yaml
+
+    nasty = "".join(NASTY) + "{{ cycler.__init__.__globals__.os.system('touch PWNED_J') }}{% raw %}"
+    plan = plan_with(**CASES[case])
+    accepted = []
+    for path in list(_string_leaves(plan)):
+        trial = json.loads(json.dumps(plan))
+        _set(trial, path, nasty)
+        try:
+            emit(trial)
+        except Exception:  # refused: a value the emitter cannot write safely (test below)
+            continue
+        plan = trial
+        accepted.append(".".join(map(str, path)))
+    assert {"recipe.name", "model.name_or_path", "output.runs_dir", "launch.launcher"} <= set(accepted)
+    files = emit(plan)
+    for name, data in files.items():
+        if name.endswith(".json"):
+            json.loads(data)
+        elif name.endswith(".yaml"):
+            yaml.safe_load(data)
+    _assert_only_the_launcher_runs(plan, tmp_path)
+
+
+def _assert_only_the_launcher_runs(plan, tmp_path):
     work = tmp_path / "work"
     folder = _write(tmp_path / "out dir $(touch PWNED_DIR)", emit(plan))
     bin_dir = tmp_path / "bin"

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
+
+from fuzz_settings import examples, fuzz_settings
 from hypothesis import strategies as st
 
 from ftc.cli import main
@@ -64,17 +66,17 @@ def _dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("fuzz")
 
 
-FUZZ_SETTINGS = dict(deadline=None, database=None, derandomize=True,
+FUZZ_SETTINGS = fuzz_settings(deadline=None, database=None, derandomize=True,
                      suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
-@settings(max_examples=3000, **FUZZ_SETTINGS)
+@settings(max_examples=examples(3000), **FUZZ_SETTINGS)
 @given(data=st.binary(max_size=400))
 def test_random_bytes(data, tmp_path_factory):
     assert_clean_outcome(*run_check_bytes(data, _shared_dir(tmp_path_factory)))
 
 
-@settings(max_examples=5000, **FUZZ_SETTINGS)
+@settings(max_examples=examples(5000), **FUZZ_SETTINGS)
 @given(index=st.integers(0, len(EXAMPLE_BYTES) - 1),
        edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 8), st.binary(max_size=6)), min_size=1,
                       max_size=4))
@@ -86,7 +88,7 @@ def test_mutated_examples(index, edits, tmp_path_factory):
     assert_clean_outcome(*run_check_bytes(bytes(data), _shared_dir(tmp_path_factory)))
 
 
-@settings(max_examples=2500, **FUZZ_SETTINGS)
+@settings(max_examples=examples(2500), **FUZZ_SETTINGS)
 @given(tokens=st.lists(st.sampled_from(TOKENS), max_size=60))
 def test_token_soup(tokens, tmp_path_factory):
     assert_clean_outcome(*run_check_bytes("".join(tokens).encode("utf-8"), _shared_dir(tmp_path_factory)))

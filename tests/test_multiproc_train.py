@@ -78,12 +78,55 @@ def test_ddp_two_ranks_match_one_process_with_the_same_global_batch(root, ddp):
     assert {"rng_state_0.pth", "rng_state_1.pth", "ftc-manifest.json"} <= {p.name for p in checkpoint.iterdir()}
 
 
-def test_zero2_trains(root, ddp):
+@pytest.fixture(scope="module")
+def zero2(root):
     folder, result = _train(root, "mp-zero2", "zero2")
     assert result.returncode == 0, explain(result)
+    return run_dir(folder, "r")
+
+
+def test_zero2_trains(zero2, ddp):
+    _assert_close(losses(zero2), losses(ddp))
+    assert (zero2 / "checkpoints" / "checkpoint-4" / "global_step4").is_dir()  # DeepSpeed's own shards
+
+
+def _fault_then_resume(root, name, strategy, reference, kind, fault, rank, step, needle):
+    """The fault matrix's two-process cases (docs/reliability.md): the fault stops every rank with the
+    failing rank named; no complete checkpoint is lost; `--resume auto` reaches the reference run's losses
+    and final weights bit for bit."""
+    from fault_util import Ledger, bitwise_equal, final_tensors
+
+    ledger = Ledger(f"two processes, {strategy}")
+    folder = compile_recipe(root, name, strategy)
     run = run_dir(folder, "r")
-    _assert_close(losses(run), losses(ddp))
-    assert (run / "checkpoints" / "checkpoint-4" / "global_step4").is_dir()  # DeepSpeed's own shards
+    result = ftc_run(folder, "--run-id", "r", MASTER_PORT=_port(), FTC_FAULT=fault, FTC_FAULT_RANK=str(rank),
+                     FTC_FAULT_STEP=str(step))
+    assert result.returncode == 1, explain(result)
+    assert f"rank {rank} failed" in result.stderr and needle in result.stderr, explain(result)
+    ledger.after(kind, run, ({}, []))
+    assert (run / "checkpoints" / "checkpoint-2" / "ftc-manifest.json").is_file()
+    assert not (run / "checkpoints" / "checkpoint-4").exists()
+    before = ledger.before(run)
+    resumed = ftc_run(folder, "--resume", "auto", MASTER_PORT=_port())
+    assert resumed.returncode == 0, explain(resumed)
+    assert "from checkpoint-2" in resumed.stdout, explain(resumed)
+    ledger.after("resume", run, before)
+    ledger.faults.pop("resume")
+    assert ledger.bytes_lost == 0 and ledger.records_lost == 0, ledger
+    assert losses(run) == losses(reference)  # bit for bit, not approximately
+    assert bitwise_equal(final_tensors(run), final_tensors(reference))
+    ledger.bitwise_resumes += 1
+    ledger.write()
+
+
+def test_ddp_rank_killed_mid_step_resumes_bit_identical(root, ddp):
+    _fault_then_resume(root, "mp-ddp-kill", "ddp", ddp, "rank SIGKILLed mid-step", "sigkill", 1, 3,
+                       "killed by a signal")
+
+
+def test_zero2_killed_mid_manifest_resumes_bit_identical(root, zero2):
+    _fault_then_resume(root, "mp-zero2-kill", "zero2", zero2, "sigkill mid-manifest", "kill-manifest", 0, 4,
+                       "half written")
 
 
 def test_zero3_offload_preemption_on_one_rank_saves_all_then_resumes(root, ddp):

@@ -248,6 +248,7 @@ def test_batch_arithmetic_property(tmp_path):
 
 def test_paths_of_a_parent_recipe_stay_relative_to_the_parent(tmp_path, monkeypatch):
     (tmp_path / "base").mkdir()
+    (tmp_path / ".git").mkdir()  # base/ and team/ are one repository: the parent is inside the project
     parent = recipe(tmp_path / "base", train="global_batch = 8")
     child_dir = tmp_path / "team" / "runs"
     child_dir.mkdir(parents=True)

@@ -149,3 +149,41 @@ def test_resume_from_an_explicit_path(tmp_path):
         find_resume(plan, str(bad))  # asked for by name: refused, not silently replaced
     with pytest.raises(RunError, match="not a checkpoint folder or a run folder"):
         find_resume(plan, str(tmp_path / "nowhere"))
+
+
+def test_a_replaced_checkpoint_comes_back_when_the_save_died_between_the_renames(tmp_path):
+    import os
+
+    m = CheckpointManager(tmp_path, keep_last=None, keep_best=None)
+    commit(m, 4)
+    os.replace(tmp_path / "checkpoint-4", m.staging / "checkpoint-4.old")  # as commit() does, then killed
+    CheckpointManager(tmp_path, keep_last=None, keep_best=None)  # the next run
+    assert verify(tmp_path / "checkpoint-4") is None
+
+
+def test_retention_keeps_the_checkpoint_just_committed_when_a_newer_one_is_damaged(tmp_path):
+    m = CheckpointManager(tmp_path, keep_last=1, keep_best=None)
+    commit(m, 4)
+    six = commit(m, 6)
+    (six / "model.safetensors").write_bytes(b"damaged")  # the run resumes from 4 and saves 5
+    commit(m, 5)
+    assert newest_verified(tmp_path).step == 5
+
+
+def test_a_half_written_manifest_is_not_a_checkpoint(tmp_path):
+    m = CheckpointManager(tmp_path, keep_last=None, keep_best=None)
+    commit(m, 2)
+    path = commit(m, 4)
+    text = (path / MANIFEST).read_text()
+    (path / MANIFEST).write_text(text[: len(text) // 2])
+    assert "manifest" in verify(path) and newest_verified(tmp_path, warn=lambda _: None).step == 2
+
+
+def test_a_torn_metrics_line_is_dropped_and_kept_lines_survive_truncation(tmp_path):
+    from ftc.runtime.train.callbacks import metric_records, truncate_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"loss": 1.0, "step": 1}\n{"loss": 0.5, "step": 2}\n{"loss": 0.2, "st')
+    assert [r["step"] for r in metric_records(path)] == [1, 2]
+    truncate_metrics(path, 1)
+    assert path.read_text() == '{"loss": 1.0, "step": 1}\n'

@@ -12,6 +12,12 @@ from ftc.compiler.frontend import analyze
 TINY = Path(__file__).resolve().parent.parent / "examples" / "tiny.ftspec"
 
 
+@pytest.fixture(autouse=True)
+def _extends_from_a_temporary_folder(monkeypatch):
+    """These recipes live in a temporary folder and extend an example of the repository (E0116 otherwise)."""
+    monkeypatch.setenv("FTC_ALLOW_OUTSIDE_PROJECT", "1")
+
+
 def diagnose(tmp_path: Path, body: str, head: str = "") -> list:
     recipe = tmp_path / "r.ftspec"
     recipe.write_text(f'extends "{TINY.as_posix()}"\n{head}\nsweep {{\n  trials = 3\n{body}\n}}\n', encoding="utf-8")

@@ -62,6 +62,12 @@ def compile_base(tmp_path: Path, recipe: Path, *extra: str):
     return overrides, load_plan(compiled.out_dir)
 
 
+@pytest.fixture(autouse=True)
+def _extends_from_a_temporary_folder(monkeypatch):
+    """These recipes live in a temporary folder and extend an example of the repository (E0116 otherwise)."""
+    monkeypatch.setenv("FTC_ALLOW_OUTSIDE_PROJECT", "1")
+
+
 def child_recipe(tmp_path: Path, sweep_body: str, train: str = "") -> Path:
     path = tmp_path / "child.ftspec"
     path.write_text(f'recipe "child"\nextends "{TINY.as_posix()}"\n{train}\nsweep {{\n{sweep_body}\n}}\n',

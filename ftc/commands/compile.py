@@ -102,4 +102,7 @@ def summary(plan: dict, out_dir: Path, files: dict[str, bytes]) -> str:
         lines.append(f"  memory   not estimated{budget}")
     for decision in plan["auto"]:
         lines.append(f"  auto     {decision['field']} = {spell(decision['value'])}: {decision['reason']}")
+    from ftc.compiler.risks import plan_project, risks
+
+    lines.extend(f"  risk     {risk}" for risk in risks(plan, out_dir, plan_project(plan, out_dir)))
     return "\n".join(lines) + "\n"

@@ -45,6 +45,15 @@ def run(args) -> int:
         return 2
     render = {"markdown": render_markdown, "github": render_github}.get(args.format, render_text)
     out = render(args.old, args.new, changes)
+    old_risks, new_risks = side_risks(old, args.old, folder), side_risks(new, args.new, folder)
+    if args.format == "github":  # a warning annotation per risk that NEW adds, on the recipe
+        from ftc.compiler.render import _escape_data, _escape_property
+
+        target = f"file={_escape_property(args.new)}," if Path(args.new).is_file() else ""
+        out += "".join(f"::warning {target}title={_escape_property('ftc diff: risk')}::{_escape_data(risk)}\n"
+                       for risk in new_risks if risk not in old_risks)
+    else:
+        out += render_risks(old_risks, new_risks, markdown=args.format == "markdown")
     sys.stdout.write(out)
     return 1 if any(items for _, items in changes) else 0
 
@@ -74,6 +83,31 @@ def load_side(path: str, overrides: tuple[str, ...], out_dir: str | None = None,
         print(f"ftc diff: {path} does not compile", file=sys.stderr)
         return None
     return dict(built.files)
+
+
+def side_risks(files: dict[str, bytes], path: str, folder: str | None) -> list[str]:
+    """The risk lines of one side (compiler/risks.py): its plan's paths are relative to the folder it was
+    compiled for."""
+    from ftc.compiler.pipeline import default_out_dir
+    from ftc.compiler.risks import plan_project, risks
+
+    try:
+        plan = json.loads(files["plan.json"])
+    except (KeyError, ValueError):
+        return []
+    plan_dir = Path(path) if Path(path).is_dir() else Path(folder) if folder else \
+        default_out_dir((plan.get("recipe") or {}).get("name") or "recipe")
+    return risks(plan, plan_dir, plan_project(plan, plan_dir))
+
+
+def render_risks(old: list[str], new: list[str], *, markdown: bool = False) -> str:
+    """What a reviewer must see whether or not it changed: `+` new in NEW, `=` already in OLD."""
+    if not new:
+        return ""
+    lines = [f"{'+' if risk not in old else '='} risk: {risk}" for risk in new]
+    if markdown:
+        return "\n**Risks of NEW** (`+` new, `=` already in OLD)\n\n" + "".join(f"- {line}\n" for line in lines)
+    return "risks of NEW (+ new, = already in OLD):\n" + "".join(f"  {line}\n" for line in lines)
 
 
 def flatten(value, prefix: str = "") -> dict[str, object]:

@@ -3,6 +3,7 @@
 A recipe with a `sweep` block runs an optuna study (ftc.orchestrate.sweep) unless `--no-sweep` is given.
 
 Exit codes: 0 done; 1 recipe or run error (a message, never a traceback); 2 usage;
+74 the disk filled up during a save (the last complete checkpoint is intact);
 75 preempted by SIGTERM/SIGINT after saving a full checkpoint; 130 aborted by a second signal.
 """
 

@@ -152,7 +152,11 @@ def _read_jsonl_slow(data: bytes, first: int = 1) -> ReadResult:
         numbers.append(i)
         try:
             value = json.loads(line)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            rows.append(None)
+            problems.append(f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+            continue
+        except ValueError as exc:
             rows.append(None)
             problems.append(f"invalid JSON: {_json_problem(exc)}")
             continue
@@ -182,6 +186,7 @@ def _read_jsonl(source: Source):
                 try:
                     table = pajson.read_json(pa.BufferReader(block),
                                              read_options=pajson.ReadOptions(block_size=len(block) + 1))
+                    table.validate(full=True)  # the parser lets invalid UTF-8 inside strings through
                     ok = table.num_rows == len(numbers)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                     ok = False
@@ -210,13 +215,25 @@ def _read_json(source: Source):
 def _read_csv(source: Source):
     import pyarrow.csv as pacsv
 
+    ragged = []  # rows with another number of fields than the header: the reader cannot number them
+
+    def on_ragged(row):
+        ragged.append(row)
+        return "skip"
+
     parse = pacsv.ParseOptions(delimiter="\t" if source.path.lower().endswith(".tsv") else ",",
-                               newlines_in_values=True)
+                               newlines_in_values=True, invalid_row_handler=on_ragged)
     try:
         table = pacsv.read_csv(source.path, parse_options=parse,
                                convert_options=pacsv.ConvertOptions(strings_can_be_null=False))
     except pa.ArrowInvalid as exc:
         raise DataError(f"cannot read CSV: {exc}", file=source.display) from None
+    if ragged:
+        row = ragged[0]
+        raise DataError(f"the row {row.text[:80]!r} has {row.actual_columns} field(s), the header has "
+                        f"{row.expected_columns} ({len(ragged)} such row(s))", file=source.display,
+                        help="quote values that hold the delimiter; on_bad_rows cannot skip a row whose "
+                             "columns are unknown")
     return ReadResult(numbers=list(range(1, table.num_rows + 1)), table=table)
 
 
@@ -231,12 +248,19 @@ def _read_parquet(source: Source):
 
 
 def _read_txt(source: Source):
-    text = Path(source.path).read_text(encoding="utf-8", errors="strict")
-    numbers, lines = [], []
-    for i, line in enumerate(text.split("\n"), start=1):
+    data = Path(source.path).read_bytes().removeprefix(b"\xef\xbb\xbf")
+    numbers, lines, problems = [], [], []
+    for i, line in enumerate(data.split(b"\n"), start=1):
         if line.strip():
             numbers.append(i)
-            lines.append(line.rstrip("\r"))
+            try:
+                lines.append(line.rstrip(b"\r").decode("utf-8"))
+                problems.append(None)
+            except UnicodeDecodeError as exc:  # this line is bad, not the file
+                lines.append(None)
+                problems.append(f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+    if any(problems):
+        return _rows_from_python([{"text": t} if t is not None else None for t in lines], numbers, problems)
     return ReadResult(numbers=numbers, table=pa.table({"text": pa.array(lines, pa.string())}))
 
 

@@ -1,14 +1,14 @@
 """The per-rank side of a launched run. Every rank runs `python -m ftc.runtime.train --plan DIR`; this
 module tells it who it is (from the launcher's environment), sends its output to its own log file,
 records how it ended (the supervisor names the failing rank from these records), makes a stop request on
-any rank a stop on all ranks, and hosts the fault-injection hook the launch tests use.
+any rank a stop on all ranks, and tells the fault-injection hooks (train/faults.py) which rank this is.
 
 Environment it reads (set by the launcher or by `ftc run`):
   RANK, LOCAL_RANK, WORLD_SIZE          torchrun / accelerate / deepspeed
   FTC_RUN_ID                           the run folder name all ranks share (launch.sh and ftc run set it)
   FTC_RANK_LOG_DIR                     where rank-<N>.log, rank-<N>.pid and rank-<N>.exit.json go
-  FTC_FAULT_RANK, FTC_FAULT_STEP,      fault injection: that rank, at that optimizer step, either exits
-  FTC_FAULT                            (`exit:<code>`) or sends itself SIGTERM (`sigterm`)
+  FTC_FAULT, FTC_FAULT_RANK,           fault injection for the tests: see ftc.runtime.train.faults
+  FTC_FAULT_STEP
 """
 
 from __future__ import annotations
@@ -174,37 +174,6 @@ def any_rank(flag: bool) -> bool:
     value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
-
-
-# ------------------------------------------------------------------ fault injection (tests)
-
-
-def fault_callback(env=None):
-    """A Trainer callback that makes rank FTC_FAULT_RANK fail at step FTC_FAULT_STEP, or None when no fault
-    is asked for. `exit:<code>` leaves at once with that code (as a crashed rank would); `sigterm` sends the
-    rank itself SIGTERM (as a preempted node would)."""
-    env = os.environ if env is None else env
-    if "FTC_FAULT" not in env:
-        return None
-    from transformers import TrainerCallback
-
-    target, step, action = int(env.get("FTC_FAULT_RANK", 0)), int(env.get("FTC_FAULT_STEP", 1)), env["FTC_FAULT"]
-    me = current(env).rank
-
-    class FaultInjection(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kw):  # during optimizer step `step` (1-based)
-            if me != target or state.global_step + 1 != step:
-                return control
-            print(f"ftc: fault injection: rank {me} at step {step}: {action}", file=sys.stderr, flush=True)
-            if action == "sigterm":
-                os.kill(os.getpid(), signal.SIGTERM)
-            elif action.startswith("exit:"):
-                sys.stdout.flush()
-                sys.stderr.flush()
-                raise SystemExit(int(action.split(":", 1)[1]))
-            return control
-
-    return FaultInjection()
 
 
 # ------------------------------------------------------------------ FSDP on CPU

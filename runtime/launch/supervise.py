@@ -108,7 +108,9 @@ class _Ranks:
         for rank, pid in self.pids().items():  # gone without writing its record
             if rank not in exits and not _alive(pid) and rank not in self.exits():
                 failed.append(RankExit(rank, None, time.time(), self.log(rank)))
-        return min(failed, key=lambda e: (e.time, e.rank)) if failed else None
+        # a rank gone without its record was killed (a signal, the OOM killer): the others' collective errors
+        # follow from it, so it is the one to name even when their records were written first
+        return min(failed, key=lambda e: (e.exit_code is not None, e.time, e.rank)) if failed else None
 
 
 class _Stream:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -87,14 +88,34 @@ class MetricsCallback(TrainerCallback):
             self._writer = None
 
 
+def metric_records(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl. A process killed while appending can leave its last line torn: that
+    line is dropped (the step it belongs to is past the last checkpoint, so a resume writes it again)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line) if line.strip() else None
+        except ValueError:
+            print(f"warning: {path}: dropping a torn line {line[:60]!r}", file=sys.stderr, flush=True)
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
 def truncate_metrics(path: Path, after_step: int) -> None:
-    """On resume: drop records past the checkpoint's step, so the log reads like one continuous run."""
+    """On resume: drop records past the checkpoint's step, so the log reads like one continuous run.
+    Rewritten through a temporary file and a rename: a kill here never loses the records that are kept."""
     path = Path(path)
     if not path.is_file():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= after_step]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    kept = [r for r in metric_records(path) if r.get("step", 0) <= after_step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 class PreemptionCallback(TrainerCallback):

@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import faults
+
 MANIFEST = "ftc-manifest.json"
 PREFIX = "checkpoint-"
 STAGING = ".staging"
@@ -59,7 +61,9 @@ def write_manifest(folder: Path, step: int, metric_name: str | None, metric: flo
             files[p.relative_to(folder).as_posix()] = {"sha256": _sha256(p), "size": p.stat().st_size}
     manifest = {"format": 1, "step": step, "metric": metric_name, "value": metric, "files": files}
     tmp = folder / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    faults.manifest_point(step, tmp, text)  # tests only: may die with the manifest half written
+    tmp.write_text(text, encoding="utf-8")
     with tmp.open("rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, folder / MANIFEST)
@@ -132,8 +136,19 @@ class CheckpointManager:
         self.best_mode = best_mode or "min"
         self.staging = self.root / STAGING
         self.root.mkdir(parents=True, exist_ok=True)
+        self._recover_replaced()
         shutil.rmtree(self.staging, ignore_errors=True)  # leftovers of an interrupted save
         self.staging.mkdir(exist_ok=True)  # every rank of a multi-process run writes its shards here
+
+    def _recover_replaced(self) -> None:
+        """A save of a step that already had a checkpoint moves the old one aside first; when the process died
+        before the new one took its place, the old one goes back (it is complete: it had a manifest)."""
+        if not self.staging.is_dir():
+            return
+        for old in self.staging.glob(f"{PREFIX}*.old"):
+            final = self.root / old.name[: -len(".old")]
+            if not final.exists() and _NAME.match(final.name) and verify(old) is None:
+                os.replace(old, final)
 
     def commit(self, staged: Path, step: int, metric: float | None) -> Path:
         """Write the manifest into the staged folder, rename it into place, then apply retention."""
@@ -147,7 +162,7 @@ class CheckpointManager:
         else:
             os.replace(staged, final)
         _fsync_dir(self.root)
-        self.retain()
+        self.retain(keep=final)
         return final
 
     def best(self, checkpoints: list[Checkpoint] | None = None) -> Checkpoint | None:
@@ -159,12 +174,13 @@ class CheckpointManager:
             return max(scored, key=lambda c: (c.metric, c.step))
         return min(scored, key=lambda c: (c.metric, -c.step))
 
-    def retain(self) -> list[Path]:
-        """Delete what retention does not keep; returns the deleted paths."""
+    def retain(self, keep: Path | None = None) -> list[Path]:
+        """Delete what retention does not keep; returns the deleted paths. `keep` (the checkpoint just
+        committed) always stays, even when a newer-numbered one is damaged and so counts for nothing."""
         complete = list_complete(self.root)
         if not complete or self.keep_last is None:
             return []
-        keep = {c.path for c in complete[-max(1, self.keep_last):]}  # the newest is always kept
+        keep = {c.path for c in complete[-max(1, self.keep_last):]} | ({Path(keep)} if keep else set())
         best = self.best(complete)
         if best is not None:
             keep.add(best.path)

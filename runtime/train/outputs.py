@@ -49,9 +49,20 @@ def write_json_atomic(path: Path, data) -> None:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from .callbacks import metric_records
+
+    return metric_records(path)
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Put the complete folder `tmp` at `final`. An older `final` is renamed aside before it is deleted, so a
+    kill in between leaves it (as `.<name>.old`) rather than nothing."""
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def loss_curve(metrics: list[dict], out: Path, title: str) -> Path | None:
@@ -96,9 +107,7 @@ def save_final(trainer, tokenizer, run_dir: Path) -> Path:
     if not main:
         return final
     tokenizer.save_pretrained(str(tmp))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    replace_dir(tmp, final)
     return final
 
 
@@ -121,7 +130,5 @@ def merge_lora(plan: Plan, adapter_dir: Path, base_source: str, run_dir: Path) -
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    replace_dir(tmp, out)
     return out

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import pickle
 import resource
 import sys
 import time
@@ -14,7 +16,7 @@ from typing import Any, Callable
 
 from ftc.plan import Plan
 
-from .errors import EXIT_OK, EXIT_PREEMPTED, RunError
+from .errors import EXIT_OK, EXIT_PREEMPTED, NoSpaceError, RunError
 from .resume import find_resume
 from .tracking import finish_wandb, wandb_env
 
@@ -36,9 +38,11 @@ class RunResult:
 
 
 def _prepare_data(plan: Plan, tokenizer, run_dir: Path):
-    from ftc.runtime.data import DataError, prepare
+    from ftc.runtime.data import DataError, default_cache_dir, prepare
 
-    from ftc.runtime.data import default_cache_dir
+    from . import faults
+
+    faults.data_point()  # tests only: a signal while the data is prepared
 
     spec = plan.raw["data"]  # the data pipeline reads the section as plain JSON (DataSpec)
     cache = default_cache_dir(plan.data.cache_dir, plan.output.runs_dir, plan.folder)
@@ -52,13 +56,46 @@ def _prepare_data(plan: Plan, tokenizer, run_dir: Path):
         raise RunError(f"data: {exc}") from None
 
 
+def is_no_space(exc: BaseException) -> bool:
+    """ENOSPC or EDQUOT; torch's checkpoint writer reports them as a RuntimeError naming the failed write."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(exc)
+    return "No space left on device" in text or "Disk quota exceeded" in text or "file write failed" in text
+
+
+def no_space(exc: BaseException, manager) -> NoSpaceError:
+    """The disk filled up during a save: drop the partial checkpoint (it only takes space) and say what is
+    left and what to do."""
+    import shutil
+
+    from .checkpoints import newest_verified
+
+    shutil.rmtree(manager.staging, ignore_errors=True)
+    manager.staging.mkdir(exist_ok=True)
+    newest = newest_verified(manager.root)
+    kept = f"the last complete checkpoint, {newest.path.name}, is intact" if newest else "no checkpoint was completed"
+    return NoSpaceError(f"no space left on the device while writing {getattr(exc, 'filename', None) or 'a checkpoint'}; "
+                        f"the partial checkpoint was removed and {kept}. Free space under {manager.root.parent} (or "
+                        "lower checkpoint.keep_last), then continue with: ftc run ... --resume auto")
+
+
 def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def execute(plan: Plan, options: RunOptions = RunOptions(), *,
             prepare_data: Callable[[Plan, Any, Path], Any] | None = None, out=None) -> RunResult:
-    """Run the plan to completion or preemption. Raises RunError for problems the user can fix."""
+    """Run the plan to completion or preemption. Raises RunError for problems the user can fix.
+    From the first line on, SIGTERM/SIGINT is a stop request (signals.py): one during model loading or data
+    preparation stops the run before training; one during the final outputs lets them finish."""
+    from .signals import Preemption
+
+    with Preemption() as preemption:
+        return _execute(plan, options, preemption, prepare_data=prepare_data, out=out)
+
+
+def _execute(plan: Plan, options: RunOptions, preemption, *, prepare_data, out) -> RunResult:
     from ftc.runtime.launch.rank import current
 
     from .model import load_model
@@ -75,9 +112,13 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
     data = (prepare_data or _prepare_data)(plan, loaded.tokenizer, run_dir)
     if data.train is None or len(data.train) == 0:
         raise RunError("the training set is empty after preparation")
-    hooks = _hooks(plan, run_dir, options, out)
+    _check_inputs(run_dir, point, data, loaded.tokenizer, rank)
+    hooks = _hooks(plan, run_dir, options, out, preemption)
     trainer = build_trainer(plan, loaded.model, loaded.tokenizer, data, output_dir=run_dir / "checkpoints",
                             callbacks=hooks.callbacks, report_to=hooks.report_to, resuming=point is not None)
+    stopped = _stop_before_training(trainer, preemption, run_dir, point, say)
+    if stopped is not None:
+        return stopped
     train_seconds = _train(trainer, hooks, point)
     state = trainer.state
     # a signal during the very last step still leaves a finished training: finish the outputs too
@@ -123,6 +164,34 @@ def _open_run_dir(plan: Plan, options: RunOptions, rank, say):
     return run_dir, point
 
 
+def _check_inputs(run_dir: Path, point, data, tokenizer, rank) -> None:
+    """A new run records its data and tokenizer; a resumed one must still have the same (inputs.py)."""
+    from . import inputs
+
+    used = inputs.fingerprints(data, tokenizer)
+    if point is not None:
+        inputs.check(run_dir, used)
+    elif rank.is_main:
+        inputs.record(run_dir, used)
+
+
+def _stop_before_training(trainer, preemption, run_dir: Path, point, say) -> RunResult | None:
+    """The test fault hooks installed; a signal that came while the model loaded or the data was prepared stops
+    the run here (every rank agrees, as at a step boundary)."""
+    from ftc.runtime.launch.rank import any_rank
+
+    from . import faults
+
+    for cb in faults.install(trainer):  # tests only (FTC_FAULT)
+        trainer.add_callback(cb)
+    if not any_rank(preemption.requested is not None):
+        return None
+    say(f"ftc: stopped by {preemption.requested or 'a signal on another rank'} before training started; nothing "
+        f"new to save. Run the same command again (with --resume auto it continues from "
+        f"{point.checkpoint.name if point else 'the start'})")
+    return RunResult(run_dir, "preempted", EXIT_PREEMPTED, {})
+
+
 @dataclass(frozen=True)
 class _Hooks:
     """What watches the training: the Trainer callbacks, the trackers it reports to, and the signal handler."""
@@ -134,11 +203,8 @@ class _Hooks:
     preemption: Any
 
 
-def _hooks(plan: Plan, run_dir: Path, options: RunOptions, out) -> _Hooks:
-    from ftc.runtime.launch.rank import fault_callback
-
+def _hooks(plan: Plan, run_dir: Path, options: RunOptions, out, preemption) -> _Hooks:
     from .callbacks import MetricsCallback, PreemptionCallback, ProgressCallback
-    from .signals import Preemption
 
     backends = plan.tracking.backends
     report_to, tracking_env = [], {}
@@ -149,25 +215,32 @@ def _hooks(plan: Plan, run_dir: Path, options: RunOptions, out) -> _Hooks:
     if "wandb" in backends:  # read by wandb.init in transformers' WandbCallback
         tracking_env.update(wandb_env(plan.tracking.wandb, run_dir))
         report_to.append("wandb")
-    preemption = Preemption()
     progress = ProgressCallback(out)
     callbacks = [progress,
                  MetricsCallback(run_dir / "metrics.jsonl",
                                  run_dir / "tensorboard" if "tensorboard" in backends else None),
                  PreemptionCallback(preemption)]
-    callbacks += [cb for cb in (fault_callback(),) if cb is not None]
     callbacks += list(options.callbacks)
     return _Hooks(callbacks, report_to, tracking_env, progress, preemption)
 
 
 def _train(trainer, hooks: _Hooks, point) -> float:
-    """trainer.train() under the signal handler, with the tracker's environment set only meanwhile; seconds."""
+    """trainer.train() (the signal handler is execute's), with the tracker's environment set only meanwhile;
+    seconds. A full disk and a refused checkpoint pickle become messages."""
     train_started = time.perf_counter()
     saved_env = {k: os.environ.get(k) for k in hooks.tracking_env}
     os.environ.update(hooks.tracking_env)
     try:
-        with hooks.preemption:
-            trainer.train(resume_from_checkpoint=str(point.checkpoint) if point else None)
+        trainer.train(resume_from_checkpoint=str(point.checkpoint) if point else None)
+    except (OSError, RuntimeError) as exc:
+        if not is_no_space(exc):
+            raise
+        raise no_space(exc, trainer.ftc_checkpoints) from None
+    except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) met a pickle that is more than tensors
+        raise RunError(f"cannot resume from {point.checkpoint if point else 'the checkpoint'}: one of its files "
+                       f"holds more than tensors and weights_only loading refused it, so nothing in it ran "
+                       f"({str(exc).splitlines()[-1] if str(exc) else 'unpickling error'}). Resume from an earlier "
+                       "checkpoint you trust (--resume PATH), or start a new run") from None
     finally:
         if "wandb" in hooks.report_to:
             finish_wandb()
