@@ -11,7 +11,6 @@ EXIT_OK, EXIT_USER_ERROR, EXIT_PREEMPTED, EXIT_ABORTED = 0, 1, 75, 130
 
 def run_sweep_command(recipe: str, overrides: tuple[str, ...], folder, args, *, execute=None, out=None) -> int:
     """Run the study of the recipe compiled in `folder`. 0 when at least one trial completed."""
-    from ftc.runtime.launch import needs_launcher
     from ftc.runtime.train.cli import quiet_libraries
     from ftc.runtime.train.errors import RunError
     from ftc.runtime.train.plan import load_plan
@@ -22,13 +21,10 @@ def run_sweep_command(recipe: str, overrides: tuple[str, ...], folder, args, *, 
     out = out or sys.stdout
     try:
         plan = load_plan(folder)
-        if needs_launcher(plan.raw):
-            raise SweepError("a sweep runs its trials in this process, but this plan needs "
-                             f"{plan.world_size} processes or another launcher; sweep on one device, "
-                             "or run once with --no-sweep")
         quiet_libraries()
         options = SweepOptions(recipe=recipe, overrides=tuple(overrides), trials=getattr(args, "trials", None),
-                               resume=args.resume, name=args.run_id, merge=args.merge)
+                               resume=args.resume, name=args.run_id, merge=args.merge,
+                               worker=bool(getattr(args, "worker", False)))
         result = run_sweep(options, plan, execute=execute, out=out)
     except (SweepError, RunError) as exc:
         print(f"ftc: error: {exc}", file=sys.stderr)

@@ -7,21 +7,19 @@ that makes the recipe invalid (it no longer fits memory, say) is a failed trial 
 
 from __future__ import annotations
 
-import gc
 import json
-import math
 import shlex
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from .errors import SweepError
 from .space import sample, space_from_plan
-from .study import (INTERRUPTED, STUDY_FILE, counted, existing_trials, grid_size, make_pruner, make_sampler,
-                    open_study, quiet_optuna, requeue_interrupted)
+from .storage import has_study
+from .study import (counted, existing_trials, grid_size, make_pruner, make_sampler, open_study, quiet_optuna,
+                    requeue_interrupted)
 
 _clock = time.monotonic  # the sweep's timeout and trial wall times (a test replaces it)
 
@@ -35,6 +33,7 @@ class SweepOptions:
     name: str | None = None  # --run-id: the sweep folder is `sweep-<name>` (default: a timestamp)
     merge: bool | None = None
     pruner: Any = None  # an optuna pruner instead of the plan's (tests)
+    worker: bool = False  # --worker: join the shared study (created if new) and run trials until it has enough
 
 
 @dataclass(frozen=True)
@@ -48,11 +47,15 @@ class TrialRecord:
     run_dir: str | None  # relative to the sweep folder
     error: str | None = None
     interrupted: bool = False
+    started_at: float | None = None  # unix seconds: the trial's training started
+    ended_at: float | None = None  # unix seconds: its result was recorded
+    worker: str | None = None  # host:pid of the sweep process that ran it
 
     def to_json(self) -> dict:
         return {"number": self.number, "state": self.state, "params": self.params,
                 "overrides": list(self.overrides), "value": self.value, "wall_seconds": self.wall_seconds,
-                "run_dir": self.run_dir, "error": self.error, "interrupted": self.interrupted}
+                "run_dir": self.run_dir, "error": self.error, "interrupted": self.interrupted,
+                "started_at": self.started_at, "ended_at": self.ended_at, "worker": self.worker}
 
 
 @dataclass(frozen=True)
@@ -66,22 +69,27 @@ class SweepResult:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def find_sweep_folder(parent: Path, resume: str | None, name: str | None, say) -> tuple[Path, bool]:
-    """(folder, continuing). `auto`: the newest `sweep-*` with a study; a path: that sweep; else a new folder."""
+def find_sweep_folder(parent: Path, resume: str | None, name: str | None, say, *, join: bool = False
+                      ) -> tuple[Path, bool]:
+    """(folder, continuing). `auto`: the newest `sweep-*` with a study; a path: that sweep; else a new folder
+    (`join`, a --worker: `sweep-<name>`, whether or not it exists yet)."""
     if resume == "auto":
-        found = sorted((p for p in parent.glob("sweep-*") if (p / STUDY_FILE).is_file()),
-                       key=lambda p: (p / STUDY_FILE).stat().st_mtime, reverse=True) if parent.is_dir() else []
+        found = sorted((p for p in parent.glob("sweep-*") if has_study(p)),
+                       key=lambda p: max(f.stat().st_mtime for f in p.glob("study.*")), reverse=True) \
+            if parent.is_dir() else []
         if found:
             return found[0], True
         say(f"ftc: no sweep to continue under {parent}; starting a new one")
     elif resume:
         folder = Path(resume)
-        if not (folder / STUDY_FILE).is_file():
-            raise SweepError(f"--resume {resume}: not a sweep folder (no {STUDY_FILE})")
+        if not has_study(folder):
+            raise SweepError(f"--resume {resume}: not a sweep folder (no study.db or study.json)")
         return folder.resolve(), True
     base = f"sweep-{name}" if name else "sweep-" + time.strftime("%Y%m%d-%H%M%S")
+    if join:
+        return parent / base, has_study(parent / base)
     folder, n = parent / base, 1
-    while (folder / STUDY_FILE).exists():
+    while has_study(folder):
         if name:
             raise SweepError(f"{folder} already holds a sweep; continue it with --resume {folder}, "
                              "or choose another --run-id")
@@ -108,14 +116,14 @@ def objective_value(metrics_file: Path, metric: str) -> float:
 
 
 def run_sweep(options: SweepOptions, base_plan, *, execute: Callable | None = None, out=None) -> SweepResult:
-    """Run (or continue) the study of `base_plan` (the recipe compiled with the user's overrides)."""
-    import optuna
-    from optuna.trial import TrialState
+    """Run (or continue, or join as a worker) the study of `base_plan` (the recipe compiled with the user's
+    overrides)."""
+    from ftc.runtime.launch import needs_launcher
 
-    from ftc.runtime.train.errors import RunError
-    from ftc.runtime.train.run import RunOptions
-
-    from .callback import TrialReporter
+    from .devices import plan_slots
+    from .jobs import TrialContext
+    from .schedule import run_trials
+    from .storage import choose
 
     out = out or sys.stdout
     say = lambda msg: print(msg, file=out, flush=True)  # noqa: E731
@@ -126,103 +134,113 @@ def run_sweep(options: SweepOptions, base_plan, *, execute: Callable | None = No
     space = space_from_plan(sweep)
     metric, direction = sweep["objective"]["metric"], sweep["objective"]["direction"]
     total = options.trials or int(sweep["trials"])
+    parallel = int(sweep.get("parallel") or 1)
+    choice = choose(sweep.get("storage"))
+    if options.worker and not choice.shared:
+        raise SweepError("--worker joins a study shared by several processes: set `storage = journal` (one "
+                         "machine or a shared file system) or a database URL in the sweep block")
     notes = []
     if sweep["sampler"] == "grid" and grid_size(space) < total:
         notes.append(f"the grid has {grid_size(space)} points; running {grid_size(space)} trials, not {total}")
         total = grid_size(space)
-    if int(sweep.get("parallel") or 1) > 1:
-        notes.append(f"`parallel = {sweep['parallel']}`: trials run one at a time in this process")
     for note in notes:
         say(f"ftc: note: {note}")
+    launched = parallel > 1 or needs_launcher(base_plan.raw)
+    slots = plan_slots(base_plan.raw, parallel) if launched else [None]
 
+    name = options.name or ("main" if options.worker else None)
     folder, continuing = find_sweep_folder(base_plan.runs_dir / base_plan.recipe_name, options.resume,
-                                           options.name, say)
+                                           name, say, join=options.worker)
     folder.mkdir(parents=True, exist_ok=True)
+    study, study_name = _open(options, base_plan, folder, choice, direction, space, continuing, total, say)
+    ctx = TrialContext(study, folder, metric, choice, study_name, options.merge, say, _clock)
+    begin = _beginner(ctx, options, space, execute or _default_execute, launched)
+    stopped = run_trials(ctx, total, slots, begin, sweep.get("timeout_s"), launched=launched)
+    if stopped == "preempted":
+        again = shlex.join(["ftc", "run", options.recipe, *(a for o in options.overrides for a in ("--set", o)),
+                            *(["--worker", "--run-id", folder.name[len("sweep-"):]] if options.worker
+                              else ["--resume", str(folder)])])
+        say(f"ftc: sweep stopped; continue with: {again}")
+    return collect(study, folder, metric, direction, stopped, notes)
+
+
+def _open(options, base_plan, folder: Path, choice, direction: str, space, continuing: bool, total: int, say):
+    """The study of the sweep folder, created or continued; interrupted trials queued again."""
+    import os
+
+    from .storage import fail_stale, study_name, write_marker
+
+    name = study_name(folder, base_plan.recipe_name, choice)
     seed = base_plan["train"].get("seed")
-    sampler = make_sampler(sweep["sampler"], None if seed is None else int(seed) + existing_trials(folder), space)
-    study = open_study(folder, direction, sampler, options.pruner or make_pruner(sweep["pruner"]))
-    if continuing:
+    if seed is not None:
+        seed = int(seed) + existing_trials(folder) + (os.getpid() if options.worker else 0)
+    sampler = make_sampler(base_plan["sweep"]["sampler"], seed, space)
+    study = open_study(folder, direction, sampler, options.pruner or make_pruner(base_plan["sweep"]["pruner"]),
+                       choice=choice, name=name)
+    write_marker(folder, choice, name)
+    known = "overrides" in study.user_attrs
+    if known:
         stored = study.user_attrs.get("overrides")
         if stored is not None and tuple(stored) != tuple(options.overrides):
             say(f"ftc: warning: this sweep started with --set {stored}; continuing with {list(options.overrides)}")
-        requeued = requeue_interrupted(study)
-        done = sum(counted(t) for t in study.trials)
-        say(f"ftc: continuing {folder}: {done} of {total} trials done"
+        requeued = fail_stale(study) if options.worker else requeue_interrupted(study)
+        done = sum(counted(t, study.trials) for t in study.trials)
+        verb = "joining" if options.worker else "continuing"
+        say(f"ftc: {verb} {folder} ({choice.describe()}): {done} of {total} trials done"
             + (f"; re-running interrupted trial {', '.join(map(str, requeued))}" if requeued else ""))
     else:
         study.set_user_attr("recipe", base_plan.recipe_name)
         study.set_user_attr("overrides", list(options.overrides))
         study.set_user_attr("space", {d.target: {"distribution": d.distribution, "args": list(d.args),
                                                  "unit": d.unit} for d in space})
-        say(f"ftc: sweep {folder}: {total} trials, {direction} {metric}, sampler {sweep['sampler']}, "
-            f"pruner {sweep['pruner']}")
+        sweep = base_plan["sweep"]
+        say(f"ftc: sweep {folder}: {total} trials, {direction} {sweep['objective']['metric']}, sampler "
+            f"{sweep['sampler']}, pruner {sweep['pruner']}, {int(sweep.get('parallel') or 1)} at once, "
+            f"storage {choice.describe()}")
+    return study, name
 
-    execute = execute or _default_execute
-    started = _clock()
-    timeout = sweep.get("timeout_s")
-    stopped = None
-    while sum(counted(t) for t in study.trials) < total:
-        if timeout is not None and _clock() - started >= timeout:
-            stopped = "timeout"
-            say(f"ftc: sweep timeout ({timeout:g} s) reached; no new trials are started")
-            break
-        trial = study.ask()
+
+def _beginner(ctx, options: SweepOptions, space, execute, launched: bool):
+    """`begin(trial, slot)`: draw, compile and start one trial; (None, None) when it failed before starting."""
+    from .devices import trial_fits
+    from .jobs import InProcessJob, LaunchedJob, heartbeat_for, tell_failed
+
+    def begin(trial, slot):
         params, overrides = sample(trial, space)
         trial.set_user_attr("overrides", list(overrides))
         label = f"trial {trial.number}"
-        say(f"ftc: {label}: " + "  ".join(overrides))
+        ctx.say(f"ftc: {label}: " + "  ".join(overrides) + (f"  [{slot.describe}]" if slot is not None else ""))
         trial_started = _clock()
-        plan = _compile_trial(options, overrides, folder / "build" / f"trial-{trial.number}")
+        plan = _compile_trial(options, overrides, ctx.folder / "build" / f"trial-{trial.number}")
         if isinstance(plan, str):
-            trial.set_user_attr("error", plan)
-            trial.set_user_attr("wall_seconds", round(_clock() - trial_started, 3))
-            study.tell(trial, state=TrialState.FAIL)
-            say(f"ftc: {label} failed: the recipe with these values does not compile:\n{plan}")
-            continue
-        reporter = TrialReporter(trial, metric)
-        run_options = RunOptions(run_id=f"{folder.name}/trial-{trial.number}", merge=options.merge,
-                                 callbacks=(reporter,))
+            tell_failed(ctx, trial, plan, trial_started)
+            ctx.say(f"ftc: {label} failed: the recipe with these values does not compile:\n{plan}")
+            return None, None
+        problem = trial_fits(plan.raw, slot) if slot is not None else None
+        if problem is not None:
+            tell_failed(ctx, trial, problem, trial_started)
+            ctx.say(f"ftc: {label} failed: {problem}")
+            return None, None
         trial.set_user_attr("run_dir", f"trial-{trial.number}")
-        try:
-            result = execute(plan, run_options)
-        except optuna.TrialPruned as exc:
-            trial.set_user_attr("wall_seconds", round(_clock() - trial_started, 3))
-            study.tell(trial, state=TrialState.PRUNED)
-            say(f"ftc: {label} {exc}")
-            continue
-        except RunError as exc:
-            _fail(study, trial, str(exc), trial_started)
-            say(f"ftc: {label} failed: {exc}")
-            continue
-        except (KeyboardInterrupt, SystemExit):
-            raise  # the trial stays RUNNING: `--resume auto` re-runs it
-        except Exception as exc:  # a trial's crash (out of memory, a library error) must not end the sweep
-            _fail(study, trial, f"{type(exc).__name__}: {exc}", trial_started,
-                  detail="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-            say(f"ftc: {label} failed: {type(exc).__name__}: {exc}")
-            continue
-        finally:
-            _release_memory()
-        if result.status == "preempted":
-            stopped = "preempted"  # the trial stays RUNNING and re-runs on --resume
-            again = shlex.join(["ftc", "run", options.recipe, *(a for o in options.overrides for a in ("--set", o)),
-                                "--resume", str(folder)])
-            say(f"ftc: sweep stopped during {label}; continue with: {again}")
-            break
-        try:
-            value = objective_value(Path(result.run_dir) / "metrics.jsonl", metric)
-        except SweepError as exc:
-            _fail(study, trial, str(exc), trial_started)
-            raise
-        if not math.isfinite(value):
-            _fail(study, trial, f"{metric} is {value} (the run diverged)", trial_started)
-            say(f"ftc: {label} failed: {metric} is {value}")
-            continue
-        trial.set_user_attr("wall_seconds", round(_clock() - trial_started, 3))
-        study.tell(trial, value)
-        say(f"ftc: {label} done: {metric} {value:.6g}")
+        trial.set_user_attr("started_at", round(time.time(), 3))
+        from .storage import WORKER, worker_id
 
-    records = tuple(_record(t) for t in study.get_trials(deepcopy=False))
+        trial.set_user_attr(WORKER, worker_id())
+        job = LaunchedJob(ctx, trial, plan, slot, trial_started) if launched else \
+            InProcessJob(ctx, trial, plan, execute, trial_started)
+        heartbeat = heartbeat_for(ctx, trial)
+        job.start()
+        return job, heartbeat
+
+    return begin
+
+
+def collect(study, folder: Path, metric: str, direction: str, stopped=None, notes=()) -> SweepResult:
+    """The study's trials as records (surplus places left out) and the best completed one."""
+    from .schedule import SURPLUS
+
+    trials = study.get_trials(deepcopy=False)
+    records = tuple(_record(t, trials) for t in trials if not t.user_attrs.get(SURPLUS))
     complete = [r for r in records if r.state == "COMPLETE" and r.value is not None]
     pick = min if direction == "minimize" else max
     best = pick(complete, key=lambda r: r.value) if complete else None
@@ -245,37 +263,20 @@ def _compile_trial(options: SweepOptions, overrides: tuple[str, ...], out_dir: P
     return load_plan(compiled.out_dir)
 
 
-def _release_memory() -> None:
-    """Trials share the process: free the last trial's model before the next one loads, and restart the
-    GPU peak counter so each run's summary reports its own peak."""
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-
-
 def _default_execute(plan, options):
     from ftc.runtime.train.run import execute
 
     return execute(plan, options)
 
 
-def _fail(study, trial, message: str, started: float, detail: str | None = None) -> None:
-    from optuna.trial import TrialState
+def _record(t, trials=()) -> TrialRecord:
+    from .storage import interrupted_numbers
 
-    trial.set_user_attr("error", message)
-    if detail:
-        trial.set_user_attr("traceback", detail)
-    trial.set_user_attr("wall_seconds", round(_clock() - started, 3))
-    study.tell(trial, state=TrialState.FAIL)
-
-
-def _record(t) -> TrialRecord:
     wall = t.user_attrs.get("wall_seconds")
     if wall is None and t.datetime_start and t.datetime_complete:
         wall = round((t.datetime_complete - t.datetime_start).total_seconds(), 3)
     return TrialRecord(t.number, t.state.name, dict(t.params), tuple(t.user_attrs.get("overrides", ())),
                        t.value if t.state.name in ("COMPLETE", "PRUNED") else None, wall,
-                       t.user_attrs.get("run_dir"), t.user_attrs.get("error"), bool(t.user_attrs.get(INTERRUPTED)))
-
+                       t.user_attrs.get("run_dir"), t.user_attrs.get("error"),
+                       t.number in interrupted_numbers(trials or (t,)),
+                       t.user_attrs.get("started_at"), t.user_attrs.get("ended_at"), t.user_attrs.get("worker"))
