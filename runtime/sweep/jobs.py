@@ -35,6 +35,7 @@ class TrialContext:
     merge: bool | None
     say: Callable[[str], None]
     clock: Callable[[], float]
+    pruner: Any = None  # a pruner given instead of the plan's: the trial's ranks get it too
 
 
 def _set(trial, key: str, value) -> None:
@@ -168,6 +169,10 @@ class LaunchedJob:
         env.update(trial_env(ctx.folder, ctx.choice.url or ctx.choice.kind, ctx.study_name, self.trial._trial_id,
                              ctx.metric))
         env["FTC_SWEEP_COORDINATOR"] = str(os.getpid())
+        if ctx.pruner is not None:
+            from .rank import encode_pruner
+
+            env["FTC_SWEEP_PRUNER"] = encode_pruner(ctx.pruner)
         if int(plan["launch"].get("nnodes") or 1) == 1:
             env.setdefault("MASTER_ADDR", "127.0.0.1")
             env["MASTER_PORT"] = str(free_port())  # trials at once each need their own rendezvous
@@ -176,7 +181,8 @@ class LaunchedJob:
             entry += ("--merge",) if ctx.merge else ("--no-merge",)
         logs = ctx.folder / "logs" / f"trial-{self.trial.number}"
         spec = build_spec(plan, logs, entry, env=env)
-        env = dict(spec.env, FTC_RUN_ID=self.run_id)  # every rank's run folder: runs/<recipe>/<sweep>/trial-<n>
+        # every rank's run folder: runs/<recipe>/<sweep>/trial-<n>; its logs and exit records: <sweep>/logs/trial-<n>
+        env = dict(spec.env, FTC_RUN_ID=self.run_id, FTC_RANK_LOG_DIR=str(logs))
         spec = replace(spec, env=env, log_dir=logs)
         preflight(spec)
         return spec

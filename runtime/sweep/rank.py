@@ -25,8 +25,28 @@ def trial_env(folder: Path, storage_text: str, study: str, trial_id: int, metric
     return dict(zip(ENV_KEYS, (str(Path(folder).resolve()), storage_text, study, str(trial_id), metric)))
 
 
-def trial_callbacks(env=None) -> tuple:
-    """The reporter for a launched sweep trial; () for an ordinary run."""
+def encode_pruner(pruner) -> str:
+    """A pruner object given to the sweep (instead of the plan's) travels to the trial's ranks pickled."""
+    import base64
+    import pickle
+
+    return base64.b64encode(pickle.dumps(pruner)).decode("ascii")
+
+
+def _pruner(env, plan):
+    import base64
+    import pickle
+
+    from .study import make_pruner
+
+    if env.get("FTC_SWEEP_PRUNER"):
+        return pickle.loads(base64.b64decode(env["FTC_SWEEP_PRUNER"]))
+    return make_pruner(((plan["sweep"] if plan is not None else None) or {}).get("pruner", "median"))
+
+
+def trial_callbacks(plan=None, env=None) -> tuple:
+    """The reporter for a launched sweep trial; () for an ordinary run. The study is loaded with the
+    sweep's pruner, so that `should_prune` here answers as the sweep would."""
     env = os.environ if env is None else env
     if not all(env.get(k) for k in ENV_KEYS):
         return ()
@@ -38,7 +58,7 @@ def trial_callbacks(env=None) -> tuple:
     quiet_optuna()
     _watch(env.get("FTC_SWEEP_COORDINATOR"))
     storage = open_storage(Path(env["FTC_SWEEP_FOLDER"]), choose(env["FTC_SWEEP_STORAGE"]))
-    study = optuna.load_study(study_name=env["FTC_SWEEP_STUDY"], storage=storage)
+    study = optuna.load_study(study_name=env["FTC_SWEEP_STUDY"], storage=storage, pruner=_pruner(env, plan))
     trial = optuna.trial.Trial(study, int(env["FTC_SWEEP_TRIAL_ID"]))
     return (RankReporter(trial, env["FTC_SWEEP_METRIC"]),)
 

@@ -153,7 +153,7 @@ def run_sweep(options: SweepOptions, base_plan, *, execute: Callable | None = No
                                            name, say, join=options.worker)
     folder.mkdir(parents=True, exist_ok=True)
     study, study_name = _open(options, base_plan, folder, choice, direction, space, continuing, total, say)
-    ctx = TrialContext(study, folder, metric, choice, study_name, options.merge, say, _clock)
+    ctx = TrialContext(study, folder, metric, choice, study_name, options.merge, say, _clock, options.pruner)
     begin = _beginner(ctx, options, space, execute or _default_execute, launched)
     stopped = run_trials(ctx, total, slots, begin, sweep.get("timeout_s"), launched=launched)
     if stopped == "preempted":

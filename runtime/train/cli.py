@@ -54,7 +54,7 @@ def run_plan_folder(folder, args) -> int:
 
         from .run import RunOptions, execute
 
-        callbacks = trial_callbacks()  # a sweep trial started through the launcher reports to its study
+        callbacks = trial_callbacks(plan)  # a sweep trial started through the launcher reports to its study
         try:
             result = execute(plan, RunOptions(resume=args.resume, run_id=args.run_id, merge=args.merge,
                                               callbacks=callbacks))
