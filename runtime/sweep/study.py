@@ -3,6 +3,7 @@ and the bookkeeping that lets an interrupted sweep continue (`--resume`)."""
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 
@@ -90,16 +91,20 @@ def open_study(folder: Path, direction: str, sampler, pruner, *, choice: Storage
 
     choice = choice or StorageChoice("sqlite")
     name = name or Path(folder).name
-    try:
-        study = optuna.create_study(storage=open_storage(folder, choice), study_name=name, direction=direction,
-                                    sampler=sampler, pruner=pruner, load_if_exists=True)
-    except ValueError as exc:  # e.g. a stored study with another direction
-        raise SweepError(f"cannot continue the study in {folder}: {exc}") from None
-    except SweepError:
-        raise
-    except Exception as exc:  # a database that refuses the connection or the schema
-        raise SweepError(f"cannot open the study {name} in {choice.describe()}: {str(exc).splitlines()[0]}") \
-            from None
+    for attempt in range(1, 6):
+        try:
+            study = optuna.create_study(storage=open_storage(folder, choice), study_name=name, direction=direction,
+                                        sampler=sampler, pruner=pruner, load_if_exists=True)
+            break
+        except ValueError as exc:  # e.g. a stored study with another direction
+            raise SweepError(f"cannot continue the study in {folder}: {exc}") from None
+        except Exception as exc:  # two workers creating a new database's tables at once; a server that is down
+            if attempt == 5 or not choice.shared:
+                if isinstance(exc, SweepError):
+                    raise
+                raise SweepError(f"cannot open the study {name} in {choice.describe()}: "
+                                 f"{str(exc).splitlines()[0]}") from None
+            time.sleep(0.5 * attempt)
     stored = study.direction.name.lower()
     if stored != direction:
         raise SweepError(f"the study in {folder} was started to {stored}; the recipe now says {direction}. "
