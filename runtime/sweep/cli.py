@@ -15,6 +15,7 @@ def run_sweep_command(recipe: str, overrides: tuple[str, ...], folder, args, *, 
     from ftc.runtime.train.errors import RunError
     from ftc.runtime.train.plan import load_plan
 
+    from .best import BEST_RECIPE
     from .report import BEST_FILE, SUMMARY_FILE, print_table, write_outputs
     from .runner import SweepOptions, run_sweep
 
@@ -33,13 +34,16 @@ def run_sweep_command(recipe: str, overrides: tuple[str, ...], folder, args, *, 
         print(f"ftc: sweep interrupted; continue it with: ftc run {recipe} --resume auto", file=sys.stderr)
         return EXIT_ABORTED
     write_outputs(result, recipe, tuple(overrides))
+    for problem in write_results(result, recipe, tuple(overrides)):
+        print(f"ftc: warning: {problem}", file=sys.stderr)
     from rich.console import Console
 
     print_table(result, Console(file=out, width=max(100, Console().width)))
     print(f"ftc: trials and best values in {result.folder / SUMMARY_FILE}", file=out)
     if result.best is not None:
         print(f"ftc: best trial {result.best.number}: {result.metric} {result.best.value:.6g}; "
-              f"its --set lines are in {result.folder / BEST_FILE}", file=out)
+              f"its --set lines are in {result.folder / BEST_FILE}, its recipe in {result.folder / BEST_RECIPE}",
+              file=out)
     if result.stopped == "preempted":
         return EXIT_PREEMPTED
     if result.best is None:
@@ -47,3 +51,25 @@ def run_sweep_command(recipe: str, overrides: tuple[str, ...], folder, args, *, 
               file=sys.stderr)
         return EXIT_USER_ERROR
     return EXIT_OK
+
+
+def write_results(result, recipe: str, overrides: tuple[str, ...]) -> list[str]:
+    """best.ftspec and the plots; what could not be written is a warning, never a failed sweep."""
+    from .best import write_best_recipe
+    from .results import write_plots
+    from .study import load_folder_study
+
+    problems = []
+    if result.best is not None:
+        b = result.best
+        header = (f"best trial {b.number} of {result.folder.name}: {result.direction} {result.metric} = {b.value:.6g}",
+                  f"{recipe} with --set " + " ".join(repr(o) for o in (*overrides, *b.overrides)))
+        try:
+            write_best_recipe(recipe, overrides, b, result.folder, header)
+        except SweepError as exc:
+            problems.append(f"best.ftspec not written: {exc}")
+    try:
+        write_plots(load_folder_study(result.folder), result.folder)
+    except Exception as exc:  # a plotting library problem must not fail a finished sweep
+        problems.append(f"plots not written: {type(exc).__name__}: {exc}")
+    return problems

@@ -190,6 +190,7 @@ def _open(options, base_plan, folder: Path, choice, direction: str, space, conti
             + (f"; re-running interrupted trial {', '.join(map(str, requeued))}" if requeued else ""))
     else:
         study.set_user_attr("recipe", base_plan.recipe_name)
+        study.set_user_attr("metric", base_plan["sweep"]["objective"]["metric"])
         study.set_user_attr("overrides", list(options.overrides))
         study.set_user_attr("space", {d.target: {"distribution": d.distribution, "args": list(d.args),
                                                  "unit": d.unit} for d in space})
