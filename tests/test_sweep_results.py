@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -92,11 +96,11 @@ def test_a_worker_needs_a_shared_storage_and_a_recipe(tmp_path, capsys):
     assert main(["run", str(TINY), "-o", str(tmp_path / "t"), "--worker"]) == 2
 
 
-def test_a_journal_trial_whose_heartbeat_stopped_is_failed_and_queued_again(tmp_path, monkeypatch):
+def test_a_journal_trial_whose_worker_died_is_failed_and_queued_again(tmp_path, monkeypatch):
     import optuna
 
     from ftc.runtime.sweep.schedule import tally
-    from ftc.runtime.sweep.storage import HEARTBEAT, StorageChoice, fail_stale
+    from ftc.runtime.sweep.storage import HEARTBEAT, WORKER, StorageChoice, fail_stale
     from ftc.runtime.sweep.study import open_study, quiet_optuna
 
     quiet_optuna()
@@ -106,15 +110,23 @@ def test_a_journal_trial_whose_heartbeat_stopped_is_failed_and_queued_again(tmp_
     done = study.ask()
     done.suggest_float("train.lr", 1e-4, 1e-3)
     study.tell(done, 1.0)
-    alive, dead = study.ask(), study.ask()
-    for t in (alive, dead):
+    busy, elsewhere, killed = study.ask(), study.ask(), study.ask()
+    for t in (busy, elsewhere, killed):
         t.suggest_float("train.lr", 1e-4, 1e-3)
-    alive.set_user_attr(HEARTBEAT, time.time())
-    dead.set_user_attr(HEARTBEAT, time.time() - 10)  # more than 3 intervals ago: its worker is gone
-    assert fail_stale(study) == [dead.number]
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    here = socket.gethostname()
+    busy.set_user_attr(WORKER, f"{here}:{os.getpid()}")  # alive on this host: a late heartbeat is a busy machine
+    busy.set_user_attr(HEARTBEAT, time.time() - 10)
+    elsewhere.set_user_attr(WORKER, "other-host:1")  # another machine: no heartbeat for 3 intervals
+    elsewhere.set_user_attr(HEARTBEAT, time.time() - 10)
+    killed.set_user_attr(WORKER, f"{here}:{gone.pid}")  # its process is gone: at once
+    killed.set_user_attr(HEARTBEAT, time.time())
+    assert fail_stale(study) == [elsewhere.number, killed.number]
     trials = {t.number: t for t in study.get_trials()}
-    assert trials[dead.number].state.name == "FAIL" and trials[alive.number].state.name == "RUNNING"
-    [rerun] = [t for t in trials.values() if t.state.name == "WAITING"]
-    assert rerun.user_attrs["rerun_of"] == dead.number and rerun.system_attrs["fixed_params"] == trials[dead.number].params
-    assert tally(study) == tally(study).__class__(done=1, running=1, waiting=1)
+    assert trials[busy.number].state.name == "RUNNING"
+    reruns = sorted((t for t in trials.values() if t.state.name == "WAITING"), key=lambda t: t.number)
+    assert [t.user_attrs["rerun_of"] for t in reruns] == [elsewhere.number, killed.number]
+    assert reruns[1].system_attrs["fixed_params"] == trials[killed.number].params
+    assert tally(study) == tally(study).__class__(done=1, running=1, waiting=2)
     assert fail_stale(study) == []  # once

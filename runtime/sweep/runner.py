@@ -207,6 +207,23 @@ def _beginner(ctx, options: SweepOptions, space, execute, launched: bool):
     from .jobs import InProcessJob, LaunchedJob, heartbeat_for, tell_failed
 
     def begin(trial, slot):
+        from .storage import WORKER, worker_id
+
+        trial.set_user_attr(WORKER, worker_id())
+        heartbeat = heartbeat_for(ctx, trial)  # from the start: a worker that dies while compiling is noticed
+        try:
+            job = _prepare(trial, slot)
+            if job is not None:
+                job.start()  # in this process: the whole trial
+        except BaseException:
+            if heartbeat is not None:
+                heartbeat.stop()
+            raise
+        if job is None and heartbeat is not None:
+            heartbeat.stop()
+        return job, heartbeat
+
+    def _prepare(trial, slot):
         params, overrides = sample(trial, space)
         trial.set_user_attr("overrides", list(overrides))
         label = f"trial {trial.number}"
@@ -216,22 +233,16 @@ def _beginner(ctx, options: SweepOptions, space, execute, launched: bool):
         if isinstance(plan, str):
             tell_failed(ctx, trial, plan, trial_started)
             ctx.say(f"ftc: {label} failed: the recipe with these values does not compile:\n{plan}")
-            return None, None
+            return None
         problem = trial_fits(plan.raw, slot) if slot is not None else None
         if problem is not None:
             tell_failed(ctx, trial, problem, trial_started)
             ctx.say(f"ftc: {label} failed: {problem}")
-            return None, None
+            return None
         trial.set_user_attr("run_dir", f"trial-{trial.number}")
         trial.set_user_attr("started_at", round(time.time(), 3))
-        from .storage import WORKER, worker_id
-
-        trial.set_user_attr(WORKER, worker_id())
-        job = LaunchedJob(ctx, trial, plan, slot, trial_started) if launched else \
+        return LaunchedJob(ctx, trial, plan, slot, trial_started) if launched else \
             InProcessJob(ctx, trial, plan, execute, trial_started)
-        heartbeat = heartbeat_for(ctx, trial)
-        job.start()
-        return job, heartbeat
 
     return begin
 

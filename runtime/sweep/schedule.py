@@ -55,6 +55,18 @@ def surplus(study, trial, total: int) -> bool:
     return ahead >= total
 
 
+def _given_up(ctx, trial, call):
+    """`call()`, except that a trial another worker already declared dead (and queued again) is dropped."""
+    import optuna
+
+    try:
+        return call()
+    except optuna.exceptions.UpdateFinishedTrialError:
+        ctx.say(f"ftc: trial {trial.number} was marked failed by another worker meanwhile (no heartbeat); "
+                "its re-run counts instead")
+        return None
+
+
 class _Signals:
     """SIGTERM/SIGINT while trials run in their own processes: ask them to save and stop (exit 75)."""
 
@@ -85,7 +97,7 @@ def run_trials(ctx, total: int, slots: list, begin: Callable, timeout_s: float |
         while True:
             for job in [j for j in running if j.done()]:
                 slot, heartbeat = running.pop(job)
-                reason = job.finish()
+                reason = _given_up(ctx, job.trial, job.finish)
                 if heartbeat is not None:
                     heartbeat.stop()
                 free.append(slot)
@@ -113,7 +125,7 @@ def run_trials(ctx, total: int, slots: list, begin: Callable, timeout_s: float |
                     ctx.study.tell(trial, state=TrialState.FAIL)
                     continue
                 slot = free.pop(0)
-                job, heartbeat = begin(trial, slot)
+                job, heartbeat = _given_up(ctx, trial, lambda: begin(trial, slot)) or (None, None)
                 if job is None:
                     free.append(slot)
                 else:

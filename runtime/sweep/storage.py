@@ -5,9 +5,12 @@
   file lock, for worker processes on one machine or on a shared file system.
 - a database URL (`postgresql://user@host/db`): optuna's RDB storage, for workers on many machines.
 
-Every running trial carries a heartbeat (optuna's own for a database; a `heartbeat` time in the trial's user
-attributes for the journal). A trial whose heartbeat is older than the grace period belongs to a worker that
-died: it is marked failed as interrupted and its values are queued again, so another worker re-runs it.
+Every running trial carries a heartbeat: the sweep process that runs it writes the time into the trial's
+user attributes every FTC_SWEEP_HEARTBEAT seconds (10), with its `host:pid`. A trial whose worker is gone
+(on this host: its process no longer exists; elsewhere: no heartbeat for three intervals) is marked failed
+as interrupted and its values are queued again, so another worker re-runs it. This is optuna's heartbeat
+and retry callback, done by ftc because the trials are asked and told rather than run by `optimize`, and
+because a busy machine can delay a heartbeat while its worker is well alive.
 """
 
 from __future__ import annotations
@@ -98,14 +101,11 @@ def open_storage(folder: Path, choice: StorageChoice):
 
         path = str((folder / JOURNAL_FILE).resolve())
         return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
-    interval = heartbeat_interval()
     try:
-        return optuna.storages.RDBStorage(choice.url, heartbeat_interval=interval, grace_period=3 * interval,
-                                          heartbeat_stale_trial_callback=requeue_stale,
-                                          engine_kwargs={"pool_pre_ping": True})
+        return optuna.storages.RDBStorage(choice.url, engine_kwargs={"pool_pre_ping": True})
     except ImportError as exc:
         raise SweepError(f"`storage = \"{choice.describe()}\"` needs a database driver: {exc} "
-                         "(for PostgreSQL: pip install psycopg2-binary)") from None
+                         "(for PostgreSQL: pip install 'psycopg[binary]')") from None
     except Exception as exc:  # sqlalchemy's OperationalError: a server that is down, a wrong password
         raise SweepError(f"cannot open the study storage {choice.describe()}: {str(exc).splitlines()[0]}") from None
 
@@ -133,12 +133,6 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def uses_native_heartbeat(storage) -> bool:
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
-    return not isinstance(storage, str) and is_heartbeat_enabled(storage)
-
-
 class Heartbeat:
     """A thread that keeps a running trial's heartbeat fresh until `stop()`."""
 
@@ -146,70 +140,66 @@ class Heartbeat:
         self.storage = study._storage
         self.trial_id = trial_id
         self.interval = interval or heartbeat_interval()
-        self.native = uses_native_heartbeat(self.storage)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{trial_id}", daemon=True)
 
     def start(self) -> "Heartbeat":
+        self.beat()
         self._thread.start()
         return self
 
     def beat(self) -> None:
-        if self.native:
-            self.storage.record_heartbeat(self.trial_id)
-        else:
-            self.storage.set_trial_user_attr(self.trial_id, HEARTBEAT, round(time.time(), 3))
+        self.storage.set_trial_user_attr(self.trial_id, HEARTBEAT, round(time.time(), 3))
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.wait(self.interval):
             try:
                 self.beat()
             except Exception:  # the trial finished meanwhile, or the storage hiccuped: try again next time
                 pass
-            self._stop.wait(self.interval)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
 
 
-def requeue_stale(study, trial) -> None:
-    """optuna's stale-trial callback (and ours for the journal): queue the dead trial's values again."""
-    study.enqueue_trial(dict(trial.params), user_attrs={"rerun_of": trial.number}, skip_if_exists=False)
+def requeue(study, trial) -> None:
+    """Queue a cut-off trial's values again; the new trial names the old one (`rerun_of`)."""
+    study.enqueue_trial(dict(trial.params), user_attrs={"rerun_of": trial.number})
+
+
+def _gone(trial, now: float, grace: float) -> bool:
+    """The worker of a running trial is dead: its process on this host is gone, or its heartbeat stopped."""
+    host, _, pid = str(trial.user_attrs.get(WORKER, "")).rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        else:
+            return False  # alive here: a late heartbeat only means a busy machine
+    seen = trial.user_attrs.get(HEARTBEAT)
+    return seen is not None and now - float(seen) > grace
 
 
 def fail_stale(study) -> list[int]:
-    """Fail the running trials whose heartbeat stopped (their worker died) and queue them again."""
+    """Fail the running trials whose worker died and queue their values again; their numbers."""
     import optuna
     from optuna.trial import TrialState
 
-    storage = study._storage
-    if isinstance(storage, str) or not (uses_native_heartbeat(storage) or _journal(storage)):
-        return []
-    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    if uses_native_heartbeat(storage):
-        optuna.storages.fail_stale_trials(study)
-    else:
-        grace = 3 * heartbeat_interval()
-        now = time.time()
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            seen = t.user_attrs.get(HEARTBEAT)
-            if seen is None or now - float(seen) <= grace:
-                continue
-            try:
-                if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-                    requeue_stale(study, t)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                pass  # another worker failed it first
-    after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    return sorted(before - after - {t.number for t in study.get_trials(deepcopy=False)
-                                    if t.state != TrialState.FAIL})
-
-
-def _journal(storage) -> bool:
-    import optuna
-
-    return isinstance(storage, optuna.storages.JournalStorage)
+    grace, now, failed = 3 * heartbeat_interval(), time.time(), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not _gone(t, now, grace):
+            continue
+        try:
+            if study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                requeue(study, t)
+                failed.append(t.number)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker failed it first, or it just finished
+    return failed
 
 
 def interrupted_numbers(trials) -> set[int]:
