@@ -118,7 +118,10 @@ def objective_value(metrics_file: Path, metric: str) -> float:
 def run_sweep(options: SweepOptions, base_plan, *, execute: Callable | None = None, out=None) -> SweepResult:
     """Run (or continue, or join as a worker) the study of `base_plan` (the recipe compiled with the user's
     overrides)."""
+    import os
+
     from ftc.runtime.launch import needs_launcher
+    from ftc.runtime.launch.spec import in_slurm_allocation
 
     from .devices import plan_slots
     from .jobs import TrialContext
@@ -146,6 +149,9 @@ def run_sweep(options: SweepOptions, base_plan, *, execute: Callable | None = No
     for note in notes:
         say(f"ftc: note: {note}")
     launched = parallel > 1 or needs_launcher(base_plan.raw)
+    if int(base_plan["launch"].get("nnodes") or 1) > 1 and not in_slurm_allocation(os.environ):
+        raise SweepError("a trial of this sweep spans several nodes: run the sweep inside a SLURM allocation "
+                         "(srun starts every node of each trial), or sweep on one node")
     slots = plan_slots(base_plan.raw, parallel) if launched else [None]
 
     name = options.name or ("main" if options.worker else None)

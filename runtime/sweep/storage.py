@@ -65,8 +65,6 @@ def choose(text: str | None) -> StorageChoice:
     if text == "journal":
         return StorageChoice("journal")
     if "://" in text:
-        if text.startswith("sqlite:"):
-            return StorageChoice("url", text)
         return StorageChoice("url", text)
     raise SweepError(f"`sweep.storage = {text}`: use sqlite, journal or a database URL")
 
