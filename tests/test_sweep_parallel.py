@@ -57,16 +57,14 @@ def clean_env(monkeypatch):
 
 
 def _sweep(recipe: Path, pruner=None, trials=None):
-    from ftc.commands.compile import write_folder
-    from ftc.compiler.emit import emit
-    from ftc.compiler.pipeline import compile_recipe
-    from ftc.runtime.sweep import SweepOptions, run_sweep
-    from ftc.runtime.train.plan import load_plan
+    from ftc.orchestrate.build import build, write_folder
+    from ftc.orchestrate.sweep import SweepOptions, run_sweep
+    from ftc.plan import load_plan
 
-    compiled = compile_recipe(recipe, (), out_dir=recipe.parent / "build")
-    assert compiled.ok, [d.message for d in compiled.diagnostics]
-    write_folder(compiled.out_dir, emit(compiled.plan))
-    return run_sweep(SweepOptions(str(recipe), (), trials=trials, pruner=pruner), load_plan(compiled.out_dir))
+    built = build(recipe, (), out_dir=recipe.parent / "build")
+    assert built.ok, [d.message for d in built.errors]
+    write_folder(built.out_dir, built.files)
+    return run_sweep(SweepOptions(str(recipe), (), trials=trials, pruner=pruner), load_plan(built.out_dir))
 
 
 def test_two_trials_run_at_once_and_a_diverging_one_is_pruned_from_its_process(tmp_path, clean_env):

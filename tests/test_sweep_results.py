@@ -18,7 +18,7 @@ import pytest
 from test_sweep_runner import TINY, TINY_SWEEP, FakeTraining, child_recipe, compile_base
 
 from ftc.compiler.pipeline import compile_recipe
-from ftc.runtime.sweep.cli import run_sweep_command
+from ftc.orchestrate.sweep_command import run_sweep_command
 
 
 def _args(**kw):

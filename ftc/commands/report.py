@@ -88,7 +88,7 @@ def render(summary: dict, run: Path, console) -> None:
 def run(args) -> int:
     from rich.console import Console
 
-    from ftc.runtime.sweep.results import is_sweep_folder, report_sweep
+    from ftc.orchestrate.sweep_results import is_sweep_folder, report_sweep
 
     if is_sweep_folder(Path(args.run)):  # a sweep folder: its trials table
         return report_sweep(Path(args.run), args.json, Console())

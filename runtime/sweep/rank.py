@@ -41,7 +41,8 @@ def _pruner(env, plan):
 
     if env.get("FTC_SWEEP_PRUNER"):
         return pickle.loads(base64.b64decode(env["FTC_SWEEP_PRUNER"]))
-    return make_pruner(((plan["sweep"] if plan is not None else None) or {}).get("pruner", "median"))
+    sweep = plan.sweep if plan is not None else None
+    return make_pruner(sweep.pruner if sweep is not None else "median")
 
 
 def trial_callbacks(plan=None, env=None) -> tuple:

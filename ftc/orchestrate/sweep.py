@@ -1,8 +1,14 @@
-"""A sweep: an optuna study whose trials are real runs of the recipe, each compiled again with its own
-`--set` overrides and executed in `runs/<recipe>/sweep-<name>/trial-<n>/`.
+"""A sweep's trial loop: draw -> compile with the trial's overrides -> write -> execute, in
+`runs/<recipe>/sweep-<name>/trial-<n>/`. It sits above the compiler and the runtime: the optuna pieces it
+drives (study, sampler, pruner, the training callback) are the runtime's (ftc.runtime.sweep), the compile is
+the one build path (ftc.orchestrate.build).
+
+Trials run in N slots (`parallel`), in this process or each in its own processes through the launcher
+(ftc.orchestrate.sweep_jobs); a study shared by several workers (`storage`, `--worker`) counts theirs too
+(ftc.runtime.sweep.schedule).
 
 Compiling each trial (instead of patching the plan) gives every trial the checks of a normal run: a draw
-that makes the recipe invalid (it no longer fits memory, say) is a failed trial with the diagnostic text.
+that makes the recipe invalid (it no longer fits memory, say) is a failed trial carrying its diagnostics.
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import SweepError
-from .space import sample, space_from_plan
-from .storage import has_study
-from .study import (counted, existing_trials, grid_size, make_pruner, make_sampler, open_study, quiet_optuna,
-                    requeue_interrupted)
+from ftc.orchestrate.build import Build
+from ftc.runtime.sweep.errors import SweepError
+from ftc.runtime.sweep.space import Dimension, space_from_plan, suggest
+from ftc.runtime.sweep.storage import has_study
+from ftc.runtime.sweep.study import (counted, existing_trials, grid_size, make_pruner, make_sampler, open_study,
+                                     quiet_optuna, requeue_interrupted)
 
 _clock = time.monotonic  # the sweep's timeout and trial wall times (a test replaces it)
 
@@ -47,6 +54,7 @@ class TrialRecord:
     run_dir: str | None  # relative to the sweep folder
     error: str | None = None
     interrupted: bool = False
+    diagnostics: tuple[dict, ...] = ()  # a compile failure's diagnostics (code, message, location), as JSON
     started_at: float | None = None  # unix seconds: the trial's training started
     ended_at: float | None = None  # unix seconds: its result was recorded
     worker: str | None = None  # host:pid of the sweep process that ran it
@@ -55,7 +63,8 @@ class TrialRecord:
         return {"number": self.number, "state": self.state, "params": self.params,
                 "overrides": list(self.overrides), "value": self.value, "wall_seconds": self.wall_seconds,
                 "run_dir": self.run_dir, "error": self.error, "interrupted": self.interrupted,
-                "started_at": self.started_at, "ended_at": self.ended_at, "worker": self.worker}
+                "diagnostics": list(self.diagnostics), "started_at": self.started_at, "ended_at": self.ended_at,
+                "worker": self.worker}
 
 
 @dataclass(frozen=True)
@@ -100,7 +109,7 @@ def find_sweep_folder(parent: Path, resume: str | None, name: str | None, say, *
 
 def objective_value(metrics_file: Path, metric: str) -> float:
     """The objective's last logged value in a run's metrics.jsonl (the final evaluation)."""
-    from .callback import metric_keys
+    from ftc.runtime.sweep.callback import metric_keys
 
     records = []
     if metrics_file.is_file():
@@ -115,6 +124,20 @@ def objective_value(metrics_file: Path, metric: str) -> float:
                      f"({metrics_file}); metrics logged: {', '.join(seen) or 'none'}")
 
 
+def sample(trial, space: tuple[Dimension, ...]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Every dimension drawn once: (params by target, the matching `--set` overrides)."""
+    params = {dim.target: suggest(trial, dim) for dim in space}
+    return params, tuple(override(dim, params[dim.target]) for dim in space)
+
+
+def override(dim: Dimension, value: Any) -> str:
+    """`--set` text for one drawn value, in the language's spelling: `train.lr=3.1e-05`, `train.warmup=37 steps`,
+    `train.warmup=5%`; the trial compiles it like a value written by hand."""
+    from ftc.compiler.spelling import spell
+
+    return f"{dim.target}={spell(value, dim.unit)}"
+
+
 def run_sweep(options: SweepOptions, base_plan, *, execute: Callable | None = None, out=None) -> SweepResult:
     """Run (or continue, or join as a worker) the study of `base_plan` (the recipe compiled with the user's
     overrides)."""
@@ -123,33 +146,34 @@ def run_sweep(options: SweepOptions, base_plan, *, execute: Callable | None = No
     from ftc.runtime.launch import needs_launcher
     from ftc.runtime.launch.spec import in_slurm_allocation
 
-    from .devices import plan_slots
-    from .jobs import TrialContext
-    from .schedule import run_trials
-    from .storage import choose
+    from ftc.runtime.sweep.devices import plan_slots
+    from ftc.runtime.sweep.schedule import run_trials
+    from ftc.runtime.sweep.storage import choose
+
+    from .sweep_jobs import TrialContext
 
     out = out or sys.stdout
     say = lambda msg: print(msg, file=out, flush=True)  # noqa: E731
     quiet_optuna()
-    sweep = base_plan["sweep"]
-    if not sweep:
+    sweep = base_plan.sweep
+    if sweep is None:
         raise SweepError("the recipe has no `sweep` block")
-    space = space_from_plan(sweep)
-    metric, direction = sweep["objective"]["metric"], sweep["objective"]["direction"]
-    total = options.trials or int(sweep["trials"])
-    parallel = int(sweep.get("parallel") or 1)
-    choice = choose(sweep.get("storage"))
+    space = space_from_plan(sweep.space)
+    metric, direction = sweep.objective.metric, sweep.objective.direction
+    total = options.trials or sweep.trials
+    parallel = sweep.parallel
+    choice = choose(sweep.storage)
     if options.worker and not choice.shared:
         raise SweepError("--worker joins a study shared by several processes: set `storage = journal` (one "
                          "machine or a shared file system) or a database URL in the sweep block")
     notes = []
-    if sweep["sampler"] == "grid" and grid_size(space) < total:
+    if sweep.sampler == "grid" and grid_size(space) < total:
         notes.append(f"the grid has {grid_size(space)} points; running {grid_size(space)} trials, not {total}")
         total = grid_size(space)
     for note in notes:
         say(f"ftc: note: {note}")
-    launched = parallel > 1 or needs_launcher(base_plan.raw)
-    if int(base_plan["launch"].get("nnodes") or 1) > 1 and not in_slurm_allocation(os.environ):
+    launched = parallel > 1 or needs_launcher(base_plan)
+    if base_plan.launch.nnodes > 1 and not in_slurm_allocation(os.environ):
         raise SweepError("a trial of this sweep spans several nodes: run the sweep inside a SLURM allocation "
                          "(srun starts every node of each trial), or sweep on one node")
     slots = plan_slots(base_plan.raw, parallel) if launched else [None]
@@ -161,7 +185,7 @@ def run_sweep(options: SweepOptions, base_plan, *, execute: Callable | None = No
     study, study_name = _open(options, base_plan, folder, choice, direction, space, continuing, total, say)
     ctx = TrialContext(study, folder, metric, choice, study_name, options.merge, say, _clock, options.pruner)
     begin = _beginner(ctx, options, space, execute or _default_execute, launched)
-    stopped = run_trials(ctx, total, slots, begin, sweep.get("timeout_s"), launched=launched)
+    stopped = run_trials(ctx, total, slots, begin, sweep.timeout_s, launched=launched)
     if stopped == "preempted":
         again = shlex.join(["ftc", "run", options.recipe, *(a for o in options.overrides for a in ("--set", o)),
                             *(["--worker", "--run-id", folder.name[len("sweep-"):]] if options.worker
@@ -174,14 +198,12 @@ def _open(options, base_plan, folder: Path, choice, direction: str, space, conti
     """The study of the sweep folder, created or continued; interrupted trials queued again."""
     import os
 
-    from .storage import fail_stale, study_name, write_marker
+    from ftc.runtime.sweep.storage import fail_stale, study_name, write_marker
 
     name = study_name(folder, base_plan.recipe_name, choice)
-    seed = base_plan["train"].get("seed")
-    if seed is not None:
-        seed = int(seed) + existing_trials(folder) + (os.getpid() if options.worker else 0)
-    sampler = make_sampler(base_plan["sweep"]["sampler"], seed, space)
-    study = open_study(folder, direction, sampler, options.pruner or make_pruner(base_plan["sweep"]["pruner"]),
+    seed = base_plan.train.seed + existing_trials(folder) + (os.getpid() if options.worker else 0)
+    sampler = make_sampler(base_plan.sweep.sampler, seed, space)
+    study = open_study(folder, direction, sampler, options.pruner or make_pruner(base_plan.sweep.pruner),
                        choice=choice, name=name)
     write_marker(folder, choice, name)
     known = "overrides" in study.user_attrs
@@ -196,25 +218,24 @@ def _open(options, base_plan, folder: Path, choice, direction: str, space, conti
             + (f"; re-running interrupted trial {', '.join(map(str, requeued))}" if requeued else ""))
     else:
         study.set_user_attr("recipe", base_plan.recipe_name)
-        study.set_user_attr("metric", base_plan["sweep"]["objective"]["metric"])
+        study.set_user_attr("metric", base_plan.sweep.objective.metric)
         study.set_user_attr("overrides", list(options.overrides))
         study.set_user_attr("space", {d.target: {"distribution": d.distribution, "args": list(d.args),
                                                  "unit": d.unit} for d in space})
-        sweep = base_plan["sweep"]
-        say(f"ftc: sweep {folder}: {total} trials, {direction} {sweep['objective']['metric']}, sampler "
-            f"{sweep['sampler']}, pruner {sweep['pruner']}, {int(sweep.get('parallel') or 1)} at once, "
-            f"storage {choice.describe()}")
+        sweep = base_plan.sweep
+        say(f"ftc: sweep {folder}: {total} trials, {direction} {sweep.objective.metric}, sampler {sweep.sampler}, "
+            f"pruner {sweep.pruner}, {sweep.parallel} at once, storage {choice.describe()}")
     return study, name
 
 
 def _beginner(ctx, options: SweepOptions, space, execute, launched: bool):
     """`begin(trial, slot)`: draw, compile and start one trial; (None, None) when it failed before starting."""
-    from .devices import trial_fits
-    from .jobs import InProcessJob, LaunchedJob, heartbeat_for, tell_failed
+    from ftc.runtime.sweep.devices import trial_fits
+    from ftc.runtime.sweep.storage import WORKER, worker_id
+
+    from .sweep_jobs import InProcessJob, LaunchedJob, fail_compile, heartbeat_for, tell_failed
 
     def begin(trial, slot):
-        from .storage import WORKER, worker_id
-
         trial.set_user_attr(WORKER, worker_id())
         heartbeat = heartbeat_for(ctx, trial)  # from the start: a worker that dies while compiling is noticed
         try:
@@ -235,10 +256,9 @@ def _beginner(ctx, options: SweepOptions, space, execute, launched: bool):
         label = f"trial {trial.number}"
         ctx.say(f"ftc: {label}: " + "  ".join(overrides) + (f"  [{slot.describe}]" if slot is not None else ""))
         trial_started = _clock()
-        plan = _compile_trial(options, overrides, ctx.folder / "build" / f"trial-{trial.number}")
-        if isinstance(plan, str):
-            tell_failed(ctx, trial, plan, trial_started)
-            ctx.say(f"ftc: {label} failed: the recipe with these values does not compile:\n{plan}")
+        plan = compile_trial(options, overrides, ctx.folder / "build" / f"trial-{trial.number}")
+        if isinstance(plan, Build):  # the recipe with these values does not compile: its diagnostics
+            fail_compile(ctx, trial, plan, trial_started, label)
             return None
         problem = trial_fits(plan.raw, slot) if slot is not None else None
         if problem is not None:
@@ -255,7 +275,7 @@ def _beginner(ctx, options: SweepOptions, space, execute, launched: bool):
 
 def collect(study, folder: Path, metric: str, direction: str, stopped=None, notes=()) -> SweepResult:
     """The study's trials as records (surplus places left out) and the best completed one."""
-    from .schedule import SURPLUS
+    from ftc.runtime.sweep.schedule import SURPLUS
 
     trials = study.get_trials(deepcopy=False)
     records = tuple(_record(t, trials) for t in trials if not t.user_attrs.get(SURPLUS))
@@ -265,20 +285,27 @@ def collect(study, folder: Path, metric: str, direction: str, stopped=None, note
     return SweepResult(folder, metric, direction, records, best, stopped, tuple(notes))
 
 
-def _compile_trial(options: SweepOptions, overrides: tuple[str, ...], out_dir: Path):
-    """The trial's plan, or the rendered diagnostics when these values make the recipe invalid."""
-    from ftc.commands.compile import write_folder
-    from ftc.compiler.emit import emit
-    from ftc.compiler.pipeline import compile_recipe
-    from ftc.compiler.render import render_all_text
-    from ftc.runtime.train.plan import load_plan
+def compile_trial(options: SweepOptions, overrides: tuple[str, ...], out_dir: Path):
+    """The trial's plan (compiled, written, loaded), or the compile's error diagnostics when these values
+    make the recipe invalid: values, rendered only where they are shown."""
+    from ftc.orchestrate.build import build, write_folder
+    from ftc.plan import load_plan
 
-    compiled = compile_recipe(options.recipe, tuple(options.overrides) + tuple(overrides), out_dir=out_dir)
-    if compiled.plan is None:
-        errors = [d for d in compiled.diagnostics if d.is_error]
-        return render_all_text(errors, compiled.registry)
-    write_folder(compiled.out_dir, emit(compiled.plan))
-    return load_plan(compiled.out_dir)
+
+    built = build(options.recipe, tuple(options.overrides) + tuple(overrides), out_dir=out_dir)
+    if not built.ok:
+        return built
+    write_folder(built.out_dir, built.files)
+    return load_plan(built.out_dir)
+
+
+def _fail_compile(sweep: _Sweep, trial, built, started: float, label: str) -> None:
+    from ftc.compiler.render import render_all_text, to_json_obj
+
+    text = render_all_text(list(built.errors), built.registry)
+    trial.set_user_attr("diagnostics", [to_json_obj(d) for d in built.errors])
+    _fail(sweep.study, trial, text, started)
+    sweep.say(f"ftc: {label} failed: the recipe with these values does not compile:\n{text}")
 
 
 def _default_execute(plan, options):
@@ -288,7 +315,7 @@ def _default_execute(plan, options):
 
 
 def _record(t, trials=()) -> TrialRecord:
-    from .storage import interrupted_numbers
+    from ftc.runtime.sweep.storage import interrupted_numbers
 
     wall = t.user_attrs.get("wall_seconds")
     if wall is None and t.datetime_start and t.datetime_complete:
@@ -296,5 +323,5 @@ def _record(t, trials=()) -> TrialRecord:
     return TrialRecord(t.number, t.state.name, dict(t.params), tuple(t.user_attrs.get("overrides", ())),
                        t.value if t.state.name in ("COMPLETE", "PRUNED") else None, wall,
                        t.user_attrs.get("run_dir"), t.user_attrs.get("error"),
-                       t.number in interrupted_numbers(trials or (t,)),
+                       t.number in interrupted_numbers(trials or (t,)), tuple(t.user_attrs.get("diagnostics", ())),
                        t.user_attrs.get("started_at"), t.user_attrs.get("ended_at"), t.user_attrs.get("worker"))

@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import SweepError
-from .storage import Heartbeat, StorageChoice
+from ftc.runtime.sweep.errors import SweepError
+from ftc.runtime.sweep.storage import Heartbeat, StorageChoice
 
 
 @dataclass
@@ -53,9 +53,19 @@ def tell_failed(ctx: TrialContext, trial, message: str, started: float, detail: 
     ctx.study.tell(trial, state=TrialState.FAIL)
 
 
+def fail_compile(ctx: TrialContext, trial, built, started: float, label: str) -> None:
+    """These values make the recipe invalid: a failed trial carrying the compile's diagnostics."""
+    from ftc.compiler.render import render_all_text, to_json_obj
+
+    text = render_all_text(list(built.errors), built.registry)
+    _set(trial, "diagnostics", [to_json_obj(d) for d in built.errors])
+    tell_failed(ctx, trial, text, started)
+    ctx.say(f"ftc: {label} failed: the recipe with these values does not compile:\n{text}")
+
+
 def tell_result(ctx: TrialContext, trial, run_dir: Path, started: float, label: str) -> None:
     """A trial that ran to the end: its objective from metrics.jsonl (NaN or infinite: failed)."""
-    from .runner import objective_value
+    from .sweep import objective_value
 
     try:
         value = objective_value(Path(run_dir) / "metrics.jsonl", ctx.metric)
@@ -92,10 +102,9 @@ class InProcessJob:
     def start(self) -> None:
         import optuna
 
-        from ftc.runtime.train.errors import RunError
+        from ftc.plan import UserError
+        from ftc.runtime.sweep.callback import TrialReporter
         from ftc.runtime.train.run import RunOptions
-
-        from .callback import TrialReporter
 
         ctx, trial, label = self.ctx, self.trial, self.label
         run_options = RunOptions(run_id=f"{ctx.folder.name}/trial-{trial.number}", merge=ctx.merge,
@@ -105,7 +114,7 @@ class InProcessJob:
         except optuna.TrialPruned as exc:
             tell_pruned(ctx, trial, self.started, label, str(exc))
             return
-        except RunError as exc:
+        except UserError as exc:
             tell_failed(ctx, trial, str(exc), self.started)
             ctx.say(f"ftc: {label} failed: {exc}")
             return
@@ -161,7 +170,7 @@ class LaunchedJob:
         from ftc.runtime.launch.ports import free_port
         from ftc.runtime.launch.spec import build_spec
 
-        from .rank import trial_env
+        from ftc.runtime.sweep.rank import trial_env
 
         ctx, plan = self.ctx, self.plan
         env = dict(os.environ)
@@ -170,10 +179,10 @@ class LaunchedJob:
                              ctx.metric))
         env["FTC_SWEEP_COORDINATOR"] = str(os.getpid())
         if ctx.pruner is not None:
-            from .rank import encode_pruner
+            from ftc.runtime.sweep.rank import encode_pruner
 
             env["FTC_SWEEP_PRUNER"] = encode_pruner(ctx.pruner)
-        if int(plan["launch"].get("nnodes") or 1) == 1:
+        if plan.launch.nnodes == 1:
             env.setdefault("MASTER_ADDR", "127.0.0.1")
             env["MASTER_PORT"] = str(free_port())  # trials at once each need their own rendezvous
         entry = ("--run-id", self.run_id)
@@ -221,7 +230,7 @@ class LaunchedJob:
             _signal_group(self.proc.pid, signal.SIGTERM)
 
     def finish(self) -> str | None:
-        from .rank import PRUNED_AT
+        from ftc.runtime.sweep.rank import PRUNED_AT
 
         ctx, trial, label = self.ctx, self.trial, self.label
         run_dir = self.plan.runs_dir / self.plan.recipe_name / self.run_id

@@ -15,7 +15,7 @@ from pathlib import Path
 from ftc.compiler import ast
 from ftc.compiler.ast import render_value
 
-from .errors import SweepError
+from ftc.runtime.sweep.errors import SweepError
 
 BEST_RECIPE = "best.ftspec"
 PATH_KEYS = ("model.tokenizer", "data.train", "data.eval", "data.cache_dir", "output.runs_dir")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import SweepError
+from ftc.runtime.sweep.errors import SweepError
 
 HISTORY_PNG = "optimization_history.png"
 IMPORTANCE_PNG = "param_importances.png"
@@ -42,7 +42,7 @@ def write_plots(study, folder: Path) -> list[Path]:
 
 
 def is_sweep_folder(path: Path) -> bool:
-    from .storage import has_study
+    from ftc.runtime.sweep.storage import has_study
 
     return (path / "sweep_summary.json").is_file() or has_study(path)
 
@@ -65,7 +65,7 @@ def report_sweep(folder: Path, as_json: bool, console) -> int:
     except SweepError as exc:
         print(f"ftc report: {exc}", file=sys.stderr)
         return 1
-    from .report import print_table
+    from .sweep_report import print_table
 
     print_table(result, console)
     counts = {s: sum(r.state == s for r in result.trials) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
@@ -77,8 +77,9 @@ def report_sweep(folder: Path, as_json: bool, console) -> int:
 
 
 def _from_study(folder: Path, summary: dict | None):
-    from .runner import collect
-    from .study import load_folder_study, quiet_optuna
+    from ftc.runtime.sweep.study import load_folder_study, quiet_optuna
+
+    from .sweep import collect
 
     quiet_optuna()
     try:
@@ -92,7 +93,7 @@ def _from_study(folder: Path, summary: dict | None):
 
 
 def _from_summary(folder: Path, summary: dict):
-    from .runner import SweepResult, TrialRecord
+    from .sweep import SweepResult, TrialRecord
 
     records = tuple(TrialRecord(**{**t, "overrides": tuple(t["overrides"])}) for t in summary["trials"])
     best = next((r for r in records if summary.get("best") and r.number == summary["best"]["number"]), None)

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import sys
 
-from .errors import SweepError
-
-EXIT_OK, EXIT_USER_ERROR, EXIT_PREEMPTED, EXIT_ABORTED = 0, 1, 75, 130
+from ftc.plan import EXIT_ABORTED, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR
 
 
 def run_sweep_command(recipe: str, overrides: tuple[str, ...], folder, args, *, execute=None, out=None) -> int:
     """Run the study of the recipe compiled in `folder`. 0 when at least one trial completed."""
+    from ftc.plan import UserError, load_plan
     from ftc.runtime.train.cli import quiet_libraries
-    from ftc.runtime.train.errors import RunError
-    from ftc.runtime.train.plan import load_plan
 
-    from .best import BEST_RECIPE
-    from .report import BEST_FILE, SUMMARY_FILE, print_table, write_outputs
-    from .runner import SweepOptions, run_sweep
+    from .sweep import SweepOptions, run_sweep
+    from .sweep_best import BEST_RECIPE
+    from .sweep_report import BEST_FILE, SUMMARY_FILE, print_table, write_outputs
 
     out = out or sys.stdout
     try:
@@ -27,9 +24,9 @@ def run_sweep_command(recipe: str, overrides: tuple[str, ...], folder, args, *, 
                                resume=args.resume, name=args.run_id, merge=args.merge,
                                worker=bool(getattr(args, "worker", False)))
         result = run_sweep(options, plan, execute=execute, out=out)
-    except (SweepError, RunError) as exc:
+    except UserError as exc:
         print(f"ftc: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return exc.exit_code
     except KeyboardInterrupt:
         print(f"ftc: sweep interrupted; continue it with: ftc run {recipe} --resume auto", file=sys.stderr)
         return EXIT_ABORTED
@@ -55,9 +52,11 @@ def run_sweep_command(recipe: str, overrides: tuple[str, ...], folder, args, *, 
 
 def write_results(result, recipe: str, overrides: tuple[str, ...]) -> list[str]:
     """best.ftspec and the plots; what could not be written is a warning, never a failed sweep."""
-    from .best import write_best_recipe
-    from .results import write_plots
-    from .study import load_folder_study
+    from ftc.runtime.sweep.errors import SweepError
+    from ftc.runtime.sweep.study import load_folder_study
+
+    from .sweep_best import write_best_recipe
+    from .sweep_results import write_plots
 
     problems = []
     if result.best is not None:
