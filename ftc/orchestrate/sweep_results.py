@@ -35,7 +35,7 @@ def write_plots(study, folder: Path) -> list[Path]:
         figure.set_size_inches(8, 5)
         figure.tight_layout()
         path = Path(folder) / name
-        figure.savefig(path, dpi=100, metadata={"Software": None})
+        figure.savefig(path, dpi=100, bbox_inches="tight", metadata={"Software": None})
         plt.close(figure)
         written.append(path)
     return written
