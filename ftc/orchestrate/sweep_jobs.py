@@ -10,6 +10,7 @@ Either way the sweep's process is the one that tells the study how the trial end
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import threading
@@ -138,7 +139,7 @@ class InProcessJob:
     def finish(self) -> str | None:
         return self.stopped
 
-    def terminate(self) -> None:
+    def terminate(self, at_once: bool = False) -> None:
         pass
 
 
@@ -163,6 +164,7 @@ class LaunchedJob:
         self.error: BaseException | None = None
         self.proc = None
         self.spec = None
+        self.stopping = False  # the sweep asked it to stop: whatever it ends with, it re-runs on --resume
         self._thread = threading.Thread(target=self._run, name=f"trial-{trial.number}", daemon=True)
 
     def _spec(self):
@@ -214,20 +216,23 @@ class LaunchedJob:
     def done(self) -> bool:
         return not self._thread.is_alive()
 
-    def terminate(self) -> None:
-        """Ask the trial's ranks to save and stop (SIGTERM to the launcher's process group and every rank)."""
+    def terminate(self, at_once: bool = False) -> None:
+        """Ask the trial's ranks to save and stop (SIGTERM to the launcher's process group and every rank);
+        `at_once`: SIGKILL."""
         import signal
 
         from ftc.runtime.launch.supervise import _signal_group
 
+        self.stopping = True
+        sig = signal.SIGKILL if at_once else signal.SIGTERM
         if self.spec is not None:
             for pid_file in self.spec.log_dir.glob("rank-*.pid"):
                 try:
-                    _signal_group(int(pid_file.read_text().split()[0]), signal.SIGTERM)
-                except (OSError, ValueError, IndexError):
+                    _signal_group(int(json.loads(pid_file.read_text(encoding="utf-8"))["pid"]), sig)
+                except (OSError, ValueError, KeyError, TypeError):
                     pass
         if self.proc is not None:
-            _signal_group(self.proc.pid, signal.SIGTERM)
+            _signal_group(self.proc.pid, sig)
 
     def finish(self) -> str | None:
         from ftc.runtime.sweep.rank import PRUNED_AT
@@ -244,8 +249,8 @@ class LaunchedJob:
         if pruned_at is not None:  # rank 0 recorded the pruner's verdict; every rank stopped there
             tell_pruned(ctx, trial, self.started, label, f"pruned at step {pruned_at}")
             return None
-        if result.status == "preempted" or result.status == "interrupted":
-            return "preempted"  # the trial stays RUNNING and re-runs on --resume
+        if result.status in ("preempted", "interrupted") or (self.stopping and result.status != "completed"):
+            return "preempted"  # stopped by the sweep (before it could save, too): RUNNING, re-run on --resume
         if result.status == "failed":
             tell_failed(ctx, trial, result.message.splitlines()[0] if result.message else "the trial failed",
                         self.started, detail=result.message)

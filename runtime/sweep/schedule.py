@@ -104,9 +104,12 @@ def run_trials(ctx, total: int, slots: list, begin: Callable, timeout_s: float |
                 stopped = reason or stopped
             if signals.received and stopped != "preempted":
                 stopped = "preempted"
-                ctx.say("ftc: stopping: every running trial saves a checkpoint and stops")
+                ctx.say("ftc: stopping: every running trial saves a checkpoint and stops (again: at once)")
                 for job in running:
                     job.terminate()
+            if len(signals.received) > 1:
+                for job in running:
+                    job.terminate(at_once=True)
             if stopped == "preempted":
                 if not running:
                     break
