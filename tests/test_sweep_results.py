@@ -130,3 +130,16 @@ def test_a_journal_trial_whose_worker_died_is_failed_and_queued_again(tmp_path, 
     assert reruns[1].system_attrs["fixed_params"] == trials[killed.number].params
     assert tally(study) == tally(study).__class__(done=1, running=1, waiting=2)
     assert fail_stale(study) == []  # once
+
+
+def test_a_continued_grid_sweep_visits_each_point_once(tmp_path):
+    """The grid's order comes from the seed: a continued sweep walks the same order, so no point runs twice."""
+    from ftc.orchestrate.sweep import SweepOptions, run_sweep
+
+    recipe = child_recipe(tmp_path, "trials = 4\n  sampler = grid\n  train.lr = choice(1e-4, 2e-4, 3e-4, 4e-4)")
+    overrides, plan = compile_base(tmp_path, recipe)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(SweepOptions(str(recipe), overrides, name="g"), plan, execute=FakeTraining(interrupt_on_call=3))
+    result = run_sweep(SweepOptions(str(recipe), overrides, resume="auto"), plan, execute=FakeTraining())
+    done = [r.params["train.lr"] for r in result.trials if r.state == "COMPLETE"]
+    assert sorted(done) == [1e-4, 2e-4, 3e-4, 4e-4]

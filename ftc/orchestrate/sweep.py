@@ -201,7 +201,9 @@ def _open(options, base_plan, folder: Path, choice, direction: str, space, conti
     from ftc.runtime.sweep.storage import fail_stale, study_name, write_marker
 
     name = study_name(folder, base_plan.recipe_name, choice)
-    seed = base_plan.train.seed + existing_trials(folder) + (os.getpid() if options.worker else 0)
+    seed = base_plan.train.seed
+    if base_plan.sweep.sampler != "grid":  # the grid's order comes from the seed: every process needs the same
+        seed += existing_trials(folder) + (os.getpid() if options.worker else 0)
     sampler = make_sampler(base_plan.sweep.sampler, seed, space)
     study = open_study(folder, direction, sampler, options.pruner or make_pruner(base_plan.sweep.pruner),
                        choice=choice, name=name)
