@@ -7,9 +7,14 @@ export DS_ACCELERATOR := cpu
 export TOKENIZERS_PARALLELISM := false
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
-.PHONY: setup textmate demo test fuzz bench goldens gpu-site clean
+.PHONY: setup postgres textmate demo test fuzz bench goldens gpu-site clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed postgres
+
+# The shared-study tests start their own PostgreSQL server: install the server binaries when missing.
+postgres:
+	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)

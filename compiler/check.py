@@ -152,6 +152,11 @@ def check_sweep(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
                 sink.error("E0308", f"`sampler = grid` needs listed values, but `{p.target}` is drawn from "
                            f"`{p.distribution}`", p.span, label="not a finite set of values",
                            help="write `choice(...)` for every entry, or use `sampler = tpe`, `random` or `cmaes`")
+    storage = recipe.value("sweep.storage")
+    if storage is not None and storage not in ("sqlite", "journal") and "://" not in storage:
+        sink.error("E0311", f"`sweep.storage` is `sqlite`, `journal` or a database URL, found `{storage}`",
+                   recipe.span("sweep.storage"), label="not a storage",
+                   help='write `storage = journal`, or a URL such as `storage = "postgresql://user@host/db"`')
     for p in recipe.sweep:
         kind, _, name = p.target.partition(".")
         spec = BLOCKS[kind]

@@ -329,6 +329,7 @@ SWEEP = BlockSpec(
         F("pruner", ENUM, "Early stopping of poor trials.", "median", ("median", "hyperband", "none")),
         F("timeout", QUANTITY, "Stop starting new trials after this long.", dims=("duration",)),
         F("parallel", INT, "Trials run at once.", 1, minimum=1),
+        F("storage", STRING, "Where the study lives: `sqlite`, `journal` or a database URL.", None),
     ),
 )
 

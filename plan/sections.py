@@ -230,6 +230,7 @@ class Sweep:
     sampler: str
     pruner: str
     timeout_s: Optional[float]
+    storage: str  # sqlite | journal | a database URL
     space: Mapping[str, Mapping[str, Any]]  # field -> {distribution, args, unit}, as written in plan.json
     objective: Objective = _section(Objective)
 

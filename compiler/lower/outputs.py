@@ -55,6 +55,7 @@ def lower_sweep(lw: Lowering) -> None:
         "sampler": r.value("sweep.sampler"),
         "pruner": r.value("sweep.pruner"),
         "parallel": r.value("sweep.parallel"),
+        "storage": r.value("sweep.storage") or ("sqlite" if r.value("sweep.parallel") == 1 else "journal"),
         "timeout_s": plain_number(timeout.value) if isinstance(timeout, Amount) else None,
         "space": space,
     }

@@ -1,6 +1,7 @@
 """`ftc report RUN`: the summary of a finished (or preempted) run, from its summary.json.
 
-RUN is a run folder (`runs/<recipe>/<run id>`) or a recipe's runs folder (its newest run is shown).
+RUN is a run folder (`runs/<recipe>/<run id>`) or a recipe's runs folder (its newest run is shown), or a
+sweep folder (`runs/<recipe>/sweep-<name>`: the table of its trials).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("run", metavar="RUN", help="run folder, or runs/<recipe> for its newest run")
+    parser.add_argument("run", metavar="RUN", help="run folder, runs/<recipe> for its newest run, or a sweep folder")
     parser.add_argument("--json", action="store_true", help="print summary.json instead of the table")
 
 
@@ -87,6 +88,10 @@ def render(summary: dict, run: Path, console) -> None:
 def run(args) -> int:
     from rich.console import Console
 
+    from ftc.orchestrate.sweep_results import is_sweep_folder, report_sweep
+
+    if is_sweep_folder(Path(args.run)):  # a sweep folder: its trials table
+        return report_sweep(Path(args.run), args.json, Console())
     run_dir = find_run(Path(args.run))
     if run_dir is None:
         print(f"ftc report: no summary.json in {args.run} (is it a run folder?)", file=sys.stderr)

@@ -27,6 +27,9 @@ def add_arguments(parser) -> None:
                         help="train once with the recipe's own values, even if it has a `sweep` block")
     parser.add_argument("--trials", type=_positive, metavar="N", default=None,
                         help="run N trials in all instead of the sweep's `trials` (e.g. for a quick try)")
+    parser.add_argument("--worker", action="store_true",
+                        help="join the sweep's shared study (storage = journal or a database URL) and run trials "
+                             "until it has enough; start one per machine with the same --run-id (default: main)")
 
 
 def _positive(text: str) -> int:
@@ -65,8 +68,8 @@ def run(args) -> int:
         if args.overrides:
             print("ftc run: --set applies to a recipe; recompile to change a compiled plan", file=sys.stderr)
             return 2
-        if getattr(args, "trials", None) is not None:
-            print("ftc run: --trials applies to a recipe with a `sweep` block; a compiled plan runs once",
+        if getattr(args, "trials", None) is not None or getattr(args, "worker", False):
+            print("ftc run: --trials and --worker apply to a recipe with a `sweep` block; a compiled plan runs once",
                   file=sys.stderr)
             return 2
         return run_plan_folder(args.plan, args)
@@ -75,6 +78,13 @@ def run(args) -> int:
         return 1
     folder = built.out_dir
     sweeps = not getattr(args, "no_sweep", False) and built.plan["sweep"] is not None
+    if getattr(args, "worker", False) and args.resume:
+        print("ftc run: --worker joins the study as it is (it re-runs trials of dead workers); drop --resume",
+              file=sys.stderr)
+        return 2
+    if getattr(args, "worker", False) and not sweeps:
+        print("ftc run: --worker applies to a recipe with a `sweep` block (and without --no-sweep)", file=sys.stderr)
+        return 2
     if getattr(args, "trials", None) is not None and not sweeps:
         print("ftc run: --trials applies to a recipe with a `sweep` block (and without --no-sweep)", file=sys.stderr)
         return 2

@@ -3,19 +3,20 @@
 drives (study, sampler, pruner, the training callback) are the runtime's (ftc.runtime.sweep), the compile is
 the one build path (ftc.orchestrate.build).
 
+Trials run in N slots (`parallel`), in this process or each in its own processes through the launcher
+(ftc.orchestrate.sweep_jobs); a study shared by several workers (`storage`, `--worker`) counts theirs too
+(ftc.runtime.sweep.schedule).
+
 Compiling each trial (instead of patching the plan) gives every trial the checks of a normal run: a draw
 that makes the recipe invalid (it no longer fits memory, say) is a failed trial carrying its diagnostics.
 """
 
 from __future__ import annotations
 
-import gc
 import json
-import math
 import shlex
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,8 +24,9 @@ from typing import Any, Callable
 from ftc.orchestrate.build import Build
 from ftc.runtime.sweep.errors import SweepError
 from ftc.runtime.sweep.space import Dimension, space_from_plan, suggest
-from ftc.runtime.sweep.study import (INTERRUPTED, STUDY_FILE, counted, existing_trials, grid_size, make_pruner,
-                                     make_sampler, open_study, quiet_optuna, requeue_interrupted)
+from ftc.runtime.sweep.storage import has_study
+from ftc.runtime.sweep.study import (counted, existing_trials, grid_size, make_pruner, make_sampler, open_study,
+                                     quiet_optuna, requeue_interrupted)
 
 _clock = time.monotonic  # the sweep's timeout and trial wall times (a test replaces it)
 
@@ -38,6 +40,7 @@ class SweepOptions:
     name: str | None = None  # --run-id: the sweep folder is `sweep-<name>` (default: a timestamp)
     merge: bool | None = None
     pruner: Any = None  # an optuna pruner instead of the plan's (tests)
+    worker: bool = False  # --worker: join the shared study (created if new) and run trials until it has enough
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,16 @@ class TrialRecord:
     error: str | None = None
     interrupted: bool = False
     diagnostics: tuple[dict, ...] = ()  # a compile failure's diagnostics (code, message, location), as JSON
+    started_at: float | None = None  # unix seconds: the trial's training started
+    ended_at: float | None = None  # unix seconds: its result was recorded
+    worker: str | None = None  # host:pid of the sweep process that ran it
 
     def to_json(self) -> dict:
         return {"number": self.number, "state": self.state, "params": self.params,
                 "overrides": list(self.overrides), "value": self.value, "wall_seconds": self.wall_seconds,
                 "run_dir": self.run_dir, "error": self.error, "interrupted": self.interrupted,
-                "diagnostics": list(self.diagnostics)}
+                "diagnostics": list(self.diagnostics), "started_at": self.started_at, "ended_at": self.ended_at,
+                "worker": self.worker}
 
 
 @dataclass(frozen=True)
@@ -71,22 +78,27 @@ class SweepResult:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def find_sweep_folder(parent: Path, resume: str | None, name: str | None, say) -> tuple[Path, bool]:
-    """(folder, continuing). `auto`: the newest `sweep-*` with a study; a path: that sweep; else a new folder."""
+def find_sweep_folder(parent: Path, resume: str | None, name: str | None, say, *, join: bool = False
+                      ) -> tuple[Path, bool]:
+    """(folder, continuing). `auto`: the newest `sweep-*` with a study; a path: that sweep; else a new folder
+    (`join`, a --worker: `sweep-<name>`, whether or not it exists yet)."""
     if resume == "auto":
-        found = sorted((p for p in parent.glob("sweep-*") if (p / STUDY_FILE).is_file()),
-                       key=lambda p: (p / STUDY_FILE).stat().st_mtime, reverse=True) if parent.is_dir() else []
+        found = sorted((p for p in parent.glob("sweep-*") if has_study(p)),
+                       key=lambda p: max(f.stat().st_mtime for f in p.glob("study.*")), reverse=True) \
+            if parent.is_dir() else []
         if found:
             return found[0], True
         say(f"ftc: no sweep to continue under {parent}; starting a new one")
     elif resume:
         folder = Path(resume)
-        if not (folder / STUDY_FILE).is_file():
-            raise SweepError(f"--resume {resume}: not a sweep folder (no {STUDY_FILE})")
+        if not has_study(folder):
+            raise SweepError(f"--resume {resume}: not a sweep folder (no study.db or study.json)")
         return folder.resolve(), True
     base = f"sweep-{name}" if name else "sweep-" + time.strftime("%Y%m%d-%H%M%S")
+    if join:
+        return parent / base, has_study(parent / base)
     folder, n = parent / base, 1
-    while (folder / STUDY_FILE).exists():
+    while has_study(folder):
         if name:
             raise SweepError(f"{folder} already holds a sweep; continue it with --resume {folder}, "
                              "or choose another --run-id")
@@ -126,151 +138,153 @@ def override(dim: Dimension, value: Any) -> str:
     return f"{dim.target}={spell(value, dim.unit)}"
 
 
-@dataclass
-class _Sweep:
-    """One sweep while it runs: what every trial needs, set up once."""
-
-    options: SweepOptions
-    folder: Path
-    study: Any
-    space: tuple[Dimension, ...]
-    metric: str
-    direction: str
-    total: int
-    timeout: float | None
-    execute: Callable
-    say: Callable[[str], None]
-
-
 def run_sweep(options: SweepOptions, base_plan, *, execute: Callable | None = None, out=None) -> SweepResult:
-    """Run (or continue) the study of `base_plan` (the recipe compiled with the user's overrides, a loaded Plan)."""
+    """Run (or continue, or join as a worker) the study of `base_plan` (the recipe compiled with the user's
+    overrides)."""
+    import os
+
+    from ftc.runtime.launch import needs_launcher
+    from ftc.runtime.launch.spec import in_slurm_allocation
+
+    from ftc.runtime.sweep.devices import plan_slots
+    from ftc.runtime.sweep.schedule import run_trials
+    from ftc.runtime.sweep.storage import choose
+
+    from .sweep_jobs import TrialContext
+
     out = out or sys.stdout
     say = lambda msg: print(msg, file=out, flush=True)  # noqa: E731
     quiet_optuna()
-    sweep, notes = _open(options, base_plan, execute or _default_execute, say)
-    started = _clock()
-    stopped = None
-    while sum(counted(t) for t in sweep.study.trials) < sweep.total:
-        if sweep.timeout is not None and _clock() - started >= sweep.timeout:
-            stopped = "timeout"
-            say(f"ftc: sweep timeout ({sweep.timeout:g} s) reached; no new trials are started")
-            break
-        if _run_trial(sweep) == "preempted":
-            stopped = "preempted"
-            break
-    records = tuple(_record(t) for t in sweep.study.get_trials(deepcopy=False))
-    complete = [r for r in records if r.state == "COMPLETE" and r.value is not None]
-    pick = min if sweep.direction == "minimize" else max
-    best = pick(complete, key=lambda r: r.value) if complete else None
-    return SweepResult(sweep.folder, sweep.metric, sweep.direction, records, best, stopped, notes)
-
-
-def _open(options: SweepOptions, base_plan, execute: Callable, say) -> tuple[_Sweep, tuple[str, ...]]:
-    """The study to run: its space and budget from the plan's `sweep`, its folder new or continued."""
-    spec = base_plan.sweep
-    if spec is None:
+    sweep = base_plan.sweep
+    if sweep is None:
         raise SweepError("the recipe has no `sweep` block")
-    space = space_from_plan(spec.space)
-    total = options.trials or spec.trials
+    space = space_from_plan(sweep.space)
+    metric, direction = sweep.objective.metric, sweep.objective.direction
+    total = options.trials or sweep.trials
+    parallel = sweep.parallel
+    choice = choose(sweep.storage)
+    if options.worker and not choice.shared:
+        raise SweepError("--worker joins a study shared by several processes: set `storage = journal` (one "
+                         "machine or a shared file system) or a database URL in the sweep block")
     notes = []
-    if spec.sampler == "grid" and grid_size(space) < total:
+    if sweep.sampler == "grid" and grid_size(space) < total:
         notes.append(f"the grid has {grid_size(space)} points; running {grid_size(space)} trials, not {total}")
         total = grid_size(space)
-    if spec.parallel > 1:
-        notes.append(f"`parallel = {spec.parallel}`: trials run one at a time in this process")
     for note in notes:
         say(f"ftc: note: {note}")
+    launched = parallel > 1 or needs_launcher(base_plan)
+    if base_plan.launch.nnodes > 1 and not in_slurm_allocation(os.environ):
+        raise SweepError("a trial of this sweep spans several nodes: run the sweep inside a SLURM allocation "
+                         "(srun starts every node of each trial), or sweep on one node")
+    slots = plan_slots(base_plan.raw, parallel) if launched else [None]
+
+    name = options.name or ("main" if options.worker else None)
     folder, continuing = find_sweep_folder(base_plan.runs_dir / base_plan.recipe_name, options.resume,
-                                           options.name, say)
+                                           name, say, join=options.worker)
     folder.mkdir(parents=True, exist_ok=True)
-    direction = spec.objective.direction
-    sampler = make_sampler(spec.sampler, base_plan.train.seed + existing_trials(folder), space)
-    study = open_study(folder, direction, sampler, options.pruner or make_pruner(spec.pruner))
-    if continuing:
+    study, study_name = _open(options, base_plan, folder, choice, direction, space, continuing, total, say)
+    ctx = TrialContext(study, folder, metric, choice, study_name, options.merge, say, _clock, options.pruner)
+    begin = _beginner(ctx, options, space, execute or _default_execute, launched)
+    stopped = run_trials(ctx, total, slots, begin, sweep.timeout_s, launched=launched)
+    if stopped == "preempted":
+        again = shlex.join(["ftc", "run", options.recipe, *(a for o in options.overrides for a in ("--set", o)),
+                            *(["--worker", "--run-id", folder.name[len("sweep-"):]] if options.worker
+                              else ["--resume", str(folder)])])
+        say(f"ftc: sweep stopped; continue with: {again}")
+    return collect(study, folder, metric, direction, stopped, notes)
+
+
+def _open(options, base_plan, folder: Path, choice, direction: str, space, continuing: bool, total: int, say):
+    """The study of the sweep folder, created or continued; interrupted trials queued again."""
+    import os
+
+    from ftc.runtime.sweep.storage import fail_stale, study_name, write_marker
+
+    name = study_name(folder, base_plan.recipe_name, choice)
+    seed = base_plan.train.seed
+    if base_plan.sweep.sampler != "grid":  # the grid's order comes from the seed: every process needs the same
+        seed += existing_trials(folder) + (os.getpid() if options.worker else 0)
+    sampler = make_sampler(base_plan.sweep.sampler, seed, space)
+    study = open_study(folder, direction, sampler, options.pruner or make_pruner(base_plan.sweep.pruner),
+                       choice=choice, name=name)
+    write_marker(folder, choice, name)
+    known = "overrides" in study.user_attrs
+    if known:
         stored = study.user_attrs.get("overrides")
         if stored is not None and tuple(stored) != tuple(options.overrides):
             say(f"ftc: warning: this sweep started with --set {stored}; continuing with {list(options.overrides)}")
-        requeued = requeue_interrupted(study)
-        done = sum(counted(t) for t in study.trials)
-        say(f"ftc: continuing {folder}: {done} of {total} trials done"
+        requeued = fail_stale(study) if options.worker else requeue_interrupted(study)
+        done = sum(counted(t, study.trials) for t in study.trials)
+        verb = "joining" if options.worker else "continuing"
+        say(f"ftc: {verb} {folder} ({choice.describe()}): {done} of {total} trials done"
             + (f"; re-running interrupted trial {', '.join(map(str, requeued))}" if requeued else ""))
     else:
         study.set_user_attr("recipe", base_plan.recipe_name)
+        study.set_user_attr("metric", base_plan.sweep.objective.metric)
         study.set_user_attr("overrides", list(options.overrides))
         study.set_user_attr("space", {d.target: {"distribution": d.distribution, "args": list(d.args),
                                                  "unit": d.unit} for d in space})
-        say(f"ftc: sweep {folder}: {total} trials, {direction} {spec.objective.metric}, sampler {spec.sampler}, "
-            f"pruner {spec.pruner}")
-    return _Sweep(options, folder, study, space, spec.objective.metric, direction, total, spec.timeout_s, execute,
-                  say), tuple(notes)
+        sweep = base_plan.sweep
+        say(f"ftc: sweep {folder}: {total} trials, {direction} {sweep.objective.metric}, sampler {sweep.sampler}, "
+            f"pruner {sweep.pruner}, {sweep.parallel} at once, storage {choice.describe()}")
+    return study, name
 
 
-def _run_trial(sweep: _Sweep) -> str | None:
-    """Ask, compile, execute and tell one trial; "preempted" when the run was stopped by a signal."""
-    import optuna
-    from optuna.trial import TrialState
+def _beginner(ctx, options: SweepOptions, space, execute, launched: bool):
+    """`begin(trial, slot)`: draw, compile and start one trial; (None, None) when it failed before starting."""
+    from ftc.runtime.sweep.devices import trial_fits
+    from ftc.runtime.sweep.storage import WORKER, worker_id
 
-    from ftc.plan import UserError
-    from ftc.runtime.sweep.callback import TrialReporter
-    from ftc.runtime.train.run import RunOptions
+    from .sweep_jobs import InProcessJob, LaunchedJob, fail_compile, heartbeat_for, tell_failed
 
-    trial = sweep.study.ask()
-    params, overrides = sample(trial, sweep.space)
-    trial.set_user_attr("overrides", list(overrides))
-    label = f"trial {trial.number}"
-    sweep.say(f"ftc: {label}: " + "  ".join(overrides))
-    started = _clock()
-    plan = compile_trial(sweep.options, overrides, sweep.folder / "build" / f"trial-{trial.number}")
-    if isinstance(plan, Build):  # the recipe with these values does not compile: its diagnostics
-        _fail_compile(sweep, trial, plan, started, label)
-        return None
-    run_options = RunOptions(run_id=f"{sweep.folder.name}/trial-{trial.number}", merge=sweep.options.merge,
-                             callbacks=(TrialReporter(trial, sweep.metric),))
-    trial.set_user_attr("run_dir", f"trial-{trial.number}")
-    try:
-        result = sweep.execute(plan, run_options)
-    except optuna.TrialPruned as exc:
-        trial.set_user_attr("wall_seconds", round(_clock() - started, 3))
-        sweep.study.tell(trial, state=TrialState.PRUNED)
-        sweep.say(f"ftc: {label} {exc}")
-        return None
-    except UserError as exc:
-        _fail(sweep.study, trial, str(exc), started)
-        sweep.say(f"ftc: {label} failed: {exc}")
-        return None
-    except (KeyboardInterrupt, SystemExit):
-        raise  # the trial stays RUNNING: `--resume auto` re-runs it
-    except Exception as exc:  # a trial's crash (out of memory, a library error) must not end the sweep
-        _fail(sweep.study, trial, f"{type(exc).__name__}: {exc}", started,
-              detail="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-        sweep.say(f"ftc: {label} failed: {type(exc).__name__}: {exc}")
-        return None
-    finally:
-        _release_memory()
-    return _tell_result(sweep, trial, result, started, label)
+    def begin(trial, slot):
+        trial.set_user_attr(WORKER, worker_id())
+        heartbeat = heartbeat_for(ctx, trial)  # from the start: a worker that dies while compiling is noticed
+        try:
+            job = _prepare(trial, slot)
+            if job is not None:
+                job.start()  # in this process: the whole trial
+        except BaseException:
+            if heartbeat is not None:
+                heartbeat.stop()
+            raise
+        if job is None and heartbeat is not None:
+            heartbeat.stop()
+        return job, heartbeat
+
+    def _prepare(trial, slot):
+        params, overrides = sample(trial, space)
+        trial.set_user_attr("overrides", list(overrides))
+        label = f"trial {trial.number}"
+        ctx.say(f"ftc: {label}: " + "  ".join(overrides) + (f"  [{slot.describe}]" if slot is not None else ""))
+        trial_started = _clock()
+        plan = compile_trial(options, overrides, ctx.folder / "build" / f"trial-{trial.number}")
+        if isinstance(plan, Build):  # the recipe with these values does not compile: its diagnostics
+            fail_compile(ctx, trial, plan, trial_started, label)
+            return None
+        problem = trial_fits(plan.raw, slot) if slot is not None else None
+        if problem is not None:
+            tell_failed(ctx, trial, problem, trial_started)
+            ctx.say(f"ftc: {label} failed: {problem}")
+            return None
+        trial.set_user_attr("run_dir", f"trial-{trial.number}")
+        trial.set_user_attr("started_at", round(time.time(), 3))
+        return LaunchedJob(ctx, trial, plan, slot, trial_started) if launched else \
+            InProcessJob(ctx, trial, plan, execute, trial_started)
+
+    return begin
 
 
-def _tell_result(sweep: _Sweep, trial, result, started: float, label: str) -> str | None:
-    """A finished run: its objective told to the study, or the stop when it was preempted."""
-    if result.status == "preempted":  # the trial stays RUNNING and re-runs on --resume
-        options = sweep.options
-        again = shlex.join(["ftc", "run", options.recipe, *(a for o in options.overrides for a in ("--set", o)),
-                            "--resume", str(sweep.folder)])
-        sweep.say(f"ftc: sweep stopped during {label}; continue with: {again}")
-        return "preempted"
-    try:
-        value = objective_value(Path(result.run_dir) / "metrics.jsonl", sweep.metric)
-    except SweepError as exc:
-        _fail(sweep.study, trial, str(exc), started)
-        raise
-    if not math.isfinite(value):
-        _fail(sweep.study, trial, f"{sweep.metric} is {value} (the run diverged)", started)
-        sweep.say(f"ftc: {label} failed: {sweep.metric} is {value}")
-        return None
-    trial.set_user_attr("wall_seconds", round(_clock() - started, 3))
-    sweep.study.tell(trial, value)
-    sweep.say(f"ftc: {label} done: {sweep.metric} {value:.6g}")
-    return None
+def collect(study, folder: Path, metric: str, direction: str, stopped=None, notes=()) -> SweepResult:
+    """The study's trials as records (surplus places left out) and the best completed one."""
+    from ftc.runtime.sweep.schedule import SURPLUS
+
+    trials = study.get_trials(deepcopy=False)
+    records = tuple(_record(t, trials) for t in trials if not t.user_attrs.get(SURPLUS))
+    complete = [r for r in records if r.state == "COMPLETE" and r.value is not None]
+    pick = min if direction == "minimize" else max
+    best = pick(complete, key=lambda r: r.value) if complete else None
+    return SweepResult(folder, metric, direction, records, best, stopped, tuple(notes))
 
 
 def compile_trial(options: SweepOptions, overrides: tuple[str, ...], out_dir: Path):
@@ -296,38 +310,20 @@ def _fail_compile(sweep: _Sweep, trial, built, started: float, label: str) -> No
     sweep.say(f"ftc: {label} failed: the recipe with these values does not compile:\n{text}")
 
 
-def _release_memory() -> None:
-    """Trials share the process: free the last trial's model before the next one loads, and restart the
-    GPU peak counter so each run's summary reports its own peak."""
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-
-
 def _default_execute(plan, options):
     from ftc.runtime.train.run import execute
 
     return execute(plan, options)
 
 
-def _fail(study, trial, message: str, started: float, detail: str | None = None) -> None:
-    from optuna.trial import TrialState
+def _record(t, trials=()) -> TrialRecord:
+    from ftc.runtime.sweep.storage import interrupted_numbers
 
-    trial.set_user_attr("error", message)
-    if detail:
-        trial.set_user_attr("traceback", detail)
-    trial.set_user_attr("wall_seconds", round(_clock() - started, 3))
-    study.tell(trial, state=TrialState.FAIL)
-
-
-def _record(t) -> TrialRecord:
     wall = t.user_attrs.get("wall_seconds")
     if wall is None and t.datetime_start and t.datetime_complete:
         wall = round((t.datetime_complete - t.datetime_start).total_seconds(), 3)
     return TrialRecord(t.number, t.state.name, dict(t.params), tuple(t.user_attrs.get("overrides", ())),
                        t.value if t.state.name in ("COMPLETE", "PRUNED") else None, wall,
-                       t.user_attrs.get("run_dir"), t.user_attrs.get("error"), bool(t.user_attrs.get(INTERRUPTED)),
-                       tuple(t.user_attrs.get("diagnostics", ())))
-
+                       t.user_attrs.get("run_dir"), t.user_attrs.get("error"),
+                       t.number in interrupted_numbers(trials or (t,)), tuple(t.user_attrs.get("diagnostics", ())),
+                       t.user_attrs.get("started_at"), t.user_attrs.get("ended_at"), t.user_attrs.get("worker"))

@@ -3,14 +3,13 @@ and the bookkeeping that lets an interrupted sweep continue (`--resume`)."""
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 
 from .errors import SweepError
 from .space import Dimension
-
-STUDY_FILE = "study.db"
-INTERRUPTED = "interrupted"  # user attribute of a trial that was cut off and queued again
+from .storage import INTERRUPTED, STUDY_FILE, StorageChoice, interrupted_numbers, open_storage, read_marker
 
 
 def quiet_optuna() -> None:
@@ -85,15 +84,27 @@ def storage_url(folder: Path) -> str:
     return f"sqlite:///{(Path(folder) / STUDY_FILE).resolve().as_posix()}"
 
 
-def open_study(folder: Path, direction: str, sampler, pruner):
-    """Create the study in `folder/study.db`, or load it when the sweep continues."""
+def open_study(folder: Path, direction: str, sampler, pruner, *, choice: StorageChoice | None = None,
+               name: str | None = None):
+    """Create the study (SQLite `folder/study.db` by default), or load it when the sweep continues."""
     import optuna
 
-    try:
-        study = optuna.create_study(storage=storage_url(folder), study_name=Path(folder).name, direction=direction,
-                                    sampler=sampler, pruner=pruner, load_if_exists=True)
-    except ValueError as exc:  # e.g. a stored study with another direction
-        raise SweepError(f"cannot continue the study in {folder}: {exc}") from None
+    choice = choice or StorageChoice("sqlite")
+    name = name or Path(folder).name
+    for attempt in range(1, 6):
+        try:
+            study = optuna.create_study(storage=open_storage(folder, choice), study_name=name, direction=direction,
+                                        sampler=sampler, pruner=pruner, load_if_exists=True)
+            break
+        except ValueError as exc:  # e.g. a stored study with another direction
+            raise SweepError(f"cannot continue the study in {folder}: {exc}") from None
+        except Exception as exc:  # two workers creating a new database's tables at once; a server that is down
+            if attempt == 5 or not choice.shared:
+                if isinstance(exc, SweepError):
+                    raise
+                raise SweepError(f"cannot open the study {name} in {choice.describe()}: "
+                                 f"{str(exc).splitlines()[0]}") from None
+            time.sleep(0.5 * attempt)
     stored = study.direction.name.lower()
     if stored != direction:
         raise SweepError(f"the study in {folder} was started to {stored}; the recipe now says {direction}. "
@@ -101,15 +112,25 @@ def open_study(folder: Path, direction: str, sampler, pruner):
     return study
 
 
-def existing_trials(folder: Path) -> int:
-    """Trials already stored in the folder's study (0 for a new sweep); seeds the sampler on resume."""
+def load_folder_study(folder: Path):
+    """The study a sweep folder belongs to (its storage and name from study.json), for reading."""
     import optuna
 
-    if not (Path(folder) / STUDY_FILE).is_file():
+    choice, name = read_marker(folder)
+    return optuna.load_study(study_name=name, storage=open_storage(folder, choice))
+
+
+def existing_trials(folder: Path) -> int:
+    """Trials already stored in the folder's study (0 for a new sweep); seeds the sampler on resume."""
+    from .storage import has_study
+
+    if not has_study(Path(folder)):
         return 0
     try:
-        study = optuna.load_study(study_name=Path(folder).name, storage=storage_url(folder))
-    except KeyError:
+        study = load_folder_study(folder)
+    except (KeyError, SweepError):
+        return 0
+    except Exception:  # a database not reachable yet: the sweep reports it when it opens the study
         return 0
     return len(study.trials)
 
@@ -129,9 +150,11 @@ def requeue_interrupted(study) -> list[int]:
     return requeued
 
 
-def counted(trial) -> bool:
-    """Finished trials that count toward `trials`: an interrupted one is re-run, so it does not count."""
+def counted(trial, trials=()) -> bool:
+    """Finished trials that count toward `trials`: an interrupted one is re-run, and a surplus place is not
+    run, so neither counts."""
     from optuna.trial import TrialState
 
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) \
-        and not trial.user_attrs.get(INTERRUPTED)
+        and not trial.user_attrs.get(INTERRUPTED) and not trial.user_attrs.get("surplus") \
+        and trial.number not in interrupted_numbers(trials)

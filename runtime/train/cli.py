@@ -52,9 +52,19 @@ def run_plan_folder(folder, args) -> int:
 
             raise RunError(problem)
         quiet_libraries()
+        from ftc.runtime.sweep.rank import pruned, trial_callbacks
+
         from .run import RunOptions, execute
 
-        result = execute(plan, RunOptions(resume=args.resume, run_id=args.run_id, merge=args.merge))
+        callbacks = trial_callbacks(plan)  # a sweep trial started through the launcher reports to its study
+        try:
+            result = execute(plan, RunOptions(resume=args.resume, run_id=args.run_id, merge=args.merge,
+                                              callbacks=callbacks))
+        except Exception as exc:
+            if callbacks and pruned(exc):
+                print(f"ftc: sweep trial {exc}", file=sys.stderr)
+                return 0
+            raise
     except UserError as exc:  # the plan, the model, the data: one message, the error's exit code
         print(f"ftc: error: {exc}", file=sys.stderr)
         return exc.exit_code
