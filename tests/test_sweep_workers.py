@@ -102,7 +102,7 @@ def test_two_workers_share_the_study_and_a_killed_workers_trial_is_run_again(tmp
             return None
 
         try:
-            before = wait_for(a_mid_trial, 240, "worker a in its second trial", (a, b))
+            before = wait_for(a_mid_trial, 600, "worker a in its second trial", (a, b))
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- a\n{(tmp_path / 'a.log').read_text()[-3000:]}\n"
                                  f"--- b\n{(tmp_path / 'b.log').read_text()[-3000:]}") from None
@@ -110,7 +110,7 @@ def test_two_workers_share_the_study_and_a_killed_workers_trial_is_run_again(tmp
         a.wait()
         killed = next(t.number for t in trials(database) if t.state.name == "RUNNING" and t.user_attrs["worker"] == a_id)
         finished_before = {t.number: t.value for t in before if t.state.name == "COMPLETE"}
-        assert b.wait(timeout=300) == 0, (tmp_path / "b.log").read_text()[-3000:]
+        assert b.wait(timeout=600) == 0, (tmp_path / "b.log").read_text()[-3000:]
     finally:
         for p in (a, b):
             if p.poll() is None:
