@@ -1,5 +1,5 @@
-"""`make fuzz`: the fuzz tests (every tests/test_*fuzz*.py: front end, compile, CLI, and any generator that
-joins under that name, such as a valid-recipe generator) in rounds of random examples for a chosen time,
+"""`make fuzz`: the fuzz tests (every tests/test_*fuzz*.py: front end, compile, CLI; and the valid-recipe
+generator of tests/test_valid_recipes.py) in rounds of random examples for a chosen time,
 against a saved example database. Prints the cases run and the failures per round and in total, writes
 them to FTC_FUZZ_REPORT (default .hypothesis/fuzz-report.json), exits 1 when any round failed.
 
@@ -24,16 +24,22 @@ ROUND_LIMIT_S = 3600  # a round always finishes (the last one may run past the c
 COUNTS = re.compile(r"(\d+) passing(?: examples?)?, (\d+) failing(?: examples?)?,(?: and)? (\d+) invalid")
 
 
+GENERATOR = "tests/test_valid_recipes.py::test_valid_recipes_check_and_compile"  # the valid-recipe generator
+GENERATED = re.compile(r"(\d+) generated recipes in")
+
+
 def targets() -> list[str]:
-    return sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*fuzz*.py"))
+    files = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*fuzz*.py"))
+    return files + ([GENERATOR] if (REPO / GENERATOR.split("::")[0]).is_file() else [])
 
 
 def one_round(seed: int, scale: int, files: list[str]) -> dict:
     env = {**os.environ, "FTC_FUZZ": "1", "FTC_FUZZ_SCALE": str(scale), "HF_HUB_OFFLINE": "1",
+           "FTC_GEN_CASES": str(2000 * scale),
            "TOKENIZERS_PARALLELISM": "false", "DS_ACCELERATOR": "cpu"}
     started = time.monotonic()
     try:
-        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
                                  "--hypothesis-show-statistics", f"--hypothesis-seed={seed}", *files],
                                 cwd=REPO, env=env, capture_output=True, text=True, timeout=ROUND_LIMIT_S)
         output, code = result.stdout + result.stderr, result.returncode
@@ -45,6 +51,7 @@ def one_round(seed: int, scale: int, files: list[str]) -> dict:
         passing += int(match.group(1))
         failing += int(match.group(2))
         invalid += int(match.group(3))
+    passing += sum(int(n) for n in GENERATED.findall(output))  # its cases run inside one test
     failed_tests = re.findall(r"^FAILED (\S+)", output, re.M)
     return {"seed": seed, "seconds": round(time.monotonic() - started, 1), "cases": passing + failing,
             "failing_cases": failing, "invalid": invalid, "failed_tests": failed_tests,

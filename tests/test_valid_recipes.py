@@ -60,8 +60,10 @@ def test_valid_recipes_check_and_compile(tmp_path, monkeypatch):
     outcomes = {0: 0, 1: 0}
     started = time.monotonic()
 
-    @settings(max_examples=CASES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    from fuzz_settings import fuzz_settings  # make fuzz: random rounds against the saved database
+
+    @settings(max_examples=CASES, **fuzz_settings(deadline=None, derandomize=True, database=None,
+                                                  suppress_health_check=list(HealthCheck)))
     @given(recipes())
     def case(recipe):
         text = recipe.text()
