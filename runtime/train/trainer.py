@@ -11,6 +11,7 @@ from transformers import Trainer, TrainingArguments
 from .checkpoints import CheckpointManager
 from .errors import RunError
 from .plan import Plan
+from .speed import ChunkedLossTrainer, apply, optimizer_name
 
 OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
               "sgd": "sgd", "adafactor": "adafactor"}
@@ -36,7 +37,7 @@ def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_t
         warmup: float = int(train["warmup_steps"])
     else:
         warmup = float(train.get("warmup_ratio") or 0.0)  # a float below 1 is a ratio of the total steps
-    optimizer = OPTIMIZERS.get(train.get("optimizer", "adamw"))
+    optimizer = optimizer_name(plan, OPTIMIZERS)
     if optimizer is None:
         raise RunError(f"unknown optimizer {train.get('optimizer')!r}")
     eval_every = train.get("eval_every_steps") if has_eval else None
@@ -85,7 +86,7 @@ def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_t
     )
 
 
-class FtcTrainer(Trainer):
+class FtcTrainer(ChunkedLossTrainer, Trainer):
     """Trainer whose checkpoints are atomic and checksummed (see checkpoints.py)."""
 
     def __init__(self, *args, checkpoints: CheckpointManager, keep_best: str | None = None, **kwargs):
@@ -133,11 +134,13 @@ def build_trainer(plan: Plan, model, tokenizer, data, *, output_dir: Path, callb
                                 best_mode=ckpt.get("best_mode") or "min")
     args = training_arguments(plan, output_dir, has_eval=data.eval is not None, report_to=report_to,
                               eval_on_start=not resuming)
+    speedups = apply(plan, model)
     trainer = FtcTrainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
         data_collator=data.collator, processing_class=tokenizer, callbacks=callbacks,
         checkpoints=manager, keep_best=ckpt.get("keep_best"),
     )
+    trainer.ftc_loss_head, trainer.ftc_speedups = speedups.head, speedups
     if plan.on_cpu and (plan.raw.get("distributed") or {}).get("strategy") == "fsdp":
         from ftc.runtime.launch.rank import enable_cpu_fsdp
 
