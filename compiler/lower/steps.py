@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 from ftc.compiler.lower.builder import Lowering, plain_number
+from ftc.compiler.lower.speed import train_switches
 from ftc.compiler.resolve import DERIVED
 from ftc.compiler.units import Amount
 
@@ -158,6 +159,7 @@ def lower_train(lw: Lowering) -> None:
         "eval_every_steps": eval_every,
         "logging_steps": logging_steps,
         "seed": r.value("train.seed"),
+        **train_switches(lw),
     }
 
 

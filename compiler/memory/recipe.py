@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ftc.compiler.lower.speed import chunked_loss_on, fused_optimizer_on
 from ftc.compiler.memory import hardware
 from ftc.compiler.memory.setup import MemorySetup
 from ftc.compiler.models.resolve import ModelNotFound
@@ -120,7 +121,12 @@ def setup_from_recipe(recipe, strategy: str | None = None) -> RecipeMemory:
         offload_optimizer=recipe.value("distributed.offload_optimizer", "none") if strategy == "deepspeed" else "none",
         offload_params=offload_params, dp_world=world, gpus_per_node=gpus_per_node, nodes=nodes,
         evaluates=evaluates,
+        linear_cross_entropy=chunked_loss_on(recipe, resolved.architecture, strategy, zero),
+        fused_optimizer=fused_optimizer_on(recipe, on_cpu, strategy), compiled=bool(recipe.value("train.compile")),
     )
+    if setup.compiled:
+        assumptions.append("`train.compile = true`: torch.compile's effect on activation memory is not modelled; "
+                           "the estimate is the eager model's")
     return RecipeMemory(setup, frozenset(autos), model_error=None, assumptions=tuple(assumptions), **common)
 
 
@@ -140,6 +146,9 @@ def setup_from_plan(recipe, plan: dict) -> RecipeMemory:
         setup, _ = setup.with_(zero=dist["zero"]), autos.discard("zero")
     elif setup.strategy != "deepspeed":
         autos.discard("zero")
+    train = plan.get("train") or {}
+    if isinstance(train.get("chunked_cross_entropy"), bool):
+        setup = setup.with_(linear_cross_entropy=train["chunked_cross_entropy"])
     gc = plan.get("_gradient_checkpointing", (plan.get("train") or {}).get("gradient_checkpointing"))
     if isinstance(gc, bool):
         setup, _ = setup.with_(gradient_checkpointing=gc), autos.discard("gradient_checkpointing")

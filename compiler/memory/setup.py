@@ -56,6 +56,9 @@ class MemorySetup:
     # bitsandbytes keeps the 4-bit quant state outside FSDP/ZeRO-3 shards; torchao's NF4 tensor (torchtune)
     # shards it with the codes.
     quant_library: str = "bitsandbytes"  # bitsandbytes | torchao
+    # ftc's chunked linear cross-entropy (`train.chunked_cross_entropy`): no tokens × vocab logits.
+    linear_cross_entropy: bool = False
+    compiled: bool = False  # `train.compile`: stated as not modelled (the eager model's activations are counted)
     # Not produced by the compiler; they describe published runs the estimator is compared with.
     chunked_loss: bool = False
     optimizer_in_backward: bool = False

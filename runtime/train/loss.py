@@ -15,8 +15,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 IGNORE = -100
-# Logits elements one chunk may hold (fp32): 32 Mi elements = 128 MiB.
-CHUNK_ELEMENTS = 1 << 25
+from ftc.compiler.memory.activations import LOSS_CHUNK_ELEMENTS as CHUNK_ELEMENTS  # noqa: E402  (the estimator's too)
 
 
 def chunk_rows(vocab: int, elements: int = CHUNK_ELEMENTS) -> int:
@@ -44,21 +43,29 @@ def _function():
             bias = bias.to(hidden.dtype) if bias is not None else None
             for start in range(0, hidden.shape[0], rows):
                 h, t = hidden[start:start + rows], targets[start:start + rows]
-                logits = torch.nn.functional.linear(h, weight, bias).float()
-                lse = torch.logsumexp(logits, dim=-1)
-                total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
-                if not (need_h or need_w or need_b):
-                    continue
-                grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
-                grad[torch.arange(len(t), device=t.device), t] -= 1.0
-                grad.mul_(scale)
-                if need_b:
-                    grad_b += grad.sum(0)
-                grad = grad.to(hidden.dtype)
-                if need_h:
-                    grad_h[start:start + rows] = grad @ weight
-                if need_w:
-                    grad_w += (grad.t() @ h).float()
+                # logits transposed, (vocab, rows): `weight @ h.T` reads the weight as stored, where
+                # `h @ weight.T` makes a transposed copy of the whole weight on CPU at every call
+                logits = (weight @ h.t()).float()
+                if bias is not None:
+                    logits += bias.float()[:, None]
+                cols = torch.arange(len(t), device=t.device)
+                picked = logits[t, cols]
+                top = logits.amax(dim=0, keepdim=True)
+                probs = logits.sub_(top).exp_()  # in place: the one chunk-sized tensor
+                sums = probs.sum(dim=0, keepdim=True)
+                total += (top.squeeze(0) + sums.log().squeeze(0) - picked).sum()
+                if need_h or need_w or need_b:
+                    grad = probs.div_(sums)  # softmax
+                    grad[t, cols] -= 1.0
+                    grad = grad.mul_(scale).to(hidden.dtype)
+                    if need_b:
+                        grad_b += grad.float().sum(1)
+                    if need_h:
+                        grad_h[start:start + rows] = grad.t() @ weight
+                    if need_w:
+                        grad_w.addmm_(grad.float(), h.float())  # in place: no second weight-sized tensor
+                    del grad
+                del logits, probs
             ctx.save_for_backward(grad_h, grad_w, grad_b)
             return total * scale
 
@@ -127,7 +134,7 @@ def _passthrough(x):
 
 # Causal-LM families whose head is a plain Linear applied to the last hidden states, with no scaling,
 # soft-capping or auxiliary loss added to the language-model loss.
-FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "smollm3", "gemma"})
+from ftc.compiler.memory.activations import CHUNKED_LOSS_FAMILIES as FAMILIES  # noqa: E402
 
 
 def output_head(model):

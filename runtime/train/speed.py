@@ -75,7 +75,7 @@ def optimizer_name(plan, names: dict[str, str]) -> str | None:
     `auto` on a GPU (torch's fused AdamW); foreach otherwise (torch's default for AdamW on CUDA tensors)."""
     train = plan["train"]
     name = names.get(train.get("optimizer", "adamw"))
-    impl = train.get("optimizer_impl") or "auto"
+    impl = train.get("optimizer_impl", "auto")
     if name == "adamw_torch" and (impl == "fused" or (impl == "auto" and not plan.on_cpu)):
         return "adamw_torch_fused"
     return name
