@@ -77,7 +77,10 @@ def gpu() -> str:
 SECTIONS = {
     "check_speed": lambda: _run([PY, "bench/check_speed.py", "--markdown"]),
     "estimator_speed": lambda: _run([PY, "bench/estimator_speed.py"]),
-    "estimator_accuracy": lambda: _run([PY, "bench/estimator_accuracy.py", "--markdown"]),
+    "estimator_accuracy": lambda: ("Workload: the published runs of `shared/data/memory_calibration.csv`, each mapped to "
+                                   "an estimator input (docs/memory.md). Baseline: the published measurement; the "
+                                   "estimate is arithmetic, so one run is the median (no machine dependence).\n\n"
+                                   + _run([PY, "bench/estimator_accuracy.py", "--markdown"])),
     "data_prep": data_prep,
     "runtime_overhead": lambda: _fenced(_run([PY, "bench/runtime_overhead.py", "--steps", "40", "--repeats", "5",
                                               "--threads", "1"])),
