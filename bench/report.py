@@ -77,6 +77,9 @@ def gpu() -> str:
 SECTIONS = {
     "check_speed": lambda: _run([PY, "bench/check_speed.py", "--markdown"]),
     "estimator_speed": lambda: _run([PY, "bench/estimator_speed.py"]),
+    "lsp_latency": lambda: ("Workload: the largest example in a stdio session with `ftc lsp`; median and max of the "
+                            "rounds (its own output below).\n\n" + _fenced(_run([PY, "bench/lsp_latency.py",
+                                                                                  "--runs", "30"]))),
     "estimator_accuracy": lambda: ("Workload: the published runs of `shared/data/memory_calibration.csv`, each mapped to "
                                    "an estimator input (docs/memory.md). Baseline: the published measurement; the "
                                    "estimate is arithmetic, so one run is the median (no machine dependence).\n\n"
