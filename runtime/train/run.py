@@ -112,6 +112,8 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
     callbacks += list(options.callbacks)
     trainer = build_trainer(plan, loaded.model, loaded.tokenizer, data, output_dir=run_dir / "checkpoints",
                             callbacks=callbacks, report_to=report_to, resuming=point is not None)
+    for note in getattr(getattr(trainer, "ftc_speedups", None), "notes", ()):  # a switch that fell back
+        say(f"ftc: {note}")
 
     train_started = time.perf_counter()
     saved_env = {k: os.environ.get(k) for k in mlflow_env}
