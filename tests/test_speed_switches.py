@@ -139,3 +139,31 @@ def test_zero2_steps_the_8bit_optimizer_on_its_partition(tmp_path):
     state = torch.load(shard, weights_only=False, map_location="cpu")["optimizer_state_dict"]
     quant = next(iter(state["base_optimizer_state"]["state"].values()))["__bnb_optimizer_quant_state__"][0]
     assert quant["state1"].dtype == torch.uint8 and quant["state2"].dtype == torch.uint8
+
+
+def _runtime_plan(train: dict, packing: bool = True, accelerator: str = "cpu"):
+    from ftc.runtime.train.plan import Plan
+
+    return Plan({"model": {"attention": "sdpa"}, "data": {"packing": packing}, "train": train,
+                 "hardware": {"accelerator": accelerator}, "distributed": {"strategy": "none"}}, REPO)
+
+
+def test_runtime_applies_the_switches_to_the_model():
+    pytest.importorskip("torch")
+    from transformers import AutoModelForCausalLM
+
+    from ftc.runtime.train.speed import apply, optimizer_name
+
+    model = AutoModelForCausalLM.from_pretrained(TINY)
+    applied = apply(_runtime_plan({"chunked_cross_entropy": True, "compile": True}), model)
+    assert applied.head is model.lm_head and applied.attention == "ftc_varlen"
+    assert model.config._attn_implementation == "ftc_varlen"
+    assert applied.compiled_layers == 4 and all(layer._compiled_call_impl is not None for layer in model.model.layers)
+    plain = AutoModelForCausalLM.from_pretrained(TINY)
+    applied = apply(_runtime_plan({"chunked_cross_entropy": False}, packing=False), plain)
+    assert applied.head is None and applied.attention is None and plain.config._attn_implementation == "sdpa"
+    names = {"adamw": "adamw_torch", "sgd": "sgd"}
+    assert optimizer_name(_runtime_plan({"optimizer_impl": "fused"}), names) == "adamw_torch_fused"
+    assert optimizer_name(_runtime_plan({"optimizer_impl": "foreach"}, accelerator="gpu"), names) == "adamw_torch"
+    assert optimizer_name(_runtime_plan({}, accelerator="gpu"), names) == "adamw_torch_fused"  # an older plan
+    assert optimizer_name(_runtime_plan({"optimizer": "sgd", "optimizer_impl": None}), names) == "sgd"
