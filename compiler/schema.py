@@ -238,7 +238,7 @@ TRAIN = BlockSpec(
         F("max_grad_norm", FLOAT, "Gradient clipping norm (0 disables).", 1.0, minimum=0),
         F("chunked_cross_entropy", BOOL, "Take the loss from the last hidden states a chunk of tokens at a time, "
           "so the tokens × vocab logits never exist (liger-kernel's fused kernel on CUDA where installed). "
-          "`auto`: on for the families it supports, off when ZeRO-3 or FSDP shards the output head.",
+          "On (also `auto`) for the families it supports; never where ZeRO-3 or FSDP shards the output head.",
           AUTO, allow_auto=True),
         F("compile", BOOL, "torch.compile each decoder layer (regional compilation); its effect on activation "
           "memory is not modelled by the estimator.", False),

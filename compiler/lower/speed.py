@@ -104,14 +104,17 @@ def train_switches(lw: Lowering) -> dict:
             "optimizer_impl": impl}
 
 
+def chunked_loss_requested(recipe, arch) -> bool:
+    """`train.chunked_cross_entropy` unless false, for the families whose head the chunked loss takes over."""
+    return recipe.value("train.chunked_cross_entropy", AUTO) is not False and arch is not None \
+        and arch.model_type in CHUNKED_LOSS_FAMILIES
+
+
 def chunked_loss_on(recipe, arch, strategy: str | None, zero: int | None) -> bool:
-    """`train.chunked_cross_entropy` as written, or `auto`: on for the supported families, unless the output
-    head is sharded (ZeRO-3, FSDP), where the plain loss lets the wrapper gather it."""
-    value = recipe.value("train.chunked_cross_entropy", AUTO)
-    if value is not AUTO:
-        return bool(value)
+    """Whether the run uses the chunked loss: requested (or `auto`) for a supported family, and the output head
+    not sharded (ZeRO-3, FSDP), where the plain loss lets the wrapper gather it."""
     sharded = strategy == "fsdp" or (strategy == "deepspeed" and zero == 3)
-    return arch is not None and arch.model_type in CHUNKED_LOSS_FAMILIES and not sharded
+    return chunked_loss_requested(recipe, arch) and not sharded
 
 
 def fused_optimizer_on(recipe, on_cpu: bool, strategy: str | None) -> bool:

@@ -341,7 +341,7 @@ def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
         per_logit += 4
     logits = tokens * a.vocab * per_logit
     loss_note = f"b·s·V × {per_logit} B"
-    if s.linear_cross_entropy:
+    if s.chunked_ce_used:
         logits, loss_note = linear_cross_entropy_bytes(s, tokens, compute)
     workspace = tokens * (a.hidden * 4 + 2 * a.intermediate * compute)  # gradients flowing through a layer
     if s.attention == "eager":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ftc.compiler.lower.speed import chunked_loss_on, fused_optimizer_on
+from ftc.compiler.lower.speed import chunked_loss_requested, fused_optimizer_on
 from ftc.compiler.memory import hardware
 from ftc.compiler.memory.setup import MemorySetup
 from ftc.compiler.models.resolve import ModelNotFound
@@ -123,7 +123,7 @@ def setup_from_recipe(recipe, strategy: str | None = None) -> RecipeMemory:
         offload_optimizer=recipe.value("distributed.offload_optimizer", "none") if strategy == "deepspeed" else "none",
         offload_params=offload_params, dp_world=world, gpus_per_node=gpus_per_node, nodes=nodes,
         evaluates=evaluates,
-        linear_cross_entropy=chunked_loss_on(recipe, resolved.architecture, strategy, zero),
+        linear_cross_entropy=chunked_loss_requested(recipe, resolved.architecture),
         fused_optimizer=fused_optimizer_on(recipe, on_cpu, strategy), compiled=bool(recipe.value("train.compile")),
     )
     if setup.compiled:

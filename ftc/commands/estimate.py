@@ -71,7 +71,7 @@ def run(args) -> int:
 def switches(setup, plan: dict | None) -> dict:
     """The efficiency switches the estimate counts (and the run uses), for the report."""
     data, train = (plan or {}).get("data") or {}, (plan or {}).get("train") or {}
-    return {"chunked_cross_entropy": setup.linear_cross_entropy,
+    return {"chunked_cross_entropy": setup.chunked_ce_used,
             "optimizer_impl": "fused" if setup.fused_optimizer else "foreach",
             "compile": setup.compiled, "packing": data.get("packing"),
             **({"optimizer_impl": "deepspeed"} if setup.strategy == "deepspeed" else {}),
