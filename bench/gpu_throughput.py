@@ -120,7 +120,7 @@ def plain_script(build: Path, method: str, meter) -> None:
     model.config.use_cache = False
     tokenizer = AutoTokenizer.from_pretrained(source)
     data = prepare({**plan["data"], "packing": False}, tokenizer, base_dir=build,
-                   cache_dir=default_cache_dir(plan, build))
+                   cache_dir=default_cache_dir(plan["data"]["cache_dir"], plan["output"]["runs_dir"], build))
     args = TrainingArguments(
         output_dir=str(build.parent / "script-out"), per_device_train_batch_size=plan["batch"]["micro_batch"],
         max_steps=plan["train"]["max_steps"], learning_rate=1e-4, warmup_steps=1, optim="adamw_torch",

@@ -171,7 +171,7 @@ def run_script(setup: str, build: Path, meter: Meter) -> None:
                                              task_type="CAUSAL_LM"))
     model.config.use_cache = False
     data = prepare({**plan["data"], "packing": False}, tokenizer, base_dir=build,
-                   cache_dir=default_cache_dir(plan, build))
+                   cache_dir=default_cache_dir(plan["data"]["cache_dir"], plan["output"]["runs_dir"], build))
     train, pad = data.train, tokenizer.pad_token_id
     collator = PaddingCollator(pad)
     if setup == "pad_to_max":

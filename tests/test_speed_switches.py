@@ -141,29 +141,39 @@ def test_zero2_steps_the_8bit_optimizer_on_its_partition(tmp_path):
     assert quant["state1"].dtype == torch.uint8 and quant["state2"].dtype == torch.uint8
 
 
-def _runtime_plan(train: dict, packing: bool = True, accelerator: str = "cpu"):
-    from ftc.runtime.train.plan import Plan
+def _runtime_plan(tmp_path, train: dict, packing: bool = True, accelerator: str = "cpu"):
+    """A compiled plan of the tiny model, with the given train fields, packing and accelerator."""
+    from dataclasses import replace
 
-    return Plan({"model": {"attention": "sdpa"}, "data": {"packing": packing}, "train": train,
-                 "hardware": {"accelerator": accelerator}, "distributed": {"strategy": "none"}}, REPO)
+    from ftc.plan import load_plan
+
+    out = tmp_path / "build"
+    if not (out / "plan.json").is_file():
+        done = subprocess.run([sys.executable, "-m", "ftc", "compile", str(_recipe(tmp_path)), "-o", str(out)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    plan = load_plan(out)
+    return replace(plan, train=replace(plan.train, **train), data=replace(plan.data, packing=packing),
+                   hardware=replace(plan.hardware, accelerator=accelerator))
 
 
-def test_runtime_applies_the_switches_to_the_model():
+def test_runtime_applies_the_switches_to_the_model(tmp_path):
     pytest.importorskip("torch")
     from transformers import AutoModelForCausalLM
 
     from ftc.runtime.train.speed import apply, optimizer_name
 
     model = AutoModelForCausalLM.from_pretrained(TINY)
-    applied = apply(_runtime_plan({"chunked_cross_entropy": True, "compile": True}), model)
+    applied = apply(_runtime_plan(tmp_path, {"chunked_cross_entropy": True, "compile": True}), model)
     assert applied.head is model.lm_head and applied.attention == "ftc_varlen"
     assert model.config._attn_implementation == "ftc_varlen"
     assert applied.compiled_layers == 4 and all(layer._compiled_call_impl is not None for layer in model.model.layers)
     plain = AutoModelForCausalLM.from_pretrained(TINY)
-    applied = apply(_runtime_plan({"chunked_cross_entropy": False}, packing=False), plain)
+    applied = apply(_runtime_plan(tmp_path, {"chunked_cross_entropy": False}, packing=False), plain)
     assert applied.head is None and applied.attention is None and plain.config._attn_implementation == "sdpa"
     names = {"adamw": "adamw_torch", "sgd": "sgd"}
-    assert optimizer_name(_runtime_plan({"optimizer_impl": "fused"}), names) == "adamw_torch_fused"
-    assert optimizer_name(_runtime_plan({"optimizer_impl": "foreach"}, accelerator="gpu"), names) == "adamw_torch"
-    assert optimizer_name(_runtime_plan({}, accelerator="gpu"), names) == "adamw_torch_fused"  # an older plan
-    assert optimizer_name(_runtime_plan({"optimizer": "sgd", "optimizer_impl": None}), names) == "sgd"
+    assert optimizer_name(_runtime_plan(tmp_path, {"optimizer_impl": "fused"}), names) == "adamw_torch_fused"
+    assert optimizer_name(_runtime_plan(tmp_path, {"optimizer_impl": "foreach"}, accelerator="gpu"), names) == "adamw_torch"
+    older = _runtime_plan(tmp_path, {"optimizer_impl": "auto"}, accelerator="gpu")  # a plan without the key
+    assert optimizer_name(older, names) == "adamw_torch_fused"
+    assert optimizer_name(_runtime_plan(tmp_path, {"optimizer": "sgd", "optimizer_impl": None}), names) == "sgd"

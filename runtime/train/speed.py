@@ -37,31 +37,26 @@ def _decoder_layers(model) -> list:
             yield module
 
 
-def _wanted(value, default: bool) -> bool:
-    return default if value in (None, "auto") else bool(value)
-
-
 def apply(plan, model) -> Speedups:
     """Set the model up as the plan's switches say; returns what was applied (for the Trainer and messages)."""
-    train, data = plan["train"], plan["data"]
+    train = plan.train
     base = _base(model)
     notes = []
     attention = None
-    wanted = (plan["model"].get("attention") or "sdpa") == "sdpa"
-    if data.get("packing") and wanted and varlen.supported(base.config):
+    if plan.data.packing and plan.model.attention == "sdpa" and varlen.supported(base.config):
         attention = varlen.register()
         base.set_attn_implementation(attention)
     head = None
-    dist = plan.raw.get("distributed") or {}
-    sharded = dist.get("strategy") == "fsdp" or (dist.get("strategy") == "deepspeed" and dist.get("zero") == 3)
-    if sharded and _wanted(train.get("chunked_cross_entropy"), True):
+    dist = plan.distributed
+    sharded = dist.strategy == "fsdp" or (dist.strategy == "deepspeed" and dist.zero == 3)
+    if sharded and train.chunked_cross_entropy:
         notes.append("chunked cross-entropy: the output head is sharded (ZeRO-3/FSDP); the plain loss is used")
-    elif _wanted(train.get("chunked_cross_entropy"), True):
+    elif train.chunked_cross_entropy:
         head = chunked.output_head(base)
-        if head is None and train.get("chunked_cross_entropy") is True:
+        if head is None:
             notes.append(f"chunked cross-entropy: not supported for {base.config.model_type}; the plain loss is used")
     layers = 0
-    if train.get("compile"):
+    if train.compile:
         for layer in _decoder_layers(base):
             layer.compile(dynamic=True)
             layers += 1
@@ -73,9 +68,8 @@ def apply(plan, model) -> Speedups:
 def optimizer_name(plan, names: dict[str, str]) -> str | None:
     """transformers' `optim` for the plan's optimizer: AdamW's fused kernel where the plan says so, or
     `auto` on a GPU (torch's fused AdamW); foreach otherwise (torch's default for AdamW on CUDA tensors)."""
-    train = plan["train"]
-    name = names.get(train.get("optimizer", "adamw"))
-    impl = train.get("optimizer_impl", "auto")
+    name = names.get(plan.train.optimizer)
+    impl = plan.train.optimizer_impl
     if name == "adamw_torch" and (impl == "fused" or (impl == "auto" and not plan.on_cpu)):
         return "adamw_torch_fused"
     return name
