@@ -223,7 +223,8 @@ def measure(args) -> tuple[dict, dict]:
                 r = json.loads(line[7:])
                 r["load"] = load
                 results[setup].append(r)
-                print(f"  run {i + 1} {setup:10s} {r['tokens_per_second']:8.0f} tok/s {r['tokens_per_cpu_second']:8.0f} tok/cpu-s  {r['tokens']:7d} tokens  "
+                print(f"  run {i + 1} {setup:10s} {r['tokens_per_second']:8.0f} tok/s "
+                      f"{r['tokens_per_cpu_second']:8.0f} tok/cpu-s  {r['tokens']:7d} tokens  "
                       f"{r['peak_rss'] / 2**20:7.1f} MiB  load {load:.1f}", file=sys.stderr, flush=True)
     meta = {"steps": args.steps, "repeats": args.repeats, "threads": args.threads, "rows": args.rows,
             "machine": machine()}

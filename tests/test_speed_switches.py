@@ -173,7 +173,8 @@ def test_runtime_applies_the_switches_to_the_model(tmp_path):
     assert applied.head is None and applied.attention is None and plain.config._attn_implementation == "sdpa"
     names = {"adamw": "adamw_torch", "sgd": "sgd"}
     assert optimizer_name(_runtime_plan(tmp_path, {"optimizer_impl": "fused"}), names) == "adamw_torch_fused"
-    assert optimizer_name(_runtime_plan(tmp_path, {"optimizer_impl": "foreach"}, accelerator="gpu"), names) == "adamw_torch"
+    foreach = _runtime_plan(tmp_path, {"optimizer_impl": "foreach"}, accelerator="gpu")
+    assert optimizer_name(foreach, names) == "adamw_torch"
     older = _runtime_plan(tmp_path, {"optimizer_impl": "auto"}, accelerator="gpu")  # a plan without the key
     assert optimizer_name(older, names) == "adamw_torch_fused"
     assert optimizer_name(_runtime_plan(tmp_path, {"optimizer": "sgd", "optimizer_impl": None}), names) == "sgd"

@@ -79,7 +79,7 @@ def decide_packing(lw: Lowering) -> bool:
     samples = [sample_lengths(p) for p in files if p is not None]
     if not samples or any(s is None for s in samples) or len(samples) != len(files):
         return lw.decide("data.packing", False, "not set, and the example lengths cannot be sampled from the "
-                                                "training files (only local .jsonl files are): rows are padded per batch")
+                         "training files (only local .jsonl files are): rows are padded per batch")
     median = int(statistics.median(x for s in samples for x in s))
     if median <= SHORT_SHARE * max_length:
         return lw.decide("data.packing", True,
