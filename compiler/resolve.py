@@ -88,9 +88,9 @@ class ResolvedRecipe:
 
     @cached_property
     def resolved_model(self):
-        """`model` resolved to its architecture (local folder, Hugging Face cache or catalog; never the
-        network): a ResolvedModel, a ModelNotFound, or None without a model name. Read once per recipe,
-        for the budget check, lowering and the auto passes alike."""
+        """`model` resolved to its architecture (local folder, Hugging Face cache, catalog, then the hub's
+        config.json when the network is allowed): a ResolvedModel, a ModelNotFound, or None without a model
+        name. Read once per recipe, for the budget check, lowering and the auto passes alike."""
         name = self.value("model")
         if not isinstance(name, str):
             return None

@@ -26,6 +26,11 @@ def lower_checkpoint(lw: Lowering) -> None:
 def lower_tracking(lw: Lowering) -> None:
     track = [t for t in lw.recipe.value("train.track", ()) if t != "none"]
     lw.plan["tracking"] = {"backends": ["jsonl"] + sorted(set(track)), "mlflow_uri": None}
+    if "wandb" in track:  # (only then: plans without wandb keep their shape)
+        r = lw.recipe
+        lw.plan["tracking"]["wandb"] = {"project": r.value("train.wandb.project") or r.name,
+                                        "entity": r.value("train.wandb.entity"), "name": r.value("train.wandb.name"),
+                                        "tags": list(r.value("train.wandb.tags") or ())}
     lw.plan["output"] = {"runs_dir": lw.rel(lw.recipe.value("output.runs_dir"), "output.runs_dir"),
                          "merge": bool(lw.recipe.value("output.merge"))}
 

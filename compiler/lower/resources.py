@@ -66,6 +66,9 @@ def lower_strategy(lw: Lowering) -> None:
     elif strategy == "fsdp":
         dist["fsdp"] = {"sharding": r.value("distributed.sharding", "full_shard"), "wrap": "transformer_layer",
                         "offload_params": r.value("distributed.offload_params", "none") != "none"}
+    timeout = r.value("distributed.timeout")
+    if timeout is not None:  # (only when written: plans without it keep their shape)
+        dist["timeout_s"] = int(timeout.value)
     lw.plan["distributed"] = dist
 
 
@@ -112,10 +115,27 @@ def _auto_micro_batch(lw: Lowering, per_rank: int) -> int:
     if estimator is not None:
         value, reason = estimator
         return lw.decide("train.micro_batch", value, reason)
+    if _unestimated_gpu_run(lw):
+        _warn_safe_end(lw, "train.micro_batch")
+        return lw.decide("train.micro_batch", 1, f"{_why_no_estimate(lw)}: the safe end, 1 sequence per rank")
     below = [d for d in divisors(per_rank) if d <= MAX_AUTO_MICRO_BATCH]
     return lw.decide("train.micro_batch", below[-1],
                      f"{_why_no_estimate(lw)}: largest divisor of the {per_rank} sequences per rank "
                      f"up to {MAX_AUTO_MICRO_BATCH}")
+
+
+def _unestimated_gpu_run(lw: Lowering) -> bool:
+    """A GPU run with a budget whose model has no architecture: nothing proves a fast setting fits, so the
+    autos take the safe end (micro_batch 1, checkpointing on), not the fast one."""
+    hw = lw.plan["hardware"]
+    return hw["accelerator"] != "cpu" and hw["memory_per_gpu"] is not None and lw.architecture is None
+
+
+def _warn_safe_end(lw: Lowering, key: str) -> None:
+    lw.sink.warning("W0722", f"`{key.split('.')[1]} = auto` takes the safe end: there is no memory estimate for "
+                    "this model", lw.span(key), label="chosen without an estimate",
+                    help="make the model's config.json readable (see W0701) so that auto can size it, or set "
+                         "the value yourself")
 
 
 def _why_no_estimate(lw: Lowering) -> str:
@@ -138,9 +158,9 @@ def lower_memory_autos(lw: Lowering) -> None:
             choice = _estimator_choice(lw, "zero")
             if choice is not None:
                 zero = lw.decide("distributed.zero", *choice)
-            elif r.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit"):
-                zero = lw.decide("distributed.zero", 2, f"{_why_no_estimate(lw)}: stage 2 partitions the 8-bit "
-                                 "optimizer state and gradients (stage 3 does not take 8-bit optimizers)")
+            elif r.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw"):
+                zero = lw.decide("distributed.zero", 2, f"{_why_no_estimate(lw)}: stage 2 partitions the bitsandbytes "
+                                 "optimizer state and gradients (stage 3 does not take them)")
             elif dist["offload_params"] != "none":
                 zero = lw.decide("distributed.zero", 3, "`offload_params` needs stage 3")
             elif lw.plan["method"]["kind"] == "full":
@@ -158,10 +178,17 @@ def lower_memory_autos(lw: Lowering) -> None:
         choice = _estimator_choice(lw, "gradient_checkpointing")
         if choice is not None:
             checkpointing = lw.decide("train.gradient_checkpointing", *choice)
+        elif _unestimated_gpu_run(lw):
+            _warn_safe_end(lw, "train.gradient_checkpointing")
+            checkpointing = lw.decide("train.gradient_checkpointing", True,
+                                      f"{_why_no_estimate(lw)}: on, the safe end")
         else:
             checkpointing = lw.decide("train.gradient_checkpointing", False,
                                       f"{_why_no_estimate(lw)}: off (it costs about a third more compute)")
     lw.plan["_gradient_checkpointing"] = bool(checkpointing)
+    from ftc.compiler.lower.evaluation import lower_eval_batch
+
+    lower_eval_batch(lw)
     lw.plan["memory"] = _estimate(lw)
 
 

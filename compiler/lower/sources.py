@@ -134,6 +134,8 @@ def lower_data(lw: Lowering) -> None:
         "cache_dir": lw.rel(r.value("data.cache_dir"), "data.cache_dir") if r.value("data.cache_dir") else None,
     }
     lw.plan["data"].update(_conversation_data(lw))
+    if r.value("data.pad_to_max_length"):  # (only when set: plans without it keep their shape)
+        lw.plan["data"]["pad_to_max_length"] = True
 
 
 def _conversation_data(lw: Lowering) -> dict:

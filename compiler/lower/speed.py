@@ -69,6 +69,9 @@ def decide_packing(lw: Lowering) -> bool:
     fmt, max_length = r.value("data.format"), r.value("data.max_length")
     if fmt not in PACKABLE_FORMATS:
         return False
+    if r.value("data.pad_to_max_length", False) is True:
+        return lw.decide("data.packing", False, "not set, and `pad_to_max_length = true` asks for unpacked rows "
+                         "of a fixed shape")
     arch = lw.architecture
     if arch is not None and arch.model_type in PACKING_NOT_SEPARATED:
         return lw.decide("data.packing", False, f"not set: transformers' {arch.model_type} attention does not "
