@@ -111,7 +111,8 @@ def setup_from_recipe(recipe, strategy: str | None = None) -> RecipeMemory:
         quant=recipe.value("method.quant") or "nf4", double_quant=bool(recipe.value("method.double_quant", True)),
         dtype=dtype, mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(quant_compute, "no"),
         optimizer="adamw" if (optimizer := recipe.value("train.optimizer", "adamw")) == "adamw_fused" else optimizer,
-        fused_optimizer=optimizer == "adamw_fused", micro_batch=int(micro), sequences_per_rank=per_rank,
+        fused_optimizer=optimizer == "adamw_fused" or fused_optimizer_on(recipe, on_cpu, strategy),
+        micro_batch=int(micro), sequences_per_rank=per_rank,
         seq_len=int(seq_len),
         gradient_checkpointing=bool(checkpointing),
         attention=recipe.value("model.attention") if recipe.is_set("model.attention")
@@ -125,7 +126,7 @@ def setup_from_recipe(recipe, strategy: str | None = None) -> RecipeMemory:
         offload_params=offload_params, dp_world=world, gpus_per_node=gpus_per_node, nodes=nodes,
         evaluates=evaluates,
         linear_cross_entropy=chunked_loss_requested(recipe, resolved.architecture),
-        fused_optimizer=fused_optimizer_on(recipe, on_cpu, strategy), compiled=bool(recipe.value("train.compile")),
+        compiled=bool(recipe.value("train.compile")),
         eval_batch=eval_batch if isinstance(eval_batch := recipe.value("train.eval_batch"), int) else 0,
     )
     if setup.compiled:
