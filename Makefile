@@ -1,4 +1,5 @@
-# Two entry points (see README): `make demo` trains the tiny example on CPU, `make test` runs the tests.
+# Two entry points (see README): `make demo` trains the tiny example on CPU, `make test` runs the tests;
+# `make bench` runs the benchmarks and regenerates docs/performance.md.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 FTC    := $(VENV)/bin/ftc
@@ -45,6 +46,10 @@ fuzz: setup
 
 goldens: setup
 	$(PY) -m pytest -q -p no:cacheprovider --update-goldens
+
+# Every benchmark under bench/, regenerating the tables of docs/performance.md (tens of minutes; not run in CI).
+bench: setup
+	$(PY) bench/report.py
 
 # bitsandbytes for an offline GPU machine whose Python lacks it (bench/gpu_memory.sh puts .gpu/site on the
 # path there): the package from the venv with only its CPU and CUDA $(BNB_CUDA) libraries, about 5 MB.

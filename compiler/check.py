@@ -38,7 +38,7 @@ def check_data(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     if recipe.is_set("data.eval") and recipe.is_set("data.eval_split"):
         sink.error("E0402", "`eval_split` is set together with `eval`", recipe.span("data.eval_split"),
                    label="ignored when `eval` is given", help="remove `eval_split`, or remove `eval` to split `train`")
-    if recipe.value("data.packing") and recipe.value("data.max_length") is None and \
+    if recipe.value("data.packing") is True and recipe.value("data.max_length") is None and \
             not recipe.unknown("data.max_length"):
         sink.error("E0403", "`packing = true` needs `max_length`", recipe.span("data.packing"),
                    label="packs up to max_length", help="add `max_length = 2048` (tokens) to `data`")
@@ -192,10 +192,16 @@ def check_distributed(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
                 and recipe.value("distributed.nvme_path") is None and not recipe.unknown("distributed.nvme_path"):
             sink.error("E0412", "NVMe offload needs `nvme_path`", recipe.block_span("distributed"),
                        help='add `nvme_path = "/local_nvme"` to `distributed`')
-        if isinstance(zero, int) and zero > 0 and recipe.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit",
-                                                                                    "paged_adamw"):
-            sink.error("E0415", f"`optimizer = {recipe.value('train.optimizer')}` cannot be partitioned by ZeRO",
-                       recipe.span("train.optimizer"), help="use `optimizer = adamw` with ZeRO, or `zero = 0`")
+        if zero == 3 and recipe.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw"):
+            sink.error("E0415", f"`optimizer = {recipe.value('train.optimizer')}` with ZeRO stage 3",
+                       recipe.span("train.optimizer"),
+                       label="stage 3 steps the optimizer on one sub-group of parameter partitions at a time",
+                       notes=("with ZeRO 1 and 2 DeepSpeed hands bitsandbytes' optimizer its flat fp32 partition "
+                              "and the 8-bit state is partitioned with it; under stage 3 it swaps each "
+                              "sub-group's partition into the optimizer's parameter group for every step, "
+                              "which bitsandbytes' per-parameter (8-bit, paged) state is not known to "
+                              "survive",),
+                       help="use `zero = 2` (or 1) with a bitsandbytes optimizer, or `optimizer = adamw` with stage 3")
     if strategy in ("ddp", "deepspeed", "fsdp") and world == 1 and recipe.is_set("distributed"):
         sink.warning("W0402", f"`distributed {strategy}` with one rank runs as a single process",
                      recipe.span("distributed"), help="set `gpus_per_node` (and `nodes`) in `hardware`")

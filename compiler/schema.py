@@ -198,7 +198,9 @@ DATA = BlockSpec(
           minimum=1),
         F("max_length", QUANTITY, "Longest sequence in tokens; longer rows are truncated.",
           dims=("tokens",), bare="tokens", minimum=8, maximum=1048576, tunable=True),
-        F("packing", BOOL, "Concatenate examples up to `max_length` (no cross-example attention).", False),
+        F("packing", BOOL, "Concatenate examples up to `max_length` (no cross-example attention). `auto`: on when "
+          "the median example (estimated from the first rows of local .jsonl files) is under a quarter of "
+          "`max_length`; the plan's `auto` list says why.", AUTO, allow_auto=True),
         F("pad_to_max_length", BOOL, "Pad every batch to `max_length` (a fixed shape), not to its longest row.",
           False),
         F("dedup", ENUM, "Remove duplicate rows before splitting.", "none", ("none", "exact", "near")),
@@ -252,6 +254,15 @@ TRAIN = BlockSpec(
                                              "sgd", "adafactor")),
         F("weight_decay", FLOAT, "Decoupled weight decay.", 0.0, minimum=0, maximum=1, tunable=True),
         F("max_grad_norm", FLOAT, "Gradient clipping norm (0 disables).", 1.0, minimum=0),
+        F("chunked_cross_entropy", BOOL, "Take the loss from the last hidden states a chunk of tokens at a time, "
+          "so the tokens × vocab logits never exist (liger-kernel's fused kernel on CUDA where installed). "
+          "On (also `auto`) for the families it supports; never where ZeRO-3 or FSDP shards the output head.",
+          AUTO, allow_auto=True),
+        F("compile", BOOL, "torch.compile each decoder layer (regional compilation); its effect on activation "
+          "memory is not modelled by the estimator.", False),
+        F("optimizer_impl", ENUM, "AdamW's kernel: `fused` (one kernel for all tensors), `foreach` (batched "
+          "per-tensor ops), or `auto`: fused on GPUs, foreach on CPU. DeepSpeed runs its own fused Adam.",
+          "auto", ("auto", "fused", "foreach")),
         F("gradient_checkpointing", BOOL, "Recompute activations in backward; `auto` = only when needed to fit.",
           AUTO, allow_auto=True),
         F("eval_every", QUANTITY, "Evaluate every N steps or epochs.", dims=("steps", "epochs")),
@@ -375,6 +386,8 @@ FOREIGN_NAMES: dict[str, str] = {
     "test_size": "eval_split", "dataset": "train", "datasets": "train", "path": "train",
     "torch_dtype": "dtype", "attn_implementation": "attention", "bnb_4bit_quant_type": "quant",
     "bnb_4bit_use_double_quant": "double_quant", "bnb_4bit_compute_dtype": "compute_dtype",
+    "torch_compile": "compile", "cut_cross_entropy": "chunked_cross_entropy",
+    "liger_fused_linear_cross_entropy": "chunked_cross_entropy", "chunked_loss": "chunked_cross_entropy",
     "zero_stage": "zero", "stage": "zero", "num_gpus": "gpus_per_node", "num_nodes": "nodes",
     "gpu_memory": "memory_per_gpu", "vram": "memory_per_gpu",
 }

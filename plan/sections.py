@@ -132,6 +132,10 @@ class Train:
     logging_steps: int
     seed: int
     eval_every_epochs: Optional[float] = None  # converted to steps by the run, which knows the data's size
+    # efficiency switches (optional keys; an older plan runs with these defaults)
+    chunked_cross_entropy: bool = True
+    compile: bool = False
+    optimizer_impl: Optional[str] = "auto"  # fused | foreach | None (not torch's AdamW); "auto" only when absent
 
 
 @dataclass(frozen=True)

@@ -66,8 +66,11 @@ def _token_losses(model, batch):
     return loss, labels != -100
 
 
-@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+@pytest.mark.parametrize("impl", ["sdpa", "eager", "ftc_varlen"])
 def test_packed_batch_has_no_cross_contamination(setup, impl):
+    from ftc.runtime.train import varlen
+
+    varlen.register()
     tok, packed, plain = setup
     model = _model(tok, impl)
     alone = {}

@@ -336,7 +336,8 @@ def test_larger_gpu_named_when_no_edit_fits(tmp_path):
     assert "fits with" not in d.help and "holds it as written" in d.help
     name = d.help.split("`gpu = ")[1].split("`")[0]
     assert [x.code for x in analyze(path, odd_batch + (f"hardware.gpu={name}",)).diagnostics if x.is_error] == []
-    next_smaller = max((g for g in hardware.GPUS if hardware.GPUS[g][0] < hardware.GPUS[name][0]),
+    next_smaller = max((g for g in hardware.GPUS if hardware.GPUS[g][0] < hardware.GPUS[name][0]
+                        and hardware.vendor(g) == hardware.vendor(name)),  # the suggestion keeps the vendor
                        key=lambda g: hardware.GPUS[g][0])
     assert [x.code for x in analyze(path, odd_batch + (f"hardware.gpu={next_smaller}",)).diagnostics
             if x.is_error] == ["E0705"]

@@ -153,7 +153,7 @@ def test_intervals_in_epochs_are_left_to_the_runtime_when_steps_are_unknown(tmp_
 
 def test_intervals_in_epochs_are_steps_when_the_rows_are_counted(tmp_path):
     """100 rows, less 20 held out by a row count, at most 60 kept: 40 examples, 5 steps of 8 per epoch."""
-    path = recipe(tmp_path, data="max_length = 128\neval_split = 20 rows\nmax_samples = 60",
+    path = recipe(tmp_path, data="max_length = 128\npacking = false\neval_split = 20 rows\nmax_samples = 60",
                   train="global_batch = 8\neval_every = 2 epochs", extra="checkpoint { every = 1 epochs }")
     plan = compiled(path).plan
     assert plan["steps"]["steps_per_epoch"] == 5 and plan["data"]["eval_rows"] == 20

@@ -159,7 +159,8 @@ def lower_memory_autos(lw: Lowering) -> None:
             if choice is not None:
                 zero = lw.decide("distributed.zero", *choice)
             elif r.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw"):
-                zero = lw.decide("distributed.zero", 0, "bitsandbytes optimizers cannot be partitioned by ZeRO")
+                zero = lw.decide("distributed.zero", 2, f"{_why_no_estimate(lw)}: stage 2 partitions the bitsandbytes "
+                                 "optimizer state and gradients (stage 3 does not take them)")
             elif dist["offload_params"] != "none":
                 zero = lw.decide("distributed.zero", 3, "`offload_params` needs stage 3")
             elif lw.plan["method"]["kind"] == "full":

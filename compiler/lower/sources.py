@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ftc import __version__
 from ftc.compiler.lower.builder import Lowering
+from ftc.compiler.lower.speed import decide_packing
 from ftc.compiler.models.params import is_all_linear, new_token_training
 from ftc.compiler.models.resolve import is_local_model
 from ftc.compiler.units import Amount
@@ -123,7 +124,7 @@ def lower_data(lw: Lowering) -> None:
         "format": r.value("data.format"),
         "columns": columns,
         "max_length": r.value("data.max_length"),
-        "packing": bool(r.value("data.packing", False)),
+        "packing": decide_packing(lw),
         "dedup": r.value("data.dedup"),
         "near_dedup_threshold": float(r.value("data.near_threshold")),
         "train_on": r.value("data.train_on"),

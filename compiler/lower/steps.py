@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 from ftc.compiler.lower.builder import Lowering, plain_number
+from ftc.compiler.lower.speed import train_switches
 from ftc.compiler.resolve import DERIVED
 from ftc.compiler.units import Amount
 from ftc.plan.steps import trainer_steps_per_epoch
@@ -174,6 +175,7 @@ def lower_train(lw: Lowering) -> None:
         "logging_steps": logging_steps,
         "seed": r.value("train.seed"),
         **eval_epochs,
+        **train_switches(lw),
     }
 
 

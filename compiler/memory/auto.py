@@ -43,7 +43,7 @@ def resolve_auto(setup: MemorySetup, autos, budget_bytes: int, global_batch: int
 
     if "zero" in autos:
         if setup.optimizer in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw"):
-            stages = [0]
+            stages = [z for z in range(min(setup.max_shard_stage, 2) + 1)]  # E0415: not with stage 3
         elif setup.offload_params != "none":
             stages = [3]
         else:

@@ -34,7 +34,7 @@ def check_model_fit(recipe, sink, setup) -> None:
 
 def _check_packing(recipe, sink, setup) -> None:
     arch = setup.arch
-    if not recipe.value("data.packing") or arch.model_type not in PACKING_NOT_SEPARATED \
+    if recipe.value("data.packing") is not True or arch.model_type not in PACKING_NOT_SEPARATED \
             or setup.attention == "flash_attention_2":
         return
     sink.error("E0717", f"`packing = true` on {arch.a_model}, whose attention does not separate packed "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ftc.compiler.memory.activations import (LOSS_BYTES_CHUNKED, eval_bytes, fp32_layer_norm_extra,
+from ftc.compiler.memory.activations import (LOSS_BYTES_CHUNKED, LOSS_CHUNK_ELEMENTS, eval_bytes, fp32_layer_norm_extra,
                                              layer_and_checkpoint_bytes, layer_fixed_bytes, loss_bytes_per_logit,
                                              norm_bytes)
 from ftc.compiler.memory.layer_families import TORCH_LAYER_NORMS, compute_bytes
@@ -340,6 +340,9 @@ def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
     if s.loop_keeps_fp32_logits:
         per_logit += 4
     logits = tokens * a.vocab * per_logit
+    loss_note = f"b·s·V × {per_logit} B"
+    if s.chunked_ce_used:
+        logits, loss_note = linear_cross_entropy_bytes(s, tokens, compute)
     workspace = tokens * (a.hidden * 4 + 2 * a.intermediate * compute)  # gradients flowing through a layer
     if s.attention == "eager":
         workspace += 4 * a.heads * s.seq_len * tokens  # fp32 scores before softmax
@@ -350,15 +353,28 @@ def _activation_phase(s: MemorySetup, lora: bool) -> list[Component]:
                              f"checkpointed layer inputs ({kept} layers × b·s·h)"))
         recompute = layer + workspace
         if logits >= recompute:
-            out.append(Component("logits_loss", logits, f"b·s·V × {per_logit} B"))
+            out.append(Component("logits_loss", logits, loss_note))
         else:
             out.append(Component("layer_recompute", recompute, "one layer recomputed in backward + its gradients"))
     else:
         kept = a.layers if not s.activation_offload else 2
         out.append(Component("activations", kept * layer + head_in,
                              f"{kept} layers × {per_layer:,.0f} B/token × {tokens:,} tokens"))
-        out.append(Component("logits_loss", max(logits, workspace), f"b·s·V × {per_logit} B"))
+        out.append(Component("logits_loss", max(logits, workspace), loss_note))
     return out
+
+
+def linear_cross_entropy_bytes(s: MemorySetup, tokens: int, compute: int) -> tuple[int, str]:
+    """ftc's chunked loss (runtime/train/loss.py): one chunk of fp32 logits, turned into the softmax gradient in
+    place, next to its 16-bit original or cast (4 + compute B per element; 4 B in fp32); the hidden states'
+    gradient kept for backward; in full fine-tuning, the head's fp32 gradient accumulator."""
+    a = s.arch
+    rows = min(tokens, max(1, LOSS_CHUNK_ELEMENTS // a.vocab))
+    per = 4 + (compute if compute < 4 else 0)
+    total = rows * a.vocab * per + tokens * a.hidden * compute
+    if s.method == "full":
+        total += a.vocab * a.hidden * 4
+    return total, f"chunked cross-entropy: {rows:,} rows × V × {per} B + b·s·h gradient"
 
 
 def _end_of_backward(s: MemorySetup, t_bytes: int, gather_bytes: int, grads: list[Component],

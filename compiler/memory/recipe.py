@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ftc.compiler.lower.speed import chunked_loss_requested, fused_optimizer_on
 from ftc.compiler.memory import hardware
 from ftc.compiler.memory.setup import MemorySetup
 from ftc.compiler.models.resolve import ModelNotFound
@@ -110,7 +111,8 @@ def setup_from_recipe(recipe, strategy: str | None = None) -> RecipeMemory:
         quant=recipe.value("method.quant") or "nf4", double_quant=bool(recipe.value("method.double_quant", True)),
         dtype=dtype, mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(quant_compute, "no"),
         optimizer="adamw" if (optimizer := recipe.value("train.optimizer", "adamw")) == "adamw_fused" else optimizer,
-        fused_optimizer=optimizer == "adamw_fused", micro_batch=int(micro), sequences_per_rank=per_rank,
+        fused_optimizer=optimizer == "adamw_fused" or fused_optimizer_on(recipe, on_cpu, strategy),
+        micro_batch=int(micro), sequences_per_rank=per_rank,
         seq_len=int(seq_len),
         gradient_checkpointing=bool(checkpointing),
         attention=recipe.value("model.attention") if recipe.is_set("model.attention")
@@ -123,8 +125,13 @@ def setup_from_recipe(recipe, strategy: str | None = None) -> RecipeMemory:
         offload_optimizer=recipe.value("distributed.offload_optimizer", "none") if strategy == "deepspeed" else "none",
         offload_params=offload_params, dp_world=world, gpus_per_node=gpus_per_node, nodes=nodes,
         evaluates=evaluates,
+        linear_cross_entropy=chunked_loss_requested(recipe, resolved.architecture),
+        compiled=bool(recipe.value("train.compile")),
         eval_batch=eval_batch if isinstance(eval_batch := recipe.value("train.eval_batch"), int) else 0,
     )
+    if setup.compiled:
+        assumptions.append("`train.compile = true`: torch.compile's effect on activation memory is not modelled; "
+                           "the estimate is the eager model's")
     return RecipeMemory(setup, frozenset(autos), model_error=None, assumptions=tuple(assumptions), **common)
 
 
@@ -168,6 +175,9 @@ def setup_from_plan(recipe, plan: dict) -> RecipeMemory:
         setup, _ = setup.with_(zero=dist["zero"]), autos.discard("zero")
     elif setup.strategy != "deepspeed":
         autos.discard("zero")
+    train = plan.get("train") or {}
+    if isinstance(train.get("chunked_cross_entropy"), bool):
+        setup = setup.with_(linear_cross_entropy=train["chunked_cross_entropy"])
     gc = plan.get("_gradient_checkpointing", (plan.get("train") or {}).get("gradient_checkpointing"))
     if isinstance(gc, bool):
         setup, _ = setup.with_(gradient_checkpointing=gc), autos.discard("gradient_checkpointing")

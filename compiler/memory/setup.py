@@ -58,6 +58,10 @@ class MemorySetup:
     # bitsandbytes keeps the 4-bit quant state outside FSDP/ZeRO-3 shards; torchao's NF4 tensor (torchtune)
     # shards it with the codes.
     quant_library: str = "bitsandbytes"  # bitsandbytes | torchao
+    # ftc's chunked linear cross-entropy (`train.chunked_cross_entropy`) requested for a supported family: no
+    # tokens × vocab logits, unless ZeRO-3 or FSDP shards the head (then the plain loss runs: `chunked_ce_used`).
+    linear_cross_entropy: bool = False
+    compiled: bool = False  # `train.compile`: stated as not modelled (the eager model's activations are counted)
     # Not produced by the compiler; they describe published runs the estimator is compared with.
     chunked_loss: bool = False
     optimizer_in_backward: bool = False
@@ -68,6 +72,11 @@ class MemorySetup:
     loop_keeps_fp32_logits: bool = False
     # DeepSpeed's reduce_bucket_size (elements): its default, which the emitted ds_config keeps.
     reduce_bucket_size: int = 500_000_000
+
+    @property
+    def chunked_ce_used(self) -> bool:
+        sharded = self.strategy == "fsdp" or (self.strategy == "deepspeed" and self.zero == 3)
+        return self.linear_cross_entropy and not sharded
 
     def with_(self, **changes) -> "MemorySetup":
         return replace(self, **changes)

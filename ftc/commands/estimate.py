@@ -41,17 +41,28 @@ def run(args) -> int:
         obj = to_json(est, setup, rm.budget_bytes, rm.cpu_memory, rm.assumptions) if est is not None else \
             dict(NO_ESTIMATE, budget_bytes_per_gpu=rm.budget_bytes if rm is not None else None)
         obj["auto"] = [{"field": d.field, "value": d.value, "reason": d.reason} for d in decisions or ()]
+        obj["switches"] = switches(setup, analysis.plan) if setup is not None else {}
         obj["ok"] = analysis.ok and est is not None
         obj["diagnostics"] = [to_json_obj(d) for d in analysis.diagnostics]
         dump_json(obj)
         return 0 if obj["ok"] else 1
     if est is None:
         return 1
-    render_table(recipe.name, est, setup, rm, decisions)
+    render_table(recipe.name, est, setup, rm, decisions, switches(setup, analysis.plan))
     return 0 if analysis.ok else 1
 
 
-def render_table(name: str, est, setup, rm, decisions) -> None:
+def switches(setup, plan: dict | None) -> dict:
+    """The efficiency switches the estimate counts (and the run uses), for the report."""
+    data, train = (plan or {}).get("data") or {}, (plan or {}).get("train") or {}
+    return {"chunked_cross_entropy": setup.chunked_ce_used,
+            "optimizer_impl": "fused" if setup.fused_optimizer else "foreach",
+            "compile": setup.compiled, "packing": data.get("packing"),
+            **({"optimizer_impl": "deepspeed"} if setup.strategy == "deepspeed" else {}),
+            **({} if train.get("optimizer", "adamw") == "adamw" else {"optimizer_impl": None})}
+
+
+def render_table(name: str, est, setup, rm, decisions, switched: dict | None = None) -> None:
     """The breakdown as a table (rich), then the budget, host RAM, autos and what is not modeled, one line each."""
     from rich import box
     from rich.console import Console
@@ -102,6 +113,11 @@ def render_table(name: str, est, setup, rm, decisions) -> None:
         lines.append(f"host RAM per node: {gib(est.cpu_bytes_per_node)}"
                      + (f" of {gib(rm.cpu_memory)}" if rm.cpu_memory else "") + f", {when} ({parts})"
                      + "".join(f"; {w} {gib(total)} ({p})" for w, total, p in others))
+    if switched:
+        on = {True: "on", False: "off", None: "n/a"}
+        lines.append(f"switches: chunked_cross_entropy {on[switched['chunked_cross_entropy']]} (the logits_loss "
+                     f"row), optimizer_impl {switched['optimizer_impl'] or 'n/a'} (the optimizer_step row), compile "
+                     f"{on[switched['compile']]} (not modelled), packing {on.get(switched['packing'], 'n/a')}")
     for d in decisions:
         lines.append(f"auto {d.field} = {spell(d.value)}: {d.reason}")
     for text in rm.assumptions:

@@ -116,6 +116,8 @@ def _execute(plan: Plan, options: RunOptions, preemption, *, prepare_data, out) 
     hooks = _hooks(plan, run_dir, options, out, preemption)
     trainer = build_trainer(plan, loaded.model, loaded.tokenizer, data, output_dir=run_dir / "checkpoints",
                             callbacks=hooks.callbacks, report_to=hooks.report_to, resuming=point is not None)
+    for note in getattr(getattr(trainer, "ftc_speedups", None), "notes", ()):  # a switch that fell back
+        say(f"ftc: {note}")
     stopped = _stop_before_training(trainer, preemption, run_dir, point, say)
     if stopped is not None:
         return stopped

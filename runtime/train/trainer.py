@@ -13,6 +13,8 @@ from .errors import RunError
 from ftc.plan import Plan
 from ftc.plan.steps import epochs_to_steps
 
+from .speed import ChunkedLossTrainer, apply, optimizer_name
+
 OPTIMIZERS = {"adamw": "adamw_torch", "adamw_fused": "adamw_torch_fused", "adamw_8bit": "adamw_bnb_8bit",
               "paged_adamw": "paged_adamw_32bit", "paged_adamw_8bit": "paged_adamw_8bit",
               "sgd": "sgd", "adafactor": "adafactor"}
@@ -63,7 +65,7 @@ def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_t
         learning_rate=float(train.lr),
         lr_scheduler_type=SCHEDULES[train.schedule],
         warmup_steps=warmup,
-        optim=OPTIMIZERS[train.optimizer],
+        optim=optimizer_name(plan, OPTIMIZERS),
         weight_decay=float(train.weight_decay),
         adam_beta1=float(train.adam_betas[0]),
         adam_beta2=float(train.adam_betas[1]),
@@ -98,7 +100,7 @@ def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_t
     )
 
 
-class FtcTrainer(Trainer):
+class FtcTrainer(ChunkedLossTrainer, Trainer):
     """Trainer whose checkpoints are atomic and checksummed (see checkpoints.py)."""
 
     def __init__(self, *args, checkpoints: CheckpointManager, keep_best: str | None = None, **kwargs):
@@ -146,11 +148,13 @@ def build_trainer(plan: Plan, model, tokenizer, data, *, output_dir: Path, callb
                                 best_mode=ckpt.best_mode)
     args = training_arguments(plan, output_dir, has_eval=data.eval is not None, report_to=report_to,
                               eval_on_start=not resuming, train_examples=len(data.train))
+    speedups = apply(plan, model)
     trainer = FtcTrainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
         data_collator=data.collator, processing_class=tokenizer, callbacks=callbacks,
         checkpoints=manager, keep_best=ckpt.keep_best,
     )
+    trainer.ftc_loss_head, trainer.ftc_speedups = speedups.head, speedups
     if plan.on_cpu and plan.distributed.strategy == "fsdp":
         from ftc.runtime.launch.rank import enable_cpu_fsdp
 
