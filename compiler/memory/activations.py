@@ -22,11 +22,9 @@ from ftc.compiler.models.layout import NO_SDPA
 LOSS_BYTES_FORWARD = 8  # on top of the logits' own dtype
 LOSS_BYTES_BACKWARD = 12
 LOSS_BYTES_CHUNKED = 1  # chunked output + loss: 16-bit logits stay, one chunk (1/8) upcast + log-softmax at a time
-# ftc's chunked linear cross-entropy (runtime/train/loss.py): logits elements one chunk holds (128 MiB in fp32),
-# and the families whose output head is a plain Linear on the last hidden states, with no logit scaling,
-# soft-capping or auxiliary loss, so that the chunked loss replaces transformers' loss exactly.
-LOSS_CHUNK_ELEMENTS = 1 << 25
-CHUNKED_LOSS_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "smollm3", "gemma"})
+# ftc's chunked linear cross-entropy (runtime/train/loss.py): its chunk size and families live in the plan
+# package, which both sides read.
+from ftc.plan.loss import CHUNKED_LOSS_FAMILIES, LOSS_CHUNK_ELEMENTS  # noqa: E402,F401
 
 # the linears that read a norm's output
 NORM_READERS = frozenset({"q_proj", "k_proj", "v_proj", "c_attn", "query_key_value", "gate_proj", "up_proj",

@@ -15,7 +15,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 IGNORE = -100
-from ftc.compiler.memory.activations import LOSS_CHUNK_ELEMENTS as CHUNK_ELEMENTS  # noqa: E402  (the estimator's too)
+from ftc.plan.loss import LOSS_CHUNK_ELEMENTS as CHUNK_ELEMENTS  # noqa: E402  (the estimator's too)
 
 
 def chunk_rows(vocab: int, elements: int = CHUNK_ELEMENTS) -> int:
@@ -134,7 +134,7 @@ def _passthrough(x):
 
 # Causal-LM families whose head is a plain Linear applied to the last hidden states, with no scaling,
 # soft-capping or auxiliary loss added to the language-model loss.
-from ftc.compiler.memory.activations import CHUNKED_LOSS_FAMILIES as FAMILIES  # noqa: E402
+from ftc.plan.loss import CHUNKED_LOSS_FAMILIES as FAMILIES  # noqa: E402
 
 
 def output_head(model):
