@@ -119,3 +119,10 @@ def cases() -> dict[str, dict]:
             hardware={"accelerator": "gpu", "gpu": "rtx-4090", "memory_per_gpu": 25769803776},
         ),
     }
+
+
+def data_section(**values) -> dict:
+    """A complete plan `data` section (every key the runtime reads), with `values` over these settings."""
+    return {"train": [], "eval": None, "eval_split": 0.0, "format": "chat", "columns": {}, "max_length": 2048,
+            "packing": False, "dedup": "none", "near_dedup_threshold": 0.85, "train_on": "completions",
+            "on_bad_rows": "error", "truncation": "right", "seed": 42, "cache_dir": None, **values}

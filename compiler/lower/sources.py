@@ -6,14 +6,15 @@ import hashlib
 from pathlib import Path
 
 from ftc import __version__
-from ftc.compiler.lower.builder import Lowering
+from ftc.compiler.lower.builder import Lowering, Section, frozen
 from ftc.compiler.models.params import is_all_linear
 from ftc.compiler.models.resolve import is_local_model
 from ftc.compiler.units import Amount
 from ftc.plan import ALL_LINEAR, SCHEMA_VERSION
 
 
-def lower_recipe(lw: Lowering) -> None:
+def lower_recipe(lw: Lowering) -> tuple[int, str, Section]:
+    """(schema_version, ftc_version, the `recipe` section): which recipe files, with their hashes."""
     sources = []
     for path in lw.recipe.file_paths:
         try:
@@ -21,19 +22,18 @@ def lower_recipe(lw: Lowering) -> None:
         except OSError:  # the loader already read it; a file removed meanwhile is not our concern here
             digest = "0" * 64
         sources.append({"path": lw.rel(path), "sha256": digest})
-    lw.plan["schema_version"] = SCHEMA_VERSION
-    lw.plan["ftc_version"] = __version__
-    lw.plan["recipe"] = {"name": lw.recipe.name, "source": lw.rel(lw.recipe.file_paths[-1]), "sources": sources}
+    return SCHEMA_VERSION, __version__, frozen(
+        {"name": lw.recipe.name, "source": lw.rel(lw.recipe.file_paths[-1]), "sources": sources})
 
 
-def lower_model(lw: Lowering) -> None:
+def lower_model(lw: Lowering) -> Section:
     r = lw.recipe
     name = r.value("model")
     local = is_local_model(name, r.location("model"))
     tokenizer = r.value("model.tokenizer")
     if tokenizer is not None and is_local_model(tokenizer, r.location("model.tokenizer")):
         tokenizer = lw.rel(tokenizer, "model.tokenizer")
-    lw.plan["model"] = {
+    return frozen({
         "name_or_path": lw.rel(name, "model") if local else name,
         "local": local,
         "revision": r.value("model.revision"),
@@ -41,7 +41,7 @@ def lower_model(lw: Lowering) -> None:
         "attention": r.value("model.attention") if r.is_set("model.attention") else _default_attention(lw),
         "trust_remote_code": bool(r.value("model.trust_remote_code", False)),
         "tokenizer": tokenizer,
-    }
+    })
 
 
 def _default_targets(lw: Lowering) -> list[str]:
@@ -74,7 +74,7 @@ def _default_attention(lw: Lowering) -> str:
                      f"not set: transformers has no sdpa attention for {arch.model_type} models")
 
 
-def lower_method(lw: Lowering) -> None:
+def lower_method(lw: Lowering) -> Section:
     r = lw.recipe
     kind = r.value("method")
     lora = None
@@ -92,7 +92,7 @@ def lower_method(lw: Lowering) -> None:
     if kind == "qlora":
         quantization = {"quant": r.value("method.quant"), "double_quant": bool(r.value("method.double_quant")),
                         "compute_dtype": r.value("method.compute_dtype")}
-    lw.plan["method"] = {"kind": kind, "lora": lora, "quantization": quantization}
+    return frozen({"kind": kind, "lora": lora, "quantization": quantization})
 
 
 
@@ -104,11 +104,11 @@ def _data_paths(lw: Lowering, key: str) -> list[str] | None:
     return [value if value.startswith("hf:") else lw.rel(value, key) for value in values]
 
 
-def lower_data(lw: Lowering) -> None:
+def lower_data(lw: Lowering) -> Section:
     r = lw.recipe
     split = r.value("data.eval_split")
     columns = {key.rsplit(".", 1)[1]: s.value for key, s in r.items("data.columns.")}
-    lw.plan["data"] = {
+    return frozen({
         "train": _data_paths(lw, "data.train"),
         "eval": _data_paths(lw, "data.eval"),
         "eval_split": float(split.value) if isinstance(split, Amount) and r.value("data.eval") is None else 0.0,
@@ -123,6 +123,6 @@ def lower_data(lw: Lowering) -> None:
         "truncation": r.value("data.truncation"),
         "seed": r.value("data.seed"),
         "cache_dir": lw.rel(r.value("data.cache_dir"), "data.cache_dir") if r.value("data.cache_dir") else None,
-    }
+    })
 
 

@@ -9,7 +9,7 @@ import json
 import math
 from pathlib import Path
 
-from ftc.compiler.lower.builder import Lowering, plain_number
+from ftc.compiler.lower.builder import Lowering, Section, frozen, plain_number
 from ftc.compiler.resolve import DERIVED
 from ftc.compiler.units import Amount
 
@@ -59,9 +59,8 @@ def _train_rows(lw: Lowering, limit: int) -> int | None:
     return total
 
 
-def _rows_are_examples(lw: Lowering) -> bool:
+def _rows_are_examples(data: Section) -> bool:
     """Whether the training set has exactly as many examples as the files have rows."""
-    data = lw.plan["data"]
     return (not data["packing"] and data["dedup"] == "none" and data["eval_split"] == 0.0
             and data["on_bad_rows"] == "error" and data["truncation"] != "drop")
 
@@ -73,13 +72,12 @@ def trainer_steps_per_epoch(rows: int, micro: int, grad_accum: int, world: int) 
     return max(math.ceil(batches / grad_accum), 1)
 
 
-def lower_steps(lw: Lowering) -> None:
+def lower_steps(lw: Lowering, data: Section, batch: Section) -> Section:
     r = lw.recipe
-    batch = lw.plan["batch"]
-    exact = _rows_are_examples(lw)
+    exact = _rows_are_examples(data)
     rows = _train_rows(lw, COUNT_LIMIT_BYTES if exact else INFO_COUNT_LIMIT_BYTES)
     steps_per_epoch = None
-    if rows is not None and rows > 0 and exact and batch is not None:
+    if rows is not None and rows > 0 and exact:
         steps_per_epoch = trainer_steps_per_epoch(rows, batch["micro_batch"], batch["grad_accum"],
                                                   batch["data_parallel_world"])
     max_steps = r.value("train.max_steps")
@@ -90,18 +88,17 @@ def lower_steps(lw: Lowering) -> None:
         total, source = math.ceil(epochs.value * steps_per_epoch), "data"
     else:
         total, source = None, "runtime"
-    lw.plan["steps"] = {"steps_per_epoch": steps_per_epoch, "total_steps": total, "source": source,
-                        "train_rows": rows}
+    return frozen({"steps_per_epoch": steps_per_epoch, "total_steps": total, "source": source, "train_rows": rows})
 
 
-def every_steps(lw: Lowering, key: str, code: str | None) -> int | None:
+def every_steps(lw: Lowering, steps: Section, key: str, code: str | None) -> int | None:
     """An interval in steps; given in epochs it needs known steps per epoch (`code` None: no diagnostic)."""
     value = lw.recipe.value(key)
     if not isinstance(value, Amount):
         return None
     if value.unit == "steps":
         return int(value.value)
-    spe = lw.plan["steps"]["steps_per_epoch"]
+    spe = steps["steps_per_epoch"]
     if spe is None:
         if code is None:
             return None
@@ -113,9 +110,8 @@ def every_steps(lw: Lowering, key: str, code: str | None) -> int | None:
     return max(int(math.ceil(value.value * spe)), 1)
 
 
-def lower_train(lw: Lowering) -> None:
+def lower_train(lw: Lowering, data: Section, steps: Section, gradient_checkpointing: bool) -> Section:
     r = lw.recipe
-    steps = lw.plan["steps"]
     total = steps["total_steps"]
     warmup = r.value("train.warmup")
     warmup_steps, warmup_ratio = 0, None
@@ -137,12 +133,12 @@ def lower_train(lw: Lowering) -> None:
         logging_steps = max(total // LOG_LINES_PER_RUN, 1) if total is not None else 10
         lw.derived["train.log_every"] = DERIVED
     epochs = r.value("train.epochs")
-    eval_every = every_steps(lw, "train.eval_every", "E0516")
-    if eval_every is None and r.value("checkpoint.keep_best") is not None and _has_eval(lw):
-        eval_every = every_steps(lw, "checkpoint.every", None)  # best-by-metric needs an eval at each save
+    eval_every = every_steps(lw, steps, "train.eval_every", "E0516")
+    if eval_every is None and r.value("checkpoint.keep_best") is not None and _has_eval(data):
+        eval_every = every_steps(lw, steps, "checkpoint.every", None)  # best-by-metric needs an eval at each save
         if eval_every is not None:
             lw.derived["train.eval_every"] = DERIVED
-    lw.plan["train"] = {
+    return frozen({
         "epochs": None if r.value("train.max_steps") is not None else plain_number(epochs.value),
         "max_steps": total if steps["source"] == "declared" else None,
         "lr": float(r.value("train.lr")),
@@ -154,19 +150,17 @@ def lower_train(lw: Lowering) -> None:
         "adam_epsilon": 1e-08,
         "weight_decay": float(r.value("train.weight_decay")),
         "max_grad_norm": float(r.value("train.max_grad_norm")),
-        "gradient_checkpointing": lw.plan.pop("_gradient_checkpointing"),
+        "gradient_checkpointing": gradient_checkpointing,
         "eval_every_steps": eval_every,
         "logging_steps": logging_steps,
         "seed": r.value("train.seed"),
-    }
+    })
 
 
-def _has_eval(lw: Lowering) -> bool:
-    data = lw.plan["data"]
+def _has_eval(data: Section) -> bool:
     return data["eval"] is not None or data["eval_split"] > 0
 
 
-def lower_precision(lw: Lowering) -> None:
-    method = lw.plan["method"]
-    dtype = method["quantization"]["compute_dtype"] if method["quantization"] else lw.plan["model"]["dtype"]
-    lw.plan["precision"] = {"mixed": {"bf16": "bf16", "fp16": "fp16"}.get(dtype, "no")}
+def lower_precision(model: Section, method: Section) -> Section:
+    dtype = method["quantization"]["compute_dtype"] if method["quantization"] else model["dtype"]
+    return frozen({"mixed": {"bf16": "bf16", "fp16": "fp16"}.get(dtype, "no")})

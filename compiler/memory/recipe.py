@@ -140,7 +140,7 @@ def setup_from_plan(recipe, plan: dict) -> RecipeMemory:
         setup, _ = setup.with_(zero=dist["zero"]), autos.discard("zero")
     elif setup.strategy != "deepspeed":
         autos.discard("zero")
-    gc = plan.get("_gradient_checkpointing", (plan.get("train") or {}).get("gradient_checkpointing"))
+    gc = (plan.get("train") or {}).get("gradient_checkpointing")
     if isinstance(gc, bool):
         setup, _ = setup.with_(gradient_checkpointing=gc), autos.discard("gradient_checkpointing")
     return RecipeMemory(setup, frozenset(autos), base.budget_bytes, base.budget_source, base.cpu_memory,
