@@ -5,7 +5,7 @@ the runtime reads `plan.train.max_grad_norm`, never `.get(key, default)`."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, Optional
@@ -25,10 +25,11 @@ def _frozen(value: Any) -> Any:
 
 
 def build(cls, value: Mapping[str, Any]):
-    """One section from its (schema-valid) JSON object; nested sections by their field's metadata."""
+    """One section from its (schema-valid) JSON object; nested sections by their field's metadata. A key the
+    schema leaves optional is a field with a default (None), used when the plan leaves the key out."""
     kwargs = {}
     for f in fields(cls):
-        item = value[f.name]
+        item = value[f.name] if f.name in value or f.default is MISSING else f.default
         nested = f.metadata.get("section")
         if nested is not None and item is not None:
             item = tuple(build(nested, v) for v in item) if isinstance(item, list) else build(nested, item)
@@ -58,6 +59,10 @@ class Model:
     attention: str
     trust_remote_code: bool
     tokenizer: Optional[str]
+    # optional keys: the run's own pad/eos tokens, and tokens the vocabulary gains
+    pad_token: Optional[str] = None
+    eos_token: Optional[str] = None
+    add_tokens: Optional[tuple[str, ...]] = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ class Lora:
     targets: Any  # tuple of module names, or ALL_LINEAR where the compiler does not know the architecture
     modules_to_save: tuple[str, ...]
     bias: str
+    # how added tokens' rows train: "trainable_token_indices" or "modules_to_save" (set when tokens are added)
+    new_tokens: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,10 @@ class Data:
     truncation: str
     seed: int
     cache_dir: Optional[str]
+    chat_template: Optional[Mapping[str, str]] = None  # {"name": ...} or {"file": ...}
+    roles: Optional[Mapping[str, str]] = None  # ShareGPT role -> the data's spelling of it
+    max_samples: Optional[int] = None
+    eval_rows: Optional[int] = None  # eval_split as a number of rows (eval_split is then 0)
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,7 @@ class Train:
     eval_every_steps: Optional[int]
     logging_steps: int
     seed: int
+    eval_every_epochs: Optional[float] = None  # converted to steps by the run, which knows the data's size
 
 
 @dataclass(frozen=True)
@@ -178,6 +190,7 @@ class Checkpoint:
     keep_best: Optional[str]
     best_mode: str
     full_state: bool
+    every_epochs: Optional[float] = None  # converted to steps by the run, which knows the data's size
 
 
 @dataclass(frozen=True)

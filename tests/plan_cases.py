@@ -126,3 +126,15 @@ def data_section(**values) -> dict:
     return {"train": [], "eval": None, "eval_split": 0.0, "format": "chat", "columns": {}, "max_length": 2048,
             "packing": False, "dedup": "none", "near_dedup_threshold": 0.85, "train_on": "completions",
             "on_bad_rows": "error", "truncation": "right", "seed": 42, "cache_dir": None, **values}
+
+
+def section(path: str, **changes):
+    """One typed section of ftc.plan (`"model"`, `"data"`, `"method.lora"`) from the base plan with `changes`,
+    for tests that call a runtime function on a section without a whole plan."""
+    from ftc.plan import sections
+
+    value = base_plan()
+    for key in path.split("."):
+        value = value[key]
+    kinds = {**sections.SECTIONS, "method.lora": sections.Lora}
+    return sections.build(kinds[path], {**value, **changes})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ftc import __version__
 from ftc.compiler.lower.builder import Lowering, Section, frozen
-from ftc.compiler.models.params import is_all_linear
+from ftc.compiler.models.params import is_all_linear, new_token_training
 from ftc.compiler.models.resolve import is_local_model
 from ftc.compiler.units import Amount
 from ftc.plan import ALL_LINEAR, SCHEMA_VERSION
@@ -33,7 +33,7 @@ def lower_model(lw: Lowering) -> Section:
     tokenizer = r.value("model.tokenizer")
     if tokenizer is not None and is_local_model(tokenizer, r.location("model.tokenizer")):
         tokenizer = lw.rel(tokenizer, "model.tokenizer")
-    return frozen({
+    model = {
         "name_or_path": lw.rel(name, "model") if local else name,
         "local": local,
         "revision": r.value("model.revision"),
@@ -41,7 +41,13 @@ def lower_model(lw: Lowering) -> Section:
         "attention": r.value("model.attention") if r.is_set("model.attention") else _default_attention(lw),
         "trust_remote_code": bool(r.value("model.trust_remote_code", False)),
         "tokenizer": tokenizer,
-    })
+    }
+    for key in ("pad_token", "eos_token"):  # present only when set
+        if r.value(f"model.{key}") is not None:
+            model[key] = r.value(f"model.{key}")
+    if r.value("model.add_tokens"):
+        model["add_tokens"] = list(dict.fromkeys(r.value("model.add_tokens")))
+    return frozen(model)
 
 
 def _default_targets(lw: Lowering) -> list[str]:
@@ -88,6 +94,8 @@ def lower_method(lw: Lowering) -> Section:
             "modules_to_save": list(r.value("method.modules_to_save", ())),
             "bias": r.value("method.bias", "none"),
         }
+        if any(r.value(f"model.{key}") for key in ("add_tokens", "pad_token", "eos_token")):
+            lora["new_tokens"] = new_token_training(lora["modules_to_save"], lw.architecture)
     quantization = None
     if kind == "qlora":
         quantization = {"quant": r.value("method.quant"), "double_quant": bool(r.value("method.double_quant")),
@@ -108,10 +116,11 @@ def lower_data(lw: Lowering) -> Section:
     r = lw.recipe
     split = r.value("data.eval_split")
     columns = {key.rsplit(".", 1)[1]: s.value for key, s in r.items("data.columns.")}
+    ratio = isinstance(split, Amount) and split.unit == "ratio" and r.value("data.eval") is None
     return frozen({
         "train": _data_paths(lw, "data.train"),
         "eval": _data_paths(lw, "data.eval"),
-        "eval_split": float(split.value) if isinstance(split, Amount) and r.value("data.eval") is None else 0.0,
+        "eval_split": float(split.value) if ratio else 0.0,
         "format": r.value("data.format"),
         "columns": columns,
         "max_length": r.value("data.max_length"),
@@ -123,6 +132,28 @@ def lower_data(lw: Lowering) -> Section:
         "truncation": r.value("data.truncation"),
         "seed": r.value("data.seed"),
         "cache_dir": lw.rel(r.value("data.cache_dir"), "data.cache_dir") if r.value("data.cache_dir") else None,
+        **_conversation_data(lw),
     })
+
+
+def _conversation_data(lw: Lowering) -> dict:
+    """The data settings a recipe may add (each key present only when set): the chat template, the roles'
+    names, `max_samples`, and `eval_split` as a row count."""
+    from ftc.plan.chat_templates import is_template_file
+
+    r, out = lw.recipe, {}
+    template = r.value("data.chat_template")
+    if template is not None:
+        out["chat_template"] = {"file": lw.rel(template, "data.chat_template")} if is_template_file(template) \
+            else {"name": template}
+    roles = {key.rsplit(".", 1)[1]: s.value for key, s in r.items("data.roles.")}
+    if roles:
+        out["roles"] = roles
+    if r.value("data.max_samples") is not None:
+        out["max_samples"] = r.value("data.max_samples")
+    split = r.value("data.eval_split")
+    if isinstance(split, Amount) and split.unit == "rows" and split.value > 0 and r.value("data.eval") is None:
+        out["eval_rows"] = int(split.value)
+    return out
 
 

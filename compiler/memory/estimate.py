@@ -144,7 +144,7 @@ class _Sizes:
 def estimate(setup: MemorySetup) -> MemoryEstimate:
     """The per-rank memory estimate of `setup`. Pure; no I/O."""
     s = setup
-    counts = count(s.arch, s.method, s.lora_rank, s.lora_targets, s.modules_to_save)
+    counts = count(s.arch, s.method, s.lora_rank, s.lora_targets, s.modules_to_save, s.trainable_tokens)
     deepspeed_mixed = s.strategy == "deepspeed" and (s.mixed_precision != "no" or s.dtype != "fp32")
     p_bytes = DTYPE_BYTES[s.dtype]
     adapter_bytes = 2 if deepspeed_mixed else DTYPE_BYTES[s.adapter_dtype]  # DeepSpeed casts the module to 16 bit

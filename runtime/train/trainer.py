@@ -11,6 +11,7 @@ from transformers import Trainer, TrainingArguments
 from .checkpoints import CheckpointManager
 from .errors import RunError
 from ftc.plan import Plan
+from ftc.plan.steps import epochs_to_steps
 
 OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
               "sgd": "sgd", "adafactor": "adafactor"}
@@ -24,8 +25,19 @@ def metric_key(name: str | None) -> str | None:
     return name if name.startswith("eval_") else f"eval_{name}"
 
 
+def interval_steps(plan: Plan, epochs: float | None, train_examples: int | None) -> int | None:
+    """An interval the plan gives in epochs (the compiler could not count the steps per epoch) in optimizer
+    steps, counted as the Trainer counts an epoch of the prepared training set."""
+    if epochs is None:
+        return None
+    if not train_examples:
+        raise RunError("an interval in epochs needs the number of training examples")
+    batch = plan.batch
+    return epochs_to_steps(epochs, train_examples, batch.micro_batch, batch.grad_accum, batch.data_parallel_world)
+
+
 def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_to: list[str],
-                       eval_on_start: bool = True) -> TrainingArguments:
+                       eval_on_start: bool = True, train_examples: int | None = None) -> TrainingArguments:
     train, batch, ckpt = plan.train, plan.batch, plan.checkpoint
     # -1: the Trainer counts the steps of `epochs` itself (the plan leaves them to the run: steps.source runtime)
     max_steps = train.max_steps or plan.steps.total_steps or -1
@@ -36,8 +48,9 @@ def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_t
         warmup: float = train.warmup_steps
     else:  # a float below 1 is a ratio of the total steps; neither set means no warmup
         warmup = float(train.warmup_ratio or 0.0)
-    eval_every = train.eval_every_steps if has_eval else None
-    save_every = ckpt.every_steps
+    eval_every = train.eval_every_steps or interval_steps(plan, train.eval_every_epochs, train_examples)
+    eval_every = eval_every if has_eval else None
+    save_every = ckpt.every_steps or interval_steps(plan, ckpt.every_epochs, train_examples)
     return TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=batch.micro_batch,
@@ -129,7 +142,7 @@ def build_trainer(plan: Plan, model, tokenizer, data, *, output_dir: Path, callb
     manager = CheckpointManager(output_dir, keep_last=ckpt.keep_last, keep_best=ckpt.keep_best,
                                 best_mode=ckpt.best_mode)
     args = training_arguments(plan, output_dir, has_eval=data.eval is not None, report_to=report_to,
-                              eval_on_start=not resuming)
+                              eval_on_start=not resuming, train_examples=len(data.train))
     trainer = FtcTrainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
         data_collator=data.collator, processing_class=tokenizer, callbacks=callbacks,
