@@ -42,6 +42,10 @@ def check_data(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
             not recipe.unknown("data.max_length"):
         sink.error("E0403", "`packing = true` needs `max_length`", recipe.span("data.packing"),
                    label="packs up to max_length", help="add `max_length = 2048` (tokens) to `data`")
+    if recipe.value("data.pad_to_max_length") and recipe.value("data.max_length") is None and \
+            not recipe.unknown("data.max_length"):
+        sink.error("E0403", "`pad_to_max_length = true` needs `max_length`", recipe.span("data.pad_to_max_length"),
+                   label="pads up to max_length", help="add `max_length = 2048` (tokens) to `data`")
     if recipe.value("data.format") == "text" and recipe.is_set("data.train_on") and \
             recipe.value("data.train_on") == "completions":
         sink.error("E0410", "`train_on = completions` needs a format with prompts", recipe.span("data.train_on"),
@@ -131,6 +135,13 @@ def check_eval_and_checkpoint(recipe: ResolvedRecipe, sink: DiagnosticSink) -> N
                    help="add entries like `train.lr = loguniform(1e-6, 1e-4)`")
 
 
+def check_tracking(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
+    written = [key for key, _ in recipe.items("train.wandb.") if recipe.is_set(key)]
+    if written and "wandb" not in (recipe.value("train.track") or ()) and not recipe.unknown("train.track"):
+        sink.warning("W0431", "`wandb` settings have no effect unless `track` lists `wandb`", recipe.span(written[0]),
+                     help="add `wandb` to `track`, e.g. `track = [wandb]`")
+
+
 def check_sweep(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     """A sweep whose trials cannot run is an error now, not a failure in every trial after the model loads."""
     from ftc.compiler.schema import BLOCKS
@@ -176,7 +187,8 @@ def check_distributed(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
                 and recipe.value("distributed.nvme_path") is None and not recipe.unknown("distributed.nvme_path"):
             sink.error("E0412", "NVMe offload needs `nvme_path`", recipe.block_span("distributed"),
                        help='add `nvme_path = "/local_nvme"` to `distributed`')
-        if isinstance(zero, int) and zero > 0 and recipe.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit"):
+        if isinstance(zero, int) and zero > 0 and recipe.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit",
+                                                                                    "paged_adamw"):
             sink.error("E0415", f"`optimizer = {recipe.value('train.optimizer')}` cannot be partitioned by ZeRO",
                        recipe.span("train.optimizer"), help="use `optimizer = adamw` with ZeRO, or `zero = 0`")
     if strategy in ("ddp", "deepspeed", "fsdp") and world == 1 and recipe.is_set("distributed"):
@@ -224,6 +236,7 @@ PASSES = (
     check_precision,
     check_batch,
     check_eval_and_checkpoint,
+    check_tracking,
     check_sweep,
     check_distributed,
     check_qlora_zero3,

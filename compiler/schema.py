@@ -199,6 +199,8 @@ DATA = BlockSpec(
         F("max_length", QUANTITY, "Longest sequence in tokens; longer rows are truncated.",
           dims=("tokens",), bare="tokens", minimum=8, maximum=1048576, tunable=True),
         F("packing", BOOL, "Concatenate examples up to `max_length` (no cross-example attention).", False),
+        F("pad_to_max_length", BOOL, "Pad every batch to `max_length` (a fixed shape), not to its longest row.",
+          False),
         F("dedup", ENUM, "Remove duplicate rows before splitting.", "none", ("none", "exact", "near")),
         F("near_threshold", FLOAT, "Jaccard similarity above which rows are near-duplicates.", 0.85,
           minimum=0, maximum=1, exclusive_min=True),
@@ -213,8 +215,20 @@ DATA = BlockSpec(
     ),
 )
 
+WANDB = BlockSpec(
+    "wandb", "Weights & Biases run settings, used when `track` lists `wandb` (`WANDB_MODE=offline` writes the run "
+    "under the run folder).",
+    fields=(
+        F("project", STRING, "Project the run is logged to. Default: the recipe's name."),
+        F("entity", STRING, "Team or user that owns the project. Default: your wandb default entity."),
+        F("name", STRING, "Display name of the run. Default: the run folder's name."),
+        F("tags", NAMES, "Tags of the run (names or strings)."),
+    ),
+)
+
 TRAIN = BlockSpec(
     "train", "The optimization: length, learning rate, schedule, batch and precision-related switches.",
+    nested=(WANDB,),
     fields=(
         F("epochs", QUANTITY, "Passes over the training data (or give `max_steps`).", dims=("epochs",),
           bare="epochs", minimum=0, exclusive_min=True),
@@ -229,9 +243,13 @@ TRAIN = BlockSpec(
           maximum=MAX_BATCH, tunable=True),
         F("micro_batch", INT, "Sequences per GPU per forward pass; `auto` = largest that fits the budget.",
           AUTO, allow_auto=True, minimum=1, maximum=MAX_BATCH),
+        F("eval_batch", INT, "Sequences per GPU in evaluation; `auto` = the largest that fits the budget (evaluation "
+          "keeps no activations for backward, but whole logits).", AUTO, allow_auto=True, minimum=1, maximum=MAX_BATCH),
         F("grad_accum", INT, "Gradient accumulation steps; derived from the batch sizes (`auto`).",
           AUTO, allow_auto=True, minimum=1, maximum=MAX_BATCH),
-        F("optimizer", ENUM, "Optimizer.", "adamw", ("adamw", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafactor")),
+        F("optimizer", ENUM, "Optimizer (`adamw_fused`: torch's fused AdamW kernel; `paged_adamw`: bitsandbytes' "
+          "paged 32-bit AdamW).", "adamw", ("adamw", "adamw_fused", "adamw_8bit", "paged_adamw", "paged_adamw_8bit",
+                                             "sgd", "adafactor")),
         F("weight_decay", FLOAT, "Decoupled weight decay.", 0.0, minimum=0, maximum=1, tunable=True),
         F("max_grad_norm", FLOAT, "Gradient clipping norm (0 disables).", 1.0, minimum=0),
         F("gradient_checkpointing", BOOL, "Recompute activations in backward; `auto` = only when needed to fit.",
@@ -239,8 +257,8 @@ TRAIN = BlockSpec(
         F("eval_every", QUANTITY, "Evaluate every N steps or epochs.", dims=("steps", "epochs")),
         F("log_every", QUANTITY, "Log metrics every N steps (default: about 50 lines per run).", dims=("steps",)),
         F("seed", INT, "Seed of initialization, dropout and data order.", 42, minimum=0),
-        F("track", NAMES, "Metric sinks besides metrics.jsonl.", ("tensorboard",),
-          choices=("tensorboard", "mlflow", "none")),
+        F("track", NAMES, "Metric sinks besides metrics.jsonl (`wandb`: settings in `wandb { ... }`).",
+          ("tensorboard",), choices=("tensorboard", "mlflow", "wandb", "none")),
     ),
 )
 
@@ -271,12 +289,14 @@ DISTRIBUTED = BlockSpec(
         F("sharding", ENUM, "FSDP sharding strategy.", "full_shard",
           ("full_shard", "shard_grad_op", "hybrid_shard", "no_shard")),
         F("find_unused_parameters", BOOL, "DDP: search for parameters without gradients each step.", False),
+        F("timeout", QUANTITY, "How long a collective may wait for the other ranks before the run fails "
+          "(the process group's timeout; default 30 min).", dims=("duration",), minimum=1),
     ),
     variant_fields={
-        "none": (), "auto": (),
-        "ddp": ("find_unused_parameters",),
-        "deepspeed": ("zero", "offload_optimizer", "offload_params", "nvme_path"),
-        "fsdp": ("sharding", "offload_params"),
+        "none": (), "auto": ("timeout",),
+        "ddp": ("find_unused_parameters", "timeout"),
+        "deepspeed": ("zero", "offload_optimizer", "offload_params", "nvme_path", "timeout"),
+        "fsdp": ("sharding", "offload_params", "timeout"),
     },
 )
 

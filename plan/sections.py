@@ -111,6 +111,7 @@ class Data:
     roles: Optional[Mapping[str, str]] = None  # ShareGPT role -> the data's spelling of it
     max_samples: Optional[int] = None
     eval_rows: Optional[int] = None  # eval_split as a number of rows (eval_split is then 0)
+    pad_to_max_length: bool = False  # every batch padded to max_length (the key is written only when set)
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ class Batch:
     micro_batch: int
     grad_accum: int
     data_parallel_world: int
+    eval_batch: int  # sequences per rank in evaluation
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,7 @@ class Distributed:
     nvme_path: Optional[str]
     find_unused_parameters: bool
     fsdp: Optional[Fsdp] = _section(Fsdp)
+    timeout_s: Optional[int] = None  # the process group's timeout, when the recipe sets one
 
 
 @dataclass(frozen=True)
@@ -194,9 +197,18 @@ class Checkpoint:
 
 
 @dataclass(frozen=True)
+class Wandb:
+    project: str
+    entity: Optional[str]
+    name: Optional[str]
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Tracking:
     backends: tuple[str, ...]
     mlflow_uri: Optional[str]
+    wandb: Optional[Wandb] = field(default=None, metadata={"section": Wandb})  # only when wandb is tracked
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ def base_plan() -> dict:
             "weight_decay": 0.0, "max_grad_norm": 1.0, "gradient_checkpointing": False, "eval_every_steps": 20,
             "logging_steps": 1, "seed": 42,
         },
-        "batch": {"global_batch": 8, "micro_batch": 4, "grad_accum": 2, "data_parallel_world": 1},
+        "batch": {"global_batch": 8, "micro_batch": 4, "grad_accum": 2, "data_parallel_world": 1, "eval_batch": 4},
         "steps": {"steps_per_epoch": None, "total_steps": None, "source": "runtime", "train_rows": 200},
         "precision": {"mixed": "no"},
         "hardware": {"accelerator": "cpu", "gpu": None, "memory_per_gpu": None, "gpus_per_node": 1, "nodes": 1,
@@ -80,13 +80,13 @@ def cases() -> dict[str, dict]:
     return {
         "single_cpu": base_plan(),
         "ddp_cpu_2": plan_with(
-            batch={"global_batch": 8, "micro_batch": 2, "grad_accum": 2, "data_parallel_world": 2},
+            batch={"global_batch": 8, "micro_batch": 2, "grad_accum": 2, "data_parallel_world": 2, "eval_batch": 2},
             hardware={"gpus_per_node": 2},
             distributed={"strategy": "ddp", "world_size": 2},
             launch={"launcher": "accelerate", "nproc_per_node": 2},
         ),
         "zero2_cpu_2": plan_with(
-            batch={"global_batch": 8, "micro_batch": 2, "grad_accum": 2, "data_parallel_world": 2},
+            batch={"global_batch": 8, "micro_batch": 2, "grad_accum": 2, "data_parallel_world": 2, "eval_batch": 2},
             hardware={"gpus_per_node": 2},
             distributed={"strategy": "deepspeed", "world_size": 2, "zero": 2},
             launch={"launcher": "accelerate", "nproc_per_node": 2, "env": {"DS_ACCELERATOR": "cpu"},
@@ -95,7 +95,7 @@ def cases() -> dict[str, dict]:
         "zero3_offload_2x8": plan_with(
             method={"kind": "full", "lora": None},
             train={"optimizer": "adamw", "gradient_checkpointing": True},
-            batch={"global_batch": 256, "micro_batch": 4, "grad_accum": 4, "data_parallel_world": 16},
+            batch={"global_batch": 256, "micro_batch": 4, "grad_accum": 4, "data_parallel_world": 16, "eval_batch": 4},
             precision={"mixed": "bf16"},
             hardware={"accelerator": "gpu", "gpu": "a100-80gb", "memory_per_gpu": 85899345920,
                       "gpus_per_node": 8, "nodes": 2, "cpu_memory": 549755813888},
@@ -105,7 +105,7 @@ def cases() -> dict[str, dict]:
                     "files": {"deepspeed": "ds_config.json", "hostfile": "hostfile"}},
         ),
         "fsdp_gpu_4": plan_with(
-            batch={"global_batch": 32, "micro_batch": 8, "grad_accum": 1, "data_parallel_world": 4},
+            batch={"global_batch": 32, "micro_batch": 8, "grad_accum": 1, "data_parallel_world": 4, "eval_batch": 8},
             precision={"mixed": "bf16"},
             hardware={"accelerator": "gpu", "gpu": "h100-80gb", "memory_per_gpu": 85899345920, "gpus_per_node": 4},
             distributed={"strategy": "fsdp", "world_size": 4,

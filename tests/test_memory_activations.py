@@ -94,10 +94,11 @@ def predicted(model_type: str, shape: dict, seq: int = 64, dtype: str = "bf16", 
 
 
 EXACT = ("llama", "smollm3", "granite", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen3_moe", "olmo2", "olmo3",
-         "gpt_oss", "gemma2", "gemma3_text", "opt", "bloom", "gpt2", "phi", "stablelm", "starcoder2", "cohere")
+         "gpt_oss", "gemma", "gemma2", "gemma3_text", "opt", "bloom", "gpt2", "phi", "stablelm", "starcoder2", "cohere",
+         "gpt_neox")
 
 
-CASES = [(t, SHAPES[0]) for t in EXACT] + [(t, SHAPES[1]) for t in ("llama", "qwen3", "gemma2", "gemma3_text",
+CASES = [(t, SHAPES[0]) for t in EXACT] + [(t, SHAPES[1]) for t in ("llama", "qwen3", "gemma2", "gemma3_text", "gpt_neox",
                                                                      "mixtral", "phi3", "gpt2")]
 
 

@@ -53,7 +53,8 @@ def codes(result) -> list[str]:
 def test_batch_triple_is_exact(tmp_path):
     result = compiled(recipe(tmp_path, train="global_batch = 64\nmicro_batch = 4", hardware="gpus_per_node = 4"))
     assert result.plan is not None, codes(result)
-    assert result.plan["batch"] == {"global_batch": 64, "micro_batch": 4, "grad_accum": 4, "data_parallel_world": 4}
+    assert result.plan["batch"] == {"global_batch": 64, "micro_batch": 4, "grad_accum": 4, "data_parallel_world": 4,
+                                    "eval_batch": 4}  # (nothing evaluated: the micro-batch)
     assert result.plan["provenance"]["train.grad_accum"] == "derived"
 
 
@@ -102,7 +103,8 @@ def test_micro_batch_auto_fallback_is_recorded(tmp_path):
 
 def test_micro_batch_derived_from_grad_accum(tmp_path):
     plan = compiled(recipe(tmp_path, train="global_batch = 32\ngrad_accum = 4", hardware="gpus_per_node = 2")).plan
-    assert plan["batch"] == {"global_batch": 32, "micro_batch": 4, "grad_accum": 4, "data_parallel_world": 2}
+    assert plan["batch"] == {"global_batch": 32, "micro_batch": 4, "grad_accum": 4, "data_parallel_world": 2,
+                             "eval_batch": 4}
 
 
 def test_distributed_auto_and_zero_auto(tmp_path):
@@ -270,6 +272,7 @@ def test_estimator_failure_is_a_warning_and_fixed_rules(tmp_path):
     from ftc.compiler.memory import auto
 
     path = recipe(tmp_path, train="global_batch = 32\nmicro_batch = auto", hardware="gpus_per_node = 2")
+    path.write_text(path.read_text().replace("org/some-model", "HuggingFaceTB/SmolLM2-135M"))  # an estimate exists
     with mock.patch.object(auto, "choose", side_effect=RuntimeError("boom")), \
             mock.patch.object(auto, "plan_estimate", side_effect=RuntimeError("boom")):
         result = compiled(path)

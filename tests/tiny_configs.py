@@ -24,6 +24,9 @@ def tiny_config(model_type: str, shape: dict = None, layers: int = 1) -> dict:
         return dict(model_type=model_type, hidden_size=h, num_attention_heads=heads, num_hidden_layers=layers,
                     vocab_size=1000, multi_query=False, parallel_attn=True, new_decoder_architecture=False,
                     bias=False, alibi=False)
+    if model_type == "gpt_neox":
+        return dict(model_type=model_type, hidden_size=h, intermediate_size=inter, num_attention_heads=heads,
+                    num_hidden_layers=layers, vocab_size=1000)
     config = dict(model_type=model_type, num_hidden_layers=layers, vocab_size=1000, **shape)
     if model_type in ("gemma2", "gemma3_text"):
         config["head_dim"] = h // heads

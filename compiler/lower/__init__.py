@@ -48,7 +48,7 @@ def lower(recipe: ResolvedRecipe, out_dir: str | os.PathLike, sink: DiagnosticSi
     sections = {
         "schema_version": schema_version, "ftc_version": ftc_version, "recipe": recipe_section,
         "model": model, "method": method, "data": data, "hardware": hardware,
-        "distributed": memory.distributed, "batch": batch, "memory": memory.memory, "steps": steps,
+        "distributed": memory.distributed, "batch": memory.batch, "memory": memory.memory, "steps": steps,
         "train": train, "precision": lower_precision(model, method), "checkpoint": lower_checkpoint(lw, steps),
         "tracking": lower_tracking(lw), "output": lower_output(lw), "sweep": lower_sweep(lw),
         "launch": lower_launch(hardware, memory.distributed),

@@ -25,7 +25,13 @@ def lower_checkpoint(lw: Lowering, steps: Section) -> Section:
 
 def lower_tracking(lw: Lowering) -> Section:
     track = [t for t in lw.recipe.value("train.track", ()) if t != "none"]
-    return frozen({"backends": ["jsonl"] + sorted(set(track)), "mlflow_uri": None})
+    tracking = {"backends": ["jsonl"] + sorted(set(track)), "mlflow_uri": None}
+    if "wandb" in track:  # (only then: plans without wandb keep their shape)
+        r = lw.recipe
+        tracking["wandb"] = {"project": r.value("train.wandb.project") or r.name,
+                             "entity": r.value("train.wandb.entity"), "name": r.value("train.wandb.name"),
+                             "tags": list(r.value("train.wandb.tags") or ())}
+    return frozen(tracking)
 
 
 def lower_output(lw: Lowering) -> Section:

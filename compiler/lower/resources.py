@@ -68,6 +68,9 @@ def lower_strategy(lw: Lowering) -> Section:
     elif strategy == "fsdp":
         dist["fsdp"] = {"sharding": r.value("distributed.sharding", "full_shard"), "wrap": "transformer_layer",
                         "offload_params": r.value("distributed.offload_params", "none") != "none"}
+    timeout = r.value("distributed.timeout")
+    if timeout is not None:  # (only when written: plans without it keep their shape)
+        dist["timeout_s"] = int(timeout.value)
     return frozen(dist)
 
 
@@ -115,10 +118,27 @@ def _auto_micro_batch(lw: Lowering, per_rank: int, lowered: dict) -> int:
     if estimator is not None:
         value, reason = estimator
         return lw.decide("train.micro_batch", value, reason)
+    if _unestimated_gpu_run(lw, lowered["hardware"]):
+        _warn_safe_end(lw, "train.micro_batch")
+        return lw.decide("train.micro_batch", 1,
+                         f"{_why_no_estimate(lowered['hardware'])}: the safe end, 1 sequence per rank")
     below = [d for d in divisors(per_rank) if d <= MAX_AUTO_MICRO_BATCH]
     return lw.decide("train.micro_batch", below[-1],
                      f"{_why_no_estimate(lowered['hardware'])}: largest divisor of the {per_rank} sequences per rank "
                      f"up to {MAX_AUTO_MICRO_BATCH}")
+
+
+def _unestimated_gpu_run(lw: Lowering, hw: Section) -> bool:
+    """A GPU run with a budget whose model has no architecture: nothing proves a fast setting fits, so the
+    autos take the safe end (micro_batch 1, checkpointing on), not the fast one."""
+    return hw["accelerator"] != "cpu" and hw["memory_per_gpu"] is not None and lw.architecture is None
+
+
+def _warn_safe_end(lw: Lowering, key: str) -> None:
+    lw.sink.warning("W0722", f"`{key.split('.')[1]} = auto` takes the safe end: there is no memory estimate for "
+                    "this model", lw.span(key), label="chosen without an estimate",
+                    help="make the model's config.json readable (see W0701) so that auto can size it, or set "
+                         "the value yourself")
 
 
 def _why_no_estimate(hw: Section) -> str:
@@ -136,6 +156,7 @@ class MemoryAutos:
     (which `train` reports) and the estimate of exactly these values (`memory`)."""
 
     distributed: Section
+    batch: Section  # with its `eval_batch`, decided beside what training keeps
     gradient_checkpointing: bool
     memory: Section | None
 
@@ -158,11 +179,19 @@ def lower_memory_autos(lw: Lowering, hardware: Section, method: Section, distrib
         choice = _estimator_choice(lw, "gradient_checkpointing", lowered)
         if choice is not None:
             checkpointing = lw.decide("train.gradient_checkpointing", *choice)
+        elif _unestimated_gpu_run(lw, hardware):
+            _warn_safe_end(lw, "train.gradient_checkpointing")
+            checkpointing = lw.decide("train.gradient_checkpointing", True,
+                                      f"{_why_no_estimate(hardware)}: on, the safe end")
         else:
             checkpointing = lw.decide("train.gradient_checkpointing", False,
                                       f"{_why_no_estimate(hardware)}: off (it costs about a third more compute)")
     lowered["train"] = {"gradient_checkpointing": bool(checkpointing)}
-    return MemoryAutos(distributed, bool(checkpointing), _estimate(lw, lowered))
+    from ftc.compiler.lower.evaluation import lower_eval_batch
+
+    batch = frozen({**batch, "eval_batch": lower_eval_batch(lw, lowered)})
+    lowered["batch"] = batch
+    return MemoryAutos(distributed, batch, bool(checkpointing), _estimate(lw, lowered))
 
 
 def _zero(lw: Lowering, lowered: dict) -> int:
@@ -175,8 +204,8 @@ def _zero(lw: Lowering, lowered: dict) -> int:
     why = _why_no_estimate(lowered["hardware"])
     if choice is not None:
         return lw.decide("distributed.zero", *choice)
-    if r.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit"):
-        return lw.decide("distributed.zero", 0, "8-bit optimizers cannot be partitioned by ZeRO")
+    if r.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw"):
+        return lw.decide("distributed.zero", 0, "bitsandbytes optimizers cannot be partitioned by ZeRO")
     if lowered["distributed"]["offload_params"] != "none":
         return lw.decide("distributed.zero", 3, "`offload_params` needs stage 3")
     if lowered["method"]["kind"] == "full":

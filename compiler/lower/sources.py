@@ -133,6 +133,7 @@ def lower_data(lw: Lowering) -> Section:
         "seed": r.value("data.seed"),
         "cache_dir": lw.rel(r.value("data.cache_dir"), "data.cache_dir") if r.value("data.cache_dir") else None,
         **_conversation_data(lw),
+        **({"pad_to_max_length": True} if r.value("data.pad_to_max_length") else {}),  # only when set
     })
 
 

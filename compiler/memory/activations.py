@@ -142,8 +142,10 @@ def layer_bytes_per_token(s: MemorySetup, with_lora_dropout: bool = True) -> int
         total = 2 * norm + ac * (q + 2 * kv) + ac * q + 4 * heads + c * inter  # relu keeps its output only
     elif t == "bloom":  # eager only: ALiBi added to the scores by baddbmm
         total = 2 * norm + ac * 3 * h + ac * h + 2 * c * inter
-    else:  # falcon: Q, K, V, output, fp32 log-sum-exp, GELU input and output
+    else:  # falcon, gpt_neox: Q, K, V, output, fp32 log-sum-exp, GELU input and output
         total = layer_norm_count(a) * norm + c * (2 * q + 2 * kv) + c * q + 4 * heads + 2 * c * inter
+        if a.shared_norm_input and not s.cuda_fp32_ops:  # GPT-NeoX's parallel LayerNorms keep their one
+            total -= c * h  # input once (under CUDA autocast each keeps its own fp32 copy)
         # SDPA's V is a view of the fused qkv output, which stays whole; eager keeps one q-sized tensor less
         total += c * (q + kv) if not eager else -c * q
     if eager and t not in LLAMA_LIKE:  # (the scores come from an autocast matmul)
@@ -229,7 +231,7 @@ def eval_bytes(s: MemorySetup) -> int:
     """No-grad forward: nothing is saved, so the peak is the larger of one layer's working set and the
     loss (logits, their fp32 upcast unless already fp32, log-softmax), on top of the residual stream."""
     a = s.arch
-    tokens = s.micro_batch * s.seq_len
+    tokens = (s.eval_batch or s.micro_batch) * s.seq_len
     c = compute_bytes(s)
     loss = tokens * a.vocab * (c + 4 + (4 if c < 4 else 0))
     mlp = max(1, a.experts_per_token if a.experts else 1) * 3 * a.intermediate  # gate, up, act(gate)

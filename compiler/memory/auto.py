@@ -42,7 +42,7 @@ def resolve_auto(setup: MemorySetup, autos, budget_bytes: int, global_batch: int
     budget = gib(budget_bytes)
 
     if "zero" in autos:
-        if setup.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
+        if setup.optimizer in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw"):
             stages = [0]
         elif setup.offload_params != "none":
             stages = [3]
@@ -164,6 +164,35 @@ def choose(recipe, what: str, plan: dict, **context):
         if decision.field == _FIELDS[what]:
             return decision.value, decision.reason
     return None
+
+
+MAX_AUTO_EVAL_BATCH = 64  # beyond this, evaluation is no faster: the batches are padded to their longest row
+
+
+def choose_eval_batch(recipe, plan: dict) -> tuple[int, str] | None:
+    """(value, reason) for `eval_batch = auto`: the largest evaluation batch whose no-grad forward (one
+    layer's working set, or the whole logits and their loss) fits beside the training state; None when
+    there is no GPU budget or no architecture."""
+    from ftc.compiler.memory.recipe import setup_from_plan
+
+    rm = setup_from_plan(recipe, plan)
+    if rm.setup is None or rm.budget_bytes is None:
+        return None
+    setup, _ = settled(rm)
+    budget = rm.budget_bytes
+
+    def peak(b: int) -> int:
+        return estimate(setup.with_(eval_batch=b, evaluates=True)).peak_bytes
+
+    if peak(1) > budget:
+        return 1, f"even 1 sequence does not fit {gib(budget)} (peak {gib(peak(1))}; see the budget error)"
+    low, high = 1, MAX_AUTO_EVAL_BATCH
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if peak(middle) <= budget else (low, middle - 1)
+    cap = " (the cap)" if low == MAX_AUTO_EVAL_BATCH else ""
+    return low, (f"largest evaluation batch{cap} that fits {gib(budget)}: peak {gib(peak(low))}; evaluation keeps "
+                 f"no activations for backward, but the whole logits")
 
 
 def plan_estimate(recipe, plan: dict) -> dict | None:

@@ -3,7 +3,7 @@
 Codes: W0701 unknown model (memory not checked), E0702 unknown GPU name, W0703 no memory budget, E0705
 over the GPU budget, E0706 over the host RAM, E0711 bf16 on a GPU without it, W0712 a sweep whose largest
 draws do not fit, W0713 `memory_per_gpu` above what the named GPU has, E0714 a local model folder that is
-missing or has no readable config.json. What the recipe asks of its model that the libraries cannot do
+missing or has no readable config.json, E0721 a misspelt catalog id (or one the hub does not have). What the recipe asks of its model that the libraries cannot do
 (E0704, W0707, E0708, W0709, E0710, E0715, E0716, E0717, E0718) is compat.py's.
 """
 
@@ -91,15 +91,22 @@ def _unknown_model(recipe, sink, error) -> None:
                    help="a local model is a folder with the model's config.json and weights, as "
                         "`save_pretrained` writes it; paths are relative to the recipe file that names them")
         return
-    guess = f"did you mean `{error.suggestion}`? " if getattr(error, "suggestion", None) else ""
+    if error.misspelt or (error.not_on_hub and error.suggestion):
+        sink.error("E0721", f"unknown model `{name}`", recipe.span("model"),
+                   label="not in the catalog" + (" nor on the hub" if error.not_on_hub else ""),
+                   help=f"did you mean `{error.suggestion}`?", notes=(error.reason,))
+        return
     message = f"cannot find the architecture of `{name}`: memory is not checked"
     if is_local_model(name, recipe.location("model")):  # read, but of an architecture ftc does not model
         message = f"ftc does not model the architecture of `{name}`: memory is not checked"
         help_text = "the run can still train it; the budget is only proven for the architectures ftc models"
     else:
-        help_text = (f"{guess}give a local folder holding the model's config.json, or put the model in the "
-                     f"Hugging Face cache (`huggingface-cli download {name} config.json`); compile never "
-                     f"downloads (`ftc catalog models` lists the ids it knows without one)")
+        closest = (f"the closest catalog id by name is `{error.suggestion}`: if this is a copy of it, its "
+                   f"architecture is that one's. " if error.suggestion else "")
+        help_text = (f"{closest}To provide a config: check once with network access (ftc then reads only "
+                     f"config.json from the hub and caches it), or `huggingface-cli download {name} config.json`, "
+                     f"or give a local folder holding the model's config.json "
+                     f"(`ftc catalog models` lists the ids known without one)")
     span = recipe.block_span("model")
     sink.warning("W0701", message, span, label="architecture unknown", help=help_text, notes=(error.reason,))
 

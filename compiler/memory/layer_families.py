@@ -8,12 +8,12 @@ from __future__ import annotations
 from ftc.compiler.memory.setup import MemorySetup
 
 LLAMA_LIKE = ("llama", "smollm3", "granite", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "olmo2", "olmo3",
-              "gemma2", "gemma3_text", "gemma3", "gpt_oss", "phi3", "stablelm", "starcoder2", "cohere")
+              "gemma", "gemma2", "gemma3_text", "gemma3", "gpt_oss", "phi3", "stablelm", "starcoder2", "cohere")
 LAYER_NORMS = ("stablelm", "starcoder2")  # Llama-style layers with LayerNorms, not RMSNorms
 # weight × normalized in fp32, then cast
-FP32_SCALED_NORMS = ("olmo2", "olmo3", "gemma2", "gemma3_text", "gemma3", "gpt_oss")
+FP32_SCALED_NORMS = ("olmo2", "olmo3", "gemma", "gemma2", "gemma3_text", "gemma3", "gpt_oss")
 # torch's nn.LayerNorm (CUDA autocast runs it in fp32)
-TORCH_LAYER_NORMS = ("gpt2", "opt", "bloom", "phi", "falcon") + LAYER_NORMS
+TORCH_LAYER_NORMS = ("gpt2", "opt", "bloom", "phi", "falcon", "gpt_neox") + LAYER_NORMS
 # LayerNorms per layer read off the norm parameters (weight and bias each): one in Phi's and Falcon-7B's
 # parallel blocks, two in Falcon's newer layout and its sequential one
 NORMS_FROM_PARAMS = ("phi", "falcon")

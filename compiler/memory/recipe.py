@@ -109,7 +109,8 @@ def setup_from_recipe(recipe, strategy: str | None = None) -> RecipeMemory:
         modules_to_save=saved, trainable_tokens=token_rows,
         quant=recipe.value("method.quant") or "nf4", double_quant=bool(recipe.value("method.double_quant", True)),
         dtype=dtype, mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(quant_compute, "no"),
-        optimizer=recipe.value("train.optimizer", "adamw"), micro_batch=int(micro), sequences_per_rank=per_rank,
+        optimizer="adamw" if (optimizer := recipe.value("train.optimizer", "adamw")) == "adamw_fused" else optimizer,
+        fused_optimizer=optimizer == "adamw_fused", micro_batch=int(micro), sequences_per_rank=per_rank,
         seq_len=int(seq_len),
         gradient_checkpointing=bool(checkpointing),
         attention=recipe.value("model.attention") if recipe.is_set("model.attention")
@@ -122,6 +123,7 @@ def setup_from_recipe(recipe, strategy: str | None = None) -> RecipeMemory:
         offload_optimizer=recipe.value("distributed.offload_optimizer", "none") if strategy == "deepspeed" else "none",
         offload_params=offload_params, dp_world=world, gpus_per_node=gpus_per_node, nodes=nodes,
         evaluates=evaluates,
+        eval_batch=eval_batch if isinstance(eval_batch := recipe.value("train.eval_batch"), int) else 0,
     )
     return RecipeMemory(setup, frozenset(autos), model_error=None, assumptions=tuple(assumptions), **common)
 
@@ -157,6 +159,8 @@ def setup_from_plan(recipe, plan: dict) -> RecipeMemory:
     batch = plan.get("batch") or {}
     if isinstance(batch.get("micro_batch"), int):
         setup, _ = setup.with_(micro_batch=batch["micro_batch"]), autos.discard("micro_batch")
+    if isinstance(batch.get("eval_batch"), int):
+        setup = setup.with_(eval_batch=batch["eval_batch"])
     dist = plan.get("distributed") or {}
     if dist.get("strategy") in ("none", "ddp", "deepspeed", "fsdp"):
         setup = setup.with_(strategy=dist["strategy"])

@@ -48,6 +48,7 @@ class MemorySetup:
     gpus_per_node: int = 1
     nodes: int = 1
     evaluates: bool = False
+    eval_batch: int = 0  # sequences per rank in an evaluation forward; 0: micro_batch
     # Where the layers run: CUDA autocast runs more ops in fp32 than CPU autocast (cuda_fp32_ops).
     device: str = "cuda"  # cuda | cpu
     # How the runtime prepares a QLoRA model: peft's prepare_model_for_kbit_training casts every

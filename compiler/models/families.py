@@ -141,6 +141,15 @@ def _cohere(config):
                    layer_other_params=arch.hidden + (arch.q_dim + arch.kv_dim if qk_norm else 0))
 
 
+def _gemma(config):
+    """Gemma 1: Llama's layer with GeGLU, RMSNorms that scale by 1 + weight in fp32, head_dim 256 and tied
+    embeddings (GemmaConfig's defaults)."""
+    c = dict(config)
+    c.setdefault("head_dim", 256)
+    c.setdefault("tie_word_embeddings", True)
+    return _llama_like(c)
+
+
 def _gemma2(config):
     c = dict(config)
     c.setdefault("head_dim", 256)
@@ -326,6 +335,30 @@ def _falcon(config):
         attention_targets=("query_key_value", "dense"))
 
 
+def _gpt_neox(config):
+    """Pythia and StableLM-alpha: a fused biased qkv projection, LayerNorms with bias before attention and
+    MLP (added in parallel by default), partial rotary, a two-matrix GELU MLP, an untied head
+    (GPTNeoXConfig's defaults)."""
+    h = int(_get(config, "hidden_size"))
+    heads = int(_get(config, "num_attention_heads"))
+    inter = int(_get(config, "intermediate_size", default=24576))
+    vocab = int(_get(config, "vocab_size"))
+    bias = bool(config.get("attention_bias", True))
+    linears = (Linear("query_key_value", h, 3 * h, bias), Linear("dense", h, h, bias),
+               Linear("dense_h_to_4h", h, inter, True), Linear("dense_4h_to_h", inter, h, True))
+    tied = bool(config.get("tie_word_embeddings", False))
+    return Architecture(
+        model_type="gpt_neox", hidden=h, layers=int(_get(config, "num_hidden_layers")), intermediate=inter,
+        heads=heads, kv_heads=heads, head_dim=h // heads, vocab=vocab, tied=tied,
+        max_positions=config.get("max_position_embeddings"), experts=0, experts_per_token=0, gated_mlp=False,
+        embed_name="embed_in", embedding_params=vocab * h, layer_linears=linears, layer_other_params=4 * h,
+        final_params=2 * h, lm_head=None if tied else Linear("lm_head", h, vocab),
+        hidden_dropout_sites=2 if float(config.get("hidden_dropout") or 0) > 0 else 0,
+        attention_targets=("query_key_value", "dense"),
+        attention_dropout=float(config.get("attention_dropout") or 0),
+        shared_norm_input=bool(config.get("use_parallel_residual", True)))
+
+
 def _bloom(config):
     h = int(_get(config, "hidden_size", "n_embed"))
     heads = int(_get(config, "n_head", "num_attention_heads"))
@@ -371,8 +404,8 @@ def _opt(config):
 
 BUILDERS = {
     "llama": _llama, "mistral": _llama, "mixtral": _llama, "smollm3": _llama, "granite": _llama, "qwen2": _qwen2,
-    "qwen3": _qwen3, "qwen3_moe": _qwen3_moe, "olmo2": _olmo2, "olmo3": _olmo2, "gemma2": _gemma2,
+    "qwen3": _qwen3, "qwen3_moe": _qwen3_moe, "olmo2": _olmo2, "olmo3": _olmo2, "gemma": _gemma, "gemma2": _gemma2,
     "gemma3_text": _gemma3_text, "gemma3": _gemma3, "gpt_oss": _gpt_oss, "phi": _phi, "phi3": _phi3,
     "starcoder2": _starcoder2, "cohere": _cohere, "gpt2": _gpt2, "stablelm": _stablelm, "falcon": _falcon,
-    "bloom": _bloom, "opt": _opt,
+    "bloom": _bloom, "opt": _opt, "gpt_neox": _gpt_neox,
 }

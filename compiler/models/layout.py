@@ -92,6 +92,7 @@ class Architecture(Sizes):
     sliding_window: int | None = None
     sliding_layers: int = 0
     attention_dropout: float = 0.0  # on the attention probabilities in training (Granite's configs, GPT-2's: 0.1)
+    shared_norm_input: bool = False  # GPT-NeoX's parallel block: both LayerNorms read one input, kept once
     # linears outside the decoder stack, each `count` times in all (a multimodal checkpoint's vision encoder:
     # text-only training loads, adapts and quantizes it but never runs it) and the tower's other parameters
     tower_linears: tuple[Linear, ...] = ()

@@ -65,9 +65,9 @@ def _missing_columns(fmt: FormatSpec, names: list[str], source: Source) -> None:
     if missing:
         wanted = ", ".join(f"`{fmt.column(f)}`" for f in missing)
         found = ", ".join(f"`{n}`" for n in names if not n.startswith("__")) or "none"
-        example = ", ".join(f'{f} = "..."' for f in missing)
+        example = "; ".join(f'{f} = "..."' for f in missing)
         raise DataError(f"format {fmt.name} needs column {wanted}; the file has {found}", file=source.display,
-                        help=f"map your column names in the data block: columns = {{ {example} }}")
+                        help=f"map your column names in the data block: `columns {{ {example} }}`")
 
 
 def _string_column(col: pa.ChunkedArray, allow_cast: bool) -> pa.ChunkedArray:

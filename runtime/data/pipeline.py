@@ -245,7 +245,8 @@ def _load(entry: CacheEntry, spec: DataSpec, info_pad: int, hit: bool) -> Prepar
     report = replace(report, cache_key=entry.key, cache_hit=hit)
     train = datasets.Dataset.from_file(str(entry.path / "train.arrow"))
     ev = datasets.Dataset.from_file(str(entry.path / "eval.arrow")) if (entry.path / "eval.arrow").exists() else None
-    collator = PackedCollator(info_pad) if spec.packing else PaddingCollator(info_pad)
+    fixed = spec.max_length if spec.extra.get("pad_to_max_length") else None  # rows never exceed max_length
+    collator = PackedCollator(info_pad) if spec.packing else PaddingCollator(info_pad, fixed)
     return PreparedData(train, ev, collator, report, entry.path)
 
 

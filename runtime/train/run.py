@@ -16,6 +16,7 @@ from ftc.plan import Plan
 
 from .errors import EXIT_OK, EXIT_PREEMPTED, RunError
 from .resume import find_resume
+from .tracking import finish_wandb, wandb_env
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ class _Hooks:
 
     callbacks: list
     report_to: list
-    mlflow_env: dict
+    tracking_env: dict  # what the trackers read from the environment (mlflow, wandb), set only while training
     progress: Any
     preemption: Any
 
@@ -151,11 +152,14 @@ def _hooks(plan: Plan, run_dir: Path, options: RunOptions, out) -> _Hooks:
     from .signals import Preemption
 
     backends = plan.tracking.backends
-    report_to, mlflow_env = [], {}
+    report_to, tracking_env = [], {}
     if "mlflow" in backends:  # read by transformers' MLflowCallback when training starts
-        mlflow_env = {"MLFLOW_TRACKING_URI": plan.tracking.mlflow_uri or f"sqlite:///{run_dir / 'mlflow.db'}",
-                      "MLFLOW_EXPERIMENT_NAME": plan.recipe_name, "MLFLOW_RUN_NAME": run_dir.name}
+        tracking_env = {"MLFLOW_TRACKING_URI": plan.tracking.mlflow_uri or f"sqlite:///{run_dir / 'mlflow.db'}",
+                        "MLFLOW_EXPERIMENT_NAME": plan.recipe_name, "MLFLOW_RUN_NAME": run_dir.name}
         report_to.append("mlflow")
+    if "wandb" in backends:  # read by wandb.init in transformers' WandbCallback
+        tracking_env.update(wandb_env(plan.tracking.wandb, run_dir))
+        report_to.append("wandb")
     preemption = Preemption()
     progress = ProgressCallback(out)
     callbacks = [progress,
@@ -164,18 +168,20 @@ def _hooks(plan: Plan, run_dir: Path, options: RunOptions, out) -> _Hooks:
                  PreemptionCallback(preemption)]
     callbacks += [cb for cb in (fault_callback(),) if cb is not None]
     callbacks += list(options.callbacks)
-    return _Hooks(callbacks, report_to, mlflow_env, progress, preemption)
+    return _Hooks(callbacks, report_to, tracking_env, progress, preemption)
 
 
 def _train(trainer, hooks: _Hooks, point) -> float:
     """trainer.train() under the signal handler, with the tracker's environment set only meanwhile; seconds."""
     train_started = time.perf_counter()
-    saved_env = {k: os.environ.get(k) for k in hooks.mlflow_env}
-    os.environ.update(hooks.mlflow_env)
+    saved_env = {k: os.environ.get(k) for k in hooks.tracking_env}
+    os.environ.update(hooks.tracking_env)
     try:
         with hooks.preemption:
             trainer.train(resume_from_checkpoint=str(point.checkpoint) if point else None)
     finally:
+        if "wandb" in hooks.report_to:
+            finish_wandb()
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)

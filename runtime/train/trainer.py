@@ -13,7 +13,8 @@ from .errors import RunError
 from ftc.plan import Plan
 from ftc.plan.steps import epochs_to_steps
 
-OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
+OPTIMIZERS = {"adamw": "adamw_torch", "adamw_fused": "adamw_torch_fused", "adamw_8bit": "adamw_bnb_8bit",
+              "paged_adamw": "paged_adamw_32bit", "paged_adamw_8bit": "paged_adamw_8bit",
               "sgd": "sgd", "adafactor": "adafactor"}
 SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
 
@@ -54,7 +55,7 @@ def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_t
     return TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=batch.micro_batch,
-        per_device_eval_batch_size=batch.micro_batch,
+        per_device_eval_batch_size=batch.eval_batch,
         gradient_accumulation_steps=batch.grad_accum,
         # epochs is unset only when max_steps is, which then wins over it
         num_train_epochs=float(train.epochs) if train.epochs is not None else 1.0,
@@ -92,6 +93,8 @@ def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_t
         # multi-process: the very ds_config.json `ftc compile` wrote (any launcher); DDP/FSDP come from accelerate
         deepspeed=str(plan.folder / plan.launch.files.deepspeed) if plan.distributed.strategy == "deepspeed" else None,
         ddp_find_unused_parameters=plan.distributed.find_unused_parameters,
+        # the process group's timeout (`distributed { timeout }`); transformers' own default otherwise
+        ddp_timeout=plan.distributed.timeout_s if plan.distributed.timeout_s is not None else 1800,
     )
 
 
