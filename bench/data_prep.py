@@ -149,7 +149,8 @@ def run_ftc(data_path: Path, tokenizer, work: Path, max_length: int):
 
     spec = {"train": [str(data_path)], "eval": None, "eval_split": 0.1, "format": "chat", "columns": {},
             "max_length": max_length, "packing": True, "dedup": "exact", "near_dedup_threshold": 0.85,
-            "train_on": "completions", "on_bad_rows": "error", "truncation": "right", "seed": 42}
+            "train_on": "completions", "on_bad_rows": "error", "truncation": "right", "seed": 42,
+            "cache_dir": None}
     return prepare(spec, tokenizer, base_dir=work, cache_dir=work / "ftc-cache")
 
 

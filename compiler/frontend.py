@@ -1,4 +1,5 @@
-"""The front end in one call: load (with extends) -> parse -> resolve (--set, types, defaults) -> check."""
+"""The front end in one call: load (with extends) -> parse -> resolve (--set, types, defaults) -> decide (model,
+automatic strategy) -> check."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftc.compiler.check import run_checks
+from ftc.compiler.decide import decide
 from ftc.compiler.diagnostics import Diagnostic, DiagnosticSink
 from ftc.compiler.load import SourceRegistry, load_chain
 from ftc.compiler.resolve import ResolvedRecipe, resolve
@@ -31,5 +33,6 @@ def analyze(path: str | Path, overrides: tuple[str, ...] = ()) -> Analysis:
     if chain.root is not None and chain.root.recipe is not None and not chain.broken:
         recipe = resolve(chain, tuple(overrides), sink, registry)
         if recipe is not None:
+            recipe = decide(recipe)
             run_checks(recipe, sink)
     return Analysis(recipe, tuple(sink.sorted()), registry)

@@ -8,7 +8,6 @@ explicit | inherited | override | default | derived.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -19,9 +18,9 @@ from ftc.compiler.load import LoadedChain, SourceRegistry
 from ftc.compiler.merge import (DEFAULT, DERIVED, EXPLICIT, INHERITED, OVERRIDE, Entry, Merged,  # noqa: F401
                                 MergedBlock, merge_chain)
 from ftc.compiler.merge import label_text as label_of
-from ftc.compiler.models.resolve import resolve_model
 from ftc.compiler.overrides import SET_FILE, apply_overrides
 from ftc.compiler.schema import BLOCKS, ENUM, FOREIGN_NAMES, REQUIRED_BLOCKS, BlockSpec, block_opening
+from ftc.compiler.sweep import SweepParam, type_search_entry
 
 
 @dataclass(frozen=True)
@@ -29,16 +28,6 @@ class Setting:
     value: Any
     provenance: str
     span: Span | None = None
-
-
-@dataclass(frozen=True)
-class SweepParam:
-    """One search dimension: `train.lr = loguniform(1e-6, 1e-4)`."""
-
-    target: str  # dotted field, e.g. "train.lr"
-    distribution: str  # loguniform | uniform | int | choice
-    args: tuple  # typed bounds or choices (canonical units)
-    span: Span
 
 
 @dataclass(frozen=True)
@@ -55,6 +44,7 @@ class ResolvedRecipe:
     sweep: tuple[SweepParam, ...] = ()
     name_span: Span | None = None
     invalid: frozenset[str] = frozenset()  # fields written with a value already reported as wrong
+    decided: Any = None  # ftc.compiler.decide.Decisions, set by the decide stage (model and strategy)
 
     def setting(self, key: str) -> Setting | None:
         return self.settings.get(key)
@@ -86,15 +76,16 @@ class ResolvedRecipe:
     def block_span(self, kind: str) -> Span | None:
         return self.blocks.get(kind)
 
-    @cached_property
+    def _decisions(self):
+        if self.decided is None:
+            raise RuntimeError("the recipe has not been through ftc.compiler.decide (resolve -> decide -> check)")
+        return self.decided
+
+    @property
     def resolved_model(self):
-        """`model` resolved to its architecture (local folder, Hugging Face cache, catalog, then the hub's
-        config.json when the network is allowed): a ResolvedModel, a ModelNotFound, or None without a model
-        name. Read once per recipe, for the budget check, lowering and the auto passes alike."""
-        name = self.value("model")
-        if not isinstance(name, str):
-            return None
-        return resolve_model(name, self.location("model"), self.value("model.revision"))
+        """`model` resolved to its architecture by the decide stage (local folder, Hugging Face cache or
+        catalog; never the network): a ResolvedModel, a ModelNotFound, or None without a model name."""
+        return self._decisions().model
 
     def location(self, key: str) -> Path:
         """The folder that relative paths in this setting are relative to: the file that wrote it
@@ -136,16 +127,16 @@ class ResolvedRecipe:
             return self.auto_strategy[0] if self.auto_strategy else "ddp"
         return "none" if strategy == "ddp" and world == 1 else strategy
 
-    @cached_property
+    @property
     def auto_strategy(self) -> tuple[str, str] | None:
-        """(strategy, reason) when the memory estimate decides `distributed auto` for adapters on several
-        ranks; None where it cannot (no GPU budget, unknown model) and the rule above applies."""
-        if self.value("distributed", "auto") != "auto" or self.world_size() == 1 or \
-                self.value("method") not in ("lora", "qlora"):
-            return None
-        from ftc.compiler.memory.auto import choose_strategy  # the estimator is a later stage
+        """(strategy, reason) when the memory estimate decided `distributed auto` for adapters on several
+        ranks (the decide stage); None where it cannot (no GPU budget, unknown model) and the rule above applies."""
+        return self._decisions().auto_strategy
 
-        return choose_strategy(self)
+    def needs_auto_strategy(self) -> bool:
+        """`distributed auto` for adapters on several ranks: the memory estimate picks DDP or FSDP."""
+        return self.value("distributed", "auto") == "auto" and self.world_size() > 1 and \
+            self.value("method") in ("lora", "qlora")
 
     def compute_dtype_field(self) -> str:
         """The field that sets the compute dtype: QLoRA's `compute_dtype` (its weights are 4-bit), else the
@@ -194,57 +185,108 @@ def _unknown_field(spec: BlockSpec, label: str | None, name: str, span: Span, si
     return guess
 
 
-def _type_block(spec: BlockSpec, block: MergedBlock | None, prefix: str, settings: dict[str, Setting],
-                sink: DiagnosticSink, sweep: list[SweepParam], invalid: set[str]) -> None:
+@dataclass
+class _Typing:
+    """What typing the blocks collects: the settings, the sweep's dimensions, the fields whose value was
+    reported as wrong, and the diagnostics."""
+
+    settings: dict[str, Setting]
+    sink: DiagnosticSink
+    sweep: list[SweepParam]
+    invalid: set[str]
+
+
+def _type_block(spec: BlockSpec, block: MergedBlock | None, prefix: str, out: _Typing) -> None:
     if block is None and not spec.defaults_when_absent:
         return
-    label_text = None
-    if spec.label != "none":
-        if block is not None and block.label is not None:
-            label_value = block.label
-            if spec.label_kind == ENUM:
-                text = label_of(label_value)
-                if not isinstance(label_value, ast.Word) and not (isinstance(label_value, ast.Number)):
-                    sink.error("E0201", f"`{spec.name}` expects one of {', '.join(spec.label_choices)}",
-                               label_value.span, help="write the kind without quotes")
-                elif text not in spec.label_choices:
-                    guess = did_you_mean(text, spec.label_choices)
-                    sink.error("E0203", f"unknown {spec.name} `{text}`", label_value.span,
-                               label=f"not a {spec.name}",
-                               help=f"did you mean `{guess}`?" if guess else "expected one of: " + ", ".join(spec.label_choices))
-                else:
-                    label_text = text
-            else:
-                if not isinstance(label_value, (ast.String, ast.Word)):
-                    sink.error("E0201", f"`{spec.name}` expects a string label", label_value.span)
-                else:
-                    label_text = label_of(label_value)
-                    if not label_text:
-                        sink.error("E0208", f"`{spec.name}` label is empty", label_value.span)
-                        label_text = None
-            if label_text is not None:
-                settings[prefix] = Setting(label_text, block.label_provenance, label_value.span)
-        elif block is not None:
-            kind_field = _kind_written_as_field(spec, block)
-            if kind_field is not None:
-                name, kind = kind_field
-                help_text = f"the {spec.name} kind is the block's label: write `{spec.name} {kind} {{ ... }}` " \
-                            f"instead of `{name} = {kind}`"
-            else:
-                help_text = f"write `{block_opening(spec)} {{ ... }}`"
-            sink.error("E0107", f"block `{spec.name}` needs a label", block.kind_span or block.span,
-                       label="no label", help=help_text)
-            if kind_field is not None:
-                block = replace(block, entries={k: v for k, v in block.entries.items() if k != kind_field[0]})
-        elif spec.label_default is not None:
-            label_text = spec.label_default
-            settings[prefix] = Setting(label_text, DEFAULT, None)
+    label_text, block = _type_label(spec, block, prefix, out)
     allowed = spec.fields_for(label_text)
     entries = block.entries if block is not None else {}
+    suggested = _type_entries(spec, entries, allowed, label_text, prefix, out)
+    for field_spec in spec.fields:
+        key = f"{prefix}.{field_spec.name}"
+        if key in out.settings or field_spec.name not in allowed:
+            continue
+        if field_spec.name in entries:
+            continue  # present but invalid: already reported
+        if field_spec.default is not None:
+            out.settings[key] = Setting(field_spec.default, DEFAULT, None)
+        elif field_spec.required and block is not None and (spec.label == "none" or label_text is not None):
+            if field_spec.name in suggested:
+                continue  # an unknown field already suggested this one
+            out.sink.error("E0202", f"missing required field `{field_spec.name}` in block `{spec.name}`",
+                           block.kind_span or block.span,
+                           label=f"`{spec.name}` needs `{field_spec.name}`", help=f"add `{field_spec.name} = ...`")
+    nested = block.nested if block is not None else {}
+    for name, nested_block in nested.items():
+        nested_spec = next((n for n in spec.nested if n.name == name), None)
+        if nested_spec is None:
+            guess = did_you_mean(name, [n.name for n in spec.nested] + list(spec.field_names))
+            out.sink.error("E0101", f"unknown block `{name}` in `{spec.name}`", nested_block.span,
+                           label="not a block here", help=f"did you mean `{guess}`?" if guess else None)
+            continue
+        _type_block(nested_spec, nested_block, f"{prefix}.{name}", out)
+
+
+def _type_label(spec: BlockSpec, block: MergedBlock | None, prefix: str,
+                out: _Typing) -> tuple[str | None, MergedBlock | None]:
+    """The block's label (`method lora`, `recipe "name"`), its default when the block is absent; and the
+    block, less a field that wrongly named its kind (reported here, not again as unknown)."""
+    sink = out.sink
+    if spec.label == "none":
+        return None, block
+    if block is not None and block.label is not None:
+        label_value = block.label
+        label_text = None
+        if spec.label_kind == ENUM:
+            text = label_of(label_value)
+            if not isinstance(label_value, ast.Word) and not (isinstance(label_value, ast.Number)):
+                sink.error("E0201", f"`{spec.name}` expects one of {', '.join(spec.label_choices)}",
+                           label_value.span, help="write the kind without quotes")
+            elif text not in spec.label_choices:
+                guess = did_you_mean(text, spec.label_choices)
+                sink.error("E0203", f"unknown {spec.name} `{text}`", label_value.span,
+                           label=f"not a {spec.name}",
+                           help=f"did you mean `{guess}`?" if guess else "expected one of: " + ", ".join(spec.label_choices))
+            else:
+                label_text = text
+        else:
+            if not isinstance(label_value, (ast.String, ast.Word)):
+                sink.error("E0201", f"`{spec.name}` expects a string label", label_value.span)
+            else:
+                label_text = label_of(label_value)
+                if not label_text:
+                    sink.error("E0208", f"`{spec.name}` label is empty", label_value.span)
+                    label_text = None
+        if label_text is not None:
+            out.settings[prefix] = Setting(label_text, block.label_provenance, label_value.span)
+        return label_text, block
+    if block is not None:
+        kind_field = _kind_written_as_field(spec, block)
+        if kind_field is not None:
+            name, kind = kind_field
+            help_text = f"the {spec.name} kind is the block's label: write `{spec.name} {kind} {{ ... }}` " \
+                        f"instead of `{name} = {kind}`"
+        else:
+            help_text = f"write `{block_opening(spec)} {{ ... }}`"
+        sink.error("E0107", f"block `{spec.name}` needs a label", block.kind_span or block.span,
+                   label="no label", help=help_text)
+        if kind_field is not None:
+            block = replace(block, entries={k: v for k, v in block.entries.items() if k != kind_field[0]})
+        return None, block
+    if spec.label_default is not None:
+        out.settings[prefix] = Setting(spec.label_default, DEFAULT, None)
+        return spec.label_default, block
+    return None, block
+
+
+def _type_entries(spec: BlockSpec, entries, allowed, label_text: str | None, prefix: str, out: _Typing) -> set[str]:
+    """Each written field typed against the schema (sweep entries as search dimensions); returns the field
+    names already suggested for an unknown one."""
     suggested: set[str] = set()
     for name, entry in entries.items():
         if spec.dotted_entries and "." in name:
-            _type_sweep_entry(name, entry, sink, sweep)
+            _type_sweep_entry(name, entry, out.sink, out.sweep)
             continue
         field_spec = spec.field(name)
         key_span = Span(entry.span.file, entry.span.line, entry.span.column, entry.span.line,
@@ -252,38 +294,16 @@ def _type_block(spec: BlockSpec, block: MergedBlock | None, prefix: str, setting
             else entry.span
         if field_spec is None or (name not in allowed and label_text is not None) or \
                 (name not in allowed and spec.label == "none"):
-            suggestion = _unknown_field(spec, label_text, name, key_span, sink)
+            suggestion = _unknown_field(spec, label_text, name, key_span, out.sink)
             if suggestion:
                 suggested.add(suggestion)
             continue
-        value = coerce(field_spec, entry.value, f"{prefix}.{name}", sink)
+        value = coerce(field_spec, entry.value, f"{prefix}.{name}", out.sink)
         if value is INVALID:
-            invalid.add(f"{prefix}.{name}")
+            out.invalid.add(f"{prefix}.{name}")
             continue
-        settings[f"{prefix}.{name}"] = Setting(value, entry.provenance, entry.value.span)
-    for field_spec in spec.fields:
-        key = f"{prefix}.{field_spec.name}"
-        if key in settings or field_spec.name not in allowed:
-            continue
-        if field_spec.name in entries:
-            continue  # present but invalid: already reported
-        if field_spec.default is not None:
-            settings[key] = Setting(field_spec.default, DEFAULT, None)
-        elif field_spec.required and block is not None and (spec.label == "none" or label_text is not None):
-            if field_spec.name in suggested:
-                continue  # an unknown field already suggested this one
-            sink.error("E0202", f"missing required field `{field_spec.name}` in block `{spec.name}`",
-                       block.kind_span or block.span,
-                       label=f"`{spec.name}` needs `{field_spec.name}`", help=f"add `{field_spec.name} = ...`")
-    nested = block.nested if block is not None else {}
-    for name, nested_block in nested.items():
-        nested_spec = next((n for n in spec.nested if n.name == name), None)
-        if nested_spec is None:
-            guess = did_you_mean(name, [n.name for n in spec.nested] + list(spec.field_names))
-            sink.error("E0101", f"unknown block `{name}` in `{spec.name}`", nested_block.span,
-                       label="not a block here", help=f"did you mean `{guess}`?" if guess else None)
-            continue
-        _type_block(nested_spec, nested_block, f"{prefix}.{name}", settings, sink, sweep, invalid)
+        out.settings[f"{prefix}.{name}"] = Setting(value, entry.provenance, entry.value.span)
+    return suggested
 
 
 def _kind_written_as_field(spec: BlockSpec, block: MergedBlock) -> tuple[str, str] | None:
@@ -300,8 +320,6 @@ def _kind_written_as_field(spec: BlockSpec, block: MergedBlock) -> tuple[str, st
 
 
 def _type_sweep_entry(name: str, entry: Entry, sink: DiagnosticSink, sweep: list[SweepParam]) -> None:
-    from ftc.compiler.sweep import type_search_entry
-
     param = type_search_entry(name, entry.value, entry.span, sink)
     if param is not None:
         sweep.append(param)
@@ -321,8 +339,9 @@ def resolve(chain: LoadedChain, overrides: tuple[str, ...], sink: DiagnosticSink
         if kind not in merged.blocks and kind not in merged.without_braces:
             sink.error("E0109", f"missing block `{kind}`", root_span, label=f"this recipe has no `{kind}` block",
                        help=f"add `{block_opening(BLOCKS[kind])} {{ ... }}`")
+    typing = _Typing(settings, sink, sweep, invalid)
     for kind, spec in BLOCKS.items():
-        _type_block(spec, merged.blocks.get(kind), kind, settings, sink, sweep, invalid)
+        _type_block(spec, merged.blocks.get(kind), kind, typing)
     _derive_defaults(settings, merged)
     name_value = merged.name
     if name_value is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ftc.compiler import ast
 from ftc.compiler.coerce import INVALID, coerce, describe
 from ftc.compiler.diagnostics import DiagnosticSink, Span, did_you_mean
@@ -10,9 +12,17 @@ from ftc.compiler.schema import BLOCKS, ENUM, FLOAT, INT, QUANTITY, SEARCH_FUNCT
 _ARITY = {"loguniform": 2, "uniform": 2, "int": 2}
 
 
-def type_search_entry(name: str, value: ast.Value, span: Span, sink: DiagnosticSink):
-    from ftc.compiler.resolve import SweepParam
+@dataclass(frozen=True)
+class SweepParam:
+    """One search dimension: `train.lr = loguniform(1e-6, 1e-4)`."""
 
+    target: str  # dotted field, e.g. "train.lr"
+    distribution: str  # loguniform | uniform | int | choice
+    args: tuple  # typed bounds or choices (canonical units)
+    span: Span
+
+
+def type_search_entry(name: str, value: ast.Value, span: Span, sink: DiagnosticSink):
     key_span = Span(span.file, span.line, span.column, span.line, span.column + len(name))
     kind, _, field_name = name.partition(".")
     spec = BLOCKS.get(kind)

@@ -121,6 +121,13 @@ def cases() -> dict[str, dict]:
     }
 
 
+def data_section(**values) -> dict:
+    """A complete plan `data` section (every key the runtime reads), with `values` over these settings."""
+    return {"train": [], "eval": None, "eval_split": 0.0, "format": "chat", "columns": {}, "max_length": 2048,
+            "packing": False, "dedup": "none", "near_dedup_threshold": 0.85, "train_on": "completions",
+            "on_bad_rows": "error", "truncation": "right", "seed": 42, "cache_dir": None, **values}
+
+
 def section(path: str, **changes):
     """One typed section of ftc.plan (`"model"`, `"data"`, `"method.lora"`) from the base plan with `changes`,
     for tests that call a runtime function on a section without a whole plan."""

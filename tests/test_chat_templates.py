@@ -43,8 +43,11 @@ def write_jsonl(path: Path, rows) -> Path:
 
 
 def run(tmp_path, tok, **data):
-    spec = {"format": "chat", "max_length": 512, "packing": False, "dedup": "none", "train_on": "completions",
-            "on_bad_rows": "error", "truncation": "right", "seed": 1, **data}
+    from plan_cases import data_section
+
+    spec = data_section(**{"format": "chat", "max_length": 512, "packing": False, "dedup": "none",
+                           "train_on": "completions", "on_bad_rows": "error", "truncation": "right", "seed": 1,
+                           **data})
     return prepare(spec, tok, base_dir=tmp_path, cache_dir=tmp_path / "cache")
 
 

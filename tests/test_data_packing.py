@@ -37,8 +37,10 @@ def setup(tmp_path_factory):
     rows = _conversations(24)
     (root / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     tok = build_tokenizer([" ".join(WORDS)] * 50, root / "tok", vocab_size=300)
-    spec = {"train": ["d.jsonl"], "format": "chat", "max_length": 96, "dedup": "none", "train_on": "completions",
-            "seed": 3}
+    from plan_cases import data_section
+
+    spec = data_section(train=["d.jsonl"], format="chat", max_length=96, dedup="none", train_on="completions",
+                        seed=3)
     packed = prepare({**spec, "packing": True}, tok, base_dir=root, cache_dir=root / "cache")
     plain = prepare({**spec, "packing": False}, tok, base_dir=root, cache_dir=root / "cache")
     return tok, packed, plain

@@ -41,8 +41,10 @@ def texts(n, start=0):
 
 
 def run(tmp_path, tok, cache=None, is_main_process=True, **data):
-    spec = {"train": ["d.jsonl"], "format": "text", "max_length": 64, "packing": False, "dedup": "none",
-            "seed": 7, **data}
+    from plan_cases import data_section
+
+    spec = data_section(**{"train": ["d.jsonl"], "format": "text", "max_length": 64, "packing": False,
+                           "dedup": "none", "seed": 7, **data})
     return prepare(spec, tok, base_dir=tmp_path, cache_dir=cache or tmp_path / "cache",
                    is_main_process=is_main_process)
 

@@ -55,7 +55,9 @@ def compiled(tmp_path, data: str):
 
 def prepared(tmp_path, tok, plan_data: dict, rows):
     write_jsonl(tmp_path / "train.jsonl", rows)
-    spec = dict(plan_data, train=["train.jsonl"], max_length=256)
+    from plan_cases import data_section
+
+    spec = data_section(**dict(plan_data, train=["train.jsonl"], max_length=256))
     return prepare(spec, tok, base_dir=tmp_path, cache_dir=tmp_path / "cache")
 
 

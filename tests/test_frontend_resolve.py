@@ -172,3 +172,19 @@ def test_language_core_copy_matches_shared_contract():
     blocks = re.findall(r"```\n(.*?)```", shared.read_text(), flags=re.S)
     core = next(b for b in blocks if "sweep {" in b)
     assert core == LANGUAGE_CORE.read_text()
+
+
+def test_a_columns_block_is_typed_and_reaches_the_plan(project):
+    """`data { columns { ... } }` (the nested block) resolves like any field, never a traceback."""
+    from ftc.compiler.pipeline import compile_recipe
+
+    text = (project / "base" / "parent.ftspec").read_text().replace(
+        "  max_length = 512\n", '  max_length = 512\n  columns {\n    messages = "conversations"\n  }\n')
+    (project / "base" / "parent.ftspec").write_text(text)
+    (project / "base" / "data" / "train.jsonl").write_text("{}\n" * 100)  # more steps than the warmup
+    analysis = analyze("base/parent.ftspec")
+    assert analysis.ok, codes(analysis)
+    assert analysis.recipe.value("data.columns.messages") == "conversations"
+    compiled = compile_recipe("base/parent.ftspec", out_dir=project / "build")
+    assert compiled.ok, [d.message for d in compiled.diagnostics]
+    assert compiled.plan["data"]["columns"] == {"messages": "conversations"}

@@ -220,8 +220,8 @@ def test_qwen3_card_non_embedding_counts(name, billions):
 
 
 def test_a_compile_resolves_the_model_once(monkeypatch):
-    """The budget check, lowering and the auto passes share one resolution of `model`."""
-    import ftc.compiler.resolve as typed
+    """The budget check, lowering and the auto passes share one resolution of `model`: the decide stage's."""
+    import ftc.compiler.models.resolve as typed
     from ftc.compiler.pipeline import compile_recipe
 
     calls = []

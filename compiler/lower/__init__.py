@@ -1,7 +1,9 @@
-"""Lower a checked recipe to the runtime plan (docs/plan.md): an ordered tuple of passes over one builder.
+"""Lower a checked recipe to the runtime plan (docs/plan.md): passes that each return one frozen section,
+assembled into the plan once at the end.
 
-Each pass reads the typed recipe and writes one part of the plan; a pass that finds a value it cannot
-lower appends a located diagnostic (E05xx) and the plan is dropped at the end. The passes own:
+A pass is a function of the recipe (through the `Lowering` context) and of the sections before it, never of
+a plan under construction; what it cannot lower it reports as a located diagnostic (E05xx), and the plan is
+dropped at the end. The passes own:
 
 - every `auto`: `distributed auto`, `zero = auto`, `micro_batch = auto`, `gradient_checkpointing = auto`,
   each recorded in `plan["auto"]` with its reason (the memory estimator's `choose` decides whenever there is a
@@ -11,53 +13,50 @@ lower appends a located diagnostic (E05xx) and the plan is dropped at the end. T
 - every path, rewritten relative to the output folder.
 
 The passes live by what they lower: `sources` (recipe, model, method, data), `resources` (hardware,
-strategy, batch, memory autos), `steps` (steps, schedule, precision), `outputs` (checkpoints, tracking,
-sweep, launch, provenance); `builder` holds the plan under construction.
+strategy, batch, memory autos), `steps` (steps, train, precision), `outputs` (checkpoints, tracking, output,
+sweep, launch, provenance); `builder` holds the context and the logs they append to.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
-
 from ftc.compiler.diagnostics import DiagnosticSink
-from ftc.compiler.lower.builder import Lowering
-from ftc.compiler.lower.outputs import (lower_checkpoint, lower_launch, lower_provenance, lower_sweep,
+from ftc.compiler.lower.builder import Lowering, thawed
+from ftc.compiler.lower.outputs import (lower_checkpoint, lower_launch, lower_output, lower_provenance, lower_sweep,
                                         lower_tracking)
 from ftc.compiler.lower.resources import lower_batch, lower_hardware, lower_memory_autos, lower_strategy
+from ftc.compiler.lower.speed import train_switches
 from ftc.compiler.lower.sources import lower_data, lower_method, lower_model, lower_recipe
 from ftc.compiler.lower.steps import lower_precision, lower_steps, lower_train
 from ftc.compiler.resolve import ResolvedRecipe
-
-PASSES: tuple[Callable[[Lowering], None], ...] = (
-    lower_recipe,
-    lower_model,
-    lower_method,
-    lower_data,
-    lower_hardware,
-    lower_strategy,
-    lower_batch,
-    lower_memory_autos,
-    lower_steps,
-    lower_train,
-    lower_precision,
-    lower_checkpoint,
-    lower_tracking,
-    lower_sweep,
-    lower_launch,
-    lower_provenance,
-)
 
 
 def lower(recipe: ResolvedRecipe, out_dir: str | os.PathLike, sink: DiagnosticSink) -> dict | None:
     """The plan for `recipe` compiled into `out_dir`, or None when lowering found errors (in `sink`)."""
     lw = Lowering(recipe, Path(os.path.abspath(out_dir)).resolve(), sink)
     errors_before = sum(1 for d in sink.items if d.is_error)
-    for lowering_pass in PASSES:
-        lowering_pass(lw)
-        if lw.plan.get("batch", True) is None:
-            return None  # everything after the batch depends on it
+    schema_version, ftc_version, recipe_section = lower_recipe(lw)
+    model, method, data = lower_model(lw), lower_method(lw), lower_data(lw)
+    hardware = lower_hardware(lw)
+    distributed = lower_strategy(lw)
+    batch = lower_batch(lw, hardware, method, distributed)
+    if batch is None:
+        return None  # everything after the batch depends on it
+    memory = lower_memory_autos(lw, hardware, method, distributed, batch)
+    steps = lower_steps(lw, data, batch)
+    switches = train_switches(lw, memory.distributed, hardware)
+    train = lower_train(lw, data, steps, memory.gradient_checkpointing, switches)
+    sections = {
+        "schema_version": schema_version, "ftc_version": ftc_version, "recipe": recipe_section,
+        "model": model, "method": method, "data": data, "hardware": hardware,
+        "distributed": memory.distributed, "batch": memory.batch, "memory": memory.memory, "steps": steps,
+        "train": train, "precision": lower_precision(model, method), "checkpoint": lower_checkpoint(lw, steps),
+        "tracking": lower_tracking(lw), "output": lower_output(lw), "sweep": lower_sweep(lw),
+        "launch": lower_launch(hardware, memory.distributed),
+    }
+    sections["provenance"] = lower_provenance(lw)  # last: every pass has recorded what it derived
+    sections["auto"] = tuple(lw.auto)
     if sum(1 for d in sink.items if d.is_error) > errors_before:
         return None
-    return dict(sorted(lw.plan.items()))
+    return thawed(dict(sorted(sections.items())))

@@ -1,27 +1,48 @@
-"""The plan under construction, shared by every lowering pass."""
+"""What every lowering pass shares: the recipe, the output folder, and the logs a pass appends to (its
+diagnostics, its `auto` decisions, the provenance of derived values). No pass writes another's section:
+each returns its own, frozen, and `lower` assembles the plan from them once."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 from ftc.compiler.diagnostics import DiagnosticSink
 from ftc.compiler.models.layout import Architecture
 from ftc.compiler.models.resolve import ModelNotFound
 from ftc.compiler.resolve import DERIVED, ResolvedRecipe
 
+Section = Mapping[str, Any]  # one lowered plan section (a JSON object), read-only
+
+
+def frozen(value: Any) -> Any:
+    """A JSON value made read-only: objects become mappings that cannot be changed, arrays tuples."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(frozen(v) for v in value)
+    return value
+
+
+def thawed(value: Any) -> Any:
+    """The JSON value of a frozen section (mappings -> dicts, tuples -> lists), for the assembled plan."""
+    if isinstance(value, Mapping):
+        return {k: thawed(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [thawed(v) for v in value]
+    return value
+
 
 @dataclass
 class Lowering:
-    """The plan under construction; passes fill `plan` in order and may read what earlier passes wrote."""
+    """The recipe being lowered and the append-only logs of its passes."""
 
     recipe: ResolvedRecipe
     out_dir: Path
     sink: DiagnosticSink
-    plan: dict = field(default_factory=dict)
     auto: list = field(default_factory=list)
     derived: dict = field(default_factory=dict)  # plan field -> "derived" provenance of lowered values
 
@@ -38,9 +59,9 @@ class Lowering:
         self.derived[field_name] = DERIVED
         return value
 
-    @cached_property
+    @property
     def architecture(self) -> Architecture | None:
-        """The model's architecture when it resolves without the network (catalog, cache, local config)."""
+        """The model's architecture, as the decide stage resolved it (None when it is not known)."""
         resolved = self.recipe.resolved_model
         return None if resolved is None or isinstance(resolved, ModelNotFound) else resolved.architecture
 

@@ -3,7 +3,7 @@ the provenance of every value."""
 
 from __future__ import annotations
 
-from ftc.compiler.lower.builder import Lowering, plain_number
+from ftc.compiler.lower.builder import Lowering, Section, frozen, plain_number
 from ftc.compiler.lower.steps import every_epochs, every_steps
 from ftc.compiler.units import Amount
 from ftc.plan import ENTRY_MODULE
@@ -11,35 +11,38 @@ from ftc.plan import ENTRY_MODULE
 DEFAULT_MASTER_PORT = 29500
 
 
-def lower_checkpoint(lw: Lowering) -> None:
+def lower_checkpoint(lw: Lowering, steps: Section) -> Section:
     r = lw.recipe
-    lw.plan["checkpoint"] = {
-        "every_steps": every_steps(lw, "checkpoint.every"),
+    return frozen({
+        "every_steps": every_steps(lw, steps, "checkpoint.every"),
         "keep_last": r.value("checkpoint.keep_last"),
         "keep_best": r.value("checkpoint.keep_best"),
         "best_mode": r.value("checkpoint.best_mode"),
         "full_state": bool(r.value("checkpoint.full_state")),
-        **every_epochs(lw, "checkpoint.every"),
-    }
+        **every_epochs(lw, steps, "checkpoint.every"),
+    })
 
 
-def lower_tracking(lw: Lowering) -> None:
+def lower_tracking(lw: Lowering) -> Section:
     track = [t for t in lw.recipe.value("train.track", ()) if t != "none"]
-    lw.plan["tracking"] = {"backends": ["jsonl"] + sorted(set(track)), "mlflow_uri": None}
+    tracking = {"backends": ["jsonl"] + sorted(set(track)), "mlflow_uri": None}
     if "wandb" in track:  # (only then: plans without wandb keep their shape)
         r = lw.recipe
-        lw.plan["tracking"]["wandb"] = {"project": r.value("train.wandb.project") or r.name,
-                                        "entity": r.value("train.wandb.entity"), "name": r.value("train.wandb.name"),
-                                        "tags": list(r.value("train.wandb.tags") or ())}
-    lw.plan["output"] = {"runs_dir": lw.rel(lw.recipe.value("output.runs_dir"), "output.runs_dir"),
-                         "merge": bool(lw.recipe.value("output.merge"))}
+        tracking["wandb"] = {"project": r.value("train.wandb.project") or r.name,
+                             "entity": r.value("train.wandb.entity"), "name": r.value("train.wandb.name"),
+                             "tags": list(r.value("train.wandb.tags") or ())}
+    return frozen(tracking)
 
 
-def lower_sweep(lw: Lowering) -> None:
+def lower_output(lw: Lowering) -> Section:
+    return frozen({"runs_dir": lw.rel(lw.recipe.value("output.runs_dir"), "output.runs_dir"),
+                   "merge": bool(lw.recipe.value("output.merge"))})
+
+
+def lower_sweep(lw: Lowering) -> Section | None:
     r = lw.recipe
     if not r.has_block("sweep"):
-        lw.plan["sweep"] = None
-        return
+        return None
     objective = r.value("sweep.objective")
     direction, metric = objective if isinstance(objective, tuple) else tuple(str(objective).split(None, 1))
     space = {}
@@ -49,7 +52,7 @@ def lower_sweep(lw: Lowering) -> None:
         space[param.target] = {"distribution": param.distribution, "args": args,
                                "unit": units.pop() if units else None}
     timeout = r.value("sweep.timeout")
-    lw.plan["sweep"] = {
+    return frozen({
         "trials": r.value("sweep.trials"),
         "objective": {"direction": direction, "metric": metric},
         "sampler": r.value("sweep.sampler"),
@@ -58,18 +61,17 @@ def lower_sweep(lw: Lowering) -> None:
         "storage": r.value("sweep.storage") or ("sqlite" if r.value("sweep.parallel") == 1 else "journal"),
         "timeout_s": plain_number(timeout.value) if isinstance(timeout, Amount) else None,
         "space": space,
-    }
+    })
 
 
 
 
-def lower_launch(lw: Lowering) -> None:
-    hw, dist = lw.plan["hardware"], lw.plan["distributed"]
+def lower_launch(hw: Section, dist: Section) -> Section:
     deepspeed = dist["strategy"] == "deepspeed"
     env = {}
     if deepspeed and hw["accelerator"] == "cpu":
         env["DS_ACCELERATOR"] = "cpu"
-    lw.plan["launch"] = {
+    return frozen({
         "launcher": "python" if dist["strategy"] == "none" else "accelerate",
         "nnodes": hw["nodes"],
         "nproc_per_node": hw["gpus_per_node"],
@@ -82,11 +84,12 @@ def lower_launch(lw: Lowering) -> None:
             "deepspeed": "ds_config.json" if deepspeed else None,
             "hostfile": "hostfile" if deepspeed and hw["nodes"] > 1 else None,
         },
-    }
+    })
 
 
-def lower_provenance(lw: Lowering) -> None:
+def lower_provenance(lw: Lowering) -> Section:
+    """Where every value came from (explicit, inherited, override, default, derived); run last, once every
+    pass has recorded what it derived."""
     provenance = {key: s.provenance for key, s in lw.recipe.items()}
     provenance.update(lw.derived)
-    lw.plan["auto"] = lw.auto
-    lw.plan["provenance"] = dict(sorted(provenance.items()))
+    return frozen(dict(sorted(provenance.items())))

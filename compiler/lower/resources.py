@@ -6,10 +6,12 @@ architecture, by a fixed rule otherwise (docs/plan.md); each decision is recorde
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ftc.compiler.batch import BatchProblem, divisors, solve_batch
-from ftc.compiler.lower.builder import Lowering
+from ftc.compiler.lower.speed import chunked_loss_on
+from ftc.compiler.lower.builder import Lowering, Section, frozen
 from ftc.compiler.memory import auto, hardware
 from ftc.compiler.resolve import DERIVED
 from ftc.compiler.schema import AUTO
@@ -17,20 +19,20 @@ from ftc.compiler.schema import AUTO
 MAX_AUTO_MICRO_BATCH = 8  # fallback only: the estimator picks the largest micro-batch that fits
 
 
-def lower_hardware(lw: Lowering) -> None:
+def lower_hardware(lw: Lowering) -> Section:
     r = lw.recipe
     budget = r.value("hardware.memory_per_gpu")
     gpu = r.value("hardware.gpu")
     if budget is None and gpu is not None:
         budget = _catalog_gpu_memory(gpu)
-    lw.plan["hardware"] = {
+    return frozen({
         "accelerator": r.value("hardware.accelerator", "gpu"),
         "gpu": gpu,
         "memory_per_gpu": budget,
         "gpus_per_node": r.value("hardware.gpus_per_node", 1),
         "nodes": r.value("hardware.nodes", 1),
         "cpu_memory": r.value("hardware.cpu_memory"),
-    }
+    })
 
 
 def _catalog_gpu_memory(name: str) -> int | None:
@@ -40,7 +42,8 @@ def _catalog_gpu_memory(name: str) -> int | None:
         return None
 
 
-def lower_strategy(lw: Lowering) -> None:
+def lower_strategy(lw: Lowering) -> Section:
+    """The `distributed` section but its ZeRO stage, which the memory autos decide (`lower_memory_autos`)."""
     r = lw.recipe
     world = r.world_size()
     written, strategy = r.value("distributed", "auto"), r.strategy()
@@ -69,7 +72,7 @@ def lower_strategy(lw: Lowering) -> None:
     timeout = r.value("distributed.timeout")
     if timeout is not None:  # (only when written: plans without it keep their shape)
         dist["timeout_s"] = int(timeout.value)
-    lw.plan["distributed"] = dist
+    return frozen(dist)
 
 
 def _strategy_reason(recipe, written: str, strategy: str, world: int) -> str:
@@ -84,10 +87,11 @@ def _strategy_reason(recipe, written: str, strategy: str, world: int) -> str:
     return f"{world} ranks, adapters only: the trainable state is small, plain data parallelism"
 
 
-def lower_batch(lw: Lowering) -> None:
-    """The batch triple from `solve_batch`; `micro_batch = auto` is decided first when nothing else fixes it."""
+def lower_batch(lw: Lowering, hardware: Section, method: Section, distributed: Section) -> Section | None:
+    """The batch triple from `solve_batch`; `micro_batch = auto` is decided first when nothing else fixes it.
+    None (with the error reported) when the numbers do not divide: everything after depends on the batch."""
     r = lw.recipe
-    world = lw.plan["distributed"]["world_size"]
+    world = distributed["world_size"]
     global_batch = r.value("train.global_batch")
     micro = r.value("train.micro_batch", AUTO)
     accum = r.value("train.grad_accum", AUTO)
@@ -95,39 +99,39 @@ def lower_batch(lw: Lowering) -> None:
     if micro is AUTO:
         micro = None
         if accum is None and global_batch % world == 0:
-            micro = _auto_micro_batch(lw, global_batch // world)
+            micro = _auto_micro_batch(lw, global_batch // world, {"hardware": hardware, "method": method,
+                                                                  "distributed": distributed})
     result = solve_batch(global_batch, micro, accum, world)
     if isinstance(result, BatchProblem):
         lw.sink.error(result.code, result.message, lw.span(result.key), label=result.label, help=result.help)
-        lw.plan["batch"] = None
-        return
+        return None
     if r.value("train.micro_batch", AUTO) is AUTO and accum is not None:
         lw.decide("train.micro_batch", result.micro_batch,
                   f"global_batch {global_batch} / ({accum} grad_accum × {world} ranks)")
     if accum is None:
         lw.derived["train.grad_accum"] = DERIVED
-    lw.plan["batch"] = {"global_batch": result.global_batch, "micro_batch": result.micro_batch,
-                        "grad_accum": result.grad_accum, "data_parallel_world": result.data_parallel_world}
+    return frozen({"global_batch": result.global_batch, "micro_batch": result.micro_batch,
+                   "grad_accum": result.grad_accum, "data_parallel_world": result.data_parallel_world})
 
 
-def _auto_micro_batch(lw: Lowering, per_rank: int) -> int:
-    estimator = _estimator_choice(lw, "micro_batch", per_rank=per_rank)
+def _auto_micro_batch(lw: Lowering, per_rank: int, lowered: dict) -> int:
+    estimator = _estimator_choice(lw, "micro_batch", lowered, per_rank=per_rank)
     if estimator is not None:
         value, reason = estimator
         return lw.decide("train.micro_batch", value, reason)
-    if _unestimated_gpu_run(lw):
+    if _unestimated_gpu_run(lw, lowered["hardware"]):
         _warn_safe_end(lw, "train.micro_batch")
-        return lw.decide("train.micro_batch", 1, f"{_why_no_estimate(lw)}: the safe end, 1 sequence per rank")
+        return lw.decide("train.micro_batch", 1,
+                         f"{_why_no_estimate(lowered['hardware'])}: the safe end, 1 sequence per rank")
     below = [d for d in divisors(per_rank) if d <= MAX_AUTO_MICRO_BATCH]
     return lw.decide("train.micro_batch", below[-1],
-                     f"{_why_no_estimate(lw)}: largest divisor of the {per_rank} sequences per rank "
+                     f"{_why_no_estimate(lowered['hardware'])}: largest divisor of the {per_rank} sequences per rank "
                      f"up to {MAX_AUTO_MICRO_BATCH}")
 
 
-def _unestimated_gpu_run(lw: Lowering) -> bool:
+def _unestimated_gpu_run(lw: Lowering, hw: Section) -> bool:
     """A GPU run with a budget whose model has no architecture: nothing proves a fast setting fits, so the
     autos take the safe end (micro_batch 1, checkpointing on), not the fast one."""
-    hw = lw.plan["hardware"]
     return hw["accelerator"] != "cpu" and hw["memory_per_gpu"] is not None and lw.architecture is None
 
 
@@ -138,9 +142,8 @@ def _warn_safe_end(lw: Lowering, key: str) -> None:
                          "the value yourself")
 
 
-def _why_no_estimate(lw: Lowering) -> str:
+def _why_no_estimate(hw: Section) -> str:
     """Why an auto fell back to its fixed rule (the estimator decides whenever it can)."""
-    hw = lw.plan["hardware"]
     if hw["accelerator"] == "cpu":
         return "cpu run, no GPU memory budget"
     if hw["memory_per_gpu"] is None:
@@ -148,54 +151,76 @@ def _why_no_estimate(lw: Lowering) -> str:
     return "no memory estimate for this model"
 
 
-def lower_memory_autos(lw: Lowering) -> None:
-    """`zero = auto` and `gradient_checkpointing = auto` (unset means auto)."""
+@dataclass(frozen=True)
+class MemoryAutos:
+    """What the memory pass settles: the `distributed` section with its ZeRO stage, gradient checkpointing
+    (which `train` reports) and the estimate of exactly these values (`memory`)."""
+
+    distributed: Section
+    batch: Section  # with its `eval_batch`, decided beside what training keeps
+    gradient_checkpointing: bool
+    memory: Section | None
+
+
+def lower_memory_autos(lw: Lowering, hardware: Section, method: Section, distributed: Section,
+                       batch: Section) -> MemoryAutos:
+    """`zero = auto` and `gradient_checkpointing = auto` (unset means auto), then the plan's estimate."""
     r = lw.recipe
-    dist = lw.plan["distributed"]
-    if dist["strategy"] == "deepspeed":
-        zero = r.value("distributed.zero", AUTO)
-        if zero is AUTO:
-            choice = _estimator_choice(lw, "zero")
-            if choice is not None:
-                zero = lw.decide("distributed.zero", *choice)
-            elif r.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw"):
-                zero = lw.decide("distributed.zero", 2, f"{_why_no_estimate(lw)}: stage 2 partitions the bitsandbytes "
-                                 "optimizer state and gradients (stage 3 does not take them)")
-            elif dist["offload_params"] != "none":
-                zero = lw.decide("distributed.zero", 3, "`offload_params` needs stage 3")
-            elif lw.plan["method"]["kind"] == "full":
-                zero = lw.decide("distributed.zero", 3, f"{_why_no_estimate(lw)}: full fine-tuning "
-                                 "partitions weights too (stage 3)")
-            else:
-                zero = lw.decide("distributed.zero", 2, f"{_why_no_estimate(lw)}: adapters keep full "
-                                 "weights on every rank; stage 2 partitions optimizer state and gradients")
-        dist["zero"] = zero
-        if dist["offload_params"] != "none" and zero != 3:
+    lowered = {"hardware": hardware, "method": method, "distributed": distributed, "batch": batch}
+    zero = None
+    if distributed["strategy"] == "deepspeed":
+        zero = _zero(lw, lowered)
+        if distributed["offload_params"] != "none" and zero != 3:
             lw.sink.error("E0514", f"`offload_params` needs ZeRO stage 3; `zero = auto` chose {zero}",
                           lw.span("distributed.offload_params"), help="set `zero = 3`")
+    distributed = frozen({**distributed, "zero": zero})
+    lowered["distributed"] = distributed
     checkpointing = r.value("train.gradient_checkpointing", AUTO)
     if checkpointing is AUTO:
-        choice = _estimator_choice(lw, "gradient_checkpointing")
+        choice = _estimator_choice(lw, "gradient_checkpointing", lowered)
         if choice is not None:
             checkpointing = lw.decide("train.gradient_checkpointing", *choice)
-        elif _unestimated_gpu_run(lw):
+        elif _unestimated_gpu_run(lw, hardware):
             _warn_safe_end(lw, "train.gradient_checkpointing")
             checkpointing = lw.decide("train.gradient_checkpointing", True,
-                                      f"{_why_no_estimate(lw)}: on, the safe end")
+                                      f"{_why_no_estimate(hardware)}: on, the safe end")
         else:
             checkpointing = lw.decide("train.gradient_checkpointing", False,
-                                      f"{_why_no_estimate(lw)}: off (it costs about a third more compute)")
-    lw.plan["_gradient_checkpointing"] = bool(checkpointing)
+                                      f"{_why_no_estimate(hardware)}: off (it costs about a third more compute)")
+    lowered["train"] = {"gradient_checkpointing": bool(checkpointing),
+                        "chunked_cross_entropy": chunked_loss_on(r, lw.architecture, distributed["strategy"], zero)}
     from ftc.compiler.lower.evaluation import lower_eval_batch
 
-    lower_eval_batch(lw)
-    lw.plan["memory"] = _estimate(lw)
+    batch = frozen({**batch, "eval_batch": lower_eval_batch(lw, lowered)})
+    lowered["batch"] = batch
+    return MemoryAutos(distributed, batch, bool(checkpointing), _estimate(lw, lowered))
 
 
-def _estimator_choice(lw: Lowering, what: str, **context) -> tuple[Any, str] | None:
+def _zero(lw: Lowering, lowered: dict) -> int:
+    """The ZeRO stage: as written, else the estimator's choice, else the fixed rules of docs/plan.md."""
+    r = lw.recipe
+    zero = r.value("distributed.zero", AUTO)
+    if zero is not AUTO:
+        return zero
+    choice = _estimator_choice(lw, "zero", lowered)
+    why = _why_no_estimate(lowered["hardware"])
+    if choice is not None:
+        return lw.decide("distributed.zero", *choice)
+    if r.value("train.optimizer") in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw"):
+        return lw.decide("distributed.zero", 2, f"{why}: stage 2 partitions the bitsandbytes optimizer state and "
+                         "gradients (stage 3 does not take them)")
+    if lowered["distributed"]["offload_params"] != "none":
+        return lw.decide("distributed.zero", 3, "`offload_params` needs stage 3")
+    if lowered["method"]["kind"] == "full":
+        return lw.decide("distributed.zero", 3, f"{why}: full fine-tuning partitions weights too (stage 3)")
+    return lw.decide("distributed.zero", 2, f"{why}: adapters keep full weights on every rank; stage 2 "
+                     "partitions optimizer state and gradients")
+
+
+def _estimator_choice(lw: Lowering, what: str, lowered: dict, **context) -> tuple[Any, str] | None:
     """(value, reason) from the memory estimator's auto pass, or None when it cannot decide."""
     try:
-        return auto.choose(lw.recipe, what, lw.plan, **context)
+        return auto.choose(lw.recipe, what, lowered, **context)
     except Exception as exc:  # noqa: BLE001 - a bug there must not become a traceback for a valid recipe
         _estimator_failed(lw, exc)
         return None
@@ -207,9 +232,9 @@ def _estimator_failed(lw: Lowering, exc: Exception) -> None:
                     help="please report this; the plan is still valid, its autos are not memory-aware")
 
 
-def _estimate(lw: Lowering) -> dict | None:
+def _estimate(lw: Lowering, lowered: dict) -> Section | None:
     try:
-        return auto.plan_estimate(lw.recipe, lw.plan)
+        return frozen(auto.plan_estimate(lw.recipe, lowered))
     except Exception as exc:  # noqa: BLE001 - see _estimator_choice
         _estimator_failed(lw, exc)
         return None

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 from ftc import __version__
-from ftc.compiler.lower.builder import Lowering
+from ftc.compiler.lower.builder import Lowering, Section, frozen
 from ftc.compiler.lower.speed import decide_packing
 from ftc.compiler.models.params import is_all_linear, new_token_training
 from ftc.compiler.models.resolve import is_local_model
@@ -14,7 +14,8 @@ from ftc.compiler.units import Amount
 from ftc.plan import ALL_LINEAR, SCHEMA_VERSION
 
 
-def lower_recipe(lw: Lowering) -> None:
+def lower_recipe(lw: Lowering) -> tuple[int, str, Section]:
+    """(schema_version, ftc_version, the `recipe` section): which recipe files, with their hashes."""
     sources = []
     for path in lw.recipe.file_paths:
         try:
@@ -22,19 +23,18 @@ def lower_recipe(lw: Lowering) -> None:
         except OSError:  # the loader already read it; a file removed meanwhile is not our concern here
             digest = "0" * 64
         sources.append({"path": lw.rel(path), "sha256": digest})
-    lw.plan["schema_version"] = SCHEMA_VERSION
-    lw.plan["ftc_version"] = __version__
-    lw.plan["recipe"] = {"name": lw.recipe.name, "source": lw.rel(lw.recipe.file_paths[-1]), "sources": sources}
+    return SCHEMA_VERSION, __version__, frozen(
+        {"name": lw.recipe.name, "source": lw.rel(lw.recipe.file_paths[-1]), "sources": sources})
 
 
-def lower_model(lw: Lowering) -> None:
+def lower_model(lw: Lowering) -> Section:
     r = lw.recipe
     name = r.value("model")
     local = is_local_model(name, r.location("model"))
     tokenizer = r.value("model.tokenizer")
     if tokenizer is not None and is_local_model(tokenizer, r.location("model.tokenizer")):
         tokenizer = lw.rel(tokenizer, "model.tokenizer")
-    lw.plan["model"] = {
+    model = {
         "name_or_path": lw.rel(name, "model") if local else name,
         "local": local,
         "revision": r.value("model.revision"),
@@ -45,9 +45,10 @@ def lower_model(lw: Lowering) -> None:
     }
     for key in ("pad_token", "eos_token"):  # present only when set
         if r.value(f"model.{key}") is not None:
-            lw.plan["model"][key] = r.value(f"model.{key}")
+            model[key] = r.value(f"model.{key}")
     if r.value("model.add_tokens"):
-        lw.plan["model"]["add_tokens"] = list(dict.fromkeys(r.value("model.add_tokens")))
+        model["add_tokens"] = list(dict.fromkeys(r.value("model.add_tokens")))
+    return frozen(model)
 
 
 def _default_targets(lw: Lowering) -> list[str]:
@@ -80,7 +81,7 @@ def _default_attention(lw: Lowering) -> str:
                      f"not set: transformers has no sdpa attention for {arch.model_type} models")
 
 
-def lower_method(lw: Lowering) -> None:
+def lower_method(lw: Lowering) -> Section:
     r = lw.recipe
     kind = r.value("method")
     lora = None
@@ -100,7 +101,7 @@ def lower_method(lw: Lowering) -> None:
     if kind == "qlora":
         quantization = {"quant": r.value("method.quant"), "double_quant": bool(r.value("method.double_quant")),
                         "compute_dtype": r.value("method.compute_dtype")}
-    lw.plan["method"] = {"kind": kind, "lora": lora, "quantization": quantization}
+    return frozen({"kind": kind, "lora": lora, "quantization": quantization})
 
 
 
@@ -112,12 +113,12 @@ def _data_paths(lw: Lowering, key: str) -> list[str] | None:
     return [value if value.startswith("hf:") else lw.rel(value, key) for value in values]
 
 
-def lower_data(lw: Lowering) -> None:
+def lower_data(lw: Lowering) -> Section:
     r = lw.recipe
     split = r.value("data.eval_split")
     columns = {key.rsplit(".", 1)[1]: s.value for key, s in r.items("data.columns.")}
     ratio = isinstance(split, Amount) and split.unit == "ratio" and r.value("data.eval") is None
-    lw.plan["data"] = {
+    return frozen({
         "train": _data_paths(lw, "data.train"),
         "eval": _data_paths(lw, "data.eval"),
         "eval_split": float(split.value) if ratio else 0.0,
@@ -132,10 +133,9 @@ def lower_data(lw: Lowering) -> None:
         "truncation": r.value("data.truncation"),
         "seed": r.value("data.seed"),
         "cache_dir": lw.rel(r.value("data.cache_dir"), "data.cache_dir") if r.value("data.cache_dir") else None,
-    }
-    lw.plan["data"].update(_conversation_data(lw))
-    if r.value("data.pad_to_max_length"):  # (only when set: plans without it keep their shape)
-        lw.plan["data"]["pad_to_max_length"] = True
+        **_conversation_data(lw),
+        **({"pad_to_max_length": True} if r.value("data.pad_to_max_length") else {}),  # only when set
+    })
 
 
 def _conversation_data(lw: Lowering) -> dict:

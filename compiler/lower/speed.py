@@ -93,12 +93,13 @@ def decide_packing(lw: Lowering) -> bool:
                                             f"a quarter of max_length {max_length}; rows are padded per batch")
 
 
-def train_switches(lw: Lowering) -> dict:
-    """The plan's `train.chunked_cross_entropy`, `compile` and `optimizer_impl`."""
+def train_switches(lw: Lowering, distributed, hardware) -> dict:
+    """The plan's `train.chunked_cross_entropy`, `compile` and `optimizer_impl`, from the lowered
+    `distributed` (with its ZeRO stage) and `hardware` sections."""
     r = lw.recipe
-    dist = lw.plan.get("distributed") or {}
+    dist = distributed or {}
     chunked = chunked_loss_on(r, lw.architecture, dist.get("strategy"), dist.get("zero"))
-    on_cpu = (lw.plan.get("hardware") or {}).get("accelerator") == "cpu"
+    on_cpu = (hardware or {}).get("accelerator") == "cpu"
     if r.value("train.optimizer", "adamw") != "adamw" or dist.get("strategy") == "deepspeed":
         impl = None  # not torch's AdamW: DeepSpeed runs its own fused Adam; the others have one kernel
     else:

@@ -9,8 +9,7 @@ import json
 import math
 from pathlib import Path
 
-from ftc.compiler.lower.builder import Lowering, plain_number
-from ftc.compiler.lower.speed import train_switches
+from ftc.compiler.lower.builder import Lowering, Section, frozen, plain_number
 from ftc.compiler.resolve import DERIVED
 from ftc.compiler.units import Amount
 from ftc.plan.steps import trainer_steps_per_epoch
@@ -61,35 +60,32 @@ def _train_rows(lw: Lowering, limit: int) -> int | None:
     return total
 
 
-def _rows_are_examples(lw: Lowering) -> bool:
+def _rows_are_examples(data: Section) -> bool:
     """Whether the training set has exactly as many examples as the files have rows."""
-    data = lw.plan["data"]
     return (not data["packing"] and data["dedup"] == "none" and data["eval_split"] == 0.0
             and data["on_bad_rows"] == "error" and data["truncation"] != "drop")
 
 
-def _examples(lw: Lowering, rows: int | None) -> int | None:
+def _examples(data: Section, rows: int | None) -> int | None:
     """Training examples from the files' rows: at most `max_samples`, less an `eval_split` of N rows."""
-    data = lw.plan["data"]
     if rows is None:
         return None
     rows = min(rows, data.get("max_samples") or rows)
     return max(rows - (data.get("eval_rows") or 0), 0)
 
 
-def lower_steps(lw: Lowering) -> None:
+def lower_steps(lw: Lowering, data: Section, batch: Section) -> Section:
     r = lw.recipe
-    batch = lw.plan["batch"]
-    exact = _rows_are_examples(lw)
+    exact = _rows_are_examples(data)
     rows = _train_rows(lw, COUNT_LIMIT_BYTES if exact else INFO_COUNT_LIMIT_BYTES)
     steps_per_epoch = None
-    examples = _examples(lw, rows)
-    if examples == 0 and lw.plan["data"].get("eval_rows"):
-        kept = min(rows, lw.plan["data"].get("max_samples") or rows)
-        lw.sink.error("E0520", f"`eval_split = {lw.plan['data']['eval_rows']} rows` leaves no training rows: the "
+    examples = _examples(data, rows)
+    if examples == 0 and data.get("eval_rows"):
+        kept = min(rows, data.get("max_samples") or rows)
+        lw.sink.error("E0520", f"`eval_split = {data['eval_rows']} rows` leaves no training rows: the "
                       f"training files have {kept} row{'s' * (kept != 1)}", lw.span("data.eval_split"),
                       label="holds out every row", help="hold out fewer rows, or a share (`eval_split = 5%`)")
-    if examples is not None and examples > 0 and exact and batch is not None:
+    if examples is not None and examples > 0 and exact:
         steps_per_epoch = trainer_steps_per_epoch(examples, batch["micro_batch"], batch["grad_accum"],
                                                   batch["data_parallel_world"])
     max_steps = r.value("train.max_steps")
@@ -100,11 +96,10 @@ def lower_steps(lw: Lowering) -> None:
         total, source = math.ceil(epochs.value * steps_per_epoch), "data"
     else:
         total, source = None, "runtime"
-    lw.plan["steps"] = {"steps_per_epoch": steps_per_epoch, "total_steps": total, "source": source,
-                        "train_rows": rows}
+    return frozen({"steps_per_epoch": steps_per_epoch, "total_steps": total, "source": source, "train_rows": rows})
 
 
-def every_steps(lw: Lowering, key: str) -> int | None:
+def every_steps(lw: Lowering, steps: Section, key: str) -> int | None:
     """An interval in steps; given in epochs, converted when the steps per epoch are known now (else None:
     see `every_epochs`)."""
     value = lw.recipe.value(key)
@@ -112,24 +107,25 @@ def every_steps(lw: Lowering, key: str) -> int | None:
         return None
     if value.unit == "steps":
         return int(value.value)
-    spe = lw.plan["steps"]["steps_per_epoch"]
+    spe = steps["steps_per_epoch"]
     if spe is None:
         return None
     return max(int(math.ceil(value.value * spe)), 1)
 
 
-def every_epochs(lw: Lowering, key: str) -> dict:
+def every_epochs(lw: Lowering, steps: Section, key: str) -> dict:
     """`{plan_key: epochs}` for an interval in epochs whose steps are known only when the data is read: the
     plan carries the unit and the runtime converts it with the prepared data set's length. Empty otherwise."""
     value = lw.recipe.value(key)
-    if isinstance(value, Amount) and value.unit == "epochs" and lw.plan["steps"]["steps_per_epoch"] is None:
+    if isinstance(value, Amount) and value.unit == "epochs" and steps["steps_per_epoch"] is None:
         return {"every_epochs" if key.startswith("checkpoint.") else "eval_every_epochs": plain_number(value.value)}
     return {}
 
 
-def lower_train(lw: Lowering) -> None:
+def lower_train(lw: Lowering, data: Section, steps: Section, gradient_checkpointing: bool,
+                switches: Section) -> Section:
+    """The `train` section; `switches` are the efficiency switches (lower/speed.py)."""
     r = lw.recipe
-    steps = lw.plan["steps"]
     total = steps["total_steps"]
     warmup = r.value("train.warmup")
     warmup_steps, warmup_ratio = 0, None
@@ -151,14 +147,14 @@ def lower_train(lw: Lowering) -> None:
         logging_steps = max(total // LOG_LINES_PER_RUN, 1) if total is not None else 10
         lw.derived["train.log_every"] = DERIVED
     epochs = r.value("train.epochs")
-    eval_every, eval_epochs = every_steps(lw, "train.eval_every"), every_epochs(lw, "train.eval_every")
-    if eval_every is None and not eval_epochs and r.value("checkpoint.keep_best") is not None and _has_eval(lw):
+    eval_every, eval_epochs = every_steps(lw, steps, "train.eval_every"), every_epochs(lw, steps, "train.eval_every")
+    if eval_every is None and not eval_epochs and r.value("checkpoint.keep_best") is not None and _has_eval(data):
         # best-by-metric needs an eval at each save
-        eval_every = every_steps(lw, "checkpoint.every")
-        eval_epochs = {"eval_every_epochs": v for v in every_epochs(lw, "checkpoint.every").values()}
+        eval_every = every_steps(lw, steps, "checkpoint.every")
+        eval_epochs = {"eval_every_epochs": v for v in every_epochs(lw, steps, "checkpoint.every").values()}
         if eval_every is not None or eval_epochs:
             lw.derived["train.eval_every"] = DERIVED
-    lw.plan["train"] = {
+    return frozen({
         "epochs": None if r.value("train.max_steps") is not None else plain_number(epochs.value),
         "max_steps": total if steps["source"] == "declared" else None,
         "lr": float(r.value("train.lr")),
@@ -170,21 +166,19 @@ def lower_train(lw: Lowering) -> None:
         "adam_epsilon": 1e-08,
         "weight_decay": float(r.value("train.weight_decay")),
         "max_grad_norm": float(r.value("train.max_grad_norm")),
-        "gradient_checkpointing": lw.plan.pop("_gradient_checkpointing"),
+        "gradient_checkpointing": gradient_checkpointing,
         "eval_every_steps": eval_every,
         "logging_steps": logging_steps,
         "seed": r.value("train.seed"),
         **eval_epochs,
-        **train_switches(lw),
-    }
+        **switches,
+    })
 
 
-def _has_eval(lw: Lowering) -> bool:
-    data = lw.plan["data"]
+def _has_eval(data: Section) -> bool:
     return data["eval"] is not None or data["eval_split"] > 0
 
 
-def lower_precision(lw: Lowering) -> None:
-    method = lw.plan["method"]
-    dtype = method["quantization"]["compute_dtype"] if method["quantization"] else lw.plan["model"]["dtype"]
-    lw.plan["precision"] = {"mixed": {"bf16": "bf16", "fp16": "fp16"}.get(dtype, "no")}
+def lower_precision(model: Section, method: Section) -> Section:
+    dtype = method["quantization"]["compute_dtype"] if method["quantization"] else model["dtype"]
+    return frozen({"mixed": {"bf16": "bf16", "fp16": "fp16"}.get(dtype, "no")})

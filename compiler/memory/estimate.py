@@ -108,34 +108,77 @@ def _host_peak(host: list[Component]) -> int:
     return max(sum(c.bytes for c in host_in_phase(host, phase)) for phase in (LOADING, TRAINING))
 
 
+class _Ledger:
+    """The components of one estimate as they are placed: on the GPU, in host RAM, on NVMe."""
+
+    def __init__(self, s: MemorySetup):
+        self.s, self.n = s, s.shards
+        self.gpu: list[Component] = []
+        self.host: list[Component] = []
+        self.nvme: list[Component] = []
+        self.off_peak: list[Component] = []  # phase components outside the peak phase
+
+    def place(self, name: str, total: int, shard: bool, offload: bool, note: str, device: str = "cpu") -> None:
+        s, n = self.s, self.n
+        per_rank = total // n if shard else total
+        if offload:
+            if device == "nvme":  # NVMe holds the bytes; host RAM keeps only staging buffers
+                self.nvme.append(Component(name, per_rank * s.ranks_per_node, note + ", offloaded to NVMe"))
+            else:
+                self.host.append(Component(name, per_rank * s.ranks_per_node, note + ", offloaded to host"))
+            self.gpu.append(Component(name, 0, "offloaded"))
+        else:
+            self.gpu.append(Component(name, per_rank, note + (f", /{n} ranks" if shard and n > 1 else "")))
+
+
+@dataclass(frozen=True)
+class _Sizes:
+    """Bytes per value that every part of the estimate shares."""
+
+    deepspeed_mixed: bool  # DeepSpeed casts the module to its 16-bit dtype
+    p_bytes: int  # a base weight, in the model dtype
+    adapter_bytes: int
+    t_bytes: int  # a trainable parameter (and its gradient)
+
+
 def estimate(setup: MemorySetup) -> MemoryEstimate:
     """The per-rank memory estimate of `setup`. Pure; no I/O."""
-    a = setup.arch
     s = setup
-    counts = count(a, s.method, s.lora_rank, s.lora_targets, s.modules_to_save, s.trainable_tokens)
-    stage, n = s.shard_stage, s.shards
+    counts = count(s.arch, s.method, s.lora_rank, s.lora_targets, s.modules_to_save, s.trainable_tokens)
     deepspeed_mixed = s.strategy == "deepspeed" and (s.mixed_precision != "no" or s.dtype != "fp32")
     p_bytes = DTYPE_BYTES[s.dtype]
     adapter_bytes = 2 if deepspeed_mixed else DTYPE_BYTES[s.adapter_dtype]  # DeepSpeed casts the module to 16 bit
     t_bytes = (2 if deepspeed_mixed else p_bytes) if s.method == "full" else adapter_bytes
-    trainable = counts.trainable
-    gpu: list[Component] = []
-    host: list[Component] = []
+    sizes = _Sizes(deepspeed_mixed, p_bytes, adapter_bytes, t_bytes)
+    ledger = _Ledger(s)
+    weight_bytes, base_dtype_bytes = _weights(ledger, counts, sizes)
+    grads_in_phases, states, paged, state_dtype, offload_opt = _training_state(ledger, counts, sizes)
+    gather_bytes = 2 if s.sharded_mixed_precision else base_dtype_bytes
+    backward_buffers, reductions = _buffers(ledger, counts.trainable, sizes)
+    phase_name = _phases(ledger, counts, sizes, gather_bytes, grads_in_phases, backward_buffers, reductions,
+                         state_dtype, offload_opt)
+    gpu, host = ledger.gpu, ledger.host
+    tensor_peak = sum(c.bytes for c in gpu)
+    slack = int(tensor_peak * ALLOCATOR_SLACK)
+    gpu.append(Component("allocator_slack", slack, f"{ALLOCATOR_SLACK:.0%} of live tensors (caching allocator)"))
+    context = CUDA_CONTEXT_BYTES + (COLLECTIVE_BUFFER_BYTES if s.dp_world > 1 else 0)
+    gpu.append(Component("cuda_context", context, "CUDA context, kernels" + (", NCCL" if s.dp_world > 1 else "")))
+    paged_bytes = states if paged else 0
+    _host_ram(ledger, paged_bytes, counts.base * p_bytes if s.method != "qlora" else weight_bytes)
+    unmodeled = UNMODELED
+    if s.method == "qlora" and s.strategy == "fsdp" and s.offload_params != "none":
+        unmodeled += ("FSDP parameter offload of frozen 4-bit weights: one published run (peft's Llama-2-70B "
+                      "example, nvidia-smi) read ~4 GiB above this estimate, unattributed (docs/memory.md §5)",)
+    return MemoryEstimate(tuple(gpu), tuple(ledger.off_peak), tuple(host), paged_bytes, tensor_peak,
+                          tensor_peak + slack + context, _host_peak(host), phase_name,
+                          counts.total, counts.trainable, unmodeled, tuple(ledger.nvme))
 
-    nvme: list[Component] = []
 
-    def place(name: str, total: int, shard: bool, offload: bool, note: str, device: str = "cpu") -> None:
-        per_rank = total // n if shard else total
-        if offload:
-            if device == "nvme":  # NVMe holds the bytes; host RAM keeps only staging buffers
-                nvme.append(Component(name, per_rank * s.ranks_per_node, note + ", offloaded to NVMe"))
-            else:
-                host.append(Component(name, per_rank * s.ranks_per_node, note + ", offloaded to host"))
-            gpu.append(Component(name, 0, "offloaded"))
-        else:
-            gpu.append(Component(name, per_rank, note + (f", /{n} ranks" if shard and n > 1 else "")))
-
-    # weights
+def _weights(ledger: _Ledger, counts, sizes: _Sizes) -> tuple[int, int]:
+    """The base weights (4-bit codes and quant state under QLoRA) and the adapters; (weight bytes, the
+    bytes per base value)."""
+    s = ledger.s
+    stage = s.shard_stage
     if s.method == "qlora":
         q_bytes = NF4_DQ_BYTES if s.double_quant else NF4_BYTES
         rest = 4 if s.kbit_fp32_upcast else 2
@@ -150,21 +193,26 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
             state = int(counts.quantized * (q_bytes - 0.5))
             weight_bytes -= state
             note = f"{counts.quantized:,} params as 4-bit codes (0.5 B), {counts.unquantized:,} at {rest} B"
-            gpu.append(Component("quant_state", state, f"4-bit quant state ({q_bytes - 0.5:.4f} B/param), "
-                                 "whole on every rank"))
+            ledger.gpu.append(Component("quant_state", state, f"4-bit quant state ({q_bytes - 0.5:.4f} B/param), "
+                                        "whole on every rank"))
     else:
-        w = 2 if deepspeed_mixed else p_bytes  # DeepSpeed casts the whole module to its 16-bit dtype
+        w = 2 if sizes.deepspeed_mixed else sizes.p_bytes  # DeepSpeed casts the whole module to its 16-bit dtype
         weight_bytes = counts.base * w
         note = f"{counts.base:,} params × {w} B"
         base_dtype_bytes = w
     offload_params = s.offload_params != "none" and stage == 3
-    place("weights", weight_bytes, stage == 3, offload_params, note, s.offload_params)
+    ledger.place("weights", weight_bytes, stage == 3, offload_params, note, s.offload_params)
     if s.method != "full":
-        place("adapters", trainable * adapter_bytes, stage == 3, offload_params,
-              f"{counts.lora:,} LoRA + {counts.saved_copies:,} saved-module params × {adapter_bytes} B",
-              s.offload_params)
+        ledger.place("adapters", counts.trainable * sizes.adapter_bytes, stage == 3, offload_params,
+                     f"{counts.lora:,} LoRA + {counts.saved_copies:,} saved-module params × {sizes.adapter_bytes} B",
+                     s.offload_params)
+    return weight_bytes, base_dtype_bytes
 
-    # gradients, optimizer, master weights
+
+def _training_state(ledger: _Ledger, counts, sizes: _Sizes):
+    """Gradients, optimizer state and master weights; (gradients that live only in phases, optimizer state
+    bytes, whether paged, the state dtype's bytes, whether the optimizer is offloaded)."""
+    s, trainable, stage, gpu = ledger.s, counts.trainable, ledger.s.shard_stage, ledger.gpu
     # DeepSpeed offloads optimizer state with its fp32 gradients; FSDP CPUOffload moves params, grads, state
     offload_opt = (s.offload_optimizer != "none" and s.strategy == "deepspeed") or \
         (s.strategy == "fsdp" and s.offload_params != "none")
@@ -173,12 +221,12 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
         gpu.append(Component("gradients", 0, "freed by the optimizer step fused into backward"))
     else:
         # DeepSpeed's bf16 optimizer at stage 0 accumulates gradients in fp32; offloaded gradients are fp32
-        g_bytes = 4 if offload_opt or (deepspeed_mixed and stage == 0 and s.dtype == "bf16") else t_bytes
+        g_bytes = 4 if offload_opt or (sizes.deepspeed_mixed and stage == 0 and s.dtype == "bf16") else sizes.t_bytes
         # ZeRO-1 keeps whole gradients only while it accumulates them: with one micro-batch per step they are
         # reduced into the rank's partition within backward, as at stage 2 (measured on the engine)
         sharded = stage >= 2 or (s.strategy == "deepspeed" and stage == 1 and not s.accumulates)
-        place("gradients", trainable * g_bytes, sharded, offload_opt, f"{trainable:,} trainable × {g_bytes} B",
-              opt_device)
+        ledger.place("gradients", trainable * g_bytes, sharded, offload_opt, f"{trainable:,} trainable × {g_bytes} B",
+                     opt_device)
     grads_in_phases = []
     preallocated = s.strategy == "deepspeed" and stage in (0, 3)
     if gpu[-1].name == "gradients" and gpu[-1].bytes and not preallocated and not s.accumulates:
@@ -187,20 +235,22 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
         # from the first reduction to the step). DeepSpeed preallocates its gradient buffers at stages 0 and 3,
         # and accumulation keeps them from one micro-batch to the next: both stay static.
         grads_in_phases = [gpu.pop()]
-    state_dtype = 4 if (deepspeed_mixed or t_bytes == 4) else t_bytes
+    state_dtype = 4 if (sizes.deepspeed_mixed or sizes.t_bytes == 4) else sizes.t_bytes
     states, paged = optimizer_state_bytes(s, trainable, state_dtype, counts)
     if paged:
         gpu.append(Component("optimizer_states", 0, f"{s.optimizer}: paged, outside the allocator"))
     else:
-        place("optimizer_states", states, stage >= 1, offload_opt, f"{s.optimizer}", opt_device)
-    if deepspeed_mixed:
-        place("master_weights", trainable * 4, stage >= 1, offload_opt, "fp32 copy of the trainable params",
-              opt_device)
+        ledger.place("optimizer_states", states, stage >= 1, offload_opt, f"{s.optimizer}", opt_device)
+    if sizes.deepspeed_mixed:
+        ledger.place("master_weights", trainable * 4, stage >= 1, offload_opt, "fp32 copy of the trainable params",
+                     opt_device)
+    return grads_in_phases, states, paged, state_dtype, offload_opt
 
-    # sharding and communication buffers
-    # gathered copies are in the layers' compute dtype under FSDP/DeepSpeed mixed precision
-    gather_bytes = 2 if s.sharded_mixed_precision else base_dtype_bytes
-    gathered = _gathered_units(s, counts, gather_bytes, t_bytes) if s.gathers_params else []
+
+def _buffers(ledger: _Ledger, trainable: int, sizes: _Sizes) -> tuple[list[Component], list[Component]]:
+    """Communication buffers: static ones placed on the GPU; (those alive during backward, those at the end
+    of backward's last reduction)."""
+    s, stage = ledger.s, ledger.s.shard_stage
     backward_buffers: list[Component] = []
     reductions: list[Component] = []  # the end of backward's last reduction
     if s.strategy == "deepspeed" and stage >= 1:
@@ -209,10 +259,10 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
         # contiguous_gradients); two (overlap_comm) at stages 1-2, at each backward, and the gradients are
         # views into them until the step frees both (stage_1_and_2.py). All-gathers write in place.
         buffers = 2 if stage < 3 else 1
-        engine_bytes = 2 if deepspeed_mixed else 4  # the engine's (and its gradients') dtype
+        engine_bytes = 2 if sizes.deepspeed_mixed else 4  # the engine's (and its gradients') dtype
         buckets = Component("zero_buckets", s.reduce_bucket_size * engine_bytes * buffers,
                             f"{buffers} × reduce_bucket_size ({s.reduce_bucket_size:.0e} elements) gradient buffer")
-        (gpu if stage == 3 else backward_buffers).append(buckets)
+        (ledger.gpu if stage == 3 else backward_buffers).append(buckets)
         # each reduction flattens the bucket's gradients into one new tensor (allreduce_bucket at stages 1-2,
         # reduce_scatter_coalesced at 3): at the end of backward, and within it when the gradients overflow a
         # bucket (measured: bench/deepspeed_memory_measure.py)
@@ -222,19 +272,28 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
         if trainable > s.reduce_bucket_size:
             backward_buffers.append(flush)
     elif s.strategy == "ddp" and s.dp_world > 1:
-        gpu.append(Component("ddp_buckets", trainable * t_bytes, "DDP gradient buckets (a second gradient copy)"))
+        ledger.gpu.append(Component("ddp_buckets", trainable * sizes.t_bytes,
+                                    "DDP gradient buckets (a second gradient copy)"))
     if s.method == "qlora":
-        largest = max((m.d_in * m.d_out for m, _ in a.all_linears if m.quantizable), default=0)
-        gpu.append(Component("dequant_buffer", largest * 2, "one 4-bit matrix dequantized for its matmul"))
-    # phases
+        largest = max((m.d_in * m.d_out for m, _ in s.arch.all_linears if m.quantizable), default=0)
+        ledger.gpu.append(Component("dequant_buffer", largest * 2, "one 4-bit matrix dequantized for its matmul"))
+    return backward_buffers, reductions
+
+
+def _phases(ledger: _Ledger, counts, sizes: _Sizes, gather_bytes: int, grads_in_phases, backward_buffers,
+            reductions, state_dtype: int, offload_opt: bool) -> str:
+    """What lives only in one phase of a step; the heaviest phase joins the GPU total, the others are kept
+    as `off_peak`. Returns the peak phase's name."""
+    s, trainable = ledger.s, counts.trainable
+    gathered = _gathered_units(s, counts, gather_bytes, sizes.t_bytes) if s.gathers_params else []
     train = _activation_phase(s, counts.lora > 0)
-    step = step_transient_bytes(s, trainable, state_dtype, offload_opt, gradient_bytes=t_bytes)
+    step = step_transient_bytes(s, trainable, state_dtype, offload_opt, gradient_bytes=sizes.t_bytes)
     evaluation = eval_bytes(s) if s.evaluates else 0
     if evaluation:
         evaluation_phase = [c for c in gathered if c.name == "gathered_params"]
     else:
         evaluation_phase = []
-    end_of_backward = _end_of_backward(s, t_bytes, gather_bytes, grads_in_phases, trainable)
+    end_of_backward = _end_of_backward(s, sizes.t_bytes, gather_bytes, grads_in_phases, trainable)
     phases = [("forward/backward", gathered + backward_buffers + train),
               ("optimizer step", grads_in_phases + [Component("optimizer_step", step, "optimizer update temporaries")]),
               ("end of backward", end_of_backward + (backward_buffers if end_of_backward else [])),
@@ -242,34 +301,24 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
               ("eval pass", evaluation_phase + [Component("eval_pass", evaluation,
                                                      "no-grad forward: one layer's working set or the loss")])]
     phase_name, _ = max(phases, key=lambda p: sum(c.bytes for c in p[1]))
-    off_peak: list[Component] = []
     for name, comps in phases:
         if name == phase_name:
-            gpu.extend(comps)
+            ledger.gpu.extend(comps)
         else:
-            off_peak.extend(replace(c, phase=name) for c in comps)
-    tensor_peak = sum(c.bytes for c in gpu)
-    slack = int(tensor_peak * ALLOCATOR_SLACK)
-    gpu.append(Component("allocator_slack", slack, f"{ALLOCATOR_SLACK:.0%} of live tensors (caching allocator)"))
-    context = CUDA_CONTEXT_BYTES + (COLLECTIVE_BUFFER_BYTES if s.dp_world > 1 else 0)
-    gpu.append(Component("cuda_context", context, "CUDA context, kernels" + (", NCCL" if s.dp_world > 1 else "")))
+            ledger.off_peak.extend(replace(c, phase=name) for c in comps)
+    return phase_name
 
-    # host RAM per node
-    paged_bytes = states if paged else 0
+
+def _host_ram(ledger: _Ledger, paged_bytes: int, load_bytes: int) -> None:
+    """Host RAM per node: paged optimizer state, offload staging, and loading the model."""
+    s, host = ledger.s, ledger.host
     if paged_bytes:
         host.append(Component("paged_optimizer_states", paged_bytes * s.ranks_per_node,
                               "may spill from GPU to host under pressure"))
     if any(c.name != "paged_optimizer_states" for c in host):
         host.append(Component("offload_buffers", int(0.5 * sum(c.bytes for c in host)),
                               "pinned staging, 1.5× headroom as DeepSpeed's estimator"))
-    host.append(_model_load(s, counts.base * p_bytes if s.method != "qlora" else weight_bytes))
-    unmodeled = UNMODELED
-    if s.method == "qlora" and s.strategy == "fsdp" and s.offload_params != "none":
-        unmodeled += ("FSDP parameter offload of frozen 4-bit weights: one published run (peft's Llama-2-70B "
-                      "example, nvidia-smi) read ~4 GiB above this estimate, unattributed (docs/memory.md §5)",)
-    return MemoryEstimate(tuple(gpu), tuple(off_peak), tuple(host), paged_bytes, tensor_peak,
-                          tensor_peak + slack + context, _host_peak(host), phase_name,
-                          counts.total, trainable, unmodeled, tuple(nvme))
+    host.append(_model_load(s, load_bytes))
 
 
 def _fsdp1_root(s: MemorySetup) -> int:

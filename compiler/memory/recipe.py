@@ -178,7 +178,7 @@ def setup_from_plan(recipe, plan: dict) -> RecipeMemory:
     train = plan.get("train") or {}
     if isinstance(train.get("chunked_cross_entropy"), bool):
         setup = setup.with_(linear_cross_entropy=train["chunked_cross_entropy"])
-    gc = plan.get("_gradient_checkpointing", (plan.get("train") or {}).get("gradient_checkpointing"))
+    gc = train.get("gradient_checkpointing")
     if isinstance(gc, bool):
         setup, _ = setup.with_(gradient_checkpointing=gc), autos.discard("gradient_checkpointing")
     return RecipeMemory(setup, frozenset(autos), base.budget_bytes, base.budget_source, base.cpu_memory,

@@ -12,6 +12,7 @@ DEDUP = ("none", "exact", "near")
 TRAIN_ON = ("all", "completions")
 ON_BAD_ROWS = ("error", "skip")
 TRUNCATION = ("right", "left", "drop")
+OPTIONAL = ("chat_template", "roles", "max_samples", "eval_rows")  # in the plan only when the recipe sets them
 
 
 def _as_list(value: Any) -> tuple[str, ...]:
@@ -25,19 +26,20 @@ def _as_list(value: Any) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class DataSpec:
     train: tuple[str, ...]
-    eval: tuple[str, ...] = ()
-    eval_split: float = 0.0
-    format: str = "chat"
-    columns: tuple[tuple[str, str], ...] = ()
-    max_length: int = 2048
-    packing: bool = False
-    dedup: str = "none"
-    near_dedup_threshold: float = 0.85
-    train_on: str = "completions"
-    on_bad_rows: str = "error"
-    truncation: str = "right"
-    seed: int = 42
-    cache_dir: str | None = None
+    eval: tuple[str, ...]
+    eval_split: float
+    format: str
+    columns: tuple[tuple[str, str], ...]
+    max_length: int
+    packing: bool
+    dedup: str
+    near_dedup_threshold: float
+    train_on: str
+    on_bad_rows: str
+    truncation: str
+    seed: int
+    cache_dir: str | None
+    # keys the plan holds only when the recipe sets them (absent means unset, not a default)
     chat_template: tuple[tuple[str, str], ...] = ()  # (("name", "chatml"),) or (("file", "path"),)
     roles: tuple[tuple[str, str], ...] = ()  # (role, the name the data uses for it)
     max_samples: int | None = None  # training rows kept after dedup, before the split
@@ -46,32 +48,38 @@ class DataSpec:
 
     @classmethod
     def from_plan(cls, data: dict) -> "DataSpec":
-        """Build from plan["data"]; unknown keys are kept aside (the plan may grow) but not used."""
+        """Build from the plan's `data` section, which holds every setting (the compiler wrote the language's
+        defaults into it; none is restated here). Unknown keys are kept aside but not used."""
         if not isinstance(data, dict):
             raise DataError("the plan's `data` section must be an object")
-        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
-        columns = data.get("columns") or {}
+        known = [f for f in cls.__dataclass_fields__ if f != "extra"]
+        missing = [k for k in known if k not in data and k not in OPTIONAL]
+        if missing:
+            raise DataError(f"the plan's `data` section lacks {', '.join(missing)}; recompile the recipe")
+        columns = data["columns"]
         if not isinstance(columns, dict):
             raise DataError("data.columns must map roles to column names")
+        if data["max_length"] is None:
+            raise DataError("data.max_length is not set; recompile the recipe")
         roles = data.get("roles") or {}
         template = data.get("chat_template") or {}
         if not isinstance(roles, dict) or not isinstance(template, dict):
             raise DataError("data.roles and data.chat_template must be objects")
         spec = cls(
-            train=_as_list(data.get("train")),
-            eval=_as_list(data.get("eval")),
-            eval_split=float(data.get("eval_split") or 0.0),
-            format=str(data.get("format", "chat")),
+            train=_as_list(data["train"]),
+            eval=_as_list(data["eval"]),
+            eval_split=float(data["eval_split"]),
+            format=str(data["format"]),
             columns=tuple(sorted((str(k), str(v)) for k, v in columns.items())),
-            max_length=int(data.get("max_length", 2048)),
-            packing=bool(data.get("packing", False)),
-            dedup=str(data.get("dedup", "none") or "none"),
-            near_dedup_threshold=float(data.get("near_dedup_threshold", 0.85) or 0.85),
-            train_on=str(data.get("train_on", "completions")),
-            on_bad_rows=str(data.get("on_bad_rows", "error")),
-            truncation=str(data.get("truncation", "right")),
-            seed=int(data.get("seed", 42) if data.get("seed") is not None else 42),
-            cache_dir=data.get("cache_dir"),
+            max_length=int(data["max_length"]),
+            packing=bool(data["packing"]),
+            dedup=str(data["dedup"]),
+            near_dedup_threshold=float(data["near_dedup_threshold"]),
+            train_on=str(data["train_on"]),
+            on_bad_rows=str(data["on_bad_rows"]),
+            truncation=str(data["truncation"]),
+            seed=int(data["seed"]),
+            cache_dir=data["cache_dir"],
             chat_template=tuple(sorted((str(k), str(v)) for k, v in template.items() if v is not None)),
             roles=tuple(sorted((str(k), str(v)) for k, v in roles.items())),
             max_samples=None if data.get("max_samples") is None else int(data["max_samples"]),

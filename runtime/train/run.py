@@ -152,8 +152,7 @@ def _open_run_dir(plan: Plan, options: RunOptions, rank, say):
     if point is not None:
         run_dir = point.run_dir
         say(f"ftc: resuming {run_dir} from {point.checkpoint.name} (step {point.step}, manifest verified)")
-        previous = run_dir / "plan.json"
-        if previous.is_file() and json.loads(previous.read_text()) != plan.raw:
+        if not _same_plan(run_dir, plan):
             print("warning: the plan differs from the one this run started with; resume may not be exact",
                   file=sys.stderr)
         if rank.is_main:
@@ -192,6 +191,18 @@ def _stop_before_training(trainer, preemption, run_dir: Path, point, say) -> Run
         f"new to save. Run the same command again (with --resume auto it continues from "
         f"{point.checkpoint.name if point else 'the start'})")
     return RunResult(run_dir, "preempted", EXIT_PREEMPTED, {})
+
+
+def _same_plan(run_dir: Path, plan: Plan) -> bool:
+    """Whether the run folder's copy of plan.json (what the run started with) is this plan."""
+    from ftc.plan import PlanError, load_plan
+
+    if not (run_dir / "plan.json").is_file():
+        return True
+    try:
+        return load_plan(run_dir).raw == plan.raw
+    except PlanError:  # a copy this ftc cannot read is not the same plan
+        return False
 
 
 @dataclass(frozen=True)
