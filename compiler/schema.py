@@ -159,7 +159,8 @@ COLUMNS = BlockSpec(
     "columns", "Column names of the data files, when they differ from the format's defaults.",
     open_fields=True,
     fields=tuple(F(name, STRING, f"Column holding the `{name}` part.") for name in (
-        "text", "prompt", "completion", "instruction", "input", "output", "messages", "system")),
+        "text", "prompt", "completion", "instruction", "input", "output", "messages", "system",
+        "chosen", "rejected", "label")),
 )
 
 DATA = BlockSpec(
@@ -171,9 +172,13 @@ DATA = BlockSpec(
         F("eval", PATHS, "Evaluation data; when absent, `eval_split` carves it from `train`."),
         F("eval_split", QUANTITY, "Share of `train` held out for evaluation (by a stable content hash).",
           dims=("ratio",), bare="ratio", minimum=0, maximum=0.5),
-        F("format", ENUM, "Row format.", "text", ("text", "completion", "instruction", "chat")),
+        F("format", ENUM, "Row format. `preference`: prompt, chosen, rejected (strings or message lists); "
+          "`unpaired_preference`: prompt, completion and a boolean `label` (KTO).", "text",
+          ("text", "completion", "instruction", "chat", "preference", "unpaired_preference")),
         F("max_length", QUANTITY, "Longest sequence in tokens; longer rows are truncated.",
           dims=("tokens",), bare="tokens", minimum=8, maximum=1048576, tunable=True),
+        F("max_prompt_length", QUANTITY, "Preference formats: longest prompt in tokens; longer prompts keep "
+          "their end.", dims=("tokens",), bare="tokens", minimum=1, maximum=1048576),
         F("packing", BOOL, "Concatenate examples up to `max_length` (no cross-example attention).", False),
         F("dedup", ENUM, "Remove duplicate rows before splitting.", "none", ("none", "exact", "near")),
         F("near_threshold", FLOAT, "Jaccard similarity above which rows are near-duplicates.", 0.85,
@@ -288,8 +293,10 @@ SWEEP = BlockSpec(
     ),
 )
 
+from ftc.compiler.objectives import OBJECTIVE_BLOCK  # noqa: E402  (it builds on FieldSpec above)
+
 BLOCKS: dict[str, BlockSpec] = {b.name: b for b in (
-    MODEL, METHOD, DATA, TRAIN, HARDWARE, DISTRIBUTED, CHECKPOINT, OUTPUT, SWEEP)}
+    MODEL, METHOD, DATA, OBJECTIVE_BLOCK, TRAIN, HARDWARE, DISTRIBUTED, CHECKPOINT, OUTPUT, SWEEP)}
 
 REQUIRED_BLOCKS = ("model", "method", "data", "train")
 

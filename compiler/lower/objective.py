@@ -1,0 +1,30 @@
+"""Lower the `objective` block: `{"kind": "sft"}` for supervised training, else the objective's settings
+with its per-objective defaults filled in, and what the data pipeline needs for preference rows."""
+
+from __future__ import annotations
+
+from ftc.compiler.lower.builder import Lowering
+from ftc.compiler.objectives import BETA_DEFAULTS, OBJECTIVE_BLOCK, logged_metrics, uses_reference
+from ftc.compiler.units import Amount
+
+
+def lower_objective(lw: Lowering) -> None:
+    r = lw.recipe
+    kind = r.value("objective", "sft")
+    prompt = r.value("data.max_prompt_length")
+    if "data" in lw.plan:
+        lw.plan["data"]["max_prompt_length"] = int(prompt.value) if isinstance(prompt, Amount) else None
+        lw.plan["data"] = dict(sorted(lw.plan["data"].items()))
+    if kind == "sft":
+        lw.plan["objective"] = {"kind": "sft"}
+        return
+    section: dict = {"kind": kind}
+    for name in OBJECTIVE_BLOCK.variant_fields[kind]:
+        value = r.value(f"objective.{name}")
+        if value is None:
+            value = BETA_DEFAULTS[kind] if name == "beta" else OBJECTIVE_BLOCK.field(name).default
+        section[name] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    if not uses_reference(kind):
+        section["reference"] = "none"
+    section["metrics"] = list(logged_metrics(kind))
+    lw.plan["objective"] = dict(sorted(section.items()))
