@@ -7,52 +7,11 @@ agree on one source.
 
 from __future__ import annotations
 
-from ftc.compiler.schema import ENUM, FLOAT, BlockSpec, FieldSpec
+from ftc.compiler.schema import DPO_LOSSES, OBJECTIVE_BLOCK, OBJECTIVES  # noqa: F401  (re-exported)
 
-F = FieldSpec
-
-OBJECTIVES = ("sft", "dpo", "orpo", "kto", "simpo")
 PAIRED = ("dpo", "orpo", "simpo")  # read `format = preference`
 PREFERENCE_FORMATS = ("preference", "unpaired_preference")
-
-# The DPO loss variants TRL's DPOTrainer offers (trl.DPOConfig.loss_type), all over paired data.
-DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-              "apo_zero", "apo_down", "discopop", "sigmoid_norm")
-
 BETA_DEFAULTS = {"dpo": 0.1, "orpo": 0.1, "kto": 0.1, "simpo": 2.0}
-
-OBJECTIVE_BLOCK = BlockSpec(
-    "objective", "What the model is trained to do: imitate the data (`sft`), or prefer chosen answers over "
-                 "rejected ones (`dpo`, `orpo`, `simpo` on `format = preference`; `kto` on "
-                 "`format = unpaired_preference`). Absent: `sft`.",
-    label="required", label_kind=ENUM, label_choices=OBJECTIVES, label_doc="sft | dpo | orpo | kto | simpo",
-    label_default="sft",
-    fields=(
-        F("beta", FLOAT, "Strength of the preference term: the inverse temperature of DPO and KTO, ORPO's "
-          "odds-ratio weight (lambda), SimPO's reward scale. Default: 0.1, or 2.0 under `simpo`.",
-          minimum=0, exclusive_min=True, maximum=100, tunable=True),
-        F("loss", ENUM, "DPO loss variant (TRL's `loss_type`).", "sigmoid", DPO_LOSSES),
-        F("label_smoothing", FLOAT, "DPO: assumed share of flipped preference labels (robust and cDPO losses).",
-          0.0, minimum=0, maximum=0.5, exclusive_max=True, tunable=True),
-        F("reference", ENUM, "The reference policy: `auto` (the adapter-disabled base under LoRA, a frozen copy "
-          "for full fine-tuning), `model` (always a separate frozen copy), `precomputed` (its log-probs are "
-          "computed once before training; no reference weights are held).", "auto",
-          ("auto", "model", "precomputed")),
-        F("desirable_weight", FLOAT, "KTO: weight of the desirable (label true) examples' loss.", 1.0,
-          minimum=0, exclusive_min=True, maximum=100, tunable=True),
-        F("undesirable_weight", FLOAT, "KTO: weight of the undesirable (label false) examples' loss.", 1.0,
-          minimum=0, exclusive_min=True, maximum=100, tunable=True),
-        F("gamma", FLOAT, "SimPO: target reward margin (gamma / beta is the margin term).", 0.5, minimum=0,
-          maximum=100, tunable=True),
-    ),
-    variant_fields={
-        "sft": (),
-        "dpo": ("beta", "loss", "label_smoothing", "reference"),
-        "orpo": ("beta",),
-        "kto": ("beta", "reference", "desirable_weight", "undesirable_weight"),
-        "simpo": ("beta", "gamma"),
-    },
-)
 
 _PAIR_REWARDS = ("rewards_chosen", "rewards_rejected", "rewards_accuracies", "rewards_margins",
                  "logps_chosen", "logps_rejected")

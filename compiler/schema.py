@@ -293,7 +293,46 @@ SWEEP = BlockSpec(
     ),
 )
 
-from ftc.compiler.objectives import OBJECTIVE_BLOCK  # noqa: E402  (it builds on FieldSpec above)
+
+OBJECTIVES = ("sft", "dpo", "orpo", "kto", "simpo")
+
+# The DPO loss variants TRL's DPOTrainer offers (trl.DPOConfig.loss_type), all over paired data.
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "apo_zero", "apo_down", "discopop", "sigmoid_norm")
+
+
+OBJECTIVE_BLOCK = BlockSpec(
+    "objective", "What the model is trained to do: imitate the data (`sft`), or prefer chosen answers over "
+                 "rejected ones (`dpo`, `orpo`, `simpo` on `format = preference`; `kto` on "
+                 "`format = unpaired_preference`). Absent: `sft`.",
+    label="required", label_kind=ENUM, label_choices=OBJECTIVES, label_doc="sft | dpo | orpo | kto | simpo",
+    label_default="sft",
+    fields=(
+        F("beta", FLOAT, "Strength of the preference term: the inverse temperature of DPO and KTO, ORPO's "
+          "odds-ratio weight (lambda), SimPO's reward scale. Default: 0.1, or 2.0 under `simpo`.",
+          minimum=0, exclusive_min=True, maximum=100, tunable=True),
+        F("loss", ENUM, "DPO loss variant (TRL's `loss_type`).", "sigmoid", DPO_LOSSES),
+        F("label_smoothing", FLOAT, "DPO: assumed share of flipped preference labels (robust and cDPO losses).",
+          0.0, minimum=0, maximum=0.5, exclusive_max=True, tunable=True),
+        F("reference", ENUM, "The reference policy: `auto` (the adapter-disabled base under LoRA, a frozen copy "
+          "for full fine-tuning), `model` (always a separate frozen copy), `precomputed` (its log-probs are "
+          "computed once before training; no reference weights are held).", "auto",
+          ("auto", "model", "precomputed")),
+        F("desirable_weight", FLOAT, "KTO: weight of the desirable (label true) examples' loss.", 1.0,
+          minimum=0, exclusive_min=True, maximum=100, tunable=True),
+        F("undesirable_weight", FLOAT, "KTO: weight of the undesirable (label false) examples' loss.", 1.0,
+          minimum=0, exclusive_min=True, maximum=100, tunable=True),
+        F("gamma", FLOAT, "SimPO: target reward margin (gamma / beta is the margin term).", 0.5, minimum=0,
+          maximum=100, tunable=True),
+    ),
+    variant_fields={
+        "sft": (),
+        "dpo": ("beta", "loss", "label_smoothing", "reference"),
+        "orpo": ("beta",),
+        "kto": ("beta", "reference", "desirable_weight", "undesirable_weight"),
+        "simpo": ("beta", "gamma"),
+    },
+)
 
 BLOCKS: dict[str, BlockSpec] = {b.name: b for b in (
     MODEL, METHOD, DATA, OBJECTIVE_BLOCK, TRAIN, HARDWARE, DISTRIBUTED, CHECKPOINT, OUTPUT, SWEEP)}
