@@ -6,7 +6,13 @@ from __future__ import annotations
 from ftc.compiler.diagnostics import DiagnosticSink, did_you_mean
 from ftc.compiler.objectives import PAIRED, PREFERENCE_FORMATS, format_of, logged_metrics
 from ftc.compiler.resolve import ResolvedRecipe
-from ftc.compiler.units import Amount
+
+
+def _tokens(value) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    value = getattr(value, "value", value)
+    return int(value) if isinstance(value, (int, float)) else None
 
 
 def _objective_span(recipe: ResolvedRecipe):
@@ -57,10 +63,10 @@ def check_preference_data(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
         sink.error("E0606", "preference objectives score the answers only: `train_on = all` cannot apply",
                    recipe.span("data.train_on"), label="the prompt is never part of the preference loss",
                    help="remove `train_on`")
-    prompt, length = recipe.value("data.max_prompt_length"), recipe.value("data.max_length")
-    if isinstance(prompt, Amount) and isinstance(length, Amount) and prompt.value >= length.value:
-        sink.error("E0607", f"`max_prompt_length` ({int(prompt.value)} tokens) leaves no room for the answer "
-                   f"within `max_length` ({int(length.value)} tokens)", recipe.span("data.max_prompt_length"),
+    prompt, length = (_tokens(recipe.value(k)) for k in ("data.max_prompt_length", "data.max_length"))
+    if prompt is not None and length is not None and prompt >= length:
+        sink.error("E0607", f"`max_prompt_length` ({prompt} tokens) leaves no room for the answer "
+                   f"within `max_length` ({length} tokens)", recipe.span("data.max_prompt_length"),
                    label="must be below max_length", help="lower `max_prompt_length` or raise `max_length`")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from ftc.compiler.lower.builder import Lowering
 from ftc.compiler.objectives import BETA_DEFAULTS, OBJECTIVE_BLOCK, logged_metrics, uses_reference
-from ftc.compiler.units import Amount
 
 
 def lower_objective(lw: Lowering) -> None:
@@ -13,7 +12,7 @@ def lower_objective(lw: Lowering) -> None:
     kind = r.value("objective", "sft")
     prompt = r.value("data.max_prompt_length")
     if "data" in lw.plan:
-        lw.plan["data"]["max_prompt_length"] = int(prompt.value) if isinstance(prompt, Amount) else None
+        lw.plan["data"]["max_prompt_length"] = None if prompt is None else int(getattr(prompt, "value", prompt))
         lw.plan["data"] = dict(sorted(lw.plan["data"].items()))
     if kind == "sft":
         lw.plan["objective"] = {"kind": "sft"}

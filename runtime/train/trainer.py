@@ -26,6 +26,13 @@ def metric_key(name: str | None) -> str | None:
 
 def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_to: list[str],
                        eval_on_start: bool = True) -> TrainingArguments:
+    return TrainingArguments(**training_kwargs(plan, output_dir, has_eval=has_eval, report_to=report_to,
+                                               eval_on_start=eval_on_start))
+
+
+def training_kwargs(plan: Plan, output_dir: Path, *, has_eval: bool, report_to: list[str],
+                    eval_on_start: bool = True) -> dict[str, Any]:
+    """TrainingArguments' keywords from the plan (the preference trainers' configs take the same ones)."""
     train, batch, ckpt = plan["train"], plan["batch"], plan["checkpoint"]
     steps = plan.raw.get("steps") or {}
     max_steps = train.get("max_steps") or steps.get("total_steps") or -1
@@ -41,7 +48,7 @@ def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_t
         raise RunError(f"unknown optimizer {train.get('optimizer')!r}")
     eval_every = train.get("eval_every_steps") if has_eval else None
     save_every = ckpt.get("every_steps")
-    return TrainingArguments(
+    return dict(
         output_dir=str(output_dir),
         per_device_train_batch_size=int(batch["micro_batch"]),
         per_device_eval_batch_size=int(batch["micro_batch"]),
@@ -131,13 +138,19 @@ def build_trainer(plan: Plan, model, tokenizer, data, *, output_dir: Path, callb
     ckpt = plan["checkpoint"]
     manager = CheckpointManager(output_dir, keep_last=ckpt.get("keep_last"), keep_best=ckpt.get("keep_best"),
                                 best_mode=ckpt.get("best_mode") or "min")
-    args = training_arguments(plan, output_dir, has_eval=data.eval is not None, report_to=report_to,
-                              eval_on_start=not resuming)
-    trainer = FtcTrainer(
-        model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
-        data_collator=data.collator, processing_class=tokenizer, callbacks=callbacks,
-        checkpoints=manager, keep_best=ckpt.get("keep_best"),
-    )
+    if (plan.raw.get("objective") or {}).get("kind", "sft") != "sft":
+        from .preference import build_preference_trainer
+
+        trainer = build_preference_trainer(plan, model, tokenizer, data, output_dir=output_dir, callbacks=callbacks,
+                                           report_to=report_to, resuming=resuming, checkpoints=manager)
+    else:
+        args = training_arguments(plan, output_dir, has_eval=data.eval is not None, report_to=report_to,
+                                  eval_on_start=not resuming)
+        trainer = FtcTrainer(
+            model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
+            data_collator=data.collator, processing_class=tokenizer, callbacks=callbacks,
+            checkpoints=manager, keep_best=ckpt.get("keep_best"),
+        )
     if plan.on_cpu and (plan.raw.get("distributed") or {}).get("strategy") == "fsdp":
         from ftc.runtime.launch.rank import enable_cpu_fsdp
 
