@@ -17,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
            "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen"]
-WRONG_PER_QUESTION = 3
+WRONG_PER_QUESTION = 5
 
 
 def pairs(seed: int = 7) -> list[dict]:
