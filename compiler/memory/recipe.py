@@ -119,7 +119,9 @@ def setup_from_recipe(recipe, strategy: str | None = None) -> RecipeMemory:
         device="cpu" if on_cpu else "cuda",
         offload_optimizer=recipe.value("distributed.offload_optimizer", "none") if strategy == "deepspeed" else "none",
         offload_params=offload_params, dp_world=world, gpus_per_node=gpus_per_node, nodes=nodes,
-        evaluates=evaluates,
+        evaluates=evaluates, objective=recipe.value("objective", "sft"),
+        reference=recipe.value("objective.reference", "none") if recipe.value("objective") in ("dpo", "kto")
+        else "none",
     )
     return RecipeMemory(setup, frozenset(autos), model_error=None, assumptions=tuple(assumptions), **common)
 
