@@ -25,5 +25,11 @@ def lower_objective(lw: Lowering) -> None:
         section[name] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
     if not uses_reference(kind):
         section["reference"] = "none"
+    elif section["reference"] == "auto":
+        lora = r.value("method") in ("lora", "qlora")
+        section["reference"] = lw.decide(
+            "objective.reference", "base" if lora else "model",
+            "LoRA: the base with the adapters disabled is the starting policy; no copy is held" if lora else
+            "full fine-tuning changes every weight: a frozen copy of the starting model is the reference")
     section["metrics"] = list(logged_metrics(kind))
     lw.plan["objective"] = dict(sorted(section.items()))

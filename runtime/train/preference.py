@@ -108,13 +108,10 @@ def _config(plan: Plan, kwargs: dict[str, Any]):
 
 
 def load_reference(plan: Plan, model):
-    """A separate frozen reference, or None where TRL's own reference is right: LoRA's adapter-disabled base
-    (`auto`), precomputed log-probs, or the reference-free objectives (ORPO, SimPO)."""
+    """A separate frozen reference (`model`), or None where TRL's own reference is right: LoRA's
+    adapter-disabled base (`base`), precomputed log-probs, or the reference-free objectives (ORPO, SimPO)."""
     objective = plan["objective"]
-    reference = objective.get("reference", "none")
-    if reference in ("none", "precomputed"):
-        return None
-    if reference == "auto" and plan["method"]["kind"] != "full":
+    if objective.get("reference", "none") != "model":  # base, precomputed, none
         return None
     from transformers import AutoModelForCausalLM
 
