@@ -7,7 +7,7 @@ export DS_ACCELERATOR := cpu
 export TOKENIZERS_PARALLELISM := false
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
-.PHONY: setup demo test bench goldens gpu-site clean
+.PHONY: setup textmate demo test bench goldens gpu-site clean
 
 setup: $(VENV)/.installed
 
@@ -15,14 +15,21 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[train,test]'
+	$(PY) -m pip install -q -e '.[train,test,lsp]'
+	touch $@
+
+# the TextMate engine (vscode-textmate, vscode-oniguruma) that tests/test_editor_grammar.py tokenises with
+textmate: tests/textmate/node_modules/.installed
+
+tests/textmate/node_modules/.installed: tests/textmate/package.json tests/textmate/package-lock.json
+	npm ci --prefix tests/textmate --no-audit --no-fund --silent
 	touch $@
 
 demo: setup
 	$(FTC) run examples/tiny.ftspec
 
 # pytest exits 5 when it collected no test: that fails `make test`, as any non-zero exit does.
-test: setup
+test: setup textmate
 	$(PY) -m pytest -q -p no:cacheprovider
 
 goldens: setup

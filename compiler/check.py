@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ftc.compiler.batch import BatchProblem, solve_batch
 from ftc.compiler.check_objective import PASSES as OBJECTIVE_PASSES
+from ftc.compiler.check_chat import PASSES as CHAT_PASSES
 from ftc.compiler.diagnostics import DiagnosticSink
 from ftc.compiler.memory.budget import check_budget as budget_pass
 from ftc.compiler.resolve import ResolvedRecipe
@@ -219,6 +220,7 @@ PASSES = (
     check_length,
     check_data,
     check_data_files,
+    *CHAT_PASSES,
     check_method,
     check_precision,
     check_batch,

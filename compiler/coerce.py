@@ -240,12 +240,12 @@ def _canonical(dimension: str, number, factor, node, where, sink):
             sink.error("E0201", f"`{where}` expects a whole number of tokens", node.span)
             return INVALID
         return int(number)
-    if dimension == "steps":
+    if dimension in ("steps", "rows"):
         if not float(number).is_integer():
-            sink.error("E0201", f"`{where}` expects a whole number of steps", node.span,
-                       help=f"use `{round(number)} steps`")
+            sink.error("E0201", f"`{where}` expects a whole number of {dimension}", node.span,
+                       help=f"use `{round(number)} {dimension}`")
             return INVALID
-        return Amount(int(number), "steps")
+        return Amount(int(number), dimension)
     if dimension == "ratio":
         return Amount(number * factor, "ratio")
     if dimension == "duration":
@@ -257,6 +257,8 @@ def _check_range(spec: FieldSpec, result, node: ast.Value, where: str, sink: Dia
     if spec.minimum is None and spec.maximum is None:
         return result
     number = result.value if isinstance(result, Amount) else result
+    if spec.range_dims and isinstance(result, Amount) and result.unit not in spec.range_dims:
+        return result if number >= 0 else _negative(result, node, where, sink)
     if not isinstance(number, (int, float)) or isinstance(number, bool):
         return result
     shown = render_value(node)
@@ -278,6 +280,11 @@ def _check_range(spec: FieldSpec, result, node: ast.Value, where: str, sink: Dia
                    label="out of range")
         return INVALID
     return result
+
+
+def _negative(result, node: ast.Value, where: str, sink: DiagnosticSink):
+    sink.error("E0204", f"`{where}` must be at least 0, found `{render_value(node)}`", node.span, label="out of range")
+    return INVALID
 
 
 _HANDLERS = {

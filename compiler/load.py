@@ -7,14 +7,19 @@ located diagnostic at the `extends` that named it.
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from ftc.compiler import ast
 from ftc.compiler.diagnostics import DiagnosticSink, Span
 from ftc.compiler.parse import parse_bytes
 
 MAX_FILE_BYTES = 16 * 2**20
+
+# Unsaved editor buffers by resolved path: `ftc lsp` checks what the user sees, not what is on disk.
+OVERLAY: ContextVar[Mapping[Path, bytes]] = ContextVar("ftc_source_overlay", default={})
 
 
 @dataclass(frozen=True)
@@ -70,17 +75,18 @@ def display_path(path: Path) -> str:
 def read_source(path: Path, sink: DiagnosticSink, registry: SourceRegistry, *, named_at: Span | None = None,
                 display: str | None = None) -> SourceFile | None:
     shown = display or display_path(path)
+    data = OVERLAY.get().get(path.resolve()) if OVERLAY.get() else None
     try:
-        if path.is_dir():
+        if data is None and path.is_dir():
             sink.error("E0110", f"`{shown}` is a folder, not a recipe file", named_at, label="not a file",
                        help="name a .ftspec file")
             return None
-        size = path.stat().st_size
+        size = len(data) if data is not None else path.stat().st_size
         if size > MAX_FILE_BYTES:
             sink.error("E0111", f"`{shown}` is too large for a recipe ({size} bytes)", named_at,
                        help=f"recipes are at most {MAX_FILE_BYTES // 2**20} MiB")
             return None
-        data = path.read_bytes()
+        data = path.read_bytes() if data is None else data
     except FileNotFoundError:
         sink.error("E0112", f"recipe file `{shown}` not found", named_at, label="no such file",
                    help="paths in `extends` are relative to the file that contains them" if named_at else None)

@@ -283,7 +283,7 @@ def _type_block(spec: BlockSpec, block: MergedBlock | None, prefix: str, setting
             sink.error("E0101", f"unknown block `{name}` in `{spec.name}`", nested_block.span,
                        label="not a block here", help=f"did you mean `{guess}`?" if guess else None)
             continue
-        _type_block(nested_spec, nested_block, f"{prefix}.{name}", settings, sink, sweep)
+        _type_block(nested_spec, nested_block, f"{prefix}.{name}", settings, sink, sweep, invalid)
 
 
 def _kind_written_as_field(spec: BlockSpec, block: MergedBlock) -> tuple[str, str] | None:

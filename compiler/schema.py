@@ -49,6 +49,7 @@ class FieldSpec:
     maximum: float | None = None
     exclusive_min: bool = False
     exclusive_max: bool = False
+    range_dims: tuple[str, ...] = ()  # QUANTITY: the dimensions minimum/maximum apply to (empty: all)
     allow_auto: bool = False
     required: bool = False
     tunable: bool = False  # may be the target of a sweep entry
@@ -128,6 +129,12 @@ MODEL = BlockSpec(
           "runs only eagerly (Gemma-2, BLOOM, gpt-oss).", "sdpa", ("sdpa", "eager", "flash_attention_2")),
         F("trust_remote_code", BOOL, "Run code shipped with the model; must be explicit to be true.", False),
         F("tokenizer", STRING, "A separate tokenizer (hub id or folder); default: the model's own."),
+        F("pad_token", STRING, "Padding token, set on the tokenizer (added when the vocabulary lacks it). "
+          "Default: the tokenizer's, else its EOS."),
+        F("eos_token", STRING, "End-of-sequence token, set on the tokenizer and the generation config (added "
+          "when the vocabulary lacks it), e.g. a chat template's end of turn."),
+        F("add_tokens", PATHS, "New tokens: the embeddings are resized, and under LoRA the new rows of the "
+          "embedding and output layers are trained and saved with the adapter."),
     ),
 )
 
@@ -156,25 +163,41 @@ METHOD = BlockSpec(
 )
 
 COLUMNS = BlockSpec(
-    "columns", "Column names of the data files, when they differ from the format's defaults.",
+    "columns", "Column names of the data files, when they differ from the format's defaults; `role` and "
+    "`content` name the keys inside each message (ShareGPT: `from`, `value`).",
     open_fields=True,
     fields=tuple(F(name, STRING, f"Column holding the `{name}` part.") for name in (
         "text", "prompt", "completion", "instruction", "input", "output", "messages", "system",
-        "chosen", "rejected", "label")),
+        "chosen", "rejected", "label")) + (
+        F("role", STRING, "Key of a message's role (default `role`)."),
+        F("content", STRING, "Key of a message's text (default `content`)."),
+    ),
+)
+
+ROLES = BlockSpec(
+    "roles", "The names the data gives the roles of a conversation (`human`, `gpt` are known already).",
+    fields=tuple(F(name, STRING, f"The data's name for the `{name}` role.") for name in (
+        "system", "user", "assistant", "tool")),
 )
 
 DATA = BlockSpec(
     "data", "Where the training data comes from and how it becomes batches.",
-    nested=(COLUMNS,),
+    nested=(COLUMNS, ROLES),
     fields=(
         F("train", PATHS, "Training data: .jsonl .json .csv .parquet .txt, a saved datasets folder, a glob, "
           "or `hf:org/name`. Relative to the recipe file.", required=True),
         F("eval", PATHS, "Evaluation data; when absent, `eval_split` carves it from `train`."),
-        F("eval_split", QUANTITY, "Share of `train` held out for evaluation (by a stable content hash).",
-          dims=("ratio",), bare="ratio", minimum=0, maximum=0.5),
+        F("eval_split", QUANTITY, "Share of `train` held out for evaluation (at most 50%), or a row count "
+          "(`500 rows`); chosen by a stable content hash.", dims=("ratio", "rows"), bare="ratio", minimum=0,
+          maximum=0.5, range_dims=("ratio",)),
         F("format", ENUM, "Row format. `preference`: prompt, chosen, rejected (strings or message lists); "
           "`unpaired_preference`: prompt, completion and a boolean `label` (KTO).", "text",
           ("text", "completion", "instruction", "chat", "preference", "unpaired_preference")),
+        F("chat_template", STRING, "Render rows through a chat template: `chatml`, `llama3`, `mistral`, "
+          "`gemma`, `zephyr`, `alpaca`, or a Jinja file (relative to the recipe). Chat rows default to the "
+          "tokenizer's own; instruction and completion rows become one user and one assistant turn."),
+        F("max_samples", INT, "Training rows kept (the first ones, after checks and dedup, before the split).",
+          minimum=1),
         F("max_length", QUANTITY, "Longest sequence in tokens; longer rows are truncated.",
           dims=("tokens",), bare="tokens", minimum=8, maximum=1048576, tunable=True),
         F("max_prompt_length", QUANTITY, "Preference formats: longest prompt in tokens; longer prompts keep "

@@ -17,6 +17,7 @@ UNITS: dict[str, tuple[str, float]] = {
     "epoch": ("epochs", 1), "epochs": ("epochs", 1),
     "%": ("ratio", 0.01),
     "token": ("tokens", 1), "tokens": ("tokens", 1),
+    "row": ("rows", 1), "rows": ("rows", 1),
     "s": ("duration", 1), "sec": ("duration", 1), "secs": ("duration", 1),
     "second": ("duration", 1), "seconds": ("duration", 1),
     "min": ("duration", 60), "mins": ("duration", 60), "minute": ("duration", 60), "minutes": ("duration", 60),
@@ -31,19 +32,20 @@ DIMENSION_NAMES = {
     "epochs": "a number of epochs (`2 epochs`)",
     "ratio": "a percentage (`10%`)",
     "tokens": "a number of tokens (`2048 tokens`)",
+    "rows": "a number of rows (`500 rows`)",
     "duration": "a duration (`30 min`, `4h`)",
 }
 
 EXAMPLE_UNIT = {"bytes": "GiB", "steps": "steps", "epochs": "epochs", "ratio": "%", "tokens": "tokens",
-                "duration": "min"}
+                "rows": "rows", "duration": "min"}
 
 
 @dataclass(frozen=True)
 class Amount:
-    """A resolved quantity in its canonical unit: steps, epochs, ratio (0.03 for 3%), tokens, seconds."""
+    """A resolved quantity in its canonical unit: steps, epochs, ratio (0.03 for 3%), tokens, rows, seconds."""
 
     value: int | float
-    unit: str  # steps | epochs | ratio | tokens | seconds
+    unit: str  # steps | epochs | ratio | tokens | rows | seconds
 
     def to_json(self) -> dict:
         return {"value": self.value, "unit": self.unit}

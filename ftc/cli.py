@@ -24,6 +24,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("ftc.commands.data", "prepare the data set and report on it, no training"),
     "run": ("ftc.commands.run", "compile, then launch and execute the training"),
     "report": ("ftc.commands.report", "print the summary of a finished run"),
+    "init": ("ftc.commands.init", "write a starter recipe (from flags, or by asking in a terminal)"),
+    "explain": ("ftc.commands.explain", "the long explanation of a diagnostic code"),
+    "lsp": ("ftc.commands.lsp", "a language server on stdio, for editors"),
 }
 
 

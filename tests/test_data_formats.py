@@ -248,7 +248,7 @@ def test_template_skeleton_agrees_with_prefix_rendering(tok):
         saved = tok.chat_template
         tok.chat_template = template
         try:
-            renderer = ChatRenderer(tok)
+            renderer = ChatRenderer.for_tokenizer(tok)
             for msgs in convs:
                 for _ in range(2):  # first call builds the skeleton, second uses it
                     full = renderer.render(msgs, False)

@@ -42,6 +42,11 @@ def lower_model(lw: Lowering) -> None:
         "trust_remote_code": bool(r.value("model.trust_remote_code", False)),
         "tokenizer": tokenizer,
     }
+    for key in ("pad_token", "eos_token"):  # present only when set
+        if r.value(f"model.{key}") is not None:
+            lw.plan["model"][key] = r.value(f"model.{key}")
+    if r.value("model.add_tokens"):
+        lw.plan["model"]["add_tokens"] = list(dict.fromkeys(r.value("model.add_tokens")))
 
 
 def _default_targets(lw: Lowering) -> list[str]:
@@ -76,6 +81,8 @@ def lower_method(lw: Lowering) -> None:
             "modules_to_save": list(r.value("method.modules_to_save", ())),
             "bias": r.value("method.bias", "none"),
         }
+        if r.value("model.add_tokens"):
+            lora["new_tokens"] = new_token_training(lora["modules_to_save"], lw.architecture)
     quantization = None
     if kind == "qlora":
         quantization = {"quant": r.value("method.quant"), "double_quant": bool(r.value("method.double_quant")),
@@ -83,6 +90,14 @@ def lower_method(lw: Lowering) -> None:
     lw.plan["method"] = {"kind": kind, "lora": lora, "quantization": quantization}
 
 
+
+
+def new_token_training(modules_to_save: list[str], arch) -> str:
+    """How a LoRA run trains the rows of added tokens: peft's `trainable_token_indices` (only those rows of
+    the embedding and output layers), or, when `modules_to_save` already trains either layer in full,
+    `modules_to_save` for both (peft refuses a layer in both)."""
+    embed = arch.embed_name if arch is not None else "embed_tokens"
+    return "modules_to_save" if {embed, "lm_head"} & set(modules_to_save) else "trainable_token_indices"
 
 
 def _data_paths(lw: Lowering, key: str) -> list[str] | None:
@@ -96,10 +111,11 @@ def lower_data(lw: Lowering) -> None:
     r = lw.recipe
     split = r.value("data.eval_split")
     columns = {key.rsplit(".", 1)[1]: s.value for key, s in r.items("data.columns.")}
+    ratio = isinstance(split, Amount) and split.unit == "ratio" and r.value("data.eval") is None
     lw.plan["data"] = {
         "train": _data_paths(lw, "data.train"),
         "eval": _data_paths(lw, "data.eval"),
-        "eval_split": float(split.value) if isinstance(split, Amount) and r.value("data.eval") is None else 0.0,
+        "eval_split": float(split.value) if ratio else 0.0,
         "format": r.value("data.format"),
         "columns": columns,
         "max_length": r.value("data.max_length"),
@@ -112,5 +128,27 @@ def lower_data(lw: Lowering) -> None:
         "seed": r.value("data.seed"),
         "cache_dir": lw.rel(r.value("data.cache_dir"), "data.cache_dir") if r.value("data.cache_dir") else None,
     }
+    lw.plan["data"].update(_conversation_data(lw))
+
+
+def _conversation_data(lw: Lowering) -> dict:
+    """The data settings a recipe may add (each key present only when set): the chat template, the roles'
+    names, `max_samples`, and `eval_split` as a row count."""
+    from ftc.compiler.chat_templates import is_template_file
+
+    r, out = lw.recipe, {}
+    template = r.value("data.chat_template")
+    if template is not None:
+        out["chat_template"] = {"file": lw.rel(template, "data.chat_template")} if is_template_file(template) \
+            else {"name": template}
+    roles = {key.rsplit(".", 1)[1]: s.value for key, s in r.items("data.roles.")}
+    if roles:
+        out["roles"] = roles
+    if r.value("data.max_samples") is not None:
+        out["max_samples"] = r.value("data.max_samples")
+    split = r.value("data.eval_split")
+    if isinstance(split, Amount) and split.unit == "rows" and split.value > 0 and r.value("data.eval") is None:
+        out["eval_rows"] = int(split.value)
+    return out
 
 

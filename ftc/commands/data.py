@@ -62,13 +62,17 @@ def load_tokenizer(plan: dict, plan_dir: Path):
     local = Path(os.path.normpath(plan_dir / name))
     target = str(local) if local.exists() else name
     try:
-        return AutoTokenizer.from_pretrained(target, revision=model.get("revision") or None,
-                                             trust_remote_code=bool(model.get("trust_remote_code")))
+        tokenizer = AutoTokenizer.from_pretrained(target, revision=model.get("revision") or None,
+                                                  trust_remote_code=bool(model.get("trust_remote_code")))
     except Exception as exc:  # offline hub, missing files: a user-facing message
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DataError(f"cannot load the tokenizer {name!r}: {first}",
                         help="a local folder is relative to the plan's folder; hub ids need network access "
                              "or a filled hub cache") from None
+    from ftc.runtime.train.tokens import apply_to_tokenizer  # the run's pad/eos, added tokens, chat template
+
+    apply_to_tokenizer(tokenizer, model, plan.get("data") or {}, plan_dir)
+    return tokenizer
 
 
 def run(args) -> int:

@@ -26,14 +26,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("new", metavar="NEW", help="recipe (.ftspec) or compiled folder")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of NEW when it is a recipe (OLD stays as written)")
-    parser.add_argument("--format", choices=("text", "markdown"), default="text", help="output format")
+    parser.add_argument("--format", choices=("text", "markdown", "github"), default="text",
+                        help="output format: text, markdown (a pull-request comment), github (workflow annotations)")
 
 
 def run(args) -> int:
     # A recipe compared with a compiled folder is compiled for that folder, so that relative paths agree.
     folder = next((p for p in (args.old, args.new) if Path(p).is_dir()), None)
-    old = load_side(args.old, (), folder)
-    new = load_side(args.new, tuple(args.overrides), folder)
+    old = load_side(args.old, (), folder, args.format)
+    new = load_side(args.new, tuple(args.overrides), folder, args.format)
     if old is None or new is None:
         return 2
     try:
@@ -41,13 +42,14 @@ def run(args) -> int:
     except ValueError as exc:  # a hand-edited folder whose JSON/YAML no longer parses
         print(f"ftc diff: cannot parse a generated file: {exc}", file=sys.stderr)
         return 2
-    out = render_markdown(args.old, args.new, changes) if args.format == "markdown" else \
-        render_text(args.old, args.new, changes)
+    render = {"markdown": render_markdown, "github": render_github}.get(args.format, render_text)
+    out = render(args.old, args.new, changes)
     sys.stdout.write(out)
     return 1 if any(items for _, items in changes) else 0
 
 
-def load_side(path: str, overrides: tuple[str, ...], out_dir: str | None = None) -> dict[str, bytes] | None:
+def load_side(path: str, overrides: tuple[str, ...], out_dir: str | None = None,
+              fmt: str = "text") -> dict[str, bytes] | None:
     """The generated files of a recipe or a compiled folder, by name."""
     from ftc.compiler.emit import ARTIFACTS
 
@@ -70,7 +72,7 @@ def load_side(path: str, overrides: tuple[str, ...], out_dir: str | None = None)
     from ftc.compiler.pipeline import compile_recipe
 
     compiled = compile_recipe(p, overrides, out_dir=out_dir)
-    print_diagnostics(CompileReport(compiled), "text")
+    print_diagnostics(CompileReport(compiled), "github" if fmt == "github" else "text")
     if compiled.plan is None:
         print(f"ftc diff: {path} does not compile", file=sys.stderr)
         return None
@@ -207,3 +209,20 @@ def render_markdown(old_name: str, new_name: str, changes) -> str:
         out.append("No changes.")
         out.append("")
     return "\n".join(out)
+
+
+def render_github(old_name: str, new_name: str, changes) -> str:
+    """One workflow `::notice` per generated file that changes, on the NEW recipe (or folder), listing its
+    changes as the text form does: a pull request shows what a recipe edit does to the plan beside the edit."""
+    from ftc.compiler.render import _escape_data, _escape_property
+
+    out = []
+    for name, items in changes:
+        if not items:
+            continue
+        body = render_text(old_name, new_name, [(name, items)]).splitlines()[3:-2]
+        title = f"ftc diff: {name} changes ({len(items)})"
+        target = f"file={_escape_property(new_name)}," if Path(new_name).is_file() else ""
+        out.append(f"::notice {target}title={_escape_property(title)}::" + _escape_data("\n".join(
+            line.strip() for line in body)))
+    return "\n".join(out) + ("\n" if out else "")

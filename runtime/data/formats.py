@@ -7,7 +7,7 @@ problem string per bad row (null when the row is fine).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +35,11 @@ class FormatSpec:
     name: str
     column_map: dict
     train_on: str = "completions"
+    role_names: dict = field(default_factory=dict)  # the data's name for a role -> the role (`roles` block)
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        return {**ROLE_ALIASES, **self.role_names}
 
     def column(self, field: str) -> str:
         return self.column_map.get(field, field)
@@ -98,8 +103,10 @@ def _messages_column(col: pa.ChunkedArray, fmt: FormatSpec) -> pa.Array:
         raise _Fallback
     role = role.cast(pa.string())
     content = content.cast(pa.string())
-    for alias, role_name in ROLE_ALIASES.items():
-        role = pc.if_else(pc.equal(role, alias), role_name, role)
+    aliases = fmt.aliases  # one pass: a role name is never mapped twice
+    mapped = pc.take(pa.array(list(aliases.values()), pa.string()),
+                     pc.index_in(role, value_set=pa.array(list(aliases), pa.string())))
+    role = pc.coalesce(mapped, role)
     role = pc.utf8_lower(role) if len(role) else role
     struct = pa.StructArray.from_arrays([role, content], names=["role", "content"])
     offsets = pc.subtract(offsets, base).cast(pa.int32()) if base else offsets.cast(pa.int32())
@@ -169,7 +176,7 @@ def _normalize_python(rows: list, problems: list, fmt: FormatSpec, source: Sourc
                         if content is not None and not isinstance(content, str):
                             problem = f"message {i}: `{fmt.content_key}` must be a string, found {_kind(content)}"
                             break
-                        role = ROLE_ALIASES.get(role, role).lower()
+                        role = fmt.aliases.get(role, role).lower()
                         msgs.append({"role": role, "content": content})
                     values[f] = msgs
                 else:

@@ -22,11 +22,12 @@ from .collate import PackedCollator, PaddingCollator
 from .errors import DataError
 from .formats import FormatSpec, check, content, normalize
 from .preference_build import build_preference
-from .render import ChatRenderer, probe_tokenizer
+from .render import probe_tokenizer
 from .report import BadRow, DataReport, Histogram
 from .sources import PROBLEM, ROW, SRC, Source, file_fingerprint, read_source, resolve
 from .spec import DataSpec
-from .split import eval_mask
+from .split import eval_mask, eval_mask_rows
+from .templates import ChatRenderer, ChatTemplate, from_plan, of_tokenizer
 from .tokenize import Encoder, encode_rows, take_rows
 from .write import SplitWriter
 
@@ -162,23 +163,30 @@ def _select(spec: DataSpec, fmt: FormatSpec, train: _Rows, evalr: _Rows | None) 
                 near = _dedup.near_keep(_contents(rows.table, idx, fmt), spec.near_dedup_threshold, seed=spec.seed)
                 dup_near += len(idx) - len(near)
                 idx, h = idx[near], h[near]
+        if name == "train" and spec.max_samples is not None:  # the first rows, after dedup, before the split
+            idx, h = idx[:spec.max_samples], h[:spec.max_samples]
         keep[name], hashes[name] = idx, h
 
     if evalr is not None:
         return _Plan(keep["train"], keep["eval"], evalr, tuple(bad_examples), bad_count, dup_exact, dup_near,
                      "files")
-    if spec.eval_split > 0:
-        mask = eval_mask(hashes["train"], spec.eval_split, spec.seed)
+    if spec.eval_split > 0 or spec.eval_rows:
+        mask = eval_mask_rows(hashes["train"], spec.eval_rows, spec.seed) if spec.eval_rows else \
+            eval_mask(hashes["train"], spec.eval_split, spec.seed)
         return _Plan(keep["train"][~mask], keep["train"][mask], train, tuple(bad_examples), bad_count,
                      dup_exact, dup_near, "split")
     return _Plan(keep["train"], None, None, tuple(bad_examples), bad_count, dup_exact, dup_near, "none")
 
 
-def build(spec: DataSpec, tokenizer, train_sources, eval_sources, out: Path) -> DataReport:
-    """The whole pipeline, streaming into `out` (train.arrow, eval.arrow); returns the report."""
-    fmt = FormatSpec(spec.format, spec.column_map, spec.train_on)
-    info = probe_tokenizer(tokenizer, spec.format)
-    renderer = ChatRenderer(tokenizer) if spec.format == "chat" else None
+def build(spec: DataSpec, tokenizer, train_sources, eval_sources, out: Path,
+          template: ChatTemplate | None = None) -> DataReport:
+    """The whole pipeline, streaming into `out` (train.arrow, eval.arrow); returns the report. `template`:
+    the recipe's chat template (chat rows without one use the tokenizer's own)."""
+    fmt = FormatSpec(spec.format, spec.column_map, spec.train_on, spec.role_names)
+    if template is None and spec.format == "chat":
+        template = of_tokenizer(tokenizer)
+    info = probe_tokenizer(tokenizer, spec.format, template)
+    renderer = ChatRenderer.for_tokenizer(tokenizer, template) if template is not None else None
     encoder = Encoder(tokenizer, info)
 
     train = _read(train_sources, fmt, "train")
@@ -266,7 +274,9 @@ def prepare(spec: dict, tokenizer, *, base_dir: Path, cache_dir: Path, is_main_p
     base_dir = Path(base_dir).resolve()
     train_sources = resolve(dspec.train, base_dir, what="train")
     eval_sources = resolve(dspec.eval, base_dir, what="eval") if dspec.eval else ()
-    key = cache_key(dspec.key_fields(), [file_fingerprint(s) for s in train_sources],
+    template = from_plan(dspec.template_spec, base_dir)
+    settings = dict(dspec.key_fields(), chat_template_source=template.fingerprint if template else None)
+    key = cache_key(settings, [file_fingerprint(s) for s in train_sources],
                     [file_fingerprint(s) for s in eval_sources], tokenizer_fingerprint(tokenizer))
     entry = CacheEntry(Path(cache_dir), key)
     pad = _pad_id(tokenizer)
@@ -285,7 +295,7 @@ def prepare(spec: dict, tokenizer, *, base_dir: Path, cache_dir: Path, is_main_p
         entry.clear_failure()
         try:
             builder = build_preference if dspec.format in PREFERENCE_FORMATS else build
-            entry.write(lambda tmp: builder(dspec, tokenizer, train_sources, eval_sources, tmp))
+            entry.write(lambda tmp: builder(dspec, tokenizer, train_sources, eval_sources, tmp, template))
         except DataError as exc:
             entry.note_failure(exc)
             raise

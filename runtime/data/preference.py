@@ -19,7 +19,8 @@ import pyarrow as pa
 
 from . import dedup as _dedup
 from .errors import DataError
-from .render import ChatRenderer, TokenizerInfo, probe_tokenizer
+from .render import TokenizerInfo
+from .templates import ChatRenderer, ChatTemplate, of_tokenizer
 from .sources import Source, read_source
 from .spec import DataSpec
 from .split import eval_mask
@@ -158,21 +159,24 @@ def select(train: list[Row], evalr: list[Row] | None, spec: DataSpec, counts: Co
 
 
 class Renderer:
-    """Prompt and answer texts: plain strings as written, message lists through the chat template."""
+    """Prompt and answer texts: plain strings as written, unless the recipe names a chat template; message
+    lists always through the chat template (the recipe's, else the tokenizer's own)."""
 
-    def __init__(self, tokenizer, info: TokenizerInfo):
+    def __init__(self, tokenizer, info: TokenizerInfo, template: ChatTemplate | None):
         self.encoder = Encoder(tokenizer, info)
         self.info = info
         self._tokenizer = tokenizer
+        self._template = template
         self._chat: ChatRenderer | None = None
 
     def chat(self) -> ChatRenderer:
         if self._chat is None:
-            self._chat = ChatRenderer(self._tokenizer)
+            self._chat = ChatRenderer.for_tokenizer(self._tokenizer, self._template or of_tokenizer(self._tokenizer))
         return self._chat
 
     def encode(self, prompt, answers: list) -> tuple[list[int], list[list[int]]]:
-        if not isinstance(prompt, list) and not any(isinstance(a, list) for a in answers):
+        plain = self._template is None and not isinstance(prompt, list)
+        if plain and not any(isinstance(a, list) for a in answers):
             ids = list(self.info.prefix_ids) + self.encoder.encode([prompt])[0]
             outs = [ids_ + [self.info.eos_id] for ids_ in self.encoder.encode_continuations(answers)]
             return ids, outs

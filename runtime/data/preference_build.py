@@ -12,6 +12,7 @@ import pyarrow as pa
 from .errors import DataError
 from .preference import ANSWERS, Counts, Renderer, Row, handle_bad, read_rows, select
 from .render import probe_tokenizer
+from .templates import of_tokenizer
 from .report import DataReport, Histogram, SplitStats
 from .spec import DataSpec
 
@@ -84,8 +85,10 @@ def _encode_split(rows: list[Row], spec: DataSpec, renderer: Renderer, counts: C
     return {"rows": table.num_rows, "tokens": tokens, "trained": trained, "prompt": prompt_len, "answers": lengths}
 
 
-def build_preference(spec: DataSpec, tokenizer, train_sources, eval_sources, out: Path) -> DataReport:
-    """The whole preference pipeline into `out` (train.arrow, eval.arrow, report.json)."""
+def build_preference(spec: DataSpec, tokenizer, train_sources, eval_sources, out: Path,
+                     template=None) -> DataReport:
+    """The whole preference pipeline into `out` (train.arrow, eval.arrow, report.json). `template`: the
+    recipe's chat template (message lists without one use the tokenizer's own)."""
     if spec.packing:
         raise DataError("packing cannot be used with preference data: each answer is scored as its own sequence")
     counts = Counts()
@@ -94,7 +97,11 @@ def build_preference(spec: DataSpec, tokenizer, train_sources, eval_sources, out
     counts.rows_read = len(train) + len(bad) + (len(evalr) + len(eval_bad) if evalr is not None else 0)
     handle_bad(bad + eval_bad, spec, counts)
     train, evalr = select(train, evalr, spec, counts)
-    renderer = Renderer(tokenizer, probe_tokenizer(tokenizer, "chat" if _any_chat(train) else spec.format))
+    chat = template is not None or _any_chat(train)
+    if chat and template is None:
+        template = of_tokenizer(tokenizer)
+    renderer = Renderer(tokenizer, probe_tokenizer(tokenizer, "chat" if chat else spec.format, template),
+                        template if chat else None)
     stats = {"train": _encode_split(train, spec, renderer, counts, out / "train.arrow")}
     if evalr:
         stats["eval"] = _encode_split(evalr, spec, renderer, counts, out / "eval.arrow")

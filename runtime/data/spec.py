@@ -39,6 +39,10 @@ class DataSpec:
     truncation: str = "right"
     seed: int = 42
     cache_dir: str | None = None
+    chat_template: tuple[tuple[str, str], ...] = ()  # (("name", "chatml"),) or (("file", "path"),)
+    roles: tuple[tuple[str, str], ...] = ()  # (role, the name the data uses for it)
+    max_samples: int | None = None  # training rows kept after dedup, before the split
+    eval_rows: int | None = None  # eval_split as a row count
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
@@ -50,6 +54,10 @@ class DataSpec:
         columns = data.get("columns") or {}
         if not isinstance(columns, dict):
             raise DataError("data.columns must map roles to column names")
+        roles = data.get("roles") or {}
+        template = data.get("chat_template") or {}
+        if not isinstance(roles, dict) or not isinstance(template, dict):
+            raise DataError("data.roles and data.chat_template must be objects")
         spec = cls(
             train=_as_list(data.get("train")),
             eval=_as_list(data.get("eval")),
@@ -66,6 +74,10 @@ class DataSpec:
             truncation=str(data.get("truncation", "right")),
             seed=int(data.get("seed", 42) if data.get("seed") is not None else 42),
             cache_dir=data.get("cache_dir"),
+            chat_template=tuple(sorted((str(k), str(v)) for k, v in template.items() if v is not None)),
+            roles=tuple(sorted((str(k), str(v)) for k, v in roles.items())),
+            max_samples=None if data.get("max_samples") is None else int(data["max_samples"]),
+            eval_rows=None if data.get("eval_rows") is None else int(data["eval_rows"]),
             extra={k: v for k, v in data.items() if k not in known},
         )
         spec.check()
@@ -84,12 +96,24 @@ class DataSpec:
             raise DataError(f"data.eval_split = {self.eval_split} must be in [0, 1)")
         if self.max_length < 2:
             raise DataError(f"data.max_length = {self.max_length} is too small")
+        for name, value in (("max_samples", self.max_samples), ("eval_rows", self.eval_rows)):
+            if value is not None and value < 1:
+                raise DataError(f"data.{name} = {value} must be at least 1")
         if not 0.0 < self.near_dedup_threshold <= 1.0:
             raise DataError(f"data.near_dedup_threshold = {self.near_dedup_threshold} must be in (0, 1]")
 
     @property
     def column_map(self) -> dict[str, str]:
         return dict(self.columns)
+
+    @property
+    def role_names(self) -> dict[str, str]:
+        """The data's name for a role -> the role (`roles { assistant = "gpt" }` -> {"gpt": "assistant"})."""
+        return {name: role for role, name in self.roles}
+
+    @property
+    def template_spec(self) -> dict | None:
+        return dict(self.chat_template) or None
 
     def key_fields(self) -> dict:
         """The settings that change the prepared data (the cache key); sources are hashed separately."""

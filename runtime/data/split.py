@@ -39,3 +39,18 @@ def eval_mask(hashes: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     if not mask.any() and n >= 2:
         mask[int(np.argmin(keys))] = True
     return mask
+
+
+def eval_mask_rows(hashes: np.ndarray, rows: int, seed: int) -> np.ndarray:
+    """True for the `rows` rows with the smallest split keys: a count instead of a share, by the same hash
+    (a row's side still depends on its content, its seed and the size of the data set only)."""
+    n = len(hashes)
+    if rows >= n:
+        from .errors import DataError
+
+        raise DataError(f"eval_split = {rows} rows leaves no training rows: {n} rows are left after checks "
+                        "and dedup", help="lower `eval_split`, or give it as a share (`eval_split = 5%`)")
+    mask = np.zeros(n, dtype=bool)
+    if rows > 0:
+        mask[np.argsort(split_keys(hashes, seed), kind="stable")[:rows]] = True
+    return mask

@@ -175,12 +175,12 @@ class _Rendered:
 
 def _render_chunk(chunk: pa.Table, start: int, fmt_name: str, train_on: str, info: TokenizerInfo,
                   renderer) -> _Rendered:
-    from .render import instruction_prompts
+    from .render import instruction_prompts, rows_as_messages
 
     n = chunk.num_rows
-    if fmt_name == "chat":
+    if renderer is not None:  # chat rows, or any rows under a chat template
         texts, flags, owners, kept, problems = [], [], [], [], {}
-        for i, messages in enumerate(chunk.column("messages").to_pylist()):
+        for i, messages in enumerate(rows_as_messages(chunk, fmt_name)):
             try:
                 segs = renderer.segments(messages, train_on)
             except Exception as exc:  # template errors (raise_exception) are row problems

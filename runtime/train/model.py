@@ -11,6 +11,7 @@ from ftc.compiler.models.params import is_all_linear
 
 from .errors import RunError
 from .plan import Plan
+from .tokens import apply_to_model, apply_to_tokenizer
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
@@ -61,7 +62,7 @@ def load_tokenizer(plan: Plan, source: str):
     return tokenizer
 
 
-def lora_config(lora: dict, model=None):
+def lora_config(lora: dict, model=None, new_ids: tuple[int, ...] = ()):
     """peft's LoraConfig for the plan's adapters. A target that names no module of the model but a
     parameter (a Mixtral or Qwen3-MoE layer's fused experts, `gate_up_proj` and `down_proj`) goes to
     `target_parameters`, which is how peft adapts those; `target_modules` would not find them."""
@@ -74,11 +75,15 @@ def lora_config(lora: dict, model=None):
         leaf_params = {name.rsplit(".", 1)[-1] for name, _ in model.named_parameters()}
         parameters = [t for t in modules if t not in leaf_modules and t in leaf_params]
         modules = [t for t in modules if t not in parameters]
+    kwargs = {"modules_to_save": list(lora.get("modules_to_save") or []) or None}
+    if new_ids and model is not None:  # the added tokens' rows of the embedding and output layers
+        from .tokens import lora_token_settings
+
+        kwargs.update(lora_token_settings(lora, model, new_ids))
     return LoraConfig(
         r=int(lora["rank"]), lora_alpha=float(lora["alpha"]), lora_dropout=float(lora["dropout"]),
         target_modules=modules, target_parameters=parameters or None,
-        modules_to_save=list(lora.get("modules_to_save") or []) or None,
-        bias=lora.get("bias") or "none", task_type="CAUSAL_LM",
+        bias=lora.get("bias") or "none", task_type="CAUSAL_LM", **kwargs,
     )
 
 
@@ -104,6 +109,8 @@ def load_model(plan: Plan) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, set_seed
 
+    from ftc.runtime.data import DataError
+
     set_seed(int(plan["train"]["seed"]))
     source = model_source(plan)
     spec, method = plan["model"], plan["method"]
@@ -127,9 +134,14 @@ def load_model(plan: Plan) -> LoadedModel:
         kwargs["device_map"] = "cpu" if plan.on_cpu else {"": qlora_device()}
     tokenizer = load_tokenizer(plan, source)
     try:
+        new_ids = apply_to_tokenizer(tokenizer, plan["model"], plan["data"], plan.folder)
+    except DataError as exc:
+        raise RunError(f"data: {exc}") from None
+    try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError, ImportError) as exc:
         raise RunError(f"cannot load the model from {source}: {exc}") from None
+    apply_to_model(model, tokenizer, new_ids)
     gradient_checkpointing = bool(plan["train"].get("gradient_checkpointing"))
     if kind == "qlora" and plan.on_cpu:
         _keep_4bit_trainable_on_cpu(model)
@@ -143,7 +155,7 @@ def load_model(plan: Plan) -> LoadedModel:
         from peft import get_peft_model
 
         try:
-            model = get_peft_model(model, lora_config(method["lora"], model))
+            model = get_peft_model(model, lora_config(method["lora"], model, new_ids))
         except ValueError as exc:  # e.g. a target module that the architecture does not have
             raise RunError(f"cannot attach LoRA adapters: {exc}") from None
     model.config.use_cache = False
@@ -165,7 +177,10 @@ def reload_for_generation(folder: Path, base: str | None = None):
             import json
 
             base = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
-        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), folder)
+        base_model = AutoModelForCausalLM.from_pretrained(base)
+        if len(tokenizer) > base_model.get_input_embeddings().weight.shape[0]:  # the run added tokens
+            base_model.resize_token_embeddings(len(tokenizer))
+        model = PeftModel.from_pretrained(base_model, folder)
     else:
         model = AutoModelForCausalLM.from_pretrained(folder)
     model.eval()

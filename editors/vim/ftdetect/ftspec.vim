@@ -1,0 +1,2 @@
+" .ftspec recipes (ftc)
+autocmd BufNewFile,BufRead *.ftspec setfiletype ftspec
