@@ -85,9 +85,14 @@ def check_reference(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
                 sink.error("E0609", f"`reference = precomputed` cannot be combined with a sweep over `{p.target}`",
                            p.span, label="each trial's data would need its own reference log-probs",
                            help="use `reference = auto`, or sweep other fields")
-        if recipe.value("distributed") not in (None, "none"):
-            # TRL computes the log-probs through the prepared model on each rank: fine, nothing to refuse
-            pass
+
+
+def check_kto_batch(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
+    """KTO estimates its KL term from each row's neighbours in the micro-batch: one row has none."""
+    if recipe.value("objective") == "kto" and recipe.value("train.micro_batch") == 1:
+        sink.error("E0611", "`objective kto` needs at least 2 rows per micro-batch", recipe.span("train.micro_batch"),
+                   label="the KL estimate pairs each prompt with another row's completion",
+                   help="set `micro_batch = 2` or more (or `auto`)")
 
 
 def check_objective_metrics(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
@@ -111,4 +116,4 @@ def check_objective_metrics(recipe: ResolvedRecipe, sink: DiagnosticSink) -> Non
                    f"`{objective}` logs: " + ", ".join(n for n in known if n.startswith("eval_")))
 
 
-PASSES = (check_objective_format, check_preference_data, check_reference, check_objective_metrics)
+PASSES = (check_objective_format, check_preference_data, check_reference, check_kto_batch, check_objective_metrics)
