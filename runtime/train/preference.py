@@ -141,8 +141,19 @@ def build_preference_trainer(plan: Plan, model, tokenizer, data, *, output_dir: 
     cls = _trainer_classes()[kind]
     extra = {"ref_model": load_reference(plan, model)} if kind in ("dpo", "kto") else {}
     try:
-        return cls(model=model, args=config, train_dataset=data.train, eval_dataset=data.eval,
-                   processing_class=tokenizer, callbacks=callbacks, checkpoints=checkpoints,
-                   keep_best=plan["checkpoint"].get("keep_best"), **extra)
+        trainer = cls(model=model, args=config, train_dataset=data.train, eval_dataset=data.eval,
+                      processing_class=tokenizer, callbacks=callbacks, checkpoints=checkpoints,
+                      keep_best=plan["checkpoint"].get("keep_best"), **extra)
     except ValueError as exc:  # TRL's own setting checks
         raise RunError(f"{kind}: {exc}") from None
+    _drop_reference_adapter(trainer.model)
+    return trainer
+
+
+def _drop_reference_adapter(model) -> None:
+    """TRL copies a PEFT model's adapter into a frozen `ref` adapter. ftc's adapters are new (LoRA's B is zero),
+    so the adapter-disabled base is the same reference without the copy, which would otherwise be held, saved
+    in every checkpoint and shipped in the final adapter."""
+    peft_config = getattr(model, "peft_config", None)
+    if isinstance(peft_config, dict) and "ref" in peft_config:
+        model.delete_adapter("ref")
