@@ -133,13 +133,15 @@ def load_reference(plan: Plan, model):
 def build_preference_trainer(plan: Plan, model, tokenizer, data, *, output_dir: Path, callbacks: list,
                              report_to: list[str], resuming: bool, checkpoints: CheckpointManager):
     kind = plan["objective"]["kind"]
+    # the reference loads before the config exists: a DeepSpeed config would make from_pretrained partition it
+    # with the config's unresolved batch sizes; TRL prepares (and under ZeRO-3 partitions) it afterwards
+    extra = {"ref_model": load_reference(plan, model)} if kind in ("dpo", "kto") else {}
     kwargs = training_kwargs(plan, output_dir, has_eval=data.eval is not None, report_to=report_to,
                              eval_on_start=not resuming)
     if kind in ("orpo", "simpo"):  # their batches have no `input_ids` to count
         kwargs.pop("include_num_input_tokens_seen", None)
     config = _config(plan, kwargs)
     cls = _trainer_classes()[kind]
-    extra = {"ref_model": load_reference(plan, model)} if kind in ("dpo", "kto") else {}
     try:
         trainer = cls(model=model, args=config, train_dataset=data.train, eval_dataset=data.eval,
                       processing_class=tokenizer, callbacks=callbacks, checkpoints=checkpoints,
