@@ -109,7 +109,7 @@ def check_objective_metrics(recipe: ResolvedRecipe, sink: DiagnosticSink) -> Non
     for key, metric in targets:
         if metric in known:
             continue
-        guess = did_you_mean(metric, known)
+        guess = did_you_mean(metric, known, max_distance=max(2, len(metric) // 5))
         sink.error("E0610", f"`objective {objective}` does not log `{metric}`", recipe.span(key),
                    label="never written to metrics.jsonl",
                    help=f"did you mean `{guess}`?" if guess else
