@@ -1,5 +1,5 @@
 """Preference training end to end on the tiny model, through `ftc run`: DPO learns to prefer right sums on
-held-out pairs, KTO, ORPO and SimPO train with finite, falling losses, and a DPO run stopped by SIGTERM
+held-out pairs, KTO, ORPO and SimPO train with finite losses and a falling held-out loss, and a DPO run stopped by SIGTERM
 resumes to bit-identical adapter weights."""
 
 from __future__ import annotations
@@ -66,12 +66,14 @@ def test_tiny_dpo_prefers_right_sums_on_held_out_pairs(tmp_path):
 
 @pytest.mark.parametrize("objective", ["kto", "orpo", "simpo"])
 def test_objective_trains_with_finite_falling_loss(tmp_path, objective):
-    path = recipe(tmp_path, objective, steps=8, micro=8, lr=1e-3 if objective == "kto" else 5e-3)
+    path = recipe(tmp_path, objective, steps=8, micro=8, eval_every=8, lr=1e-3 if objective == "kto" else 5e-3)
     code, out = run_to_end(str(path), "-o", str(tmp_path / "build"), "--run-id", "r")
     assert code == 0, out
-    losses = [m["loss"] for m in metrics(tmp_path / "runs" / f"p-{objective}" / "r") if "loss" in m]
+    records = metrics(tmp_path / "runs" / f"p-{objective}" / "r")
+    losses = [m["loss"] for m in records if "loss" in m]
     assert len(losses) == 8 and all(math.isfinite(x) for x in losses)
-    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+    evals = [m["eval_loss"] for m in records if "eval_loss" in m]  # the same held-out rows before and after
+    assert len(evals) == 2 and all(math.isfinite(x) for x in evals) and evals[1] < evals[0], evals
 
 
 def test_dpo_sigterm_and_resume_is_bitwise_exact(tmp_path):
