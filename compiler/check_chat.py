@@ -1,9 +1,11 @@
-"""Checks of the conversation and token settings: `chat_template`, `roles`, `eval_split` as rows, and the
-special tokens of `model` (pad, eos, add_tokens). Each is a pass `(recipe, sink) -> None` like check.py's."""
+"""Checks of the settings recipes from other tools need: `chat_template`, the message keys and `roles`, hub
+data set ids (`hf:org/name:config@split`), and the special tokens of `model` (pad, eos, add_tokens). Each is a
+pass `(recipe, sink) -> None` like check.py's."""
 
 from __future__ import annotations
 
 import json
+import re
 
 from ftc.compiler.chat_templates import NAMED, is_template_file, jinja_problem
 from ftc.compiler.diagnostics import DiagnosticSink, did_you_mean
@@ -37,6 +39,22 @@ def check_chat_template(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     if problem is not None:
         sink.error("E0433", f"chat template file `{value}` is not valid Jinja: {problem}", span,
                    label="the template does not compile")
+
+
+HUB_DATASET = re.compile(r"hf:(?P<name>[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?)"
+                         r"(:(?P<config>[\w.-]+))?(@(?P<split>[\w.-]+(\[[^\]\s]*\])?))?")
+
+
+def check_hub_ids(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
+    """`hf:org/name`, with an optional `:config` and `@split` (a slice like `train[:10%]` too), spelled as the
+    runtime reads it: a malformed one is found now, not after the model has loaded."""
+    for key in ("data.train", "data.eval"):
+        for text in recipe.value(key) or ():
+            if text.startswith("hf:") and HUB_DATASET.fullmatch(text) is None:
+                sink.error("E0435", f"`{text}` is not a hub data set id", recipe.span(key),
+                           label="expected hf:org/name[:config][@split]",
+                           help='write e.g. "hf:tatsu-lab/alpaca", "hf:allenai/c4:en@validation" or '
+                                '"hf:org/name@train[:10%]"')
 
 
 def check_conversation_keys(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
@@ -90,4 +108,4 @@ def _tokenizer_eos(recipe: ResolvedRecipe) -> str | None:
     return eos if isinstance(eos, str) else None
 
 
-PASSES = (check_chat_template, check_conversation_keys, check_tokens)
+PASSES = (check_chat_template, check_hub_ids, check_conversation_keys, check_tokens)

@@ -185,7 +185,8 @@ DATA = BlockSpec(
     nested=(COLUMNS, ROLES),
     fields=(
         F("train", PATHS, "Training data: .jsonl .json .csv .parquet .txt, a saved datasets folder, a glob, "
-          "or `hf:org/name`. Relative to the recipe file.", required=True),
+          "or a hub data set `hf:org/name[:config][@split]` (`hf:allenai/c4:en@validation`, `@train[:10%]`). Relative "
+          "to the recipe file.", required=True),
         F("eval", PATHS, "Evaluation data; when absent, `eval_split` carves it from `train`."),
         F("eval_split", QUANTITY, "Share of `train` held out for evaluation (at most 50%), or a row count "
           "(`500 rows`); chosen by a stable content hash.", dims=("ratio", "rows"), bare="ratio", minimum=0,

@@ -63,7 +63,6 @@ def test_compile_reports_recipe_errors_with_exit_1(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("override, code", [
-    ("checkpoint.every=2 epochs", "E0517"),  # steps per epoch are known only from the data
     ("train.warmup=60 steps", "E0515"),  # not shorter than the run's 60 steps
 ])
 def test_check_reports_what_only_lowering_finds_as_compile_does(tmp_path, capsys, override, code):

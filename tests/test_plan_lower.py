@@ -139,11 +139,23 @@ def test_declared_steps(tmp_path):
     assert plan["train"]["warmup_steps"] == 10
 
 
-def test_eval_every_in_epochs_needs_known_steps(tmp_path):
+def test_intervals_in_epochs_are_left_to_the_runtime_when_steps_are_unknown(tmp_path):
     path = recipe(tmp_path, data="max_length = 128\npacking = true\neval_split = 10%",
-                  train="global_batch = 8\neval_every = 1 epochs")
-    result = compiled(path)
-    assert result.plan is None and codes(result) == ["E0516"]
+                  train="global_batch = 8\neval_every = 0.5 epochs", extra="checkpoint { every = 1 epochs }")
+    plan = compiled(path).plan
+    assert plan["steps"]["steps_per_epoch"] is None
+    assert plan["train"]["eval_every_steps"] is None and plan["train"]["eval_every_epochs"] == 0.5
+    assert plan["checkpoint"]["every_steps"] is None and plan["checkpoint"]["every_epochs"] == 1
+
+
+def test_intervals_in_epochs_are_steps_when_the_rows_are_counted(tmp_path):
+    """100 rows, less 20 held out by a row count, at most 60 kept: 40 examples, 5 steps of 8 per epoch."""
+    path = recipe(tmp_path, data="max_length = 128\neval_split = 20 rows\nmax_samples = 60",
+                  train="global_batch = 8\neval_every = 2 epochs", extra="checkpoint { every = 1 epochs }")
+    plan = compiled(path).plan
+    assert plan["steps"]["steps_per_epoch"] == 5 and plan["data"]["eval_rows"] == 20
+    assert plan["train"]["eval_every_steps"] == 10 and "eval_every_epochs" not in plan["train"]
+    assert plan["checkpoint"]["every_steps"] == 5
 
 
 def test_distributed_none_with_several_ranks_is_an_error(tmp_path):
@@ -287,3 +299,10 @@ def test_divisors_by_trial_division_up_to_the_root(n):
     from ftc.compiler.batch import divisors
 
     assert divisors(n) == [d for d in range(1, n + 1) if n % d == 0]
+
+
+def test_eval_split_rows_that_leave_no_training_rows_are_an_error(tmp_path):
+    result = compiled(recipe(tmp_path, rows=10, data="eval_split = 10 rows", train="global_batch = 8"))
+    assert result.plan is None and codes(result) == ["E0520"]
+    (d,) = [d for d in result.diagnostics if d.code == "E0520"]
+    assert d.span is not None and "10 rows" in d.message

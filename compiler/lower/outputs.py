@@ -4,7 +4,7 @@ the provenance of every value."""
 from __future__ import annotations
 
 from ftc.compiler.lower.builder import Lowering, plain_number
-from ftc.compiler.lower.steps import every_steps
+from ftc.compiler.lower.steps import every_epochs, every_steps
 from ftc.compiler.units import Amount
 
 ENTRY_MODULE = "ftc.runtime.train"
@@ -14,11 +14,12 @@ DEFAULT_MASTER_PORT = 29500
 def lower_checkpoint(lw: Lowering) -> None:
     r = lw.recipe
     lw.plan["checkpoint"] = {
-        "every_steps": every_steps(lw, "checkpoint.every", "E0517"),
+        "every_steps": every_steps(lw, "checkpoint.every"),
         "keep_last": r.value("checkpoint.keep_last"),
         "keep_best": r.value("checkpoint.keep_best"),
         "best_mode": r.value("checkpoint.best_mode"),
         "full_state": bool(r.value("checkpoint.full_state")),
+        **every_epochs(lw, "checkpoint.every"),
     }
 
 

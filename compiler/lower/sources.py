@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ftc import __version__
 from ftc.compiler.lower.builder import Lowering
+from ftc.compiler.models.params import new_token_training
 from ftc.compiler.models.resolve import is_local_model
 from ftc.compiler.units import Amount
 
@@ -81,7 +82,7 @@ def lower_method(lw: Lowering) -> None:
             "modules_to_save": list(r.value("method.modules_to_save", ())),
             "bias": r.value("method.bias", "none"),
         }
-        if r.value("model.add_tokens"):
+        if any(r.value(f"model.{key}") for key in ("add_tokens", "pad_token", "eos_token")):
             lora["new_tokens"] = new_token_training(lora["modules_to_save"], lw.architecture)
     quantization = None
     if kind == "qlora":
@@ -90,14 +91,6 @@ def lower_method(lw: Lowering) -> None:
     lw.plan["method"] = {"kind": kind, "lora": lora, "quantization": quantization}
 
 
-
-
-def new_token_training(modules_to_save: list[str], arch) -> str:
-    """How a LoRA run trains the rows of added tokens: peft's `trainable_token_indices` (only those rows of
-    the embedding and output layers), or, when `modules_to_save` already trains either layer in full,
-    `modules_to_save` for both (peft refuses a layer in both)."""
-    embed = arch.embed_name if arch is not None else "embed_tokens"
-    return "modules_to_save" if {embed, "lm_head"} & set(modules_to_save) else "trainable_token_indices"
 
 
 def _data_paths(lw: Lowering, key: str) -> list[str] | None:

@@ -66,6 +66,15 @@ def _rows_are_examples(lw: Lowering) -> bool:
             and data["on_bad_rows"] == "error" and data["truncation"] != "drop")
 
 
+def _examples(lw: Lowering, rows: int | None) -> int | None:
+    """Training examples from the files' rows: at most `max_samples`, less an `eval_split` of N rows."""
+    data = lw.plan["data"]
+    if rows is None:
+        return None
+    rows = min(rows, data.get("max_samples") or rows)
+    return max(rows - (data.get("eval_rows") or 0), 0)
+
+
 def trainer_steps_per_epoch(rows: int, micro: int, grad_accum: int, world: int) -> int:
     """Optimizer steps per epoch as transformers' Trainer counts them (no drop_last)."""
     per_rank = math.ceil(rows / world)
@@ -79,8 +88,14 @@ def lower_steps(lw: Lowering) -> None:
     exact = _rows_are_examples(lw)
     rows = _train_rows(lw, COUNT_LIMIT_BYTES if exact else INFO_COUNT_LIMIT_BYTES)
     steps_per_epoch = None
-    if rows is not None and rows > 0 and exact and batch is not None:
-        steps_per_epoch = trainer_steps_per_epoch(rows, batch["micro_batch"], batch["grad_accum"],
+    examples = _examples(lw, rows)
+    if examples == 0 and lw.plan["data"].get("eval_rows"):
+        kept = min(rows, lw.plan["data"].get("max_samples") or rows)
+        lw.sink.error("E0520", f"`eval_split = {lw.plan['data']['eval_rows']} rows` leaves no training rows: the "
+                      f"training files have {kept} row{'s' * (kept != 1)}", lw.span("data.eval_split"),
+                      label="holds out every row", help="hold out fewer rows, or a share (`eval_split = 5%`)")
+    if examples is not None and examples > 0 and exact and batch is not None:
+        steps_per_epoch = trainer_steps_per_epoch(examples, batch["micro_batch"], batch["grad_accum"],
                                                   batch["data_parallel_world"])
     max_steps = r.value("train.max_steps")
     epochs = r.value("train.epochs")
@@ -94,8 +109,9 @@ def lower_steps(lw: Lowering) -> None:
                         "train_rows": rows}
 
 
-def every_steps(lw: Lowering, key: str, code: str | None) -> int | None:
-    """An interval in steps; given in epochs it needs known steps per epoch (`code` None: no diagnostic)."""
+def every_steps(lw: Lowering, key: str) -> int | None:
+    """An interval in steps; given in epochs, converted when the steps per epoch are known now (else None:
+    see `every_epochs`)."""
     value = lw.recipe.value(key)
     if not isinstance(value, Amount):
         return None
@@ -103,14 +119,17 @@ def every_steps(lw: Lowering, key: str, code: str | None) -> int | None:
         return int(value.value)
     spe = lw.plan["steps"]["steps_per_epoch"]
     if spe is None:
-        if code is None:
-            return None
-        lw.sink.error(code, f"`{key.split('.')[-1]} = {value}` needs the number of steps per epoch, which is only "
-                      "known when the data is read", lw.span(key),
-                      label="steps per epoch depend on the data",
-                      help="give it in steps, e.g. `500 steps`; see `steps.source` in the plan")
         return None
     return max(int(math.ceil(value.value * spe)), 1)
+
+
+def every_epochs(lw: Lowering, key: str) -> dict:
+    """`{plan_key: epochs}` for an interval in epochs whose steps are known only when the data is read: the
+    plan carries the unit and the runtime converts it with the prepared data set's length. Empty otherwise."""
+    value = lw.recipe.value(key)
+    if isinstance(value, Amount) and value.unit == "epochs" and lw.plan["steps"]["steps_per_epoch"] is None:
+        return {"every_epochs" if key.startswith("checkpoint.") else "eval_every_epochs": plain_number(value.value)}
+    return {}
 
 
 def lower_train(lw: Lowering) -> None:
@@ -137,10 +156,12 @@ def lower_train(lw: Lowering) -> None:
         logging_steps = max(total // LOG_LINES_PER_RUN, 1) if total is not None else 10
         lw.derived["train.log_every"] = DERIVED
     epochs = r.value("train.epochs")
-    eval_every = every_steps(lw, "train.eval_every", "E0516")
-    if eval_every is None and r.value("checkpoint.keep_best") is not None and _has_eval(lw):
-        eval_every = every_steps(lw, "checkpoint.every", None)  # best-by-metric needs an eval at each save
-        if eval_every is not None:
+    eval_every, eval_epochs = every_steps(lw, "train.eval_every"), every_epochs(lw, "train.eval_every")
+    if eval_every is None and not eval_epochs and r.value("checkpoint.keep_best") is not None and _has_eval(lw):
+        # best-by-metric needs an eval at each save
+        eval_every = every_steps(lw, "checkpoint.every")
+        eval_epochs = {"eval_every_epochs": v for v in every_epochs(lw, "checkpoint.every").values()}
+        if eval_every is not None or eval_epochs:
             lw.derived["train.eval_every"] = DERIVED
     lw.plan["train"] = {
         "epochs": None if r.value("train.max_steps") is not None else plain_number(epochs.value),
@@ -158,6 +179,7 @@ def lower_train(lw: Lowering) -> None:
         "eval_every_steps": eval_every,
         "logging_steps": logging_steps,
         "seed": r.value("train.seed"),
+        **eval_epochs,
     }
 
 

@@ -113,7 +113,7 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
     """The per-rank memory estimate of `setup`. Pure; no I/O."""
     a = setup.arch
     s = setup
-    counts = count(a, s.method, s.lora_rank, s.lora_targets, s.modules_to_save)
+    counts = count(a, s.method, s.lora_rank, s.lora_targets, s.modules_to_save, s.trainable_tokens)
     stage, n = s.shard_stage, s.shards
     deepspeed_mixed = s.strategy == "deepspeed" and (s.mixed_precision != "no" or s.dtype != "fp32")
     p_bytes = DTYPE_BYTES[s.dtype]

@@ -99,12 +99,14 @@ def setup_from_recipe(recipe, strategy: str | None = None) -> RecipeMemory:
     split = recipe.value("data.eval_split")
     evaluates = recipe.value("data.eval") is not None or bool(getattr(split, "value", 0))
     offload_params = recipe.value("distributed.offload_params", "none") if strategy in ("deepspeed", "fsdp") else "none"
+    arch, saved, token_rows, note = _added_tokens(recipe, resolved.architecture, method)
+    assumptions += note
     setup = MemorySetup(
-        arch=resolved.architecture, method=method,
+        arch=arch, method=method,
         lora_rank=int(recipe.value("method.rank", 16)),
         lora_targets="all_linear" if targets == "all_linear" else tuple(targets),
         lora_dropout=float(recipe.value("method.dropout", 0.0) or 0.0),
-        modules_to_save=tuple(recipe.value("method.modules_to_save", ()) or ()),
+        modules_to_save=saved, trainable_tokens=token_rows,
         quant=recipe.value("method.quant") or "nf4", double_quant=bool(recipe.value("method.double_quant", True)),
         dtype=dtype, mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(quant_compute, "no"),
         optimizer=recipe.value("train.optimizer", "adamw"), micro_batch=int(micro), sequences_per_rank=per_rank,
@@ -124,6 +126,28 @@ def setup_from_recipe(recipe, strategy: str | None = None) -> RecipeMemory:
         else "none",
     )
     return RecipeMemory(setup, frozenset(autos), model_error=None, assumptions=tuple(assumptions), **common)
+
+
+def _added_tokens(recipe, arch, method: str):
+    """(architecture, modules_to_save, trainable token rows, assumptions) with the recipe's new tokens counted:
+    each of `add_tokens`, `pad_token` and `eos_token` taken as new (the tokenizer may have some already: an
+    overestimate by a few rows). The vocabulary grows; LoRA trains their rows through peft's
+    trainable_token_indices, or whole layers when `modules_to_save` already names one (as lowering decides)."""
+    from ftc.compiler.models.params import new_token_training, with_added_tokens
+
+    saved = tuple(recipe.value("method.modules_to_save", ()) or ())
+    tokens = set(recipe.value("model.add_tokens") or ())
+    tokens |= {recipe.value(k) for k in ("model.pad_token", "model.eos_token") if recipe.value(k)}
+    if not tokens:
+        return arch, saved, 0, []
+    arch = with_added_tokens(arch, len(tokens))
+    note = [f"{len(tokens)} added token(s) taken as new: vocabulary {arch.vocab:,}"]
+    if method == "full":
+        return arch, saved, 0, note
+    if new_token_training(list(saved), arch) == "modules_to_save":
+        layers = (arch.embed_name,) + (("lm_head",) if arch.lm_head is not None else ())  # a tied head follows
+        return arch, tuple(dict.fromkeys(saved + layers)), 0, note
+    return arch, saved, len(tokens), note
 
 
 def setup_from_plan(recipe, plan: dict) -> RecipeMemory:

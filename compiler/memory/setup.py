@@ -20,6 +20,7 @@ class MemorySetup:
     lora_targets: tuple[str, ...] | str = ("q_proj", "k_proj", "v_proj", "o_proj")  # or "all_linear"
     lora_dropout: float = 0.0
     modules_to_save: tuple[str, ...] = ()
+    trainable_tokens: int = 0  # added tokens whose rows LoRA trains through peft's trainable_token_indices
     quant: str = "nf4"  # nf4 | fp4 (qlora)
     double_quant: bool = True
     dtype: str = "bf16"  # weights as loaded: bf16 | fp16 | fp32

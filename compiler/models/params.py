@@ -22,6 +22,7 @@ class ParamCounts:
     saved_copies: int  # trainable copies made by modules_to_save
     quantized: int  # base parameters stored in 4 bits under qlora
     unquantized: int  # base parameters kept in 16 bits (embeddings, head, norms, biases)
+    token_rows: int = 0  # peft's trainable_token_indices: the added tokens' rows of the embedding and head
 
 
 def is_all_linear(targets) -> bool:
@@ -59,11 +60,33 @@ def saved_module_params(arch: Architecture, modules_to_save) -> int:
 
 
 def count(arch: Architecture, method: str = "full", rank: int = 0, targets=(),
-          modules_to_save=()) -> ParamCounts:
+          modules_to_save=(), trainable_tokens: int = 0) -> ParamCounts:
+    """`trainable_tokens`: tokens whose embedding rows (and head rows, unless tied) LoRA trains on their own."""
     base = arch.total_params
     quantized = arch.linear_params if method == "qlora" else 0
     if method == "full":
         return ParamCounts(base, base, base, 0, 0, quantized, base - quantized)
     lora = lora_params(arch, rank, targets)
     saved = saved_module_params(arch, modules_to_save)
-    return ParamCounts(base + lora + saved, lora + saved, base, lora, saved, quantized, base - quantized)
+    rows = trainable_tokens * arch.hidden * (1 if arch.lm_head is None else 2)
+    return ParamCounts(base + lora + saved + rows, lora + saved + rows, base, lora, saved, quantized,
+                       base - quantized, rows)
+
+
+def with_added_tokens(arch: Architecture, added: int) -> Architecture:
+    """The architecture after its embeddings (and an untied head) are resized for `added` new tokens."""
+    if added <= 0:
+        return arch
+    from dataclasses import replace
+
+    vocab = arch.vocab + added
+    head = replace(arch.lm_head, d_out=vocab) if arch.lm_head is not None else None
+    return replace(arch, vocab=vocab, embedding_params=arch.embedding_params + added * arch.hidden, lm_head=head)
+
+
+def new_token_training(modules_to_save: list[str], arch) -> str:
+    """How a LoRA run trains the rows of added tokens: peft's `trainable_token_indices` (only those rows of
+    the embedding and output layers), or, when `modules_to_save` already trains either layer in full,
+    `modules_to_save` for both (peft refuses a layer in both)."""
+    embed = arch.embed_name if arch is not None else "embed_tokens"
+    return "modules_to_save" if {embed, "lm_head"} & set(modules_to_save) else "trainable_token_indices"

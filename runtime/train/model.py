@@ -141,7 +141,7 @@ def load_model(plan: Plan) -> LoadedModel:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError, ImportError) as exc:
         raise RunError(f"cannot load the model from {source}: {exc}") from None
-    apply_to_model(model, tokenizer, new_ids)
+    apply_to_model(model, tokenizer, new_ids, plan["data"])
     gradient_checkpointing = bool(plan["train"].get("gradient_checkpointing"))
     if kind == "qlora" and plan.on_cpu:
         _keep_4bit_trainable_on_cpu(model)

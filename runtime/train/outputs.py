@@ -150,11 +150,14 @@ def merge_lora(plan: Plan, adapter_dir: Path, base_source: str, run_dir: Path) -
     dtype = getattr(torch, DTYPES[plan["model"].get("dtype") or "fp32"])
     base = AutoModelForCausalLM.from_pretrained(base_source, dtype=dtype,
                                                 trust_remote_code=bool(plan["model"].get("trust_remote_code")))
+    tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
+    if len(tokenizer) > base.get_input_embeddings().weight.shape[0]:  # the run added tokens: the adapter
+        base.resize_token_embeddings(len(tokenizer))  # holds the resized embedding and head
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     tmp, out = run_dir / ".merged.tmp", run_dir / "merged"
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(str(tmp))
-    AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

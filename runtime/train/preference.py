@@ -137,7 +137,7 @@ def build_preference_trainer(plan: Plan, model, tokenizer, data, *, output_dir: 
     # with the config's unresolved batch sizes; TRL prepares (and under ZeRO-3 partitions) it afterwards
     extra = {"ref_model": load_reference(plan, model)} if kind in ("dpo", "kto") else {}
     kwargs = training_kwargs(plan, output_dir, has_eval=data.eval is not None, report_to=report_to,
-                             eval_on_start=not resuming)
+                             eval_on_start=not resuming, train_examples=len(data.train))
     if kind in ("orpo", "simpo"):  # their batches have no `input_ids` to count
         kwargs.pop("include_num_input_tokens_seen", None)
     config = _config(plan, kwargs)

@@ -30,8 +30,9 @@ def apply_to_tokenizer(tokenizer, model: dict, data: dict, folder: Path) -> tupl
     return tuple(range(before, len(tokenizer)))
 
 
-def apply_to_model(model, tokenizer, new_ids: tuple[int, ...]) -> None:
-    """Resize the embeddings for new tokens and point the configs at the tokenizer's eos/pad."""
+def apply_to_model(model, tokenizer, new_ids: tuple[int, ...], data: dict | None = None) -> None:
+    """Resize the embeddings for new tokens and point the configs at the tokenizer's eos/pad. Under a named
+    chat template whose turns end with their own token (`<|im_end|>`), generation stops at it too."""
     rows = model.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > rows:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
@@ -42,6 +43,21 @@ def apply_to_model(model, tokenizer, new_ids: tuple[int, ...]) -> None:
             config.eos_token_id = tokenizer.eos_token_id
         if tokenizer.pad_token_id is not None:
             config.pad_token_id = tokenizer.pad_token_id
+    end = turn_end_id(tokenizer, data)
+    generation = getattr(model, "generation_config", None)
+    if generation is not None and end is not None and end != tokenizer.eos_token_id:
+        generation.eos_token_id = sorted({end} | ({tokenizer.eos_token_id} - {None}))
+
+
+def turn_end_id(tokenizer, data: dict | None) -> int | None:
+    """The id of the named chat template's end-of-turn token, when the tokenizer holds it as one token."""
+    from ftc.compiler.chat_templates import NAMED
+
+    spec = NAMED.get(((data or {}).get("chat_template") or {}).get("name") or "")
+    if spec is None or spec.end is None:
+        return None
+    ids = tokenizer(spec.end, add_special_tokens=False)["input_ids"]
+    return ids[0] if len(ids) == 1 else None
 
 
 def _module_name(model, module) -> str | None:

@@ -3,6 +3,7 @@ checkpoint saves through the CheckpointManager (staging folder, manifest, atomic
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,29 @@ def metric_key(name: str | None) -> str | None:
     return name if name.startswith("eval_") else f"eval_{name}"
 
 
+def interval_steps(plan: Plan, epochs: float | None, train_examples: int | None) -> int | None:
+    """An interval the plan gives in epochs (the compiler could not count the steps per epoch) in optimizer
+    steps, counted as the Trainer counts an epoch of the prepared training set."""
+    if epochs is None:
+        return None
+    if not train_examples:
+        raise RunError("an interval in epochs needs the number of training examples")
+    from ftc.compiler.lower.steps import trainer_steps_per_epoch
+
+    batch = plan["batch"]
+    per_epoch = trainer_steps_per_epoch(train_examples, int(batch["micro_batch"]), int(batch["grad_accum"]),
+                                        int(batch.get("data_parallel_world") or 1))
+    return max(math.ceil(float(epochs) * per_epoch), 1)
+
+
 def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_to: list[str],
-                       eval_on_start: bool = True) -> TrainingArguments:
+                       eval_on_start: bool = True, train_examples: int | None = None) -> TrainingArguments:
     return TrainingArguments(**training_kwargs(plan, output_dir, has_eval=has_eval, report_to=report_to,
-                                               eval_on_start=eval_on_start))
+                                               eval_on_start=eval_on_start, train_examples=train_examples))
 
 
 def training_kwargs(plan: Plan, output_dir: Path, *, has_eval: bool, report_to: list[str],
-                    eval_on_start: bool = True) -> dict[str, Any]:
+                    eval_on_start: bool = True, train_examples: int | None = None) -> dict[str, Any]:
     """TrainingArguments' keywords from the plan (the preference trainers' configs take the same ones)."""
     train, batch, ckpt = plan["train"], plan["batch"], plan["checkpoint"]
     steps = plan.raw.get("steps") or {}
@@ -46,8 +62,9 @@ def training_kwargs(plan: Plan, output_dir: Path, *, has_eval: bool, report_to: 
     optimizer = OPTIMIZERS.get(train.get("optimizer", "adamw"))
     if optimizer is None:
         raise RunError(f"unknown optimizer {train.get('optimizer')!r}")
-    eval_every = train.get("eval_every_steps") if has_eval else None
-    save_every = ckpt.get("every_steps")
+    eval_every = train.get("eval_every_steps") or interval_steps(plan, train.get("eval_every_epochs"), train_examples)
+    eval_every = eval_every if has_eval else None
+    save_every = ckpt.get("every_steps") or interval_steps(plan, ckpt.get("every_epochs"), train_examples)
     return dict(
         output_dir=str(output_dir),
         per_device_train_batch_size=int(batch["micro_batch"]),
@@ -145,7 +162,7 @@ def build_trainer(plan: Plan, model, tokenizer, data, *, output_dir: Path, callb
                                            report_to=report_to, resuming=resuming, checkpoints=manager)
     else:
         args = training_arguments(plan, output_dir, has_eval=data.eval is not None, report_to=report_to,
-                                  eval_on_start=not resuming)
+                                  eval_on_start=not resuming, train_examples=len(data.train))
         trainer = FtcTrainer(
             model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
             data_collator=data.collator, processing_class=tokenizer, callbacks=callbacks,

@@ -13,7 +13,7 @@ syn match   ftspecBlock      "\<[A-Za-z_][A-Za-z0-9_-]*\ze\(\s\+\([A-Za-z_][A-Za
 syn match   ftspecLabel      "\(\<[A-Za-z_][A-Za-z0-9_-]*\s\+\)\@<=[A-Za-z_][A-Za-z0-9_-]*\ze\s*{"
 syn match   ftspecKey        "\<[A-Za-z_][A-Za-z0-9_-]*\(\.[A-Za-z_][A-Za-z0-9_-]*\)*\ze\s*="
 syn match   ftspecNumber     "[+-]\=\<\d[0-9_]*\(\.\d*\)\=\([eE][+-]\=\d\+\)\="
-syn match   ftspecUnit       "\(\d\s*\|)\s*\)\@<=\(%\|\(B\|KB\|MB\|GB\|TB\|KiB\|MiB\|GiB\|TiB\|steps\=\|epochs\=\|tokens\=\|s\|secs\=\|seconds\=\|mins\=\|minutes\=\|h\|hrs\=\|hours\=\|d\|days\=\)\>\)"
+syn match   ftspecUnit       "\(\d\s*\|)\s*\)\@<=\(%\|\(B\|KB\|MB\|GB\|TB\|KiB\|MiB\|GiB\|TiB\|steps\=\|epochs\=\|tokens\=\|rows\=\|s\|secs\=\|seconds\=\|mins\=\|minutes\=\|h\|hrs\=\|hours\=\|d\|days\=\)\>\)"
 syn keyword ftspecAuto       auto
 syn keyword ftspecBoolean    true false on off
 syn keyword ftspecDirection  minimize maximize
