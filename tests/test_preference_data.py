@@ -114,3 +114,9 @@ def test_answer_without_end_token_is_located(tmp_path, tokenizer):
         _lint(row, ("chosen", "rejected"), [[5, 2], [6, 9]], [False, False], frozenset({2}))
     assert err.value.row == 7
     _lint(row, ("chosen", "rejected"), [[5, 2], [6, 9]], [False, True], frozenset({2}))  # cut: no end expected
+
+
+def test_max_samples_and_eval_rows(tmp_path, tokenizer):
+    rows = [{"prompt": f"What is {i} plus one?", "chosen": f"{i + 1}.", "rejected": f"{i + 2}."} for i in range(30)]
+    data = prepare(tmp_path, tokenizer, rows, max_samples=20, eval_rows=5)
+    assert (data.report.train.rows, data.report.eval.rows) == (15, 5)

@@ -23,7 +23,7 @@ from .render import TokenizerInfo
 from .templates import ChatRenderer, ChatTemplate, of_tokenizer
 from .sources import Source, read_source
 from .spec import DataSpec
-from .split import eval_mask
+from .split import eval_mask, eval_mask_rows
 from .tokenize import Encoder
 
 FIELDS = {"preference": ("prompt", "chosen", "rejected"), "unpaired_preference": ("prompt", "completion", "label")}
@@ -148,11 +148,14 @@ def select(train: list[Row], evalr: list[Row] | None, spec: DataSpec, counts: Co
                 near = _dedup.near_keep([_content(rows[i]) for i in idx], spec.near_dedup_threshold, seed=spec.seed)
                 counts.dup_near += len(idx) - len(near)
                 idx, h = idx[near], h[near]
+        if name == "train" and spec.max_samples is not None:  # the first rows, after dedup, before the split
+            idx, h = idx[:spec.max_samples], h[:spec.max_samples]
         kept[name], hashes[name] = [rows[i] for i in idx], h
     if evalr is not None:
         return kept["train"], kept["eval"]
-    if spec.eval_split > 0:
-        mask = eval_mask(hashes["train"], spec.eval_split, spec.seed)
+    if spec.eval_split > 0 or spec.eval_rows:
+        mask = eval_mask_rows(hashes["train"], spec.eval_rows, spec.seed) if spec.eval_rows else \
+            eval_mask(hashes["train"], spec.eval_split, spec.seed)
         rows = kept["train"]
         return [r for r, m in zip(rows, mask) if not m], [r for r, m in zip(rows, mask) if m]
     return kept["train"], None
