@@ -4,7 +4,7 @@ together, and a sweep or checkpoint metric must be one the objective logs."""
 from __future__ import annotations
 
 from ftc.compiler.diagnostics import DiagnosticSink, did_you_mean
-from ftc.compiler.objectives import PAIRED, PREFERENCE_FORMATS, format_of, logged_metrics
+from ftc.compiler.objectives import PREFERENCE_FORMATS, format_of, logged_metrics
 from ftc.compiler.resolve import ResolvedRecipe
 
 
@@ -75,7 +75,8 @@ def check_reference(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     if reference is None:
         return
     if reference == "model" and recipe.value("method") == "qlora":
-        sink.error("E0608", "`reference = model` cannot be held beside a QLoRA model", recipe.span("objective.reference"),
+        sink.error("E0608", "`reference = model` cannot be held beside a QLoRA model",
+                   recipe.span("objective.reference"),
                    label="a separate 16-bit reference copy of the model QLoRA keeps in 4 bits",
                    help="use `reference = auto` (the adapter-disabled 4-bit base is the reference) or "
                         "`reference = precomputed`")
