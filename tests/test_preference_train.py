@@ -1,6 +1,6 @@
 """Preference training end to end on the tiny model, through `ftc run`: DPO learns to prefer right sums
-on held-out pairs, KTO, ORPO and SimPO train with finite losses and a falling held-out loss, and a DPO run stopped by SIGTERM
-resumes to bit-identical adapter weights."""
+on held-out pairs, KTO, ORPO and SimPO train with finite losses and a falling held-out loss, and a DPO run
+stopped by SIGTERM resumes to bit-identical adapter weights."""
 
 from __future__ import annotations
 
