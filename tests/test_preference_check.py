@@ -96,7 +96,9 @@ def test_plan_section_and_per_objective_defaults(tmp_path):
     full = compile_text(tmp_path, sets=("objective.beta=0.3",), **FULL_ZERO3).plan
     assert full["objective"]["reference"] == "model" and full["objective"]["beta"] == 0.3
     sft = compile_text(tmp_path, objective="", data='data {{ train = "train.jsonl"; format = chat{extra} }}').plan
-    assert sft["objective"] == {"kind": "sft"} and sft["data"]["max_prompt_length"] is None
+    assert sft["objective"]["kind"] == "sft" and sft["objective"]["reference"] == "none"
+    assert sft["objective"]["beta"] is None and sft["data"]["max_prompt_length"] is None
+    assert set(sft["objective"]) == set(compile_text(tmp_path).plan["objective"])  # one shape for all
 
 
 def _names(plan: dict) -> set[str]:

@@ -1,5 +1,6 @@
-"""Lower the `objective` block: `{"kind": "sft"}` for supervised training, else the objective's settings
-with its per-objective defaults filled in, and what the data pipeline needs for preference rows."""
+"""Lower the `objective` block: the objective's settings with its per-objective defaults filled in (null
+where a field does not apply, as for every field under `sft`), and what the data pipeline needs for
+preference rows."""
 
 from __future__ import annotations
 
@@ -14,10 +15,8 @@ def lower_objective(lw: Lowering) -> None:
     if "data" in lw.plan:
         lw.plan["data"]["max_prompt_length"] = None if prompt is None else int(getattr(prompt, "value", prompt))
         lw.plan["data"] = dict(sorted(lw.plan["data"].items()))
-    if kind == "sft":
-        lw.plan["objective"] = {"kind": "sft"}
-        return
-    section: dict = {"kind": kind}
+    # one shape for every objective (null where a field does not apply): a typed, frozen section
+    section: dict = {"kind": kind, **{name: None for name in OBJECTIVE_BLOCK.field_names}}
     for name in OBJECTIVE_BLOCK.variant_fields[kind]:
         value = r.value(f"objective.{name}")
         if value is None:
