@@ -28,7 +28,7 @@ OBJECTIVES = {
 
 
 def recipe(folder: Path, objective: str, *, steps: int, lr: float = 5e-3, every: int | None = None,
-           eval_every: int | None = None, micro: int = 16) -> Path:
+           eval_every: int | None = None, micro: int = 16, track: str = "") -> Path:
     fmt, block = OBJECTIVES[objective]
     data = TINY / "data" / ("unpaired.jsonl" if fmt == "unpaired_preference" else "preference.jsonl")
     folder.mkdir(parents=True, exist_ok=True)
@@ -38,7 +38,7 @@ method lora {{ rank = 8; alpha = 16; dropout = 0.0; targets = all_linear }}
 {block}
 data {{ train = "{data}"; format = {fmt}; eval_split = 10%; max_length = 64; max_prompt_length = 32 }}
 train {{ max_steps = {steps} steps; lr = {lr}; warmup = 2 steps; global_batch = {micro}; micro_batch = {micro}
-        {f'eval_every = {eval_every} steps' if eval_every else ''} }}
+        {f'eval_every = {eval_every} steps' if eval_every else ''} {f'; track = [{track}]' if track else ''} }}
 hardware {{ accelerator = cpu }}
 {f'checkpoint {{ every = {every} steps; keep_last = 2 }}' if every else ''}
 """
@@ -52,16 +52,26 @@ def metrics(run: Path) -> list[dict]:
 
 
 def test_tiny_dpo_prefers_right_sums_on_held_out_pairs(tmp_path):
-    path = recipe(tmp_path, "dpo", steps=60, eval_every=20, micro=25)  # the 50 held-out pairs: 2 full batches
+    path = recipe(tmp_path, "dpo", steps=60, eval_every=20, micro=25,  # the 50 held-out pairs: 2 full batches
+                  track="tensorboard, mlflow")
     code, out = run_to_end(str(path), "-o", str(tmp_path / "build"), "--run-id", "r")
     assert code == 0, out
-    evals = [m for m in metrics(tmp_path / "runs" / "p-dpo" / "r") if "eval_rewards_accuracies" in m]
+    run = tmp_path / "runs" / "p-dpo" / "r"
+    evals = [m for m in metrics(run) if "eval_rewards_accuracies" in m]
     first, last = evals[0], evals[-1]
     # before training the policy is its reference: every reward is 0, so no pair is ranked (chance is 0.5)
     assert first["step"] == 0 and first["eval_rewards_margins"] == 0.0 and first["eval_rewards_accuracies"] <= 0.5
     assert last["eval_rewards_accuracies"] >= 0.8, evals
     margins = [m["eval_rewards_margins"] for m in evals]
     assert margins == sorted(margins) and margins[-1] > 0.3, margins
+    import sqlite3
+
+    with sqlite3.connect(run / "mlflow.db") as db:  # the sinks get the same metric names as metrics.jsonl
+        logged = {k for (k,) in db.execute("select distinct key from metrics")}
+    assert {"eval_rewards_accuracies", "eval_rewards_margins", "rewards_chosen"} <= logged
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["final_eval_reward_accuracies"] == last["eval_rewards_accuracies"]
 
 
 @pytest.mark.parametrize("objective", ["kto", "orpo", "simpo"])
