@@ -65,7 +65,7 @@ def one_script(folder: Path) -> dict:
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
                                              task_type="CAUSAL_LM"))
     model.config.use_cache = False
-    data = prepare(plan["data"], tokenizer, base_dir=folder, cache_dir=default_cache_dir(plan, folder))
+    data = prepare(plan["data"], tokenizer, base_dir=folder, cache_dir=default_cache_dir(plan["data"]["cache_dir"], plan["output"]["runs_dir"], folder))
     args = TrainingArguments(
         output_dir=str(folder.parent / "script-out"), per_device_train_batch_size=8, gradient_accumulation_steps=1,
         max_steps=plan["train"]["max_steps"], learning_rate=2e-3, lr_scheduler_type="cosine", warmup_steps=2,

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import re
 
-from ftc.compiler.chat_templates import NAMED, is_template_file, jinja_problem
 from ftc.compiler.diagnostics import DiagnosticSink, did_you_mean
 from ftc.compiler.resolve import ResolvedRecipe
+from ftc.plan.chat_templates import NAMED, is_template_file, jinja_problem
 
 def check_chat_template(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
     value = recipe.value("data.chat_template")

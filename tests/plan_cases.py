@@ -123,3 +123,15 @@ def cases() -> dict[str, dict]:
             hardware={"accelerator": "gpu", "gpu": "rtx-4090", "memory_per_gpu": 25769803776},
         ),
     }
+
+
+def section(path: str, **changes):
+    """One typed section of ftc.plan (`"model"`, `"data"`, `"method.lora"`) from the base plan with `changes`,
+    for tests that call a runtime function on a section without a whole plan."""
+    from ftc.plan import sections
+
+    value = base_plan()
+    for key in path.split("."):
+        value = value[key]
+    kinds = {**sections.SECTIONS, "method.lora": sections.Lora}
+    return sections.build(kinds[path], {**value, **changes})

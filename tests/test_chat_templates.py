@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("datasets")
 
-from ftc.compiler.chat_templates import NAMED  # noqa: E402
 from ftc.compiler.pipeline import compile_recipe  # noqa: E402
+from ftc.plan.chat_templates import NAMED  # noqa: E402
 from ftc.runtime.data import DataError, prepare  # noqa: E402
 from ftc.runtime.data.templates import ChatTemplate, named, render_chat, token_spans  # noqa: E402
 from ftc.runtime.data.toy import build_tokenizer  # noqa: E402

@@ -13,7 +13,7 @@ from ftc.compiler.pipeline import compile_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((REPO / "examples").glob("*.ftspec"))
-SCHEMA = json.loads((REPO / "compiler" / "plan.schema.json").read_text())
+SCHEMA = json.loads((REPO / "plan" / "schema.json").read_text())
 
 CHOICES = {
     "train.global_batch": ["1", "7", "8", "16", "96", "128", "1000"],

@@ -17,7 +17,7 @@ from ftc.compiler.pipeline import compile_recipe
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((REPO / "examples").glob("*.ftspec"))
 GOLDENS = REPO / "tests" / "goldens" / "compiled"
-SCHEMA = json.loads((REPO / "compiler" / "plan.schema.json").read_text())
+SCHEMA = json.loads((REPO / "plan" / "schema.json").read_text())
 
 
 def _compiled(example: Path) -> tuple[dict, dict[str, bytes]]:

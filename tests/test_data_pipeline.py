@@ -186,12 +186,17 @@ def test_ftc_data_cli(tmp_path, tok_dir, capsys):
     from ftc.cli import main
 
     write_jsonl(tmp_path / "d.jsonl", texts(30))
-    plan = {"model": {"name_or_path": str(tok_dir), "tokenizer": None},
-            "data": {"train": ["../d.jsonl"], "eval": None, "eval_split": 0.1, "format": "text",
-                     "columns": {}, "max_length": 64, "packing": True, "dedup": "exact",
-                     "near_dedup_threshold": 0.85, "train_on": "completions", "on_bad_rows": "error",
-                     "truncation": "right", "seed": 42, "cache_dir": "../cache"},
-            "output": {"runs_dir": "../runs"}}
+    from plan_cases import plan_with
+
+    from ftc.plan import plan_errors
+
+    plan = plan_with(model={"name_or_path": str(tok_dir), "tokenizer": None},
+                     data={"train": ["../d.jsonl"], "eval": None, "eval_split": 0.1, "format": "text",
+                           "columns": {}, "max_length": 64, "packing": True, "dedup": "exact",
+                           "near_dedup_threshold": 0.85, "train_on": "completions", "on_bad_rows": "error",
+                           "truncation": "right", "seed": 42, "cache_dir": "../cache"},
+                     output={"runs_dir": "../runs"})
+    assert plan_errors(plan) == []
     compiled = tmp_path / "compiled"
     compiled.mkdir()
     (compiled / "plan.json").write_text(json.dumps(plan))

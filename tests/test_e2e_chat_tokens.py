@@ -93,8 +93,8 @@ def test_sharegpt_chatml_added_tokens_train_save_reload_and_generate(tmp_path, c
     recipe.write_text(RECIPE.format(model=TINY / "model"))
     assert main(["compile", str(recipe), "-o", str(tmp_path / "build")]) == 0, capsys.readouterr().err
     plan = load_plan(tmp_path / "build")
-    assert plan["train"]["eval_every_epochs"] == 1 and plan["checkpoint"]["every_epochs"] == 1
-    assert plan["method"]["lora"]["new_tokens"] == "trainable_token_indices"
+    assert plan.train.eval_every_epochs == 1 and plan.checkpoint.every_epochs == 1
+    assert plan.method.lora.new_tokens == "trainable_token_indices"
 
     result = execute(plan, RunOptions(run_id="r"))
     s = result.summary

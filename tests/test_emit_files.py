@@ -17,7 +17,7 @@ from ftc.compiler.emit.canonical import HEADER
 from plan_cases import cases, plan_with
 
 CASES = cases()
-SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "compiler" / "plan.schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "plan" / "schema.json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ def test_ds_config_matches_training_arguments(name, tmp_path):
     from transformers import TrainingArguments
     from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
 
-    from ftc.runtime.train.plan import Plan
+    from ftc.plan import load_plan
 
     compiled = compile_recipe(TINY, VARIANTS[name], out_dir=tmp_path)
     assert compiled.plan is not None, [d.message for d in compiled.diagnostics]
@@ -42,7 +42,7 @@ def test_ds_config_matches_training_arguments(name, tmp_path):
     for file_name, data in files.items():  # the runtime points TrainingArguments at the folder's ds_config.json
         (tmp_path / file_name).write_bytes(data)
     ds = json.loads(files["ds_config.json"])
-    args = trainer.training_arguments(Plan(compiled.plan, tmp_path), tmp_path / "run", has_eval=True, report_to=[])
+    args = trainer.training_arguments(load_plan(tmp_path), tmp_path / "run", has_eval=True, report_to=[])
     world = compiled.plan["distributed"]["world_size"]
     with mock.patch.object(TrainingArguments, "world_size", new_callable=mock.PropertyMock, return_value=world):
         config = HfTrainerDeepSpeedConfig(ds)

@@ -13,6 +13,7 @@ from ftc.compiler.models.params import count  # noqa: E402
 from ftc.compiler.models.resolve import catalog_entries  # noqa: E402
 from ftc.runtime.train.model import lora_config  # noqa: E402
 
+from plan_cases import section  # noqa: E402
 from tiny_configs import transformers_config  # noqa: E402
 
 ENTRIES = list(catalog_entries())
@@ -64,7 +65,8 @@ def test_lora_counts_match_peft(entry):
     model = _meta_model(config)
     for targets in _target_sets(arch):
         lora = count(arch, "lora", rank=8, targets=targets)
-        config = lora_config(dict(targets=targets, rank=8, alpha=16, dropout=0.0), model)  # as the runtime
+        # as the runtime builds it
+        config = lora_config(section("method.lora", targets=targets, rank=8, alpha=16, dropout=0.0), model)
         wrapped = peft.get_peft_model(model, config)
         trainable, all_params = wrapped.get_nb_trainable_parameters()
         assert (lora.trainable, lora.total) == (trainable, all_params), targets
@@ -84,7 +86,8 @@ def test_modules_to_save_names_are_modules_of_the_model(entry):
     for saved in ([arch.embed_name], ["lm_head"]):
         targets = _target_sets(arch)[0]
         counts = count(arch, "lora", rank=8, targets=targets, modules_to_save=saved)
-        config = lora_config(dict(targets=targets, rank=8, alpha=16, dropout=0.0, modules_to_save=saved), model)
+        config = lora_config(section("method.lora", targets=targets, rank=8, alpha=16, dropout=0.0,
+                                     modules_to_save=saved), model)
         wrapped = peft.get_peft_model(model, config)
         assert counts.trainable == wrapped.get_nb_trainable_parameters()[0], saved
         model = wrapped.unload()

@@ -73,7 +73,7 @@ def test_a_rank_entry_point_refuses_a_plan_for_more_ranks(plans):
 def test_each_node_runs_the_compiled_launch_sh_with_its_rank(plans):
     from ftc.runtime.launch.errors import LaunchError
     from ftc.runtime.launch.spec import build_spec
-    from ftc.runtime.train.plan import load_plan
+    from ftc.plan import load_plan
 
     plan = load_plan(plans["two-node"])
     run = plans["two-node"] / "runs" / "x"
@@ -108,7 +108,7 @@ def test_launch_sh_passes_node_rank_and_rendezvous(plans, tmp_path, launcher, ex
 
 def test_slurm_allocation_runs_srun_as_the_sbatch_does(plans, tmp_path):
     from ftc.runtime.launch.spec import build_spec
-    from ftc.runtime.train.plan import load_plan
+    from ftc.plan import load_plan
 
     _fake_bin(tmp_path, "scontrol", 'echo node-a; echo node-b\n')
     env = {**base_env(), "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "SLURM_JOB_ID": "77",
@@ -126,12 +126,17 @@ def test_slurm_allocation_runs_srun_as_the_sbatch_does(plans, tmp_path):
     assert not inside_step.slurm and inside_step.env["NODE_RANK"] == "1"  # no srun inside srun
 
 
-def test_plans_name_their_launch(plans):
-    plan = json.loads((plans["ddp"] / "plan.json").read_text())
+def test_plans_name_their_launch(plans, tmp_path, monkeypatch):
+    from plan_cases import base_plan
+
+    from ftc.plan import load_plan
     from ftc.runtime.launch import needs_launcher
 
-    assert needs_launcher(plan) and plan["launch"]["launcher"] == "accelerate"
-    assert not needs_launcher({"launch": {"launcher": "python"}, "distributed": {"world_size": 1}})
+    monkeypatch.delenv("FTC_LAUNCHER", raising=False)
+    plan = load_plan(plans["ddp"])
+    assert needs_launcher(plan) and plan.launch.launcher == "accelerate"
+    (tmp_path / "plan.json").write_text(json.dumps(base_plan()))  # one rank, the python launcher
+    assert not needs_launcher(load_plan(tmp_path))
 
 
 def test_qlora_with_zero3_is_rejected_at_compile_time_with_the_reason(tmp_path):

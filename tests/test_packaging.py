@@ -32,9 +32,9 @@ def test_wheel_installs_and_checks(tmp_path):
     assert build.returncode == 0, build.stderr
     wheel = next(dist.glob("ftspec-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert "ftc/grammar/ftspec.lark" in names
+    assert "ftc/grammar/ftspec.lark" in names and "ftc/plan/schema.json" in names
     assert "ftc/compiler/parse.py" in names and "ftc/runtime/__init__.py" in names
-    assert not any(n.startswith(("compiler/", "runtime/", "grammar/")) for n in names)
+    assert not any(n.startswith(("compiler/", "runtime/", "grammar/", "plan/")) for n in names)
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)

@@ -9,8 +9,9 @@ from unittest import mock
 
 import pytest
 
-from ftc.compiler.lower.steps import count_rows, trainer_steps_per_epoch
+from ftc.compiler.lower.steps import count_rows
 from ftc.compiler.pipeline import compile_recipe
+from ftc.plan.steps import trainer_steps_per_epoch
 
 
 def recipe(tmp_path: Path, train: str = "", hardware: str = "", data: str = "", extra: str = "",
@@ -306,3 +307,27 @@ def test_eval_split_rows_that_leave_no_training_rows_are_an_error(tmp_path):
     assert result.plan is None and codes(result) == ["E0520"]
     (d,) = [d for d in result.diagnostics if d.code == "E0520"]
     assert d.span is not None and "10 rows" in d.message
+
+
+def test_all_linear_is_lowered_to_the_module_names_peft_adapts(tmp_path):
+    """`targets = all_linear` reaches the plan as module names (the runtime interprets nothing), and those names
+    adapt exactly the modules peft's `all-linear` would on the real model; an unknown architecture keeps
+    `all_linear`."""
+    pytest.importorskip("peft")
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    compiled = compile_recipe(examples / "tiny.ftspec", (), out_dir=tmp_path / "tiny")
+    targets = compiled.plan["method"]["lora"]["targets"]
+    assert isinstance(targets, list) and "q_proj" in targets and "down_proj" in targets
+
+    def adapted(target_modules) -> set[str]:
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(examples / "tiny" / "model"))
+        peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=target_modules, task_type="CAUSAL_LM"))
+        return {name for name, _ in peft_model.named_modules() if name.endswith(".lora_A")}
+
+    assert adapted(targets) == adapted("all-linear")
+    unknown = compile_recipe(recipe(tmp_path, train="global_batch = 8", method="method lora { targets = all_linear }"),
+                             (), out_dir=tmp_path / "unknown")
+    assert unknown.plan["method"]["lora"]["targets"] == "all_linear"

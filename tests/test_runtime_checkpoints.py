@@ -113,7 +113,7 @@ def test_resume_auto_picks_newest_run_with_a_verified_checkpoint(tmp_path, resum
     sys.path.insert(0, str(Path(__file__).parent))
     from test_runtime_plan import make_plan
 
-    from ftc.runtime.train.plan import load_plan
+    from ftc.plan import load_plan
     from ftc.runtime.train.resume import find_resume
 
     plan = load_plan(make_plan(tmp_path / "build"))
@@ -135,7 +135,7 @@ def test_resume_from_an_explicit_path(tmp_path):
     from test_runtime_plan import make_plan
 
     from ftc.runtime.train import RunError
-    from ftc.runtime.train.plan import load_plan
+    from ftc.plan import load_plan
     from ftc.runtime.train.resume import find_resume
 
     plan = load_plan(make_plan(tmp_path / "build"))

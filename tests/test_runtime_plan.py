@@ -23,45 +23,35 @@ def make_plan(folder: Path, *, method: str = "lora", max_steps: int = 12, every:
               eval_every: int | None = 4, max_length: int = 64, micro: int = 4, grad_accum: int = 1,
               lr: float = 2e-3, keep_last: int | None = 2, runs_dir: Path | None = None, merge: bool = False,
               backends=("jsonl",), launcher: str = "python", model: Path | None = None) -> Path:
-    """Write `folder/plan.json` for the tiny model and data; returns the folder."""
+    """Write `folder/plan.json` for the tiny model and data; returns the folder. The plan is held to
+    plan/schema.json here, so a test never trains from a plan the runtime would refuse."""
+    from plan_cases import plan_with
+
+    from ftc.plan import plan_errors
+
     folder.mkdir(parents=True, exist_ok=True)
-    lora = {"rank": 8, "alpha": 16, "dropout": 0.0, "targets": ["q_proj", "v_proj"], "modules_to_save": []}
-    plan = {
-        "schema_version": 1,
-        "ftc_version": "0.1.0",
-        "recipe": {"name": "t-" + method, "source": "t.ftspec"},
-        "model": {"name_or_path": rel(model or TINY / "model", folder), "local": True, "revision": "main",
-                  "dtype": "fp32", "attention": "sdpa", "trust_remote_code": False, "tokenizer": None},
-        "method": {"kind": method, "lora": None if method == "full" else lora,
-                   "quantization": {"quant": "nf4", "double_quant": True, "compute_dtype": "fp32"}
-                   if method == "qlora" else None},
-        "data": {"train": [rel(TINY / "data" / "train.jsonl", folder)],
-                 "eval": [rel(TINY / "data" / "eval.jsonl", folder)], "eval_split": 0.0, "format": "chat",
-                 "columns": {}, "max_length": max_length, "packing": True, "dedup": "none",
-                 "near_dedup_threshold": 0.85, "train_on": "completions", "on_bad_rows": "error",
-                 "truncation": "right", "seed": 42, "cache_dir": None},
-        "train": {"epochs": None, "max_steps": max_steps, "lr": lr, "schedule": "cosine", "warmup_steps": 2,
-                  "warmup_ratio": None, "optimizer": "adamw", "weight_decay": 0.0, "max_grad_norm": 1.0,
-                  "gradient_checkpointing": False, "eval_every_steps": eval_every, "logging_steps": 1, "seed": 42},
-        "batch": {"global_batch": micro * grad_accum, "micro_batch": micro, "grad_accum": grad_accum,
-                  "data_parallel_world": 1},
-        "steps": {"steps_per_epoch": None, "total_steps": max_steps, "source": "declared"},
-        "precision": {"mixed": "no"},
-        "hardware": {"accelerator": "cpu", "gpu": None, "memory_per_gpu": None, "gpus_per_node": 1, "nodes": 1,
-                     "cpu_memory": None},
-        "distributed": {"strategy": "none", "world_size": 1, "zero": None, "offload_optimizer": "none",
-                        "offload_params": "none", "fsdp": None},
-        "checkpoint": {"every_steps": every, "keep_last": keep_last, "keep_best": "eval_loss", "best_mode": "min",
-                       "full_state": True},
-        "tracking": {"backends": list(backends), "mlflow_uri": None},
-        "output": {"runs_dir": rel(runs_dir or folder.parent / "runs", folder), "merge": merge},
-        "sweep": None,
-        "memory": None,
-        "launch": {"launcher": launcher, "nnodes": 1, "nproc_per_node": 1,
-                   "files": {"accelerate": "accelerate.yaml", "deepspeed": None, "hostfile": None}},
-        "auto": [],
-        "provenance": {},
-    }
+    lora = {"rank": 8, "alpha": 16, "dropout": 0.0, "targets": ["q_proj", "v_proj"], "modules_to_save": [],
+            "bias": "none"}
+    plan = plan_with(
+        recipe={"name": "t-" + method, "source": "t.ftspec", "sources": []},
+        model={"name_or_path": rel(model or TINY / "model", folder)},
+        method={"kind": method, "lora": None if method == "full" else lora,
+                "quantization": {"quant": "nf4", "double_quant": True, "compute_dtype": "fp32"}
+                if method == "qlora" else None},
+        data={"train": [rel(TINY / "data" / "train.jsonl", folder)],
+              "eval": [rel(TINY / "data" / "eval.jsonl", folder)], "eval_split": 0.0, "max_length": max_length,
+              "packing": True, "dedup": "none"},
+        train={"epochs": None, "max_steps": max_steps, "lr": lr, "warmup_steps": 2, "warmup_ratio": None,
+               "eval_every_steps": eval_every},
+        batch={"global_batch": micro * grad_accum, "micro_batch": micro, "grad_accum": grad_accum},
+        steps={"total_steps": max_steps, "source": "declared", "train_rows": None},
+        checkpoint={"every_steps": every, "keep_last": keep_last},
+        tracking={"backends": list(backends)},
+        output={"runs_dir": rel(runs_dir or folder.parent / "runs", folder), "merge": merge},
+        launch={"launcher": launcher},
+        provenance={},
+    )
+    assert plan_errors(plan) == [], plan_errors(plan)
     (folder / "plan.json").write_text(json.dumps(plan, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return folder
 
@@ -73,41 +63,80 @@ def ftc(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 
 
 def test_plan_paths_resolve_against_the_plan_folder(tmp_path):
-    from ftc.runtime.train.plan import load_plan
+    from ftc.plan import load_plan
 
     plan = load_plan(make_plan(tmp_path / "build"))
-    assert plan.path(plan["model"]["name_or_path"]) == (TINY / "model").resolve()
+    assert plan.path(plan.model.name_or_path) == (TINY / "model").resolve()
     assert plan.runs_dir == (tmp_path / "runs").resolve()
     assert plan.recipe_name == "t-lora" and plan.on_cpu
+    assert plan.method.lora.targets == ("q_proj", "v_proj") and plan.train.max_grad_norm == 1.0
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda p: p["launch"].update(launcher="mpirun"), "unknown launcher 'mpirun'"),
-    (lambda p: p.update(schema_version=99), "schema version 99"),
-    (lambda p: p.pop("train"), "missing train"),
-    (lambda p: p["method"].update(kind="prefix"), "unknown method"),
-])
-def test_bad_plans_are_user_errors(tmp_path, mutate, message):
-    from ftc.runtime.train import RunError
-    from ftc.runtime.train.plan import load_plan
+def test_a_loaded_plan_is_frozen(tmp_path):
+    import dataclasses
 
-    folder = make_plan(tmp_path / "build")
+    from ftc.plan import load_plan
+
+    plan = load_plan(make_plan(tmp_path / "build"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.train.lr = 1.0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        plan.data.columns["text"] = "body"  # type: ignore[index]
+    raw = plan.raw
+    raw["train"]["lr"] = 1.0  # a copy: the plan itself is unchanged
+    assert plan.train.lr == 2e-3 and plan.raw["train"]["lr"] == 2e-3
+
+
+def _broken(folder: Path, mutate) -> Path:
     raw = json.loads((folder / "plan.json").read_text())
     mutate(raw)
     (folder / "plan.json").write_text(json.dumps(raw))
-    with pytest.raises(RunError, match=message):
-        load_plan(folder)
+    return folder / "plan.json"
 
 
-def test_missing_plan_is_a_user_error(tmp_path):
-    from ftc.runtime.train import RunError
-    from ftc.runtime.train.plan import load_plan
+@pytest.mark.parametrize("mutate, where, rule", [
+    (lambda p: p["train"].pop("max_grad_norm"), "$.train.max_grad_norm: 'max_grad_norm' is a required property",
+     "required"),
+    (lambda p: p.pop("train"), "$.train: 'train' is a required property", "required"),
+    (lambda p: p["batch"].update(micro_batch="4"), "$.batch.micro_batch: '4' is not of type 'integer'", "type"),
+    (lambda p: p["launch"].update(launcher="mpirun"), "$.launch.launcher: 'mpirun' is not one of", "enum"),
+    (lambda p: p["method"].update(kind="prefix"), "$.method.kind: 'prefix' is not one of", "enum"),
+    (lambda p: p.update(schema_version=2), "$.schema_version: version 2 is newer than the version this ftc reads (1)",
+     "const"),
+])
+def test_bad_plans_name_the_file_the_path_and_the_rule(tmp_path, mutate, where, rule):
+    from ftc.plan import PlanError, load_plan
 
-    with pytest.raises(RunError, match="no plan.json"):
+    file = _broken(make_plan(tmp_path / "build"), mutate)
+    with pytest.raises(PlanError) as caught:
+        load_plan(file.parent)
+    message = str(caught.value)
+    assert f"{file}: {where}" in message and f"(rule `{rule}`)" in message, message
+    assert caught.value.exit_code == 1
+
+
+def test_missing_or_truncated_plan_is_a_user_error(tmp_path):
+    from ftc.plan import PlanError, load_plan
+
+    with pytest.raises(PlanError, match="no plan.json"):
         load_plan(tmp_path)
-    (tmp_path / "plan.json").write_text("{not json")
-    with pytest.raises(RunError, match="not a readable plan"):
-        load_plan(tmp_path)
+    text = (make_plan(tmp_path / "build") / "plan.json").read_text()
+    (tmp_path / "build" / "plan.json").write_text(text[: len(text) // 2])
+    with pytest.raises(PlanError, match=r"plan.json:\d+:\d+: not valid JSON, truncated or damaged"):
+        load_plan(tmp_path / "build")
+
+
+def test_runtime_rejects_a_bad_plan_before_loading_a_model(tmp_path):
+    """`python -m ftc.runtime.train` (what every rank runs): exit 1, the located message, no traceback, and no
+    run folder, so nothing was loaded or written."""
+    file = _broken(make_plan(tmp_path / "build"), lambda p: p["train"].update(lr="fast"))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-m", "ftc.runtime.train", "--plan", str(file.parent)], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert f"{file}: $.train.lr: 'fast' is not of type 'number' (rule `type`)" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.slow

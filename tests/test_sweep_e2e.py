@@ -65,17 +65,15 @@ def test_tiny_sweep_runs_three_trials_and_picks_the_lowest_final_eval_loss(tmp_p
 def test_a_pruner_stops_the_trial_at_its_first_evaluation(tmp_path):
     import optuna
 
-    from ftc.commands.compile import write_folder
-    from ftc.compiler.emit import emit
-    from ftc.compiler.pipeline import compile_recipe
-    from ftc.runtime.sweep import SweepOptions, run_sweep
+    from ftc.orchestrate.build import build, write_folder
+    from ftc.orchestrate.sweep import SweepOptions, run_sweep
+    from ftc.plan import load_plan
     from ftc.runtime.train.cli import quiet_libraries
-    from ftc.runtime.train.plan import load_plan
 
     quiet_libraries()
     overrides = short_overrides(tmp_path)
-    compiled = compile_recipe(TINY_SWEEP, overrides, out_dir=tmp_path / "build")
-    write_folder(compiled.out_dir, emit(compiled.plan))
+    compiled = build(TINY_SWEEP, overrides, out_dir=tmp_path / "build")
+    write_folder(compiled.out_dir, compiled.files)
     always = optuna.pruners.ThresholdPruner(upper=0.0)  # every loss is above 0: prune at the first report
     result = run_sweep(SweepOptions(str(TINY_SWEEP), overrides, trials=1, pruner=always), load_plan(compiled.out_dir))
     [trial] = result.trials

@@ -11,14 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from ftc.commands.compile import write_folder
-from ftc.compiler.emit import emit
-from ftc.compiler.pipeline import compile_recipe
-from ftc.runtime.sweep import SweepOptions, run_sweep
-from ftc.runtime.sweep import runner as runner_module
-from ftc.runtime.sweep.cli import run_sweep_command
-from ftc.runtime.sweep.report import BEST_FILE, SUMMARY_FILE, write_outputs
-from ftc.runtime.train.plan import load_plan
+from ftc.orchestrate import sweep as runner_module
+from ftc.orchestrate.build import build, write_folder
+from ftc.orchestrate.sweep import SweepOptions, run_sweep
+from ftc.orchestrate.sweep_command import run_sweep_command
+from ftc.orchestrate.sweep_report import BEST_FILE, SUMMARY_FILE, write_outputs
+from ftc.plan import load_plan
 from ftc.runtime.train.run import RunResult
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -28,7 +26,7 @@ TINY_SWEEP = EXAMPLES / "tiny-sweep.ftspec"
 
 def fake_loss(plan) -> float:
     """A made-up final eval loss, lowest near lr = 3e-3 and for small ranks."""
-    return round(abs(math.log10(plan["train"]["lr"]) + 2.5) + plan["method"]["lora"]["rank"] / 100, 6)
+    return round(abs(math.log10(plan.train.lr) + 2.5) + plan.method.lora.rank / 100, 6)
 
 
 class FakeTraining:
@@ -58,9 +56,9 @@ class FakeTraining:
 
 def compile_base(tmp_path: Path, recipe: Path, *extra: str):
     overrides = (f'output.runs_dir="{(tmp_path / "runs").as_posix()}"', *extra)
-    compiled = compile_recipe(recipe, overrides, out_dir=tmp_path / "build")
+    compiled = build(recipe, overrides, out_dir=tmp_path / "build")
     assert compiled.ok, [d.message for d in compiled.diagnostics]
-    write_folder(compiled.out_dir, emit(compiled.plan))
+    write_folder(compiled.out_dir, compiled.files)
     return overrides, load_plan(compiled.out_dir)
 
 
@@ -83,9 +81,9 @@ def test_best_trial_has_the_lowest_final_objective_and_outputs_name_it(tmp_path,
     assert result.folder.parent == tmp_path / "runs" / "tiny-sweep" and (result.folder / "study.db").is_file()
     assert [r.state for r in result.trials] == ["COMPLETE"] * 4
     for r in result.trials:  # the trial's values reached its compiled plan, and its value is the run's final metric
-        trial_plan = json.loads((result.folder / "build" / f"trial-{r.number}" / "plan.json").read_text())
-        assert trial_plan["train"]["lr"] == r.params["train.lr"]
-        assert trial_plan["method"]["lora"]["rank"] == r.params["method.rank"]
+        trial_plan = load_plan(result.folder / "build" / f"trial-{r.number}")
+        assert trial_plan.train.lr == r.params["train.lr"]
+        assert trial_plan.method.lora.rank == r.params["method.rank"]
         assert r.value == fake_loss(trial_plan) and r.run_dir == f"trial-{r.number}"
     assert result.best.value == min(r.value for r in result.trials)
     summary = write_outputs(result, str(TINY_SWEEP), overrides)
@@ -140,7 +138,10 @@ def test_a_trial_whose_values_make_the_recipe_invalid_fails_with_the_diagnostic(
     failed = states[100]
     assert failed.state == "FAIL" and failed.value is None
     assert "error[E0515]" in failed.error and "warmup = 100 steps" in failed.error
+    assert [d["code"] for d in failed.diagnostics] == ["E0515"] and failed.diagnostics[0]["line"] is not None
     assert "does not compile" in capsys.readouterr().out
+    summary = write_outputs(result, str(recipe), overrides)  # the values reach sweep_summary.json
+    assert next(t for t in summary["trials"] if t["number"] == failed.number)["diagnostics"][0]["code"] == "E0515"
 
 
 def test_an_objective_metric_that_never_appears_names_the_logged_ones(tmp_path, capsys):
@@ -173,7 +174,7 @@ def test_the_timeout_stops_starting_trials(tmp_path, monkeypatch):
 def test_ftc_run_hands_a_sweep_to_the_sweep_runner_unless_no_sweep(tmp_path, monkeypatch, capsys):
     from ftc.cli import main
     from ftc.commands import run as run_command
-    from ftc.runtime.sweep import cli as sweep_cli
+    from ftc.orchestrate import sweep_command as sweep_cli
 
     calls = []
     monkeypatch.setattr(run_command, "run_plan_folder", lambda folder, args: calls.append(("once", None)) or 0)

@@ -10,7 +10,9 @@ import pytest
 
 from ftc.compiler.frontend import analyze
 from ftc.compiler.units import Amount
-from ftc.runtime.sweep import Dimension, override, sample, space_from_params, space_from_plan, spell, suggest
+from ftc.compiler.spelling import spell
+from ftc.orchestrate.sweep import override, sample
+from ftc.runtime.sweep import Dimension, space_from_params, space_from_plan, suggest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TINY = EXAMPLES / "tiny.ftspec"
@@ -75,7 +77,7 @@ def test_plan_space_equals_the_compilers_typed_params():
     recipe = EXAMPLES / "llama2-7b-qlora-24gb-sweep.ftspec"
     compiled = compile_recipe(recipe)
     assert compiled.ok
-    from_plan = {d.target: d for d in space_from_plan(json.loads(json.dumps(compiled.plan))["sweep"])}
+    from_plan = {d.target: d for d in space_from_plan(json.loads(json.dumps(compiled.plan))["sweep"]["space"])}
     from_params = {d.target: d for d in space_from_params(analyze(recipe).recipe.sweep)}
     assert from_plan == from_params
     assert from_plan["train.warmup"] == Dimension("train.warmup", "int", (10, 100), "steps")

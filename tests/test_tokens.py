@@ -21,6 +21,7 @@ from ftc.compiler.pipeline import compile_recipe  # noqa: E402
 from ftc.runtime.train.model import lora_config  # noqa: E402
 from ftc.runtime.train.tokens import apply_to_model, apply_to_tokenizer  # noqa: E402
 
+from plan_cases import section  # noqa: E402
 from tiny_configs import transformers_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,7 +43,7 @@ def test_counts_with_added_tokens_match_peft(layout, mode):
     model = transformers.AutoModelForCausalLM.from_config(transformers_config(config))
     model.resize_token_embeddings(config["vocab_size"] + added)
     new_ids = tuple(range(config["vocab_size"], config["vocab_size"] + added))
-    lora = dict(targets=["q_proj", "v_proj"], rank=4, alpha=8, dropout=0.0, new_tokens=mode)
+    lora = section("method.lora", targets=["q_proj", "v_proj"], rank=4, alpha=8, dropout=0.0, new_tokens=mode)
     wrapped = peft.get_peft_model(model, lora_config(lora, model, new_ids))
     trainable, total = wrapped.get_nb_trainable_parameters()
     if mode == "modules_to_save":
@@ -57,8 +58,8 @@ def test_counts_with_added_tokens_match_peft(layout, mode):
 def test_tokenizer_and_model_take_the_plan_tokens(tmp_path):
     tokenizer = transformers.AutoTokenizer.from_pretrained(TINY_MODEL)
     vocab = len(tokenizer)
-    model_spec = {"pad_token": "<|padding|>", "eos_token": "<|im_end|>", "add_tokens": ["<tool>", "<|end|>"]}
-    new_ids = apply_to_tokenizer(tokenizer, model_spec, {"chat_template": {"name": "chatml"}}, tmp_path)
+    model_spec = section("model", pad_token="<|padding|>", eos_token="<|im_end|>", add_tokens=["<tool>", "<|end|>"])
+    new_ids = apply_to_tokenizer(tokenizer, model_spec, section("data", chat_template={"name": "chatml"}), tmp_path)
     assert new_ids == tuple(range(vocab, vocab + 3))  # <|end|> exists already; <tool>, <|im_end|>, <|padding|>
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|padding|>"
     assert tokenizer.convert_tokens_to_ids("<tool>") in new_ids and "<|im_start|>" in tokenizer.chat_template
@@ -71,8 +72,8 @@ def test_tokenizer_and_model_take_the_plan_tokens(tmp_path):
 def test_generation_stops_at_the_template_end_of_turn(tmp_path):
     """chatml without `eos_token`: the model still stops generating at `<|im_end|>` (and at its EOS)."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(TINY_MODEL)
-    data = {"chat_template": {"name": "chatml"}}
-    new_ids = apply_to_tokenizer(tokenizer, {"add_tokens": ["<|im_start|>", "<|im_end|>"]}, data, tmp_path)
+    data = section("data", chat_template={"name": "chatml"})
+    new_ids = apply_to_tokenizer(tokenizer, section("model", add_tokens=["<|im_start|>", "<|im_end|>"]), data, tmp_path)
     model = transformers.AutoModelForCausalLM.from_pretrained(TINY_MODEL)
     apply_to_model(model, tokenizer, new_ids, data)
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")

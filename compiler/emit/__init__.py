@@ -19,7 +19,6 @@ from .lock import lock_file
 
 ARTIFACTS = ("plan.json", "ds_config.json", "accelerate.yaml", "launch.sh", "hostfile", "slurm.sbatch", "ftc.lock")
 EXECUTABLE = frozenset({"launch.sh", "slurm.sbatch"})
-ENTRY_MODULE = "ftc.runtime.train"
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -86,10 +85,10 @@ def _context(plan: dict) -> dict:
         "strategy": dist["strategy"],
         "master_addr": launch["master_addr"],
         "master_port": int(launch["master_port"]),
-        "module": launch.get("entry_module", ENTRY_MODULE),
+        "module": launch["entry_module"],
         "files": launch["files"],
         "accelerator": plan["hardware"]["accelerator"],
-        "env": sorted(launch.get("env", {}).items()),
+        "env": sorted(launch["env"].items()),
     }
 
 

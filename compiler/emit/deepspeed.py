@@ -32,7 +32,7 @@ def ds_config(plan: dict) -> dict | None:
         "train_batch_size": batch["global_batch"],
         "train_micro_batch_size_per_gpu": batch["micro_batch"],
         "gradient_accumulation_steps": batch["grad_accum"],
-        "gradient_clipping": float(train["max_grad_norm"] or 0.0),
+        "gradient_clipping": float(train["max_grad_norm"]),
         "bf16": {"enabled": mixed == "bf16"},
         "fp16": {"enabled": mixed == "fp16"},
         "zero_optimization": zero,

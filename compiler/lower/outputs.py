@@ -6,8 +6,8 @@ from __future__ import annotations
 from ftc.compiler.lower.builder import Lowering, plain_number
 from ftc.compiler.lower.steps import every_epochs, every_steps
 from ftc.compiler.units import Amount
+from ftc.plan import ENTRY_MODULE
 
-ENTRY_MODULE = "ftc.runtime.train"
 DEFAULT_MASTER_PORT = 29500
 
 

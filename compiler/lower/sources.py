@@ -7,11 +7,10 @@ from pathlib import Path
 
 from ftc import __version__
 from ftc.compiler.lower.builder import Lowering
-from ftc.compiler.models.params import new_token_training
+from ftc.compiler.models.params import is_all_linear, new_token_training
 from ftc.compiler.models.resolve import is_local_model
 from ftc.compiler.units import Amount
-
-SCHEMA_VERSION = 1
+from ftc.plan import ALL_LINEAR, SCHEMA_VERSION
 
 
 def lower_recipe(lw: Lowering) -> None:
@@ -60,6 +59,18 @@ def _default_targets(lw: Lowering) -> list[str]:
                      f"not set: the attention projections of {arch.a_model}")
 
 
+def _lora_targets(lw: Lowering, targets) -> list[str] | str:
+    """Targets as the runtime uses them: module names. `all_linear` becomes the architecture's linear module
+    names, except where the two differ in peft (fused expert weights get twice the rank under all-linear) or
+    the architecture is not known; there the plan keeps `all_linear` (peft's `all-linear`)."""
+    if not is_all_linear(targets):
+        return list(targets)
+    arch = lw.architecture
+    if arch is None or any(m.lora_rank_factor != 1 for m, _ in arch.all_linears):
+        return ALL_LINEAR
+    return list(arch.linear_names)
+
+
 def _default_attention(lw: Lowering) -> str:
     arch = lw.architecture
     if arch is None or arch.default_attention == lw.recipe.value("model.attention"):
@@ -78,7 +89,7 @@ def lower_method(lw: Lowering) -> None:
             "rank": r.value("method.rank"),
             "alpha": float(r.value("method.alpha")),
             "dropout": float(r.value("method.dropout")),
-            "targets": targets if targets == "all_linear" else list(targets),
+            "targets": _lora_targets(lw, targets),
             "modules_to_save": list(r.value("method.modules_to_save", ())),
             "bias": r.value("method.bias", "none"),
         }
@@ -127,7 +138,7 @@ def lower_data(lw: Lowering) -> None:
 def _conversation_data(lw: Lowering) -> dict:
     """The data settings a recipe may add (each key present only when set): the chat template, the roles'
     names, `max_samples`, and `eval_split` as a row count."""
-    from ftc.compiler.chat_templates import is_template_file
+    from ftc.plan.chat_templates import is_template_file
 
     r, out = lw.recipe, {}
     template = r.value("data.chat_template")

@@ -12,6 +12,7 @@ from pathlib import Path
 from ftc.compiler.lower.builder import Lowering, plain_number
 from ftc.compiler.resolve import DERIVED
 from ftc.compiler.units import Amount
+from ftc.plan.steps import trainer_steps_per_epoch
 
 LOG_LINES_PER_RUN = 50
 COUNTABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".txt")
@@ -73,13 +74,6 @@ def _examples(lw: Lowering, rows: int | None) -> int | None:
         return None
     rows = min(rows, data.get("max_samples") or rows)
     return max(rows - (data.get("eval_rows") or 0), 0)
-
-
-def trainer_steps_per_epoch(rows: int, micro: int, grad_accum: int, world: int) -> int:
-    """Optimizer steps per epoch as transformers' Trainer counts them (no drop_last)."""
-    per_rank = math.ceil(rows / world)
-    batches = math.ceil(per_rank / micro)
-    return max(math.ceil(batches / grad_accum), 1)
 
 
 def lower_steps(lw: Lowering) -> None:

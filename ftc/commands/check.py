@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from ftc.commands.common import (CompileReport, add_format_argument, add_set_argument, dump_json, json_report,
-                                 print_diagnostics, summary)
+from ftc.commands.common import (add_format_argument, add_set_argument, dump_json, json_report, print_diagnostics,
+                                 summary)
 
 
 def add_arguments(parser) -> None:
@@ -16,12 +16,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ftc.compiler.pipeline import compile_recipe
+    from ftc.orchestrate.build import build
 
     failed = False
     reports = []
     for path in args.recipes:
-        analysis = CompileReport(compile_recipe(path, tuple(args.overrides)))
+        analysis = build(path, tuple(args.overrides), files=False)
         failed |= not analysis.ok
         if args.format == "json":
             reports.append(json_report(path, analysis))

@@ -1,4 +1,5 @@
-"""Helpers shared by the subcommands: recipe arguments and diagnostic output."""
+"""Helpers shared by the subcommands: recipe arguments and diagnostic output (of a compile, a build or an
+analysis: anything with `diagnostics`, `registry` and `ok`)."""
 
 from __future__ import annotations
 
@@ -10,22 +11,14 @@ from ftc.compiler.render import render_all_text, render_github, summary_line, to
 FORMATS = ("text", "json", "github")
 
 
-def add_set_argument(parser) -> None:
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a field, e.g. --set train.lr=1e-4 (validated like the file)")
+def add_set_argument(parser, help: str = "override a field, e.g. --set train.lr=1e-4 (validated like the file)"
+                     ) -> None:
+    """`--set KEY=VALUE`, repeatable, declared here only; every command that takes overrides uses this."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
 def add_format_argument(parser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="text", help="diagnostics format (default: text)")
-
-
-class CompileReport:
-    """A compile's diagnostics in the shape the printers below take (diagnostics, registry, `ok`)."""
-
-    def __init__(self, compiled) -> None:
-        self.diagnostics = compiled.diagnostics
-        self.registry = compiled.registry
-        self.ok = compiled.plan is not None
 
 
 def print_diagnostics(analysis, fmt: str = "text", stream=None) -> None:

@@ -6,14 +6,11 @@ compiles to (stale, missing, or left over from an earlier compile), like `terraf
 
 from __future__ import annotations
 
-import difflib
-import os
 import shlex
 import sys
 from pathlib import Path
 
-from ftc.commands.common import (CompileReport, add_format_argument, add_set_argument, dump_json, json_report,
-                                 print_diagnostics)
+from ftc.commands.common import add_format_argument, add_set_argument, dump_json, json_report, print_diagnostics
 from ftc.compiler.spelling import spell
 
 
@@ -28,23 +25,21 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ftc.compiler.emit import emit
-    from ftc.compiler.pipeline import compile_recipe
+    from ftc.orchestrate.build import build, stale_diff, write_folder
 
-    compiled = compile_recipe(args.recipe, tuple(args.overrides), out_dir=args.output)
+    built = build(args.recipe, tuple(args.overrides), out_dir=args.output)
     if args.format == "json":
-        dump_json(json_report(args.recipe, CompileReport(compiled)))
+        dump_json(json_report(args.recipe, built))
     else:
-        print_diagnostics(CompileReport(compiled), args.format)
-    if compiled.plan is None:
+        print_diagnostics(built, args.format)
+    if not built.ok:
         if args.format == "text":
             print(f"{args.recipe}: not compiled", file=sys.stderr)
         return 1
-    files = emit(compiled.plan)
-    out_dir = compiled.out_dir
+    out_dir = built.out_dir
     if args.check:
         try:
-            stale = check_folder(out_dir, files)
+            stale = stale_diff(out_dir, built.files)
         except OSError as exc:
             print(f"ftc compile: cannot read {_show(out_dir)}: {exc.strerror or exc}", file=sys.stderr)
             return 1
@@ -59,62 +54,17 @@ def run(args) -> int:
             print(f"{_show(out_dir)}: up to date", file=sys.stderr)
         return 0
     try:
-        write_folder(out_dir, files)
+        write_folder(out_dir, built.files)
     except OSError as exc:
         print(f"ftc compile: cannot write {_show(out_dir)}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     if args.format == "text":
-        sys.stdout.write(summary(compiled.plan, out_dir, files))
+        sys.stdout.write(summary(built.plan, out_dir, built.files))
     return 0
 
 
 def _show(path: Path) -> str:
     return path.as_posix().rstrip("/") + "/"
-
-
-def check_folder(out_dir: Path, files: dict[str, bytes]) -> str:
-    """A unified diff from what is in `out_dir` to what would be written; empty when up to date."""
-    from ftc.compiler.emit import ARTIFACTS
-
-    chunks: list[str] = []
-    for name in ARTIFACTS:
-        path = out_dir / name
-        old = path.read_bytes() if path.is_file() else None
-        new = files.get(name)
-        if old == new:
-            continue
-        old_lines = _lines(old)
-        new_lines = _lines(new)
-        chunks.extend(difflib.unified_diff(old_lines, new_lines,
-                                           fromfile=f"a/{name}" if old is not None else "/dev/null",
-                                           tofile=f"b/{name}" if new is not None else "/dev/null"))
-        if old is not None and new is not None and old_lines == new_lines:
-            chunks.append(f"Binary or line-ending difference in {name}\n")
-        if chunks and not chunks[-1].endswith("\n"):
-            chunks[-1] += "\n"
-    return "".join(chunks)
-
-
-def _lines(data: bytes | None) -> list[str]:
-    if data is None:
-        return []
-    return data.decode("utf-8", errors="replace").splitlines(keepends=True)
-
-
-def write_folder(out_dir: Path, files: dict[str, bytes]) -> None:
-    """Write every file atomically; remove generated files this compile no longer produces."""
-    from ftc.compiler.emit import ARTIFACTS, EXECUTABLE
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        path = out_dir / name
-        tmp = out_dir / f".{name}.tmp"
-        tmp.write_bytes(data)
-        os.chmod(tmp, 0o755 if name in EXECUTABLE else 0o644)
-        os.replace(tmp, path)
-    for name in ARTIFACTS:
-        if name not in files and (out_dir / name).is_file():
-            (out_dir / name).unlink()
 
 
 def _gib(n: int | None) -> str:

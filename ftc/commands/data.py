@@ -11,43 +11,49 @@ import json
 import sys
 from pathlib import Path
 
+from ftc.commands.common import add_set_argument
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("recipe", nargs="?", metavar="RECIPE", help=".ftspec file (compiled in memory)")
     parser.add_argument("--plan", metavar="DIR", help="a compiled folder holding plan.json, instead of a recipe")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a recipe field, e.g. --set data.max_length=1024")
+    add_set_argument(parser, help="override a recipe field, e.g. --set data.max_length=1024")
     parser.add_argument("--cache-dir", metavar="DIR", help="prepared-data cache (default: from the plan)")
     parser.add_argument("--png", metavar="PATH", help="write the length histogram here "
                         "(default: data_report.png in the cache entry)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
-def _plan_from_recipe(args) -> tuple[dict, Path] | int:
+def _plan_from_recipe(args):
+    """The recipe compiled in memory (nothing written), as the plan the runtime would read; or an exit code."""
     from ftc.commands.common import print_diagnostics
-    from ftc.compiler.pipeline import compile_recipe
+    from ftc.orchestrate.build import build
+    from ftc.plan import plan_from_json
 
-    compiled = compile_recipe(args.recipe, tuple(args.overrides))
-    print_diagnostics(compiled, "text")
-    if not compiled.ok:
+    built = build(args.recipe, tuple(args.overrides), files=False)
+    print_diagnostics(built, "text")
+    if not built.ok:
         print(f"{args.recipe}: failed", file=sys.stderr)
         return 1
-    return compiled.plan, Path(compiled.out_dir)
+    return plan_from_json(built.plan, built.out_dir)
 
 
-def _plan_from_dir(folder: str) -> tuple[dict, Path] | int:
-    path = Path(folder) / "plan.json"
-    if not path.is_file():
-        print(f"ftc data: {path} does not exist (compile first: ftc compile RECIPE -o {folder})", file=sys.stderr)
+def _plan_from_dir(folder: str):
+    """The compiled folder's plan through `load_plan`, or exit code 2 (an input that cannot be read)."""
+    from ftc.plan import PlanError, load_plan
+
+    if not (Path(folder) / "plan.json").is_file():
+        print(f"ftc data: {Path(folder) / 'plan.json'} does not exist (compile first: ftc compile RECIPE -o {folder})",
+              file=sys.stderr)
         return 2
     try:
-        return json.loads(path.read_text(encoding="utf-8")), Path(folder)
-    except ValueError as exc:
-        print(f"ftc data: {path}: not valid JSON ({exc})", file=sys.stderr)
+        return load_plan(folder)
+    except PlanError as exc:
+        print(f"ftc data: {exc}", file=sys.stderr)
         return 2
 
 
-def load_tokenizer(plan: dict, plan_dir: Path):
+def load_tokenizer(plan):
     """The tokenizer named by the plan (model.tokenizer, else the model), local folders relative to the plan."""
     import os
 
@@ -55,15 +61,13 @@ def load_tokenizer(plan: dict, plan_dir: Path):
 
     from ftc.runtime.data import DataError
 
-    model = plan.get("model") or {}
-    name = model.get("tokenizer") or model.get("name_or_path")
-    if not name:
-        raise DataError("the plan names no model or tokenizer to tokenize with")
-    local = Path(os.path.normpath(plan_dir / name))
+    model = plan.model
+    name = model.tokenizer or model.name_or_path
+    local = Path(os.path.normpath(plan.folder / name))
     target = str(local) if local.exists() else name
     try:
-        tokenizer = AutoTokenizer.from_pretrained(target, revision=model.get("revision") or None,
-                                                  trust_remote_code=bool(model.get("trust_remote_code")))
+        tokenizer = AutoTokenizer.from_pretrained(target, revision=model.revision,
+                                                  trust_remote_code=model.trust_remote_code)
     except Exception as exc:  # offline hub, missing files: a user-facing message
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DataError(f"cannot load the tokenizer {name!r}: {first}",
@@ -71,7 +75,7 @@ def load_tokenizer(plan: dict, plan_dir: Path):
                              "or a filled hub cache") from None
     from ftc.runtime.train.tokens import apply_to_tokenizer  # the run's pad/eos, added tokens, chat template
 
-    apply_to_tokenizer(tokenizer, model, plan.get("data") or {}, plan_dir)
+    apply_to_tokenizer(tokenizer, model, plan.data, plan.folder)
     return tokenizer
 
 
@@ -79,10 +83,9 @@ def run(args) -> int:
     if bool(args.recipe) == bool(args.plan):
         print("ftc data: give a RECIPE or --plan DIR (one of them)", file=sys.stderr)
         return 2
-    got = _plan_from_recipe(args) if args.recipe else _plan_from_dir(args.plan)
-    if isinstance(got, int):
-        return got
-    plan, plan_dir = got
+    plan = _plan_from_recipe(args) if args.recipe else _plan_from_dir(args.plan)
+    if isinstance(plan, int):
+        return plan
 
     import os
 
@@ -90,9 +93,10 @@ def run(args) -> int:
     from ftc.runtime.data import DataError, default_cache_dir, prepare, render_text, save_png
 
     try:
-        tokenizer = load_tokenizer(plan, plan_dir)
-        cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir(plan, plan_dir)
-        prepared = prepare(plan["data"], tokenizer, base_dir=plan_dir, cache_dir=cache_dir)
+        tokenizer = load_tokenizer(plan)
+        cache_dir = Path(args.cache_dir) if args.cache_dir else \
+            default_cache_dir(plan.data.cache_dir, plan.output.runs_dir, plan.folder)
+        prepared = prepare(plan.raw["data"], tokenizer, base_dir=plan.folder, cache_dir=cache_dir)
     except DataError as exc:
         print(f"error: {exc.located()}", file=sys.stderr)
         return 1

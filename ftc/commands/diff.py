@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from ftc.commands.common import add_set_argument, print_diagnostics
+
 STRUCTURED = {"plan.json": "", "ds_config.json": "ds_config.", "accelerate.yaml": "accelerate."}
 TEXT_FILES = ("launch.sh", "hostfile", "slurm.sbatch")
 IGNORED_PLAN_KEYS = ("recipe.source", "recipe.sources", "provenance")
@@ -24,8 +26,7 @@ def add_arguments(parser) -> None:
     parser.epilog = "exit status: 0 no changes, 1 changes, 2 an input that cannot be read or compiled"
     parser.add_argument("old", metavar="OLD", help="recipe (.ftspec) or compiled folder")
     parser.add_argument("new", metavar="NEW", help="recipe (.ftspec) or compiled folder")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a field of NEW when it is a recipe (OLD stays as written)")
+    add_set_argument(parser, help="override a field of NEW when it is a recipe (OLD stays as written)")
     parser.add_argument("--format", choices=("text", "markdown", "github"), default="text",
                         help="output format: text, markdown (a pull-request comment), github (workflow annotations)")
 
@@ -51,12 +52,12 @@ def run(args) -> int:
 def load_side(path: str, overrides: tuple[str, ...], out_dir: str | None = None,
               fmt: str = "text") -> dict[str, bytes] | None:
     """The generated files of a recipe or a compiled folder, by name."""
-    from ftc.compiler.emit import ARTIFACTS
+    from ftc.orchestrate.build import build, read_folder
 
     p = Path(path)
     if p.is_dir():
         try:
-            files = {name: (p / name).read_bytes() for name in ARTIFACTS if (p / name).is_file()}
+            files = read_folder(p)
         except OSError as exc:
             print(f"ftc diff: {path}: {exc.strerror or exc}", file=sys.stderr)
             return None
@@ -67,16 +68,12 @@ def load_side(path: str, overrides: tuple[str, ...], out_dir: str | None = None,
     if not p.is_file():
         print(f"ftc diff: {path}: no such file or folder", file=sys.stderr)
         return None
-    from ftc.commands.common import CompileReport, print_diagnostics
-    from ftc.compiler.emit import emit
-    from ftc.compiler.pipeline import compile_recipe
-
-    compiled = compile_recipe(p, overrides, out_dir=out_dir)
-    print_diagnostics(CompileReport(compiled), "github" if fmt == "github" else "text")
-    if compiled.plan is None:
+    built = build(p, overrides, out_dir=out_dir)
+    print_diagnostics(built, "github" if fmt == "github" else "text")
+    if not built.ok:
         print(f"ftc diff: {path} does not compile", file=sys.stderr)
         return None
-    return emit(compiled.plan)
+    return dict(built.files)
 
 
 def flatten(value, prefix: str = "") -> dict[str, object]:

@@ -25,33 +25,17 @@ def add_arguments(parser) -> None:
     add_set_argument(parser)
 
 
-def compute(recipe, plan: dict | None = None):
-    """(estimate, setup, RecipeMemory, decisions), estimate None when not computable. With a plan, from the
-    values lowering decided (what `plan["memory"]` records and the run will use, budget or not); without
-    one (the recipe has errors), from the recipe, its autos decided against the budget."""
-    from ftc.compiler.memory.auto import Decision, settled
-    from ftc.compiler.memory.estimate import estimate
-    from ftc.compiler.memory.recipe import setup_from_plan, setup_from_recipe
-
-    rm = setup_from_plan(recipe, plan) if plan is not None else setup_from_recipe(recipe)
-    if rm.setup is None:
-        return None, None, rm, ()
-    setup, decisions = settled(rm)
-    if plan is not None:
-        decisions = tuple(Decision(a["field"], a["value"], a["reason"]) for a in plan.get("auto") or ())
-    return estimate(setup), setup, rm, decisions
-
-
 def run(args) -> int:
-    from ftc.commands.common import CompileReport
+    from ftc.compiler.memory.breakdown import memory_report
     from ftc.compiler.memory.report import to_json
-    from ftc.compiler.pipeline import compile_recipe
     from ftc.compiler.render import to_json_obj
+    from ftc.orchestrate.build import build
 
-    compiled = compile_recipe(args.recipe, tuple(args.overrides))  # the checks and lowering of `ftc check`
-    analysis = CompileReport(compiled)
-    recipe = compiled.recipe
-    est, setup, rm, decisions = compute(recipe, compiled.plan) if recipe is not None else (None,) * 4
+    analysis = build(args.recipe, tuple(args.overrides), files=False)  # the checks and lowering of `ftc check`
+    recipe = analysis.recipe
+    report = memory_report(recipe, analysis.plan) if recipe is not None else None
+    est, setup, rm, decisions = (report.estimate, report.setup, report.recipe_memory, report.decisions) \
+        if report is not None else (None,) * 4
     print_diagnostics(analysis)  # text on stderr: with --json, stdout stays one JSON document
     if args.json:  # a document even without an estimate, so that a pipeline reading it always can
         obj = to_json(est, setup, rm.budget_bytes, rm.cpu_memory, rm.assumptions) if est is not None else \

@@ -97,10 +97,10 @@ def build_answers(args, target: Path) -> Answers:
 
 def report(target: Path) -> int:
     """Check what was written, as `ftc check` does, and say what to do next."""
-    from ftc.commands.common import CompileReport, print_diagnostics, summary
-    from ftc.compiler.pipeline import compile_recipe
+    from ftc.commands.common import print_diagnostics, summary
+    from ftc.orchestrate.build import build
 
-    analysis = CompileReport(compile_recipe(target))
+    analysis = build(target, files=False)
     print_diagnostics(analysis)
     extra = summary(analysis)
     status = "checks cleanly" if analysis.ok else "does not check yet"

@@ -1,6 +1,6 @@
 """`ftc run RECIPE [--set ...] [--resume auto|PATH]` compiles, then executes;
 `ftc run --plan DIR` executes an already compiled folder (what was reviewed is what runs).
-A recipe with a `sweep` block runs an optuna study (ftc.runtime.sweep) unless `--no-sweep` is given.
+A recipe with a `sweep` block runs an optuna study (ftc.orchestrate.sweep) unless `--no-sweep` is given.
 
 Exit codes: 0 done; 1 recipe or run error (a message, never a traceback); 2 usage;
 75 preempted by SIGTERM/SIGINT after saving a full checkpoint; 130 aborted by a second signal.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from ftc.commands.common import CompileReport, add_set_argument, print_diagnostics
+from ftc.commands.common import add_set_argument, print_diagnostics
 
 
 def add_arguments(parser) -> None:
@@ -42,17 +42,16 @@ def _positive(text: str) -> int:
 
 def run_plan_folder(folder, args) -> int:
     """In this process, or — for more than one rank or another launcher — through ftc.runtime.launch."""
-    import json
-    from pathlib import Path
-
+    from ftc.plan import PlanError, load_plan
     from ftc.runtime.launch import needs_launcher, run_launched
     from ftc.runtime.train.cli import run_plan_folder as run_here
 
     try:
-        raw = json.loads((Path(folder) / "plan.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raw = None  # the runtime reports a missing or broken plan
-    if isinstance(raw, dict) and needs_launcher(raw):
+        plan = load_plan(folder)
+    except PlanError as exc:
+        print(f"ftc: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if needs_launcher(plan):
         return run_launched(folder, args)
     return run_here(folder, args)
 
@@ -70,41 +69,34 @@ def run(args) -> int:
                   file=sys.stderr)
             return 2
         return run_plan_folder(args.plan, args)
-    folder = compile_to_folder(args.recipe, tuple(args.overrides), args.output)
-    if folder is None:
+    built = compile_to_folder(args.recipe, tuple(args.overrides), args.output)
+    if built is None:
         return 1
-    sweeps = not getattr(args, "no_sweep", False) and _has_sweep(folder)
+    folder = built.out_dir
+    sweeps = not getattr(args, "no_sweep", False) and built.plan["sweep"] is not None
     if getattr(args, "trials", None) is not None and not sweeps:
         print("ftc run: --trials applies to a recipe with a `sweep` block (and without --no-sweep)", file=sys.stderr)
         return 2
     if sweeps:
-        from ftc.runtime.sweep.cli import run_sweep_command
+        from ftc.orchestrate.sweep_command import run_sweep_command
 
         return run_sweep_command(args.recipe, tuple(args.overrides), folder, args)
     return run_plan_folder(folder, args)
 
 
-def _has_sweep(folder) -> bool:
-    import json
-    from pathlib import Path
-
-    try:
-        return bool(json.loads((Path(folder) / "plan.json").read_text(encoding="utf-8")).get("sweep"))
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def compile_to_folder(recipe: str, overrides: tuple[str, ...], output: str | None):
-    """Compile exactly as `ftc compile` does, writing the folder that is then run."""
-    from ftc.commands.compile import write_folder
-    from ftc.compiler.emit import emit
-    from ftc.compiler.pipeline import compile_recipe
+    """Compile exactly as `ftc compile` does, writing the folder that is then run; the Build, None on errors."""
+    from ftc.orchestrate.build import build, write_folder
 
-    compiled = compile_recipe(recipe, overrides, out_dir=output)
-    print_diagnostics(CompileReport(compiled), "text")
-    if compiled.plan is None:
+    built = build(recipe, overrides, out_dir=output)
+    print_diagnostics(built, "text")
+    if not built.ok:
         print(f"{recipe}: not compiled", file=sys.stderr)
         return None
-    write_folder(compiled.out_dir, emit(compiled.plan))
-    print(f"ftc: compiled {recipe} -> {compiled.out_dir.as_posix().rstrip('/')}/", file=sys.stderr)
-    return compiled.out_dir
+    try:
+        write_folder(built.out_dir, built.files)
+    except OSError as exc:
+        print(f"ftc run: cannot write {built.out_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    print(f"ftc: compiled {recipe} -> {built.out_dir.as_posix().rstrip('/')}/", file=sys.stderr)
+    return built

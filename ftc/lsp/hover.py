@@ -45,9 +45,9 @@ def _auto_decisions(compiled) -> dict[str, tuple[object, str]]:
     if compiled.plan is not None:
         return {a["field"]: (a["value"], a["reason"]) for a in compiled.plan.get("auto") or ()}
     try:
-        from ftc.commands.estimate import compute
+        from ftc.compiler.memory.breakdown import memory_report
 
-        _, _, _, decisions = compute(compiled.recipe)
+        decisions = memory_report(compiled.recipe).decisions
     except Exception:  # a recipe too broken to estimate: no auto to show
         return {}
     return {d.field: (d.value, d.reason) for d in decisions or ()}
@@ -82,12 +82,13 @@ def memory_markdown(compiled) -> str:
     """The per-GPU estimate as `ftc estimate` computes it: peak, budget, the largest components."""
     if compiled is None or compiled.recipe is None:
         return ""
-    from ftc.commands.estimate import compute
+    from ftc.compiler.memory.breakdown import memory_report
     from ftc.compiler.memory.report import breakdown_rows
     from ftc.compiler.memory.units import gib
 
     try:
-        est, setup, rm, _ = compute(compiled.recipe, compiled.plan)
+        report = memory_report(compiled.recipe, compiled.plan)
+        est, setup, rm = report.estimate, report.setup, report.recipe_memory
     except Exception:  # an architecture or setup the estimator cannot take: say so, do not fail the hover
         est = None
     if est is None:

@@ -75,9 +75,9 @@ server = FtcServer()
 def warm_up() -> None:
     """Import the compile path now (lowering, the memory model) and build the parser, so that the first
     open is answered about as fast as the next ones."""
-    import ftc.commands.estimate  # noqa: F401
     import ftc.compiler.fmt  # noqa: F401
     import ftc.compiler.lower  # noqa: F401
+    import ftc.compiler.memory.breakdown  # noqa: F401
     import ftc.compiler.memory.estimate  # noqa: F401
     import ftc.compiler.memory.report  # noqa: F401
     import ftc.compiler.pipeline  # noqa: F401

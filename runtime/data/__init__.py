@@ -1,7 +1,7 @@
 """The data pipeline: recipe `data` block -> training-ready, cached data sets with a report.
 
     from ftc.runtime.data import prepare
-    prepared = prepare(plan["data"], tokenizer, base_dir=plan_dir, cache_dir=cache)
+    prepared = prepare(plan.raw["data"], tokenizer, base_dir=plan.folder, cache_dir=cache)
 """
 
 from .errors import DataError

@@ -7,7 +7,10 @@ trainer lets it propagate so a bad data set stops a run before any GPU time is s
 from __future__ import annotations
 
 
-class DataError(Exception):
+from ftc.plan import UserError
+
+
+class DataError(UserError):
     """A problem with the data or the data settings, located where possible."""
 
     def __init__(self, message: str, *, file: str | None = None, row: int | None = None,

@@ -302,10 +302,9 @@ def prepare(spec: dict, tokenizer, *, base_dir: Path, cache_dir: Path, is_main_p
     return _load(entry, dspec, pad, hit=False)
 
 
-def default_cache_dir(plan: dict, plan_dir: Path) -> Path:
-    """plan.data.cache_dir, else `.cache/ftc/data` next to the runs folder (shared by all runs)."""
-    data = plan.get("data") or {}
-    if data.get("cache_dir"):
-        return (Path(plan_dir) / data["cache_dir"]).resolve()
-    runs = (plan.get("output") or {}).get("runs_dir") or "runs"
-    return (Path(plan_dir) / runs).resolve().parent / ".cache" / "ftc" / "data"
+def default_cache_dir(cache_dir: str | None, runs_dir: str, plan_dir: Path) -> Path:
+    """plan.data.cache_dir, else `.cache/ftc/data` next to plan.output.runs_dir (shared by all runs); both
+    relative to the plan's folder."""
+    if cache_dir:
+        return (Path(plan_dir) / cache_dir).resolve()
+    return (Path(plan_dir) / runs_dir).resolve().parent / ".cache" / "ftc" / "data"

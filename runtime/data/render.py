@@ -67,7 +67,7 @@ def _template_end_id(tokenizer, template: ChatTemplate) -> int:
         return tokenizer.eos_token_id
     ids = tokenizer(template.end, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
-        from ftc.compiler.chat_templates import NAMED
+        from ftc.plan.chat_templates import NAMED
 
         tokens = ", ".join(f'"{t}"' for t in NAMED[template.name].tokens)
         raise DataError(f"{template.label} closes assistant turns with `{template.end}`, which this tokenizer "

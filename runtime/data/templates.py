@@ -1,6 +1,6 @@
 """Chat templates: which one applies, rendering in jinja2's sandbox, and where the assistant turns are.
 
-A template is a named one (compiler/chat_templates.py), a Jinja file the recipe names, or the tokenizer's
+A template is a named one (plan/chat_templates.py), a Jinja file the recipe names, or the tokenizer's
 own. Templates are untrusted text, so they are compiled only by jinja2's ImmutableSandboxedEnvironment with
 the options transformers uses (trim_blocks, lstrip_blocks, loop controls, `{% generation %}`,
 `raise_exception`, `tojson`); nothing from a template or a row ever runs outside the sandbox.
@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftc.compiler.chat_templates import NAMED
+from ftc.plan.chat_templates import NAMED
 
 from .errors import DataError
 
@@ -87,7 +87,7 @@ def compile_template(source: str):
         return hit
     import jinja2
 
-    from ftc.compiler.chat_templates import sandbox_environment
+    from ftc.plan.chat_templates import sandbox_environment
 
     env = sandbox_environment()
     try:

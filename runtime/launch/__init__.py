@@ -13,11 +13,9 @@ import os
 __all__ = ["needs_launcher", "run_launched"]
 
 
-def needs_launcher(raw_plan: dict) -> bool:
+def needs_launcher(plan) -> bool:
     """More than one rank, or a launcher other than `python` (the plan's, or FTC_LAUNCHER)."""
-    launch = raw_plan.get("launch") or {}
-    world = int((raw_plan.get("distributed") or {}).get("world_size") or 1)
-    return world > 1 or (os.environ.get("FTC_LAUNCHER") or launch.get("launcher") or "python") != "python"
+    return plan.world_size > 1 or (os.environ.get("FTC_LAUNCHER") or plan.launch.launcher) != "python"
 
 
 def run_launched(folder, args, **kw) -> int:

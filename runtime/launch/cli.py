@@ -50,26 +50,25 @@ def choose_run_dir(plan, resume: str | None, run_id: str | None, nnodes: int) ->
 
 def run_launched(folder, args, *, env=None, interpreter_dir=Path(sys.executable).parent, kill_after_s: float = 10.0,
                  out=None) -> int:
-    from ftc.runtime.train.errors import RunError
-    from ftc.runtime.train.plan import load_plan
+    from ftc.plan import UserError, load_plan
 
     out = out or sys.stdout
     run_dir = None
     try:
         plan = load_plan(folder)
-        run_dir, entry = choose_run_dir(plan, args.resume, args.run_id, int(plan["launch"].get("nnodes") or 1))
+        run_dir, entry = choose_run_dir(plan, args.resume, args.run_id, plan.launch.nnodes)
         if args.merge is not None:
             entry += ("--merge",) if args.merge else ("--no-merge",)
         spec = build_spec(plan, run_dir, entry, env=env, interpreter_dir=interpreter_dir)
         preflight(spec)
-    except (LaunchError, RunError) as exc:
+    except UserError as exc:
         print(f"ftc: error: {exc}", file=sys.stderr)
-        if run_dir is not None and not args.resume and int(plan["launch"].get("nnodes") or 1) == 1:
+        if run_dir is not None and not args.resume and plan.launch.nnodes == 1:
             try:
                 run_dir.rmdir()  # the run folder this attempt created and never used (shared ones stay)
             except OSError:
                 pass
-        return 1
+        return exc.exit_code
     where = "on every node of the SLURM allocation (srun)" if spec.slurm else \
         f"node {spec.node_rank} of {spec.nnodes}, rendezvous {spec.master_addr}:{spec.master_port}"
     print(f"ftc: launching {spec.world_size} rank(s) with {spec.launcher} ({where}); run folder {run_dir}; "

@@ -4,5 +4,8 @@ as one message with exit code 1, never a traceback."""
 from __future__ import annotations
 
 
-class LaunchError(Exception):
+from ftc.plan import UserError
+
+
+class LaunchError(UserError):
     """Raised before any rank starts (missing binary, busy port, bad node rank)."""

@@ -102,12 +102,12 @@ def build_spec(plan, run_dir: Path, entry_args: tuple[str, ...] = (), *, env: Ma
     `python` of the installation running ftc are the ones used; None leaves PATH as it is.
     """
     env = dict(os.environ if env is None else env)
-    launch = plan["launch"]
+    launch = plan.launch
     folder = plan.folder
-    launcher = env.get("FTC_LAUNCHER") or launch.get("launcher") or "python"
+    launcher = env.get("FTC_LAUNCHER") or launch.launcher
     if launcher not in LAUNCHERS:
         raise LaunchError(f"FTC_LAUNCHER={launcher!r}: choose one of {', '.join(LAUNCHERS)}")
-    nnodes, nproc = int(launch.get("nnodes") or 1), int(launch.get("nproc_per_node") or 1)
+    nnodes, nproc = launch.nnodes, launch.nproc_per_node
     world = plan.world_size
     if nnodes * nproc != world:
         raise LaunchError(f"plan.launch gives {nnodes} node(s) x {nproc} process(es) but the plan counts "
@@ -119,15 +119,15 @@ def build_spec(plan, run_dir: Path, entry_args: tuple[str, ...] = (), *, env: Ma
     if not script.is_file():
         raise LaunchError(f"{script} is missing; recompile with `ftc compile` (ftc runs the generated launch.sh)")
     slurm = in_slurm_allocation(env) and launcher != "python"
-    master_addr = env.get("MASTER_ADDR") or str(launch.get("master_addr") or "127.0.0.1")
-    master_port = _int(env, "MASTER_PORT", int(launch.get("master_port") or 29500))
+    master_addr = env.get("MASTER_ADDR") or launch.master_addr
+    master_port = _int(env, "MASTER_PORT", launch.master_port)
     node_rank = 0 if slurm else _int(env, "NODE_RANK", _int(env, "SLURM_NODEID", 0))
     if not 0 <= node_rank < nnodes:
         raise LaunchError(f"NODE_RANK={node_rank}, but the plan has {nnodes} node(s) (0..{nnodes - 1})")
     if interpreter_dir is not None:
         env["PATH"] = os.pathsep.join([str(interpreter_dir), env.get("PATH", "")])
         env.setdefault("PYTHON", sys.executable)
-    for key, value in (launch.get("env") or {}).items():
+    for key, value in launch.env.items():
         env.setdefault(key, str(value))
     log_dir = run_dir / "logs"
     env.update({"FTC_LAUNCHER": launcher, "MASTER_ADDR": master_addr, "MASTER_PORT": str(master_port),

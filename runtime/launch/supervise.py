@@ -20,10 +20,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftc.plan import EXIT_ABORTED, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR
+
 from .spec import LaunchSpec
 
-EXIT_PREEMPTED = 75
-CLEAN_CODES = (0, EXIT_PREEMPTED)
+CLEAN_CODES = (EXIT_OK, EXIT_PREEMPTED)
 HOST = os.uname()[1]
 
 
@@ -162,36 +163,73 @@ def supervise(spec: LaunchSpec, *, out=None, poll_s: float = 0.25, kill_after_s:
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     if on_started is not None:
         on_started(proc)
-    signals: list[int] = []
+    watch = _Watch(proc, ranks, poll_s, kill_after_s)
     previous = {}
+    if _in_main_thread():
+        for s in (signal.SIGTERM, signal.SIGINT):
+            previous[s] = signal.signal(s, watch.forward)
+    try:
+        code, failed = watch.until_done(stream)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    stream.pump()
+    return _outcome(spec, ranks, code, failed, len(watch.signals), launcher_log, time.monotonic() - started)
 
-    def forward(signum, frame):
-        signals.append(signum)
-        if len(signals) == 1:
+
+class _Watch:
+    """The launcher process and its ranks while they run: forwards the user's signals to every rank, and
+    stops them all when one fails or the launcher leaves them orphaned."""
+
+    def __init__(self, proc, ranks: "_Ranks", poll_s: float, kill_after_s: float):
+        self.proc, self.ranks, self.poll_s, self.kill_after_s = proc, ranks, poll_s, kill_after_s
+        self.signals: list[int] = []
+
+    def forward(self, signum, frame) -> None:
+        self.signals.append(signum)
+        if len(self.signals) == 1:
             print(f"\nftc: {signal.Signals(signum).name}: asking every rank to save at the next step "
                   "(send it again to stop at once)", file=sys.stderr, flush=True)
-            for pid in ranks.pids().values():
+            for pid in self.ranks.pids().values():
                 _signal_group(pid, signal.SIGTERM)
         else:
-            _kill_all(signal.SIGKILL)
+            self.kill_all(signal.SIGKILL)
 
-    def _kill_all(sig: int) -> None:
-        for pid in ranks.pids().values():
+    def kill_all(self, sig: int) -> None:
+        for pid in self.ranks.pids().values():
             _signal_group(pid, sig)
-        _signal_group(proc.pid, sig)
+        _signal_group(self.proc.pid, sig)
 
-    def stop_everything() -> None:
-        _kill_all(signal.SIGTERM)
-        deadline = time.monotonic() + kill_after_s
+    def until_done(self, stream) -> tuple[int | None, "RankExit | None"]:
+        """(launcher exit code, the first rank that failed or None), once everything has ended."""
+        while True:
+            try:
+                code = self.proc.wait(timeout=self.poll_s)
+            except subprocess.TimeoutExpired:
+                code = None
+            stream.pump()
+            failed = self.ranks.first_failure()
+            if failed is not None:
+                self.stop_everything()
+                return self.proc.returncode, failed
+            if code is not None:
+                if any(_alive(p) for p in self.ranks.pids().values()):  # launcher gone, ranks orphaned
+                    self.stop_everything()
+                return code, self.ranks.first_failure()
+
+    def stop_everything(self) -> None:
+        proc, ranks = self.proc, self.ranks
+        self.kill_all(signal.SIGTERM)
+        deadline = time.monotonic() + self.kill_after_s
         while time.monotonic() < deadline:
             if proc.poll() is not None and not any(_alive(p) for p in ranks.pids().values()):
                 break
             try:
-                proc.wait(timeout=poll_s)
+                proc.wait(timeout=self.poll_s)
             except subprocess.TimeoutExpired:
                 pass
         else:
-            _kill_all(signal.SIGKILL)
+            self.kill_all(signal.SIGKILL)
         proc.wait()
         # a rank that had not registered its pid yet is still in the launcher's process group
         # (the group id outlives the reaped launcher while members remain; no plain kill of a reused pid)
@@ -202,47 +240,25 @@ def supervise(spec: LaunchSpec, *, out=None, poll_s: float = 0.25, kill_after_s:
         # SIGKILL is delivered asynchronously: return only once every rank is really gone (bounded)
         gone_by = time.monotonic() + 5.0
         while any(_alive(p) for p in ranks.pids().values()) and time.monotonic() < gone_by:
-            time.sleep(poll_s)
+            time.sleep(self.poll_s)
 
-    in_main = _in_main_thread()
-    if in_main:
-        for s in (signal.SIGTERM, signal.SIGINT):
-            previous[s] = signal.signal(s, forward)
-    failed: RankExit | None = None
-    try:
-        while True:
-            try:
-                code = proc.wait(timeout=poll_s)
-            except subprocess.TimeoutExpired:
-                code = None
-            stream.pump()
-            failed = ranks.first_failure()
-            if failed is not None:
-                stop_everything()
-                code = proc.returncode
-                break
-            if code is not None:
-                if any(_alive(p) for p in ranks.pids().values()):  # launcher gone, ranks orphaned
-                    stop_everything()
-                failed = ranks.first_failure()
-                break
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    stream.pump()
-    seconds = time.monotonic() - started
+
+def _outcome(spec: LaunchSpec, ranks: "_Ranks", code: int | None, failed: "RankExit | None", signals: int,
+             launcher_log: Path, seconds: float) -> LaunchResult:
+    """What happened, from the launcher's exit code and the ranks' exit records."""
     exits = ranks.exits()
     if failed is not None:
         how = f"exit code {failed.exit_code}" if failed.exit_code is not None else \
             "no exit code (killed by a signal or the OOM killer?)"
         message = (f"rank {failed.rank} failed ({how}); all ranks were stopped. Its log: {failed.log}\n"
                    + _indent(tail(failed.log)))
-        return LaunchResult(1, "failed", code, failed, message, spec.run_dir, seconds)
-    if signals and len(signals) > 1:
-        return LaunchResult(130, "interrupted", code, None, "stopped by a second signal", spec.run_dir, seconds)
+        return LaunchResult(EXIT_USER_ERROR, "failed", code, failed, message, spec.run_dir, seconds)
+    if signals > 1:
+        return LaunchResult(EXIT_ABORTED, "interrupted", code, None, "stopped by a second signal", spec.run_dir,
+                            seconds)
     missing = [r for r in spec.local_ranks if r not in exits]
     if code == 0 and not missing and all(e.exit_code == 0 for e in exits.values()):
-        return LaunchResult(0, "completed", code, None, "", spec.run_dir, seconds)
+        return LaunchResult(EXIT_OK, "completed", code, None, "", spec.run_dir, seconds)
     if exits and not missing and all(e.exit_code == EXIT_PREEMPTED for e in exits.values()):
         return LaunchResult(EXIT_PREEMPTED, "preempted", code, None, "every rank saved a checkpoint and stopped",
                             spec.run_dir, seconds)
@@ -252,7 +268,7 @@ def supervise(spec: LaunchSpec, *, out=None, poll_s: float = 0.25, kill_after_s:
     else:
         message = (f"the {spec.launcher} launcher exited with code {code}; ranks without an exit record: "
                    f"{missing or 'none'}. Its log: {launcher_log}\n" + _indent(tail(launcher_log)))
-    return LaunchResult(1, "failed", code, None, message, spec.run_dir, seconds)
+    return LaunchResult(EXIT_USER_ERROR, "failed", code, None, message, spec.run_dir, seconds)
 
 
 def _indent(text: str) -> str:

@@ -1,9 +1,8 @@
-"""Hyper-parameter sweeps: an optuna study over the recipe's `sweep` block, each trial a compiled and
-executed run (`ftc run RECIPE` on a recipe with a sweep; `--no-sweep` trains once)."""
+"""What a sweep needs inside training and from optuna: the search space and its draws (space.py), the study,
+sampler and pruner (study.py), and the Trainer callback that reports to optuna and prunes (callback.py).
+The trial loop that compiles and runs each trial is above the runtime, in ftc.orchestrate.sweep."""
 
 from .errors import SweepError
-from .runner import SweepOptions, SweepResult, TrialRecord, run_sweep
-from .space import Dimension, override, sample, space_from_params, space_from_plan, spell, suggest
+from .space import Dimension, space_from_params, space_from_plan, suggest
 
-__all__ = ["Dimension", "SweepError", "SweepOptions", "SweepResult", "TrialRecord", "override", "run_sweep",
-           "sample", "space_from_params", "space_from_plan", "spell", "suggest"]
+__all__ = ["Dimension", "SweepError", "space_from_params", "space_from_plan", "suggest"]

@@ -1,16 +1,13 @@
-"""The search space of a plan's `sweep` key, sampled with optuna and written back as `--set` text.
+"""The search space of a plan's `sweep.space`, and the optuna call that draws each dimension.
 
-A trial's values go back through the compiler as overrides in the language's own spelling
-(`train.warmup=37 steps`, `train.warmup=5%`, `train.lr=3.1e-05`), so every trial is validated,
-lowered and memory-checked exactly like a recipe written by hand.
+Pure optuna: turning a drawn value back into `--set` text for the next compile is the trial loop's job
+(ftc.orchestrate.sweep), which sits above the compiler.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from ftc.compiler.spelling import spell
+from typing import Any, Mapping
 
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 
@@ -25,10 +22,10 @@ class Dimension:
     unit: str | None = None  # canonical unit of the values, None for plain numbers
 
 
-def space_from_plan(sweep: dict) -> tuple[Dimension, ...]:
-    """The plan's `sweep.space` as dimensions, in the recipe's order."""
-    return tuple(Dimension(target, spec["distribution"], tuple(spec["args"]), spec.get("unit"))
-                 for target, spec in (sweep.get("space") or {}).items())
+def space_from_plan(space: Mapping[str, Mapping[str, Any]]) -> tuple[Dimension, ...]:
+    """The plan's `sweep.space` (field -> distribution, args, unit) as dimensions, in the recipe's order."""
+    return tuple(Dimension(target, spec["distribution"], tuple(spec["args"]), spec["unit"])
+                 for target, spec in space.items())
 
 
 def space_from_params(params) -> tuple[Dimension, ...]:
@@ -52,14 +49,3 @@ def suggest(trial, dim: Dimension) -> Any:
     if dim.distribution == "choice":
         return trial.suggest_categorical(dim.target, list(dim.args))
     raise ValueError(f"unknown distribution `{dim.distribution}` for {dim.target}")
-
-
-def sample(trial, space: tuple[Dimension, ...]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """Every dimension drawn once: (params by target, the matching `--set` overrides)."""
-    params = {dim.target: suggest(trial, dim) for dim in space}
-    return params, tuple(override(dim, params[dim.target]) for dim in space)
-
-
-def override(dim: Dimension, value: Any) -> str:
-    """`--set` text for one drawn value: `train.lr=3.1e-05`, `train.warmup=37 steps`, `train.warmup=5%`."""
-    return f"{dim.target}={spell(value, dim.unit)}"

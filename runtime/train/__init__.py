@@ -1,7 +1,7 @@
 """Single-process training from a compiled plan: `execute(load_plan(folder), RunOptions(...))`."""
 
 from .errors import EXIT_ABORTED, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR, RunError
-from .plan import Plan, load_plan
+from ftc.plan import Plan, load_plan
 
 __all__ = ["EXIT_ABORTED", "EXIT_OK", "EXIT_PREEMPTED", "EXIT_USER_ERROR", "Plan", "RunError", "load_plan",
            "execute", "RunOptions", "RunResult"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import EXIT_USER_ERROR, RunError
+from ftc.plan import EXIT_ABORTED, UserError
 
 
 def add_run_options(parser) -> None:
@@ -37,7 +37,7 @@ def quiet_libraries() -> None:
 
 def run_plan_folder(folder, args) -> int:
     """Load the plan in `folder` and execute it; user errors become one message and exit 1."""
-    from .plan import load_plan
+    from ftc.plan import load_plan
 
     # OpenMP threads that busy-wait between operations starve a shared or small CPU: with other jobs
     # running on 2 cores, the tiny demo took 314 s instead of about 25 s. Set before torch loads.
@@ -48,14 +48,16 @@ def run_plan_folder(folder, args) -> int:
 
         problem = check_world(plan.world_size)  # a rank must be one of exactly the ranks the plan counts
         if problem is not None:
+            from .errors import RunError
+
             raise RunError(problem)
         quiet_libraries()
         from .run import RunOptions, execute
 
         result = execute(plan, RunOptions(resume=args.resume, run_id=args.run_id, merge=args.merge))
-    except RunError as exc:
+    except UserError as exc:  # the plan, the model, the data: one message, the error's exit code
         print(f"ftc: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return exc.exit_code
     return result.exit_code
 
 
@@ -74,6 +76,6 @@ def main(argv=None) -> int:
             code[0] = run_plan_folder(args.plan, args)
         except KeyboardInterrupt:
             print("ftc: interrupted", file=sys.stderr)
-            code[0] = 130
+            code[0] = EXIT_ABORTED
         finish(code[0])
         return code[0]

@@ -1,13 +1,11 @@
-"""Errors a user can cause at run time (missing model folder, bad plan): reported as one clear
-message with exit code 1, never as a traceback. Exit codes of `ftc run` live here too."""
+"""Errors a user can cause at run time (missing model folder, a data set that cannot be read): reported as one
+clear message with exit code 1, never as a traceback. The exit codes of a run are the plan contract's
+(ftc.plan), re-exported here for the runtime's modules."""
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_USER_ERROR = 1
-EXIT_PREEMPTED = 75  # EX_TEMPFAIL: a full checkpoint was saved; `--resume auto` continues
-EXIT_ABORTED = 130  # a second signal: stopped at once, the last complete checkpoint is intact
+from ftc.plan import EXIT_ABORTED, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR, UserError  # noqa: F401
 
 
-class RunError(Exception):
-    """A problem with the plan, the model or the files that the user can fix."""
+class RunError(UserError):
+    """A problem with the model or the files that the user can fix."""

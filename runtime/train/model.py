@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftc.compiler.models.params import is_all_linear
+from ftc.plan import ALL_LINEAR, Plan
 
 from .errors import RunError
-from .plan import Plan
 from .tokens import apply_to_model, apply_to_tokenizer
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -27,9 +26,9 @@ class LoadedModel:
 
 def model_source(plan: Plan) -> str:
     """The folder (resolved against the plan) or hub id the weights come from."""
-    spec = plan["model"]
-    name = spec["name_or_path"]
-    if spec.get("local", False) or name.startswith((".", "/")):
+    spec = plan.model
+    name = spec.name_or_path
+    if spec.local or name.startswith((".", "/")):
         path = plan.path(name)
         if not path.is_dir():
             raise RunError(f"model folder {path} does not exist (plan model.name_or_path = {name!r})")
@@ -48,13 +47,13 @@ def _torch_dtype(name: str):
 def load_tokenizer(plan: Plan, source: str):
     from transformers import AutoTokenizer
 
-    spec = plan["model"]
-    tok_source = spec.get("tokenizer") or source
-    if spec.get("tokenizer") and (plan.path(tok_source).exists()):
+    spec = plan.model
+    tok_source = spec.tokenizer or source
+    if spec.tokenizer and (plan.path(tok_source).exists()):
         tok_source = str(plan.path(tok_source))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(tok_source, revision=spec.get("revision") or None,
-                                                  trust_remote_code=bool(spec.get("trust_remote_code")))
+        tokenizer = AutoTokenizer.from_pretrained(tok_source, revision=spec.revision,
+                                                  trust_remote_code=spec.trust_remote_code)
     except (OSError, ValueError) as exc:
         raise RunError(f"cannot load the tokenizer from {tok_source}: {exc}") from None
     if tokenizer.pad_token is None:  # batching needs a pad token; eos is the usual stand-in
@@ -62,28 +61,28 @@ def load_tokenizer(plan: Plan, source: str):
     return tokenizer
 
 
-def lora_config(lora: dict, model=None, new_ids: tuple[int, ...] = ()):
+def lora_config(lora, model=None, new_ids: tuple[int, ...] = ()):
     """peft's LoraConfig for the plan's adapters. A target that names no module of the model but a
     parameter (a Mixtral or Qwen3-MoE layer's fused experts, `gate_up_proj` and `down_proj`) goes to
     `target_parameters`, which is how peft adapts those; `target_modules` would not find them."""
     from peft import LoraConfig
 
-    targets = lora["targets"]
-    modules, parameters = ("all-linear", []) if is_all_linear(targets) else (list(targets), [])
+    targets = lora.targets
+    modules, parameters = ("all-linear", []) if targets == ALL_LINEAR else (list(targets), [])
     if model is not None and isinstance(modules, list):
         leaf_modules = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
         leaf_params = {name.rsplit(".", 1)[-1] for name, _ in model.named_parameters()}
         parameters = [t for t in modules if t not in leaf_modules and t in leaf_params]
         modules = [t for t in modules if t not in parameters]
-    kwargs = {"modules_to_save": list(lora.get("modules_to_save") or []) or None}
+    kwargs = {"modules_to_save": list(lora.modules_to_save) or None}
     if new_ids and model is not None:  # the added tokens' rows of the embedding and output layers
         from .tokens import lora_token_settings
 
         kwargs.update(lora_token_settings(lora, model, new_ids))
     return LoraConfig(
-        r=int(lora["rank"]), lora_alpha=float(lora["alpha"]), lora_dropout=float(lora["dropout"]),
+        r=lora.rank, lora_alpha=float(lora.alpha), lora_dropout=float(lora.dropout),
         target_modules=modules, target_parameters=parameters or None,
-        bias=lora.get("bias") or "none", task_type="CAUSAL_LM", **kwargs,
+        bias=lora.bias, task_type="CAUSAL_LM", **kwargs,
     )
 
 
@@ -111,38 +110,37 @@ def load_model(plan: Plan) -> LoadedModel:
 
     from ftc.runtime.data import DataError
 
-    set_seed(int(plan["train"]["seed"]))
+    set_seed(plan.train.seed)
     source = model_source(plan)
-    spec, method = plan["model"], plan["method"]
-    kind = method["kind"]
+    spec, method = plan.model, plan.method
+    kind = method.kind
     kwargs: dict[str, Any] = {
-        "dtype": _torch_dtype(spec.get("dtype") or "fp32"),
-        "attn_implementation": spec.get("attention") or "sdpa",
-        "trust_remote_code": bool(spec.get("trust_remote_code")),
-        "revision": spec.get("revision") or None,
+        "dtype": _torch_dtype(spec.dtype),
+        "attn_implementation": spec.attention,
+        "trust_remote_code": spec.trust_remote_code,
+        "revision": spec.revision,
     }
     if kind == "qlora":
         from transformers import BitsAndBytesConfig
 
-        q = method["quantization"]
-        compute = _torch_dtype(q.get("compute_dtype") or spec.get("dtype") or "fp32")
+        q = method.quantization
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=q.get("quant", "nf4"),
-            bnb_4bit_use_double_quant=bool(q.get("double_quant", True)), bnb_4bit_compute_dtype=compute,
+            load_in_4bit=True, bnb_4bit_quant_type=q.quant, bnb_4bit_use_double_quant=q.double_quant,
+            bnb_4bit_compute_dtype=_torch_dtype(q.compute_dtype),
             bnb_4bit_quant_storage=torch.uint8,
         )
         kwargs["device_map"] = "cpu" if plan.on_cpu else {"": qlora_device()}
     tokenizer = load_tokenizer(plan, source)
     try:
-        new_ids = apply_to_tokenizer(tokenizer, plan["model"], plan["data"], plan.folder)
+        new_ids = apply_to_tokenizer(tokenizer, plan.model, plan.data, plan.folder)
     except DataError as exc:
         raise RunError(f"data: {exc}") from None
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError, ImportError) as exc:
         raise RunError(f"cannot load the model from {source}: {exc}") from None
-    apply_to_model(model, tokenizer, new_ids, plan["data"])
-    gradient_checkpointing = bool(plan["train"].get("gradient_checkpointing"))
+    apply_to_model(model, tokenizer, new_ids, plan.data)
+    gradient_checkpointing = plan.train.gradient_checkpointing
     if kind == "qlora" and plan.on_cpu:
         _keep_4bit_trainable_on_cpu(model)
     if kind == "qlora":
@@ -155,7 +153,7 @@ def load_model(plan: Plan) -> LoadedModel:
         from peft import get_peft_model
 
         try:
-            model = get_peft_model(model, lora_config(method["lora"], model, new_ids))
+            model = get_peft_model(model, lora_config(method.lora, model, new_ids))
         except ValueError as exc:  # e.g. a target module that the architecture does not have
             raise RunError(f"cannot attach LoRA adapters: {exc}") from None
     model.config.use_cache = False

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .errors import RunError
-from .plan import Plan
+from ftc.plan import Plan
 
 # Files of a compiled folder worth keeping next to the run: what was reviewed is what ran.
 COMPILED_FILES = ("plan.json", "ftc.lock", "recipe.ftspec", "resolved.ftspec", "ds_config.json", "accelerate.yaml")
@@ -147,9 +147,9 @@ def merge_lora(plan: Plan, adapter_dir: Path, base_source: str, run_dir: Path) -
 
     from .model import DTYPES
 
-    dtype = getattr(torch, DTYPES[plan["model"].get("dtype") or "fp32"])
+    dtype = getattr(torch, DTYPES[plan.model.dtype])
     base = AutoModelForCausalLM.from_pretrained(base_source, dtype=dtype,
-                                                trust_remote_code=bool(plan["model"].get("trust_remote_code")))
+                                                trust_remote_code=plan.model.trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
     if len(tokenizer) > base.get_input_embeddings().weight.shape[0]:  # the run added tokens: the adapter
         base.resize_token_embeddings(len(tokenizer))  # holds the resized embedding and head

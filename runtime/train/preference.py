@@ -16,7 +16,7 @@ from transformers import Trainer
 
 from .checkpoints import CheckpointManager
 from .errors import RunError
-from .plan import Plan
+from ftc.plan import Plan
 from .trainer import FtcTrainer, training_kwargs
 
 
@@ -78,25 +78,24 @@ def _trainer_classes():
 
 def _config(plan: Plan, kwargs: dict[str, Any]):
     """The objective's TRL config: TrainingArguments' keywords plus the objective's own."""
-    objective = plan["objective"]
-    kind, beta = objective["kind"], float(objective["beta"])
-    data = plan["data"]
-    lengths = {"max_length": data.get("max_length")}
+    objective = plan.objective
+    kind, beta = objective.kind, float(objective.beta)
+    lengths = {"max_length": plan.data.max_length}
     if kind == "dpo":
         from trl import DPOConfig
 
-        return DPOConfig(**kwargs, **lengths, beta=beta, loss_type=[objective.get("loss") or "sigmoid"],
-                         label_smoothing=float(objective.get("label_smoothing") or 0.0),
-                         precompute_ref_log_probs=objective.get("reference") == "precomputed",
+        return DPOConfig(**kwargs, **lengths, beta=beta, loss_type=[objective.loss or "sigmoid"],
+                         label_smoothing=float(objective.label_smoothing or 0.0),
+                         precompute_ref_log_probs=objective.reference == "precomputed",
                          truncation_mode="keep_start")
     if kind == "kto":
         from trl import KTOConfig
 
         return KTOConfig(**kwargs, **lengths, beta=beta,
-                         desirable_weight=float(objective.get("desirable_weight", 1.0)),
-                         undesirable_weight=float(objective.get("undesirable_weight", 1.0)),
-                         precompute_ref_log_probs=objective.get("reference") == "precomputed")
-    old_style = dict(max_completion_length=data.get("max_length"))  # ftc's pipeline has cut every row already
+                         desirable_weight=float(objective.desirable_weight),
+                         undesirable_weight=float(objective.undesirable_weight),
+                         precompute_ref_log_probs=objective.reference == "precomputed")
+    old_style = dict(max_completion_length=plan.data.max_length)  # ftc's pipeline has cut every row already
     if kind == "orpo":
         from trl.experimental.orpo import ORPOConfig
 
@@ -104,14 +103,13 @@ def _config(plan: Plan, kwargs: dict[str, Any]):
     from trl.experimental.cpo import CPOConfig
 
     return CPOConfig(**kwargs, **lengths, **old_style, beta=beta, loss_type="simpo", cpo_alpha=0.0,
-                     simpo_gamma=float(objective.get("gamma", 0.5)))
+                     simpo_gamma=float(objective.gamma))
 
 
 def load_reference(plan: Plan, model):
     """A separate frozen reference (`model`), or None where TRL's own reference is right: LoRA's
     adapter-disabled base (`base`), precomputed log-probs, or the reference-free objectives (ORPO, SimPO)."""
-    objective = plan["objective"]
-    if objective.get("reference", "none") != "model":  # base, precomputed, none
+    if plan.objective.reference != "model":  # base, precomputed, none
         return None
     from transformers import AutoModelForCausalLM
 
@@ -120,9 +118,8 @@ def load_reference(plan: Plan, model):
     try:
         ref = AutoModelForCausalLM.from_pretrained(
             model_source(plan), dtype=getattr(model, "dtype", None),
-            attn_implementation=plan["model"].get("attention") or "sdpa",
-            trust_remote_code=bool(plan["model"].get("trust_remote_code")),
-            revision=plan["model"].get("revision") or None)
+            attn_implementation=plan.model.attention, trust_remote_code=plan.model.trust_remote_code,
+            revision=plan.model.revision)
     except (OSError, ValueError) as exc:
         raise RunError(f"cannot load the reference model: {exc}") from None
     ref.requires_grad_(False)
@@ -132,7 +129,7 @@ def load_reference(plan: Plan, model):
 
 def build_preference_trainer(plan: Plan, model, tokenizer, data, *, output_dir: Path, callbacks: list,
                              report_to: list[str], resuming: bool, checkpoints: CheckpointManager):
-    kind = plan["objective"]["kind"]
+    kind = plan.objective.kind
     # the reference loads before the config exists: a DeepSpeed config would make from_pretrained partition it
     # with the config's unresolved batch sizes; TRL prepares (and under ZeRO-3 partitions) it afterwards
     extra = {"ref_model": load_reference(plan, model)} if kind in ("dpo", "kto") else {}
@@ -145,7 +142,7 @@ def build_preference_trainer(plan: Plan, model, tokenizer, data, *, output_dir: 
     try:
         trainer = cls(model=model, args=config, train_dataset=data.train, eval_dataset=data.eval,
                       processing_class=tokenizer, callbacks=callbacks, checkpoints=checkpoints,
-                      keep_best=plan["checkpoint"].get("keep_best"), **extra)
+                      keep_best=plan.checkpoint.keep_best, **extra)
     except ValueError as exc:  # TRL's own setting checks
         raise RunError(f"{kind}: {exc}") from None
     _drop_reference_adapter(trainer.model)

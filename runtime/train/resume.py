@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .checkpoints import MANIFEST, newest_verified, verify
 from .errors import RunError
-from .plan import Plan
+from ftc.plan import Plan
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ftc.plan import Plan
+
 from .errors import EXIT_OK, EXIT_PREEMPTED, RunError
-from .plan import Plan
 from .resume import find_resume
 
 
@@ -36,10 +37,10 @@ class RunResult:
 def _prepare_data(plan: Plan, tokenizer, run_dir: Path):
     from ftc.runtime.data import DataError, prepare
 
-    spec = plan["data"]
     from ftc.runtime.data import default_cache_dir
 
-    cache = default_cache_dir(plan.raw, plan.folder)
+    spec = plan.raw["data"]  # the data pipeline reads the section as plain JSON (DataSpec)
+    cache = default_cache_dir(plan.data.cache_dir, plan.output.runs_dir, plan.folder)
     try:
         from ftc.runtime.launch.rank import current
 
@@ -68,20 +69,51 @@ def peak_rss_bytes() -> int:
 def execute(plan: Plan, options: RunOptions = RunOptions(), *,
             prepare_data: Callable[[Plan, Any, Path], Any] | None = None, out=None) -> RunResult:
     """Run the plan to completion or preemption. Raises RunError for problems the user can fix."""
-    from .callbacks import MetricsCallback, PreemptionCallback, ProgressCallback, truncate_metrics
-    from .checkpoints import list_complete
+    from ftc.runtime.launch.rank import current
+
     from .model import load_model
-    from .outputs import copy_compiled, loss_curve, merge_lora, new_run_dir, read_metrics, save_final, \
-        write_json_atomic
-    from .signals import Preemption
-    from .trainer import build_trainer, metric_key
+    from .trainer import build_trainer
 
     out = out or sys.stdout
     started = time.perf_counter()
     say = lambda msg: print(msg, file=out, flush=True)  # noqa: E731
-    from ftc.runtime.launch.rank import current, fault_callback, shared_run_dir
-
     rank = current()  # one process: rank 0 of 1
+    run_dir, point = _open_run_dir(plan, options, rank, say)
+    loaded = load_model(plan)
+    say(f"ftc: {plan.method.kind} on {loaded.source}: {loaded.trainable_params:,} trainable of "
+        f"{loaded.total_params:,} parameters")
+    data = (prepare_data or _prepare_data)(plan, loaded.tokenizer, run_dir)
+    if data.train is None or len(data.train) == 0:
+        raise RunError("the training set is empty after preparation")
+    hooks = _hooks(plan, run_dir, options, out)
+    trainer = build_trainer(plan, loaded.model, loaded.tokenizer, data, output_dir=run_dir / "checkpoints",
+                            callbacks=hooks.callbacks, report_to=hooks.report_to, resuming=point is not None)
+    train_seconds = _train(trainer, hooks, point)
+    state = trainer.state
+    # a signal during the very last step still leaves a finished training: finish the outputs too
+    status = "preempted" if hooks.preemption.requested and state.global_step < state.max_steps else "completed"
+    final_dir = _final_outputs(trainer, loaded, data, run_dir) if status == "completed" else None
+    if not rank.is_main:  # reports, merge and summary are rank 0's
+        return RunResult(run_dir, status, EXIT_PREEMPTED if status == "preempted" else EXIT_OK, {})
+    merged_dir = None
+    if status == "completed":
+        from .outputs import merge_lora
+
+        merge = plan.output.merge if options.merge is None else options.merge
+        if merge and plan.method.kind in ("lora", "qlora"):
+            merged_dir = merge_lora(plan, final_dir, loaded.source, run_dir)
+    timing = {"train_seconds": train_seconds, "wall_seconds": time.perf_counter() - started,
+              "tokens_per_second": hooks.progress.rates(state)[0]}
+    summary = _summary(plan, run_dir, trainer, loaded, status, point, timing, final_dir, merged_dir)
+    return _report(run_dir, status, summary, hooks.preemption, state, say)
+
+
+def _open_run_dir(plan: Plan, options: RunOptions, rank, say):
+    """The run folder (continued when resuming, else new) with the compiled folder copied in; the resume point."""
+    from ftc.runtime.launch.rank import shared_run_dir
+
+    from .callbacks import truncate_metrics
+    from .outputs import copy_compiled, new_run_dir
 
     point = find_resume(plan, options.resume)
     if point is not None:
@@ -98,19 +130,30 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
         say(f"ftc: run folder {run_dir}")
     if rank.is_main:
         copy_compiled(plan, run_dir)
+    return run_dir, point
 
-    loaded = load_model(plan)
-    say(f"ftc: {plan['method']['kind']} on {loaded.source}: {loaded.trainable_params:,} trainable of "
-        f"{loaded.total_params:,} parameters")
-    data = (prepare_data or _prepare_data)(plan, loaded.tokenizer, run_dir)
-    if data.train is None or len(data.train) == 0:
-        raise RunError("the training set is empty after preparation")
 
-    backends = list((plan["tracking"] or {}).get("backends") or [])
-    report_to = []
-    mlflow_env = {}
+@dataclass(frozen=True)
+class _Hooks:
+    """What watches the training: the Trainer callbacks, the trackers it reports to, and the signal handler."""
+
+    callbacks: list
+    report_to: list
+    mlflow_env: dict
+    progress: Any
+    preemption: Any
+
+
+def _hooks(plan: Plan, run_dir: Path, options: RunOptions, out) -> _Hooks:
+    from ftc.runtime.launch.rank import fault_callback
+
+    from .callbacks import MetricsCallback, PreemptionCallback, ProgressCallback
+    from .signals import Preemption
+
+    backends = plan.tracking.backends
+    report_to, mlflow_env = [], {}
     if "mlflow" in backends:  # read by transformers' MLflowCallback when training starts
-        mlflow_env = {"MLFLOW_TRACKING_URI": plan["tracking"].get("mlflow_uri") or f"sqlite:///{run_dir / 'mlflow.db'}",
+        mlflow_env = {"MLFLOW_TRACKING_URI": plan.tracking.mlflow_uri or f"sqlite:///{run_dir / 'mlflow.db'}",
                       "MLFLOW_EXPERIMENT_NAME": plan.recipe_name, "MLFLOW_RUN_NAME": run_dir.name}
         report_to.append("mlflow")
     preemption = Preemption()
@@ -121,14 +164,16 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
                  PreemptionCallback(preemption)]
     callbacks += [cb for cb in (fault_callback(),) if cb is not None]
     callbacks += list(options.callbacks)
-    trainer = build_trainer(plan, loaded.model, loaded.tokenizer, data, output_dir=run_dir / "checkpoints",
-                            callbacks=callbacks, report_to=report_to, resuming=point is not None)
+    return _Hooks(callbacks, report_to, mlflow_env, progress, preemption)
 
+
+def _train(trainer, hooks: _Hooks, point) -> float:
+    """trainer.train() under the signal handler, with the tracker's environment set only meanwhile; seconds."""
     train_started = time.perf_counter()
-    saved_env = {k: os.environ.get(k) for k in mlflow_env}
-    os.environ.update(mlflow_env)
+    saved_env = {k: os.environ.get(k) for k in hooks.mlflow_env}
+    os.environ.update(hooks.mlflow_env)
     try:
-        with preemption:
+        with hooks.preemption:
             trainer.train(resume_from_checkpoint=str(point.checkpoint) if point else None)
     finally:
         for k, v in saved_env.items():
@@ -136,48 +181,56 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    train_seconds = time.perf_counter() - train_started
+    return time.perf_counter() - train_started
+
+
+def _final_outputs(trainer, loaded, data, run_dir: Path) -> Path:
+    """A final evaluation unless the last step had one, then the final weights (every rank: ZeRO-3/FSDP
+    gather them)."""
+    from .outputs import save_final
+    from .trainer import metric_key
+
     state = trainer.state
-    tokens_per_second, _ = progress.rates(state)
+    key = metric_key("eval_loss")
+    evaluated = [m for m in state.log_history if key in m and m.get("step") == state.global_step]
+    if data.eval is not None and not evaluated:
+        trainer.evaluate()
+    return save_final(trainer, loaded.tokenizer, run_dir)
 
-    # a signal during the very last step still leaves a finished training: finish the outputs too
-    status = "preempted" if preemption.requested and state.global_step < state.max_steps else "completed"
-    final_dir = merged_dir = None
-    if status == "completed":
-        key = metric_key("eval_loss")
-        evaluated = [m for m in state.log_history if key in m and m.get("step") == state.global_step]
-        if data.eval is not None and not evaluated:
-            trainer.evaluate()
-        final_dir = save_final(trainer, loaded.tokenizer, run_dir)  # every rank: ZeRO-3/FSDP gather the weights
-    if not rank.is_main:  # reports, merge and summary are rank 0's
-        return RunResult(run_dir, status, EXIT_PREEMPTED if status == "preempted" else EXIT_OK, {})
-    if status == "completed":
-        merge = plan["output"].get("merge") if options.merge is None else options.merge
-        if merge and plan["method"]["kind"] in ("lora", "qlora"):
-            merged_dir = merge_lora(plan, final_dir, loaded.source, run_dir)
 
+def _peak_gpu_bytes() -> int | None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return int(torch.cuda.max_memory_allocated())
+    except Exception:  # pragma: no cover - a broken CUDA setup must not lose the summary
+        pass
+    return None
+
+
+def _summary(plan: Plan, run_dir: Path, trainer, loaded, status: str, point, timing: dict,
+             final_dir: Path | None, merged_dir: Path | None) -> dict:
+    """summary.json: the run's outcome, its losses, throughput and peaks (added to a resumed run's own)."""
+    from .checkpoints import list_complete
+    from .outputs import loss_curve, read_metrics
+
+    state = trainer.state
     metrics = read_metrics(run_dir / "metrics.jsonl")
     curve = loss_curve(metrics, run_dir / "loss_curve.png", f"{plan.recipe_name} / {run_dir.name}")
     evals = [(m["step"], m["eval_loss"]) for m in metrics if "eval_loss" in m]
     losses = [m["loss"] for m in metrics if "loss" in m]
     checkpoints = list_complete(run_dir / "checkpoints")
     best = trainer.ftc_checkpoints.best(checkpoints)
-    peak_gpu = None
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            peak_gpu = int(torch.cuda.max_memory_allocated())
-    except Exception:  # pragma: no cover - a broken CUDA setup must not lose the summary
-        pass
-    previous_summary = {}
+    previous = {}
     if (run_dir / "summary.json").is_file():
-        previous_summary = json.loads((run_dir / "summary.json").read_text())
-    summary = {
+        previous = json.loads((run_dir / "summary.json").read_text())
+    resumed = point is not None
+    return {
         "recipe": plan.recipe_name,
         "run_id": run_dir.name,
         "status": status,
-        "method": plan["method"]["kind"],
+        "method": plan.method.kind,
         "model": loaded.source,  # resolved: the folder or hub id the weights came from
         "global_step": state.global_step,
         "max_steps": state.max_steps,
@@ -189,29 +242,35 @@ def execute(plan: Plan, options: RunOptions = RunOptions(), *,
         "best_eval_loss": min(v for _, v in evals) if evals else None,
         "best_eval_step": min(evals, key=lambda e: e[1])[0] if evals else None,
         "tokens_seen": state.num_input_tokens_seen,
-        "tokens_per_second": round(tokens_per_second, 1),
-        "train_seconds": round(train_seconds + previous_summary.get("train_seconds", 0.0) * (point is not None), 3),
-        "wall_seconds": round(time.perf_counter() - started + previous_summary.get("wall_seconds", 0.0)
-                              * (point is not None), 3),
-        "peak_rss_bytes": max(peak_rss_bytes(), previous_summary.get("peak_rss_bytes") or 0),
-        "peak_gpu_bytes": peak_gpu,
+        "tokens_per_second": round(timing["tokens_per_second"], 1),
+        "train_seconds": round(timing["train_seconds"] + previous.get("train_seconds", 0.0) * resumed, 3),
+        "wall_seconds": round(timing["wall_seconds"] + previous.get("wall_seconds", 0.0) * resumed, 3),
+        "peak_rss_bytes": max(peak_rss_bytes(), previous.get("peak_rss_bytes") or 0),
+        "peak_gpu_bytes": _peak_gpu_bytes(),
         "trainable_params": loaded.trainable_params,
         "total_params": loaded.total_params,
         "checkpoints": [{"name": c.path.name, "step": c.step, "metric": c.metric_name, "value": c.metric}
                         for c in checkpoints],
         "best_checkpoint": best.path.name if best else None,
-        "resumed_from": ([*previous_summary.get("resumed_from", []), point.checkpoint.name] if point else []),
+        "resumed_from": ([*previous.get("resumed_from", []), point.checkpoint.name] if point else []),
         "final_dir": final_dir.name if final_dir else None,
         "merged_dir": merged_dir.name if merged_dir else None,
         "loss_curve": curve.name if curve else None,
+        **_reward_summary(metrics),
     }
-    summary.update(_reward_summary(metrics))
+
+
+def _report(run_dir: Path, status: str, summary: dict, preemption, state, say) -> RunResult:
+    """summary.json written, the closing line said, the result returned."""
+    from .outputs import write_json_atomic
+
     write_json_atomic(run_dir / "summary.json", summary)
     if status == "preempted":
         say(f"ftc: stopped by {preemption.requested} at step {state.global_step}; full checkpoint saved. "
             f"Continue with: ftc run ... --resume auto  (or --resume {run_dir})")
         return RunResult(run_dir, status, EXIT_PREEMPTED, summary)
+    evals = summary["first_eval_loss"] is not None
     say(f"ftc: done in {summary['wall_seconds']:.1f} s: step {state.global_step}, "
         + (f"eval loss {summary['first_eval_loss']:.4f} -> {summary['final_eval_loss']:.4f}, " if evals else "")
-        + f"{tokens_per_second:,.0f} tokens/s; outputs in {run_dir}")
+        + f"{summary['tokens_per_second']:,.0f} tokens/s; outputs in {run_dir}")
     return RunResult(run_dir, status, EXIT_OK, summary)

@@ -4,25 +4,28 @@ template, the resized embeddings, and which embedding rows a LoRA run trains for
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping, Optional
+
+from ftc.plan.sections import Data, Lora, Model
 
 from .errors import RunError
 
 
-def apply_to_tokenizer(tokenizer, model: dict, data: dict, folder: Path) -> tuple[int, ...]:
+def apply_to_tokenizer(tokenizer, model: Model, data: Data, folder: Path) -> tuple[int, ...]:
     """Set the plan's pad/eos (`model`), add its new tokens, set its chat template (`data`, files relative
     to the plan's `folder`); returns the ids the vocabulary gained. `ftc data` and `ftc run` both call it,
     so both tokenize alike. Raises DataError for an unreadable template file."""
-    spec = model
     before = len(tokenizer)
-    added = [t for t in spec.get("add_tokens") or () if t not in tokenizer.get_vocab()]
+    added = [t for t in model.add_tokens or () if t not in tokenizer.get_vocab()]
     if added:
         tokenizer.add_tokens(added)
-    special = {key: spec[key] for key in ("eos_token", "pad_token") if spec.get(key)}
+    special = {key: value for key, value in (("eos_token", model.eos_token), ("pad_token", model.pad_token))
+               if value}
     if special:
         tokenizer.add_special_tokens(special)
     if tokenizer.pad_token is None:  # batching needs a pad token; eos is the usual stand-in
         tokenizer.pad_token = tokenizer.eos_token
-    template = (data or {}).get("chat_template")
+    template = data.chat_template
     if template:
         from ftc.runtime.data.templates import from_plan
 
@@ -30,7 +33,7 @@ def apply_to_tokenizer(tokenizer, model: dict, data: dict, folder: Path) -> tupl
     return tuple(range(before, len(tokenizer)))
 
 
-def apply_to_model(model, tokenizer, new_ids: tuple[int, ...], data: dict | None = None) -> None:
+def apply_to_model(model, tokenizer, new_ids: tuple[int, ...], data: Optional[Data] = None) -> None:
     """Resize the embeddings for new tokens and point the configs at the tokenizer's eos/pad. Under a named
     chat template whose turns end with their own token (`<|im_end|>`), generation stops at it too."""
     rows = model.get_input_embeddings().weight.shape[0]
@@ -43,17 +46,17 @@ def apply_to_model(model, tokenizer, new_ids: tuple[int, ...], data: dict | None
             config.eos_token_id = tokenizer.eos_token_id
         if tokenizer.pad_token_id is not None:
             config.pad_token_id = tokenizer.pad_token_id
-    end = turn_end_id(tokenizer, data)
+    end = turn_end_id(tokenizer, data.chat_template if data is not None else None)
     generation = getattr(model, "generation_config", None)
     if generation is not None and end is not None and end != tokenizer.eos_token_id:
         generation.eos_token_id = sorted({end} | ({tokenizer.eos_token_id} - {None}))
 
 
-def turn_end_id(tokenizer, data: dict | None) -> int | None:
+def turn_end_id(tokenizer, chat_template: Optional[Mapping[str, str]]) -> int | None:
     """The id of the named chat template's end-of-turn token, when the tokenizer holds it as one token."""
-    from ftc.compiler.chat_templates import NAMED
+    from ftc.plan.chat_templates import NAMED
 
-    spec = NAMED.get(((data or {}).get("chat_template") or {}).get("name") or "")
+    spec = NAMED.get((chat_template or {}).get("name") or "")
     if spec is None or spec.end is None:
         return None
     ids = tokenizer(spec.end, add_special_tokens=False)["input_ids"]
@@ -79,13 +82,13 @@ def new_token_layers(model) -> list[str]:
     return names
 
 
-def lora_token_settings(lora: dict, model, new_ids: tuple[int, ...]) -> dict:
+def lora_token_settings(lora: Lora, model, new_ids: tuple[int, ...]) -> dict:
     """LoraConfig arguments that train the new tokens' rows: peft's trainable_token_indices, or the whole
     layers through modules_to_save when the plan says so (`new_tokens`)."""
     if not new_ids:
         return {}
     layers = new_token_layers(model)
-    if lora.get("new_tokens") == "modules_to_save":
-        saved = list(dict.fromkeys(list(lora.get("modules_to_save") or []) + layers))
+    if lora.new_tokens == "modules_to_save":
+        saved = list(dict.fromkeys(list(lora.modules_to_save) + layers))
         return {"modules_to_save": saved}
     return {"trainable_token_indices": {name: list(new_ids) for name in layers}}

@@ -3,7 +3,6 @@ checkpoint saves through the CheckpointManager (staging folder, manifest, atomic
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,8 @@ from transformers import Trainer, TrainingArguments
 
 from .checkpoints import CheckpointManager
 from .errors import RunError
-from .plan import Plan
+from ftc.plan import Plan
+from ftc.plan.steps import epochs_to_steps
 
 OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
               "sgd": "sgd", "adafactor": "adafactor"}
@@ -32,12 +32,8 @@ def interval_steps(plan: Plan, epochs: float | None, train_examples: int | None)
         return None
     if not train_examples:
         raise RunError("an interval in epochs needs the number of training examples")
-    from ftc.compiler.lower.steps import trainer_steps_per_epoch
-
-    batch = plan["batch"]
-    per_epoch = trainer_steps_per_epoch(train_examples, int(batch["micro_batch"]), int(batch["grad_accum"]),
-                                        int(batch.get("data_parallel_world") or 1))
-    return max(math.ceil(float(epochs) * per_epoch), 1)
+    batch = plan.batch
+    return epochs_to_steps(epochs, train_examples, batch.micro_batch, batch.grad_accum, batch.data_parallel_world)
 
 
 def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_to: list[str],
@@ -49,51 +45,49 @@ def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_t
 def training_kwargs(plan: Plan, output_dir: Path, *, has_eval: bool, report_to: list[str],
                     eval_on_start: bool = True, train_examples: int | None = None) -> dict[str, Any]:
     """TrainingArguments' keywords from the plan (the preference trainers' configs take the same ones)."""
-    train, batch, ckpt = plan["train"], plan["batch"], plan["checkpoint"]
-    steps = plan.raw.get("steps") or {}
-    max_steps = train.get("max_steps") or steps.get("total_steps") or -1
-    mixed = (plan["precision"] or {}).get("mixed", "no")
+    train, batch, ckpt = plan.train, plan.batch, plan.checkpoint
+    # -1: the Trainer counts the steps of `epochs` itself (the plan leaves them to the run: steps.source runtime)
+    max_steps = train.max_steps or plan.steps.total_steps or -1
+    mixed = plan.precision.mixed
     if mixed == "fp16" and plan.on_cpu:
         raise RunError("fp16 mixed precision needs a GPU; use precision bf16 or no on cpu")
-    if train.get("warmup_steps") is not None:
-        warmup: float = int(train["warmup_steps"])
-    else:
-        warmup = float(train.get("warmup_ratio") or 0.0)  # a float below 1 is a ratio of the total steps
-    optimizer = OPTIMIZERS.get(train.get("optimizer", "adamw"))
-    if optimizer is None:
-        raise RunError(f"unknown optimizer {train.get('optimizer')!r}")
-    eval_every = train.get("eval_every_steps") or interval_steps(plan, train.get("eval_every_epochs"), train_examples)
+    if train.warmup_steps is not None:
+        warmup: float = train.warmup_steps
+    else:  # a float below 1 is a ratio of the total steps; neither set means no warmup
+        warmup = float(train.warmup_ratio or 0.0)
+    eval_every = train.eval_every_steps or interval_steps(plan, train.eval_every_epochs, train_examples)
     eval_every = eval_every if has_eval else None
-    save_every = ckpt.get("every_steps") or interval_steps(plan, ckpt.get("every_epochs"), train_examples)
+    save_every = ckpt.every_steps or interval_steps(plan, ckpt.every_epochs, train_examples)
     return dict(
         output_dir=str(output_dir),
-        per_device_train_batch_size=int(batch["micro_batch"]),
-        per_device_eval_batch_size=int(batch["micro_batch"]),
-        gradient_accumulation_steps=int(batch["grad_accum"]),
-        num_train_epochs=float(train.get("epochs") or 1),
+        per_device_train_batch_size=batch.micro_batch,
+        per_device_eval_batch_size=batch.micro_batch,
+        gradient_accumulation_steps=batch.grad_accum,
+        # epochs is unset only when max_steps is, which then wins over it
+        num_train_epochs=float(train.epochs) if train.epochs is not None else 1.0,
         max_steps=int(max_steps),
-        learning_rate=float(train["lr"]),
-        lr_scheduler_type=SCHEDULES[train.get("schedule") or "cosine"],
+        learning_rate=float(train.lr),
+        lr_scheduler_type=SCHEDULES[train.schedule],
         warmup_steps=warmup,
-        optim=optimizer,
-        weight_decay=float(train.get("weight_decay") or 0.0),
-        adam_beta1=float((train.get("adam_betas") or [0.9, 0.999])[0]),
-        adam_beta2=float((train.get("adam_betas") or [0.9, 0.999])[1]),
-        adam_epsilon=float(train.get("adam_epsilon") or 1e-8),
-        max_grad_norm=float(train.get("max_grad_norm") or 0.0),
+        optim=OPTIMIZERS[train.optimizer],
+        weight_decay=float(train.weight_decay),
+        adam_beta1=float(train.adam_betas[0]),
+        adam_beta2=float(train.adam_betas[1]),
+        adam_epsilon=float(train.adam_epsilon),
+        max_grad_norm=float(train.max_grad_norm),
         # qlora: prepare_model_for_kbit_training has already set it up on the model
-        activation_checkpointing=bool(train.get("gradient_checkpointing")) and plan["method"]["kind"] != "qlora",
+        activation_checkpointing=train.gradient_checkpointing and plan.method.kind != "qlora",
         activation_checkpointing_kwargs={"use_reentrant": False},
         eval_strategy="steps" if eval_every else "no",
         eval_on_start=bool(eval_every) and eval_on_start,  # the "before" number of the eval curve
         eval_steps=int(eval_every) if eval_every else None,
         logging_strategy="steps",
-        logging_steps=int(train.get("logging_steps") or 1),
+        logging_steps=train.logging_steps,
         save_strategy="steps" if save_every else "no",
         save_steps=int(save_every) if save_every else 500,
         save_total_limit=None,  # retention is the CheckpointManager's job
-        save_only_model=not bool(ckpt.get("full_state", True)),
-        seed=int(train["seed"]),
+        save_only_model=not ckpt.full_state,
+        seed=train.seed,
         bf16=mixed == "bf16",
         fp16=mixed == "fp16",
         use_cpu=plan.on_cpu,
@@ -103,9 +97,8 @@ def training_kwargs(plan: Plan, output_dir: Path, *, has_eval: bool, report_to: 
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
         # multi-process: the very ds_config.json `ftc compile` wrote (any launcher); DDP/FSDP come from accelerate
-        deepspeed=str(plan.folder / plan["launch"]["files"]["deepspeed"])
-        if (plan.raw.get("distributed") or {}).get("strategy") == "deepspeed" else None,
-        ddp_find_unused_parameters=bool((plan.raw.get("distributed") or {}).get("find_unused_parameters")),
+        deepspeed=str(plan.folder / plan.launch.files.deepspeed) if plan.distributed.strategy == "deepspeed" else None,
+        ddp_find_unused_parameters=plan.distributed.find_unused_parameters,
     )
 
 
@@ -152,10 +145,10 @@ def build_trainer(plan: Plan, model, tokenizer, data, *, output_dir: Path, callb
                   report_to: list[str], resuming: bool = False) -> FtcTrainer:
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    ckpt = plan["checkpoint"]
-    manager = CheckpointManager(output_dir, keep_last=ckpt.get("keep_last"), keep_best=ckpt.get("keep_best"),
-                                best_mode=ckpt.get("best_mode") or "min")
-    if (plan.raw.get("objective") or {}).get("kind", "sft") != "sft":
+    ckpt = plan.checkpoint
+    manager = CheckpointManager(output_dir, keep_last=ckpt.keep_last, keep_best=ckpt.keep_best,
+                                best_mode=ckpt.best_mode)
+    if plan.objective.kind != "sft":
         from .preference import build_preference_trainer
 
         trainer = build_preference_trainer(plan, model, tokenizer, data, output_dir=output_dir, callbacks=callbacks,
@@ -166,9 +159,9 @@ def build_trainer(plan: Plan, model, tokenizer, data, *, output_dir: Path, callb
         trainer = FtcTrainer(
             model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
             data_collator=data.collator, processing_class=tokenizer, callbacks=callbacks,
-            checkpoints=manager, keep_best=ckpt.get("keep_best"),
+            checkpoints=manager, keep_best=ckpt.keep_best,
         )
-    if plan.on_cpu and (plan.raw.get("distributed") or {}).get("strategy") == "fsdp":
+    if plan.on_cpu and plan.distributed.strategy == "fsdp":
         from ftc.runtime.launch.rank import enable_cpu_fsdp
 
         enable_cpu_fsdp(trainer)  # accelerate would otherwise fall back to DDP on CPU

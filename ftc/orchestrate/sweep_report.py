@@ -7,7 +7,7 @@ import json
 import shlex
 from pathlib import Path
 
-from .runner import SweepResult, TrialRecord
+from .sweep import SweepResult, TrialRecord
 
 SUMMARY_FILE = "sweep_summary.json"
 BEST_FILE = "best_overrides.txt"

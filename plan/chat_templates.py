@@ -1,7 +1,8 @@
 """The named chat templates of `data.chat_template`: Jinja sources and the token that ends an assistant turn.
 
-The compiler needs only the names (and, for help lines, the special tokens each template writes); the
-runtime renders the sources in jinja2's sandbox (runtime/data/templates.py). Each source renders a prefix
+Part of the plan contract: a plan names a template (`data.chat_template.name`) and both sides read its
+meaning here. The compiler needs only the names (and, for help lines, the special tokens each template
+writes); the runtime renders the sources in jinja2's sandbox (runtime/data/templates.py). Each source renders a prefix
 of a conversation as a prefix of the whole, with `add_generation_prompt` ending exactly where an assistant
 turn's content starts, which is how the completion mask is found.
 """

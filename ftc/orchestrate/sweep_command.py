@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import sys
 
-from .errors import SweepError
-
-EXIT_OK, EXIT_USER_ERROR, EXIT_PREEMPTED, EXIT_ABORTED = 0, 1, 75, 130
+from ftc.plan import EXIT_ABORTED, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR
 
 
 def run_sweep_command(recipe: str, overrides: tuple[str, ...], folder, args, *, execute=None, out=None) -> int:
     """Run the study of the recipe compiled in `folder`. 0 when at least one trial completed."""
+    from ftc.plan import UserError, load_plan
     from ftc.runtime.launch import needs_launcher
+    from ftc.runtime.sweep.errors import SweepError
     from ftc.runtime.train.cli import quiet_libraries
-    from ftc.runtime.train.errors import RunError
-    from ftc.runtime.train.plan import load_plan
 
-    from .report import BEST_FILE, SUMMARY_FILE, print_table, write_outputs
-    from .runner import SweepOptions, run_sweep
+    from .sweep import SweepOptions, run_sweep
+    from .sweep_report import BEST_FILE, SUMMARY_FILE, print_table, write_outputs
 
     out = out or sys.stdout
     try:
         plan = load_plan(folder)
-        if needs_launcher(plan.raw):
+        if needs_launcher(plan):
             raise SweepError("a sweep runs its trials in this process, but this plan needs "
                              f"{plan.world_size} processes or another launcher; sweep on one device, "
                              "or run once with --no-sweep")
@@ -30,9 +28,9 @@ def run_sweep_command(recipe: str, overrides: tuple[str, ...], folder, args, *, 
         options = SweepOptions(recipe=recipe, overrides=tuple(overrides), trials=getattr(args, "trials", None),
                                resume=args.resume, name=args.run_id, merge=args.merge)
         result = run_sweep(options, plan, execute=execute, out=out)
-    except (SweepError, RunError) as exc:
+    except UserError as exc:
         print(f"ftc: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return exc.exit_code
     except KeyboardInterrupt:
         print(f"ftc: sweep interrupted; continue it with: ftc run {recipe} --resume auto", file=sys.stderr)
         return EXIT_ABORTED
