@@ -23,6 +23,7 @@ from typing import Callable
 
 from ftc.compiler.diagnostics import DiagnosticSink
 from ftc.compiler.lower.builder import Lowering
+from ftc.compiler.lower.objective import lower_objective
 from ftc.compiler.lower.outputs import (lower_checkpoint, lower_launch, lower_provenance, lower_sweep,
                                         lower_tracking)
 from ftc.compiler.lower.resources import lower_batch, lower_hardware, lower_memory_autos, lower_strategy
@@ -35,6 +36,7 @@ PASSES: tuple[Callable[[Lowering], None], ...] = (
     lower_model,
     lower_method,
     lower_data,
+    lower_objective,
     lower_hardware,
     lower_strategy,
     lower_batch,

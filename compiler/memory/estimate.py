@@ -16,6 +16,7 @@ from ftc.compiler.memory.activations import (LOSS_BYTES_CHUNKED, eval_bytes, fp3
                                              norm_bytes)
 from ftc.compiler.memory.layer_families import TORCH_LAYER_NORMS, compute_bytes
 from ftc.compiler.memory.optimizer import optimizer_state_bytes, step_transient_bytes
+from ftc.compiler.memory.preference import doubled, holds_reference, reference_forward_bytes
 from ftc.compiler.memory.setup import DTYPE_BYTES, MemorySetup
 from ftc.compiler.models.params import count
 
@@ -164,6 +165,10 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
               f"{counts.lora:,} LoRA + {counts.saved_copies:,} saved-module params × {adapter_bytes} B",
               s.offload_params)
 
+    if holds_reference(s):  # a frozen copy of the base for the reference forward (preference objectives)
+        place("reference_weights", counts.base * base_dtype_bytes, stage == 3, offload_params,
+              f"frozen reference copy, {counts.base:,} params × {base_dtype_bytes} B", s.offload_params)
+
     # gradients, optimizer, master weights
     # DeepSpeed offloads optimizer state with its fp32 gradients; FSDP CPUOffload moves params, grads, state
     offload_opt = (s.offload_optimizer != "none" and s.strategy == "deepspeed") or \
@@ -227,9 +232,13 @@ def estimate(setup: MemorySetup) -> MemoryEstimate:
         largest = max((m.d_in * m.d_out for m, _ in a.all_linears if m.quantizable), default=0)
         gpu.append(Component("dequant_buffer", largest * 2, "one 4-bit matrix dequantized for its matmul"))
     # phases
-    train = _activation_phase(s, counts.lora > 0)
+    train = _activation_phase(doubled(s), counts.lora > 0)  # chosen and rejected: two sequences per example
+    reference = reference_forward_bytes(s)
+    if reference:
+        train.append(Component("reference_forward", reference, "reference log-probs, no saved activations: "
+                               "b·2·s·V × (compute + 4) B"))
     step = step_transient_bytes(s, trainable, state_dtype, offload_opt, gradient_bytes=t_bytes)
-    evaluation = eval_bytes(s) if s.evaluates else 0
+    evaluation = eval_bytes(doubled(s)) if s.evaluates else 0
     if evaluation:
         evaluation_phase = [c for c in gathered if c.name == "gathered_params"]
     else:

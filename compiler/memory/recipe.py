@@ -124,6 +124,9 @@ def setup_from_recipe(recipe, strategy: str | None = None) -> RecipeMemory:
         offload_params=offload_params, dp_world=world, gpus_per_node=gpus_per_node, nodes=nodes,
         evaluates=evaluates,
         eval_batch=eval_batch if isinstance(eval_batch := recipe.value("train.eval_batch"), int) else 0,
+        objective=recipe.value("objective", "sft"),
+        reference=recipe.value("objective.reference", "none") if recipe.value("objective") in ("dpo", "kto")
+        else "none",
     )
     return RecipeMemory(setup, frozenset(autos), model_error=None, assumptions=tuple(assumptions), **common)
 

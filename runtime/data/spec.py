@@ -7,7 +7,7 @@ from typing import Any
 
 from .errors import DataError
 
-FORMATS = ("text", "completion", "instruction", "chat")
+FORMATS = ("text", "completion", "instruction", "chat", "preference", "unpaired_preference")
 DEDUP = ("none", "exact", "near")
 TRAIN_ON = ("all", "completions")
 ON_BAD_ROWS = ("error", "skip")
@@ -30,6 +30,7 @@ class DataSpec:
     format: str = "chat"
     columns: tuple[tuple[str, str], ...] = ()
     max_length: int = 2048
+    max_prompt_length: int | None = None  # preference formats: prompt tokens kept (their end)
     packing: bool = False
     dedup: str = "none"
     near_dedup_threshold: float = 0.85
@@ -63,7 +64,8 @@ class DataSpec:
             eval_split=float(data.get("eval_split") or 0.0),
             format=str(data.get("format", "chat")),
             columns=tuple(sorted((str(k), str(v)) for k, v in columns.items())),
-            max_length=int(data.get("max_length", 2048)),
+            max_length=int(data.get("max_length") or 2048),
+            max_prompt_length=int(data["max_prompt_length"]) if data.get("max_prompt_length") else None,
             packing=bool(data.get("packing", False)),
             dedup=str(data.get("dedup", "none") or "none"),
             near_dedup_threshold=float(data.get("near_dedup_threshold", 0.85) or 0.85),

@@ -52,6 +52,17 @@ def _prepare_data(plan: Plan, tokenizer, run_dir: Path):
         raise RunError(f"data: {exc}") from None
 
 
+def _reward_summary(metrics: list[dict]) -> dict:
+    """Preference objectives: the first and last evaluated reward accuracy and margin."""
+    out = {}
+    for key in ("eval_rewards_accuracies", "eval_rewards_margins"):
+        values = [m[key] for m in metrics if key in m]
+        if values:
+            name = key[len("eval_rewards_"):]
+            out[f"first_eval_reward_{name}"], out[f"final_eval_reward_{name}"] = values[0], values[-1]
+    return out
+
+
 def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
@@ -251,6 +262,7 @@ def _summary(plan: Plan, run_dir: Path, trainer, loaded, status: str, point, tim
         "final_dir": final_dir.name if final_dir else None,
         "merged_dir": merged_dir.name if merged_dir else None,
         "loss_curve": curve.name if curve else None,
+        **_reward_summary(metrics),
     }
 
 
