@@ -7,6 +7,7 @@ several fields at once is here. The memory budget pass comes last.
 from __future__ import annotations
 
 from ftc.compiler.batch import BatchProblem, solve_batch
+from ftc.compiler.check_objective import PASSES as OBJECTIVE_PASSES
 from ftc.compiler.check_chat import PASSES as CHAT_PASSES
 from ftc.compiler.diagnostics import DiagnosticSink
 from ftc.compiler.memory.budget import check_budget as budget_pass
@@ -251,6 +252,7 @@ PASSES = (
     check_sweep,
     check_distributed,
     check_qlora_zero3,
+    *OBJECTIVE_PASSES,
     check_budget,
 )
 

@@ -167,7 +167,8 @@ COLUMNS = BlockSpec(
     "`content` name the keys inside each message (ShareGPT: `from`, `value`).",
     open_fields=True,
     fields=tuple(F(name, STRING, f"Column holding the `{name}` part.") for name in (
-        "text", "prompt", "completion", "instruction", "input", "output", "messages", "system")) + (
+        "text", "prompt", "completion", "instruction", "input", "output", "messages", "system",
+        "chosen", "rejected", "label")) + (
         F("role", STRING, "Key of a message's role (default `role`)."),
         F("content", STRING, "Key of a message's text (default `content`)."),
     ),
@@ -190,7 +191,9 @@ DATA = BlockSpec(
         F("eval_split", QUANTITY, "Share of `train` held out for evaluation (at most 50%), or a row count "
           "(`500 rows`); chosen by a stable content hash.", dims=("ratio", "rows"), bare="ratio", minimum=0,
           maximum=0.5, range_dims=("ratio",)),
-        F("format", ENUM, "Row format.", "text", ("text", "completion", "instruction", "chat")),
+        F("format", ENUM, "Row format. `preference`: prompt, chosen, rejected (strings or message lists); "
+          "`unpaired_preference`: prompt, completion and a boolean `label` (KTO).", "text",
+          ("text", "completion", "instruction", "chat", "preference", "unpaired_preference")),
         F("chat_template", STRING, "Render rows through a chat template: `chatml`, `llama3`, `mistral`, "
           "`gemma`, `zephyr`, `alpaca`, or a Jinja file (relative to the recipe). Chat rows default to the "
           "tokenizer's own; instruction and completion rows become one user and one assistant turn."),
@@ -198,6 +201,8 @@ DATA = BlockSpec(
           minimum=1),
         F("max_length", QUANTITY, "Longest sequence in tokens; longer rows are truncated.",
           dims=("tokens",), bare="tokens", minimum=8, maximum=1048576, tunable=True),
+        F("max_prompt_length", QUANTITY, "Preference formats: longest prompt in tokens; longer prompts keep "
+          "their end.", dims=("tokens",), bare="tokens", minimum=1, maximum=1048576),
         F("packing", BOOL, "Concatenate examples up to `max_length` (no cross-example attention). `auto`: on when "
           "the median example (estimated from the first rows of local .jsonl files) is under a quarter of "
           "`max_length`; the plan's `auto` list says why.", AUTO, allow_auto=True),
@@ -344,8 +349,49 @@ SWEEP = BlockSpec(
     ),
 )
 
+
+OBJECTIVES = ("sft", "dpo", "orpo", "kto", "simpo")
+
+# The DPO loss variants TRL's DPOTrainer offers (trl.DPOConfig.loss_type), all over paired data.
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "apo_zero", "apo_down", "discopop", "sigmoid_norm")
+
+
+OBJECTIVE_BLOCK = BlockSpec(
+    "objective", "What the model is trained to do: imitate the data (`sft`), or prefer chosen answers over "
+                 "rejected ones (`dpo`, `orpo`, `simpo` on `format = preference`; `kto` on "
+                 "`format = unpaired_preference`). Absent: `sft`.",
+    label="required", label_kind=ENUM, label_choices=OBJECTIVES, label_doc="sft | dpo | orpo | kto | simpo",
+    label_default="sft",
+    fields=(
+        F("beta", FLOAT, "Strength of the preference term: the inverse temperature of DPO and KTO, ORPO's "
+          "odds-ratio weight (lambda), SimPO's reward scale. Default: 0.1, or 2.0 under `simpo`.",
+          minimum=0, exclusive_min=True, maximum=100, tunable=True),
+        F("loss", ENUM, "DPO loss variant (TRL's `loss_type`).", "sigmoid", DPO_LOSSES),
+        F("label_smoothing", FLOAT, "DPO: assumed share of flipped preference labels (robust and cDPO losses).",
+          0.0, minimum=0, maximum=0.5, exclusive_max=True, tunable=True),
+        F("reference", ENUM, "The reference policy: `auto` (the adapter-disabled base under LoRA, a frozen copy "
+          "for full fine-tuning), `model` (always a separate frozen copy), `precomputed` (its log-probs are "
+          "computed once before training; no reference weights are held).", "auto",
+          ("auto", "model", "precomputed")),
+        F("desirable_weight", FLOAT, "KTO: weight of the desirable (label true) examples' loss.", 1.0,
+          minimum=0, exclusive_min=True, maximum=100, tunable=True),
+        F("undesirable_weight", FLOAT, "KTO: weight of the undesirable (label false) examples' loss.", 1.0,
+          minimum=0, exclusive_min=True, maximum=100, tunable=True),
+        F("gamma", FLOAT, "SimPO: target reward margin (gamma / beta is the margin term).", 0.5, minimum=0,
+          maximum=100, tunable=True),
+    ),
+    variant_fields={
+        "sft": (),
+        "dpo": ("beta", "loss", "label_smoothing", "reference"),
+        "orpo": ("beta",),
+        "kto": ("beta", "reference", "desirable_weight", "undesirable_weight"),
+        "simpo": ("beta", "gamma"),
+    },
+)
+
 BLOCKS: dict[str, BlockSpec] = {b.name: b for b in (
-    MODEL, METHOD, DATA, TRAIN, HARDWARE, DISTRIBUTED, CHECKPOINT, OUTPUT, SWEEP)}
+    MODEL, METHOD, DATA, OBJECTIVE_BLOCK, TRAIN, HARDWARE, DISTRIBUTED, CHECKPOINT, OUTPUT, SWEEP)}
 
 REQUIRED_BLOCKS = ("model", "method", "data", "train")
 

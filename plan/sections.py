@@ -112,6 +112,7 @@ class Data:
     max_samples: Optional[int] = None
     eval_rows: Optional[int] = None  # eval_split as a number of rows (eval_split is then 0)
     pad_to_max_length: bool = False  # every batch padded to max_length (the key is written only when set)
+    max_prompt_length: Optional[int] = None  # preference formats: prompt tokens kept (their end)
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,22 @@ class Objective:
 
 
 @dataclass(frozen=True)
+class TrainingObjective:
+    """The training objective: `sft`, or a preference objective with its settings (null where one does not
+    apply). `reference`: base (LoRA's adapter-disabled base) | model (a frozen copy) | precomputed | none."""
+
+    kind: str
+    beta: Optional[float]
+    loss: Optional[str]
+    label_smoothing: Optional[float]
+    reference: str
+    desirable_weight: Optional[float]
+    undesirable_weight: Optional[float]
+    gamma: Optional[float]
+    metrics: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Sweep:
     trials: int
     parallel: int
@@ -267,7 +284,8 @@ class Decision:
 
 SECTIONS = {"recipe": Recipe, "model": Model, "method": Method, "data": Data, "train": Train, "batch": Batch,
             "steps": Steps, "precision": Precision, "hardware": Hardware, "distributed": Distributed,
-            "checkpoint": Checkpoint, "tracking": Tracking, "output": Output, "sweep": Sweep, "launch": Launch}
+            "checkpoint": Checkpoint, "tracking": Tracking, "output": Output, "sweep": Sweep, "launch": Launch,
+            "objective": TrainingObjective}
 
 
 @dataclass(frozen=True)
@@ -292,6 +310,7 @@ class Plan:
     checkpoint: Checkpoint
     tracking: Tracking
     output: Output
+    objective: TrainingObjective
     sweep: Optional[Sweep]
     memory: Optional[Mapping[str, Any]]
     launch: Launch

@@ -33,9 +33,11 @@ QLORA = LORA.replace("method lora {", "method qlora {").replace("all_linear\n", 
 
 
 def recipe_text(name: str, strategy: str, *, processes: int = 2, nodes: int = 1, max_steps: int = 4,
-                every: int = 2, full: bool = False, qlora: bool = False) -> str:
+                every: int = 2, full: bool = False, qlora: bool = False, objective: str | None = None) -> str:
     """The tiny model with LoRA (fp32, lr 2e-3; `qlora`: on its NF4-quantized base) or full fine-tuning
-    (bf16, lr 1e-4), `max_steps` steps of global batch 8 (micro 4): 2 ranks x 4, or 1 rank x 4 x 2."""
+    (bf16, lr 1e-4), `max_steps` steps of global batch 8 (micro 4): 2 ranks x 4, or 1 rank x 4 x 2.
+    `objective`: a preference objective block (`objective dpo {}`) over the tiny preference pairs."""
+    train = TINY / "data" / ("preference.jsonl" if objective else "train.jsonl")
     return f"""recipe "{name}"
 
 model "{TINY / 'model'}" {{
@@ -44,9 +46,11 @@ model "{TINY / 'model'}" {{
 
 {"method full {}" if full else QLORA if qlora else LORA}
 
+{objective or ""}
+
 data {{
-  train      = "{TINY / 'data' / 'train.jsonl'}"
-  format     = chat
+  train      = "{train}"
+  format     = {"preference" if objective else "chat"}
   max_length = 128
   packing    = false
 }}

@@ -31,7 +31,11 @@ def base_plan() -> dict:
             "train": ["../../examples/tiny/data/train.jsonl"], "eval": None, "eval_split": 0.1, "format": "chat",
             "columns": {}, "max_length": 256, "packing": False, "dedup": "exact", "near_dedup_threshold": 0.85,
             "train_on": "completions", "on_bad_rows": "error", "truncation": "right", "seed": 42, "cache_dir": None,
+            "max_prompt_length": None,
         },
+        "objective": {"kind": "sft", "beta": None, "loss": None, "label_smoothing": None, "reference": "none",
+                      "desirable_weight": None, "undesirable_weight": None, "gamma": None,
+                      "metrics": ["loss", "eval_loss"]},
         "train": {
             "epochs": 2, "max_steps": None, "lr": 0.0002, "schedule": "cosine", "warmup_steps": None,
             "warmup_ratio": 0.03, "optimizer": "adamw", "adam_betas": [0.9, 0.999], "adam_epsilon": 1e-08,

@@ -222,7 +222,10 @@ NAMED = {
 }
 
 FORMAT_FILES = {"text": "data/text.jsonl", "completion": "data/completion.jsonl",
-                "instruction": "data/instruction.jsonl", "chat": "data/chat.jsonl"}
+                "instruction": "data/instruction.jsonl", "chat": "data/chat.jsonl",
+                "preference": "data/preference.jsonl", "unpaired_preference": "data/unpaired.jsonl"}
+# The objectives that read each preference format (compiler/objectives.py: format_of).
+PREFERENCE_OBJECTIVES = {"preference": ("dpo", "orpo", "simpo"), "unpaired_preference": ("kto",)}
 
 
 def write_data(folder: Path) -> None:
@@ -232,6 +235,8 @@ def write_data(folder: Path) -> None:
         "completion": {"prompt": "2+2=", "completion": "4"},
         "instruction": {"instruction": "add", "input": "2 and 2", "output": "4"},
         "chat": {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+        "preference": {"prompt": "2+2=", "chosen": "4", "rejected": "5"},
+        "unpaired_preference": {"prompt": "2+2=", "completion": "4", "label": True},
     }
     (folder / "data").mkdir(parents=True, exist_ok=True)
     for fmt, row in rows.items():
@@ -292,6 +297,11 @@ def _sweep_entries(draw, blocks: dict) -> dict:
     targets = [f"{b.name}.{f.name}" for b in BLOCKS.values() for f in b.fields if f.tunable]
     method = str(blocks["method"].label)
     targets = [t for t in targets if not t.startswith("method.") or t.split(".")[1] in BLOCKS["method"].fields_for(method)]
+    objective = blocks["objective"].label if "objective" in blocks else None  # E0309: a field the objective has
+    targets = [t for t in targets if not t.startswith("objective.") or
+               objective is not None and t.split(".")[1] in BLOCKS["objective"].fields_for(str(objective))]
+    if "objective" in blocks and str(blocks["objective"].fields.get("reference")) == "precomputed":
+        targets = [t for t in targets if not t.startswith("data.")]  # E0609
     chosen = draw(st.lists(st.sampled_from(targets), min_size=1, max_size=3, unique=True))
     grid = str(blocks["sweep"].fields.get("sampler")) == "grid"
     return {t: Raw(draw(_search_space(BLOCKS[t.split(".")[0]].field(t.split(".")[1]), grid))) for t in chosen}
@@ -314,7 +324,7 @@ def _search_space(draw, spec: FieldSpec, grid: bool):
                                                                                  "choice(1%, 3%)"]))
     lo, hi = _bounds(spec, 0, 1)
     lo = max(lo, 1e-6) if spec.exclusive_min else lo
-    hi = min(hi, 0.9) if spec.exclusive_max else min(hi, 1.0)
+    hi = min(hi - (hi - lo) / 10, 0.9) if spec.exclusive_max else min(hi, 1.0)  # below an open bound
     if grid:
         return f"choice({_num(lo + (hi - lo) / 4)}, {_num(lo + (hi - lo) / 2)})"
     return draw(st.sampled_from([f"uniform({_num(lo)}, {_num(hi)})", f"loguniform({_num(max(lo, 1e-6))}, {_num(hi)})"]))
@@ -350,7 +360,7 @@ def repair(recipe: Recipe, draw) -> None:
     """Make the drawn recipe satisfy the rules of compiler/check.py (each line names the code it avoids)."""
     b = recipe.blocks
     data, train, method = b["data"].fields, b["train"].fields, b["method"]
-    fmt = str(data.get("format", "text"))
+    fmt = _repair_objective(recipe, draw)
     data["train"] = Q(FORMAT_FILES[fmt])
     if "eval" in data:
         data["eval"] = Q(FORMAT_FILES[fmt])
@@ -361,6 +371,7 @@ def repair(recipe: Recipe, draw) -> None:
         data.pop("chat_template", None)  # E0430: a template needs rows with turns
     if isinstance(data.get("max_length"), (int, Qty)):
         data["max_length"] = min(_plain(data["max_length"]), 512)  # W0707, E0710: the smallest model's positions
+    _repair_preference_data(recipe)
     if fmt == "text" and str(data.get("train_on")) == "completions":
         data["train_on"] = W("all")  # E0410
     if "epochs" in train and "max_steps" in train:
@@ -385,6 +396,58 @@ def repair(recipe: Recipe, draw) -> None:
             del b["checkpoint"].fields["keep_best"]
         if "sweep" in b:
             b["sweep"].fields["objective"] = Raw("minimize train_loss")
+    _repair_objective_metrics(recipe, evaluates)
+
+
+def _repair_objective(recipe: Recipe, draw) -> str:
+    """The objective and the data format agree (E0601 - E0603): a preference objective sets the format; a
+    preference format without one gets a matching objective block. Returns the format."""
+    b = recipe.blocks
+    data = b["data"].fields
+    fmt = str(data.get("format", "text"))
+    objective = str(b["objective"].label) if "objective" in b else "sft"
+    if objective == "kto":
+        fmt = "unpaired_preference"
+    elif objective != "sft":
+        fmt = "preference"
+    elif fmt in PREFERENCE_OBJECTIVES:
+        b["objective"] = Block(label=W(draw(st.sampled_from(PREFERENCE_OBJECTIVES[fmt]))))
+    if "format" in data or fmt != "text":
+        data["format"] = W(fmt)
+    return fmt
+
+
+def _repair_preference_data(recipe: Recipe) -> None:
+    """Settings preference rows refuse, and those only they take (E0604 - E0608, E0611)."""
+    b = recipe.blocks
+    data, train = b["data"].fields, b["train"].fields
+    if str(data.get("format", "text")) not in PREFERENCE_OBJECTIVES:
+        data.pop("max_prompt_length", None)  # E0604
+        return
+    for key in ("packing", "pad_to_max_length"):
+        data.pop(key, None)  # E0605
+    if str(data.get("train_on")) == "all":
+        del data["train_on"]  # E0606
+    if "max_prompt_length" in data and "max_length" in data:
+        room = int(_plain(data["max_length"])) - 1  # E0607
+        if room < 1:
+            del data["max_prompt_length"]
+        elif _plain(data["max_prompt_length"]) > room:
+            data["max_prompt_length"] = room
+    objective = b["objective"]
+    if str(objective.fields.get("reference")) == "model" and str(b["method"].label) == "qlora":
+        objective.fields["reference"] = W("auto")  # E0608
+    if str(objective.label) == "kto" and train.get("micro_batch") == 1:
+        train["micro_batch"] = 2  # E0611
+
+
+def _repair_objective_metrics(recipe: Recipe, evaluates: bool) -> None:
+    """A preference objective logs `loss` and its rewards, not the accuracy an `sft` recipe may name (E0610)."""
+    b = recipe.blocks
+    if str(b["objective"].label if "objective" in b else "sft") == "sft":
+        return
+    if "sweep" in b and str(b["sweep"].fields.get("objective", "")).endswith("eval_accuracy"):
+        b["sweep"].fields["objective"] = Raw("minimize eval_loss" if evaluates else "minimize train_loss")
 
 
 def _repair_precision(recipe: Recipe) -> None:

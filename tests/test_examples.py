@@ -54,3 +54,16 @@ def test_examples_cover_the_documented_uses():
     assert tiny.value("hardware.accelerator") == "cpu"
     assert (tiny.resolve_path("model", "tiny/model") / "config.json").is_file()
     assert tiny.value("train.max_steps") == Amount(60, "steps")
+
+
+def test_preference_examples():
+    dpo = recipe("llama3-8b-dpo-lora-a100.ftspec")
+    assert (dpo.value("objective"), dpo.value("method"), dpo.value("hardware.gpu")) == ("dpo", "lora", "a100-80gb")
+    orpo = recipe("mistral-7b-orpo-qlora-24gb.ftspec")
+    assert (orpo.value("objective"), orpo.value("method"), orpo.value("hardware.memory_per_gpu")) == \
+        ("orpo", "qlora", 24 * 10**9)
+    for name, objective, fmt in (("tiny-dpo.ftspec", "dpo", "preference"),
+                                 ("tiny-kto.ftspec", "kto", "unpaired_preference")):
+        tiny = recipe(name)
+        assert (tiny.value("objective"), tiny.value("data.format"), tiny.value("hardware.accelerator")) == \
+            (objective, fmt, "cpu")

@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 from ftc.compiler.diagnostics import DiagnosticSink
 from ftc.compiler.lower.builder import Lowering, thawed
+from ftc.compiler.lower.objective import data_with_prompt_length, lower_objective
 from ftc.compiler.lower.outputs import (lower_checkpoint, lower_launch, lower_output, lower_provenance, lower_sweep,
                                         lower_tracking)
 from ftc.compiler.lower.resources import lower_batch, lower_hardware, lower_memory_autos, lower_strategy
@@ -38,6 +39,7 @@ def lower(recipe: ResolvedRecipe, out_dir: str | os.PathLike, sink: DiagnosticSi
     errors_before = sum(1 for d in sink.items if d.is_error)
     schema_version, ftc_version, recipe_section = lower_recipe(lw)
     model, method, data = lower_model(lw), lower_method(lw), lower_data(lw)
+    data, objective = data_with_prompt_length(lw, data), lower_objective(lw)
     hardware = lower_hardware(lw)
     distributed = lower_strategy(lw)
     batch = lower_batch(lw, hardware, method, distributed)
@@ -49,7 +51,7 @@ def lower(recipe: ResolvedRecipe, out_dir: str | os.PathLike, sink: DiagnosticSi
     train = lower_train(lw, data, steps, memory.gradient_checkpointing, switches)
     sections = {
         "schema_version": schema_version, "ftc_version": ftc_version, "recipe": recipe_section,
-        "model": model, "method": method, "data": data, "hardware": hardware,
+        "model": model, "method": method, "data": data, "objective": objective, "hardware": hardware,
         "distributed": memory.distributed, "batch": memory.batch, "memory": memory.memory, "steps": steps,
         "train": train, "precision": lower_precision(model, method), "checkpoint": lower_checkpoint(lw, steps),
         "tracking": lower_tracking(lw), "output": lower_output(lw), "sweep": lower_sweep(lw),

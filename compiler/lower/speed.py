@@ -109,9 +109,10 @@ def train_switches(lw: Lowering, distributed, hardware) -> dict:
 
 
 def chunked_loss_requested(recipe, arch) -> bool:
-    """`train.chunked_cross_entropy` unless false, for the families whose head the chunked loss takes over."""
+    """`train.chunked_cross_entropy` unless false, for the families whose head the chunked loss takes over, under
+    the `sft` objective (TRL's preference trainers compute their own log-probs)."""
     return recipe.value("train.chunked_cross_entropy", AUTO) is not False and arch is not None \
-        and arch.model_type in CHUNKED_LOSS_FAMILIES
+        and arch.model_type in CHUNKED_LOSS_FAMILIES and recipe.value("objective", "sft") == "sft"
 
 
 def chunked_loss_on(recipe, arch, strategy: str | None, zero: int | None) -> bool:

@@ -16,6 +16,7 @@ from ftc.compiler.memory.activations import (LOSS_BYTES_CHUNKED, LOSS_CHUNK_ELEM
                                              norm_bytes)
 from ftc.compiler.memory.layer_families import TORCH_LAYER_NORMS, compute_bytes
 from ftc.compiler.memory.optimizer import optimizer_state_bytes, step_transient_bytes
+from ftc.compiler.memory.preference import doubled, holds_reference, reference_forward_bytes
 from ftc.compiler.memory.setup import DTYPE_BYTES, MemorySetup
 from ftc.compiler.models.params import count
 
@@ -206,6 +207,9 @@ def _weights(ledger: _Ledger, counts, sizes: _Sizes) -> tuple[int, int]:
         ledger.place("adapters", counts.trainable * sizes.adapter_bytes, stage == 3, offload_params,
                      f"{counts.lora:,} LoRA + {counts.saved_copies:,} saved-module params × {sizes.adapter_bytes} B",
                      s.offload_params)
+    if holds_reference(s):  # a frozen copy of the base for the reference forward (preference objectives)
+        ledger.place("reference_weights", counts.base * base_dtype_bytes, stage == 3, offload_params,
+                     f"frozen reference copy, {counts.base:,} params × {base_dtype_bytes} B", s.offload_params)
     return weight_bytes, base_dtype_bytes
 
 
@@ -286,9 +290,13 @@ def _phases(ledger: _Ledger, counts, sizes: _Sizes, gather_bytes: int, grads_in_
     as `off_peak`. Returns the peak phase's name."""
     s, trainable = ledger.s, counts.trainable
     gathered = _gathered_units(s, counts, gather_bytes, sizes.t_bytes) if s.gathers_params else []
-    train = _activation_phase(s, counts.lora > 0)
+    train = _activation_phase(doubled(s), counts.lora > 0)  # chosen and rejected: two sequences per example
+    reference = reference_forward_bytes(s)
+    if reference:
+        train.append(Component("reference_forward", reference, "reference log-probs, no saved activations: "
+                               "b·2·s·V × (compute + 4) B"))
     step = step_transient_bytes(s, trainable, state_dtype, offload_opt, gradient_bytes=sizes.t_bytes)
-    evaluation = eval_bytes(s) if s.evaluates else 0
+    evaluation = eval_bytes(doubled(s)) if s.evaluates else 0
     if evaluation:
         evaluation_phase = [c for c in gathered if c.name == "gathered_params"]
     else:

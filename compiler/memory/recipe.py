@@ -128,6 +128,9 @@ def setup_from_recipe(recipe, strategy: str | None = None) -> RecipeMemory:
         linear_cross_entropy=chunked_loss_requested(recipe, resolved.architecture),
         compiled=bool(recipe.value("train.compile")),
         eval_batch=eval_batch if isinstance(eval_batch := recipe.value("train.eval_batch"), int) else 0,
+        objective=recipe.value("objective", "sft"),
+        reference=recipe.value("objective.reference", "none") if recipe.value("objective") in ("dpo", "kto")
+        else "none",
     )
     if setup.compiled:
         assumptions.append("`train.compile = true`: torch.compile's effect on activation memory is not modelled; "

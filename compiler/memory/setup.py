@@ -49,6 +49,10 @@ class MemorySetup:
     nodes: int = 1
     evaluates: bool = False
     eval_batch: int = 0  # sequences per rank in an evaluation forward; 0: micro_batch
+    # The training objective (compiler/objectives.py): a preference objective runs two sequences per example
+    # (chosen and rejected; KTO's completion and its KL completion), and DPO/KTO a reference forward.
+    objective: str = "sft"  # sft | dpo | orpo | kto | simpo
+    reference: str = "none"  # auto | model | precomputed | none (ORPO, SimPO: reference-free)
     # Where the layers run: CUDA autocast runs more ops in fp32 than CPU autocast (cuda_fp32_ops).
     device: str = "cuda"  # cuda | cpu
     # How the runtime prepares a QLoRA model: peft's prepare_model_for_kbit_training casts every

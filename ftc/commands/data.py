@@ -101,6 +101,10 @@ def run(args) -> int:
         print(f"error: {exc.located()}", file=sys.stderr)
         return 1
     report = prepared.report
+    from ftc.runtime.data.preference_report import preference_warnings
+
+    for warning in preference_warnings(report.preference):
+        print(warning, file=sys.stderr)
     png = Path(args.png) if args.png else prepared.cache_path / "data_report.png"
     try:
         save_png(report, png)

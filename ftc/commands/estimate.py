@@ -78,7 +78,8 @@ def render_table(name: str, est, setup, rm, decisions, switched: dict | None = N
                   f"({est.params_trainable:,} trainable), {setup.method}, {setup.strategy}"
                   + (f" ZeRO-{setup.zero}" if setup.strategy == "deepspeed" else "")
                   + f" × {setup.dp_world}, micro_batch {setup.micro_batch} × {setup.seq_len} tokens, "
-                  f"checkpointing {'on' if setup.gradient_checkpointing else 'off'}", markup=False)
+                  + (f"{setup.objective}: 2 sequences per example, " if setup.objective != "sft" else "")
+                  + f"checkpointing {'on' if setup.gradient_checkpointing else 'off'}", markup=False)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     table.add_column("component")
     table.add_column("per GPU", justify="right")

@@ -66,6 +66,11 @@ def render(summary: dict, run: Path, console) -> None:
          + (f", {_bytes(summary['peak_gpu_bytes'])} GPU" if summary.get("peak_gpu_bytes") else "")),
         ("final output", summary.get("final_dir") or "-"),
     ]
+    if summary.get("first_eval_reward_accuracies") is not None:  # preference objectives
+        rows.insert(5, ("reward accuracy", f"{summary['first_eval_reward_accuracies']:.3f} -> "
+                                           f"{summary['final_eval_reward_accuracies']:.3f}  (eval)"))
+        rows.insert(6, ("reward margin", f"{summary['first_eval_reward_margins']:.4f} -> "
+                                         f"{summary['final_eval_reward_margins']:.4f}  (eval)"))
     if summary.get("merged_dir"):
         rows.append(("merged model", summary["merged_dir"]))
     if summary.get("resumed_from"):

@@ -21,6 +21,7 @@ from .cache import CacheEntry, cache_key, tokenizer_fingerprint
 from .collate import PackedCollator, PaddingCollator
 from .errors import DataError
 from .formats import FormatSpec, check, content, normalize
+from .preference_build import build_preference
 from .render import probe_tokenizer
 from .report import BadRow, DataReport, Histogram
 from .sources import PROBLEM, ROW, SRC, Source, file_fingerprint, read_source, resolve
@@ -31,6 +32,7 @@ from .tokenize import Encoder, encode_rows, take_rows
 from .write import SplitWriter
 
 MAX_BAD_EXAMPLES = 10
+PREFERENCE_FORMATS = ("preference", "unpaired_preference")
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,8 @@ def _load(entry: CacheEntry, spec: DataSpec, info_pad: int, hit: bool) -> Prepar
     report = replace(report, cache_key=entry.key, cache_hit=hit)
     train = datasets.Dataset.from_file(str(entry.path / "train.arrow"))
     ev = datasets.Dataset.from_file(str(entry.path / "eval.arrow")) if (entry.path / "eval.arrow").exists() else None
+    if spec.format in PREFERENCE_FORMATS:  # TRL's trainers pad prompt and answers with their own collators
+        return PreparedData(train, ev, None, report, entry.path)
     fixed = spec.max_length if spec.extra.get("pad_to_max_length") else None  # rows never exceed max_length
     collator = PackedCollator(info_pad) if spec.packing else PaddingCollator(info_pad, fixed)
     return PreparedData(train, ev, collator, report, entry.path)
@@ -291,7 +295,8 @@ def prepare(spec: dict, tokenizer, *, base_dir: Path, cache_dir: Path, is_main_p
             return _load(entry, dspec, pad, hit=True)
         entry.clear_failure()
         try:
-            entry.write(lambda tmp: build(dspec, tokenizer, train_sources, eval_sources, tmp, template))
+            builder = build_preference if dspec.format in PREFERENCE_FORMATS else build
+            entry.write(lambda tmp: builder(dspec, tokenizer, train_sources, eval_sources, tmp, template))
         except DataError as exc:
             entry.note_failure(exc)
             raise

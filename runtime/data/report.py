@@ -63,6 +63,7 @@ class DataReport:
     histogram: Histogram | None = None
     cache_key: str = ""
     cache_hit: bool = False
+    preference: dict | None = None  # preference formats: cuts, dropped pairs, per-part length histograms
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,6 +112,10 @@ def render_text(report: DataReport, width: int = 40) -> str:
         for i, c in enumerate(r.histogram.counts):
             bar = "#" * (round(c / top * width) if top else 0)
             lines.append(f"    {e[i]:>6}-{e[i + 1] - 1:<6} {bar:<{width}} {c:,}")
+    if r.preference is not None:
+        from .preference_report import preference_lines
+
+        lines += preference_lines(r.preference, width)
     lines.append(f"  cache                {r.cache_key[:16]}")
     return "\n".join(lines)
 

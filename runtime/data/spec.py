@@ -7,7 +7,7 @@ from typing import Any
 
 from .errors import DataError
 
-FORMATS = ("text", "completion", "instruction", "chat")
+FORMATS = ("text", "completion", "instruction", "chat", "preference", "unpaired_preference")
 DEDUP = ("none", "exact", "near")
 TRAIN_ON = ("all", "completions")
 ON_BAD_ROWS = ("error", "skip")
@@ -31,6 +31,7 @@ class DataSpec:
     format: str
     columns: tuple[tuple[str, str], ...]
     max_length: int
+    max_prompt_length: int | None  # preference formats: prompt tokens kept (their end)
     packing: bool
     dedup: str
     near_dedup_threshold: float
@@ -72,6 +73,7 @@ class DataSpec:
             format=str(data["format"]),
             columns=tuple(sorted((str(k), str(v)) for k, v in columns.items())),
             max_length=int(data["max_length"]),
+            max_prompt_length=None if data.get("max_prompt_length") is None else int(data["max_prompt_length"]),
             packing=bool(data["packing"]),
             dedup=str(data["dedup"]),
             near_dedup_threshold=float(data["near_dedup_threshold"]),

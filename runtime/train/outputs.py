@@ -76,7 +76,12 @@ def loss_curve(metrics: list[dict], out: Path, title: str) -> Path | None:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    rewards = _reward_series(metrics)
+    if rewards:  # preference objectives: a second panel with the rewards of chosen and rejected answers
+        fig, (ax, rx) = plt.subplots(1, 2, figsize=(12, 4), dpi=100)
+        _rewards_panel(rx, rewards)
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     if train:
         ax.plot(*zip(*train), label="train loss", linewidth=1)
     if evals:
@@ -90,6 +95,38 @@ def loss_curve(metrics: list[dict], out: Path, title: str) -> Path | None:
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+REWARD_KEYS = ("rewards_chosen", "rewards_rejected", "rewards_margins", "rewards_accuracies")
+
+
+def _reward_series(metrics: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """The reward metrics against step: evaluation's when the run evaluates, else training's."""
+    prefix = "eval_" if any("eval_rewards_chosen" in m for m in metrics) else ""
+    out = {}
+    for key in REWARD_KEYS:
+        points = [(m["step"], m[prefix + key]) for m in metrics if prefix + key in m]
+        if points:
+            out[prefix + key] = points
+    return out
+
+
+def _rewards_panel(ax, rewards: dict) -> None:
+    for key, points in rewards.items():
+        if not key.endswith("accuracies"):
+            ax.plot(*zip(*points), "o-" if key.startswith("eval_") else "-", label=key, linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("reward")
+    ax.grid(alpha=0.3)
+    accuracy = [v for k, v in rewards.items() if k.endswith("accuracies")]
+    if accuracy:
+        twin = ax.twinx()
+        twin.plot(*zip(*accuracy[0]), "s--", color="black", label="accuracy", linewidth=1)
+        twin.set_ylim(0, 1.05)
+        twin.set_ylabel("reward accuracy")
+        twin.legend(loc="lower right")
+    ax.legend(loc="upper left")
+    ax.set_title("rewards (chosen, rejected, margin) and accuracy")
 
 
 def save_final(trainer, tokenizer, run_dir: Path) -> Path:

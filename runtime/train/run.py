@@ -80,6 +80,17 @@ def no_space(exc: BaseException, manager) -> NoSpaceError:
                         "lower checkpoint.keep_last), then continue with: ftc run ... --resume auto")
 
 
+def _reward_summary(metrics: list[dict]) -> dict:
+    """Preference objectives: the first and last evaluated reward accuracy and margin."""
+    out = {}
+    for key in ("eval_rewards_accuracies", "eval_rewards_margins"):
+        values = [m[key] for m in metrics if key in m]
+        if values:
+            name = key[len("eval_rewards_"):]
+            out[f"first_eval_reward_{name}"], out[f"final_eval_reward_{name}"] = values[0], values[-1]
+    return out
+
+
 def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
@@ -337,6 +348,7 @@ def _summary(plan: Plan, run_dir: Path, trainer, loaded, status: str, point, tim
         "final_dir": final_dir.name if final_dir else None,
         "merged_dir": merged_dir.name if merged_dir else None,
         "loss_curve": curve.name if curve else None,
+        **_reward_summary(metrics),
     }
 
 

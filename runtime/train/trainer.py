@@ -41,6 +41,13 @@ def interval_steps(plan: Plan, epochs: float | None, train_examples: int | None)
 
 def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_to: list[str],
                        eval_on_start: bool = True, train_examples: int | None = None) -> TrainingArguments:
+    return TrainingArguments(**training_kwargs(plan, output_dir, has_eval=has_eval, report_to=report_to,
+                                               eval_on_start=eval_on_start, train_examples=train_examples))
+
+
+def training_kwargs(plan: Plan, output_dir: Path, *, has_eval: bool, report_to: list[str],
+                    eval_on_start: bool = True, train_examples: int | None = None) -> dict[str, Any]:
+    """TrainingArguments' keywords from the plan (the preference trainers' configs take the same ones)."""
     train, batch, ckpt = plan.train, plan.batch, plan.checkpoint
     # -1: the Trainer counts the steps of `epochs` itself (the plan leaves them to the run: steps.source runtime)
     max_steps = train.max_steps or plan.steps.total_steps or -1
@@ -54,7 +61,7 @@ def training_arguments(plan: Plan, output_dir: Path, *, has_eval: bool, report_t
     eval_every = train.eval_every_steps or interval_steps(plan, train.eval_every_epochs, train_examples)
     eval_every = eval_every if has_eval else None
     save_every = ckpt.every_steps or interval_steps(plan, ckpt.every_epochs, train_examples)
-    return TrainingArguments(
+    return dict(
         output_dir=str(output_dir),
         per_device_train_batch_size=batch.micro_batch,
         per_device_eval_batch_size=batch.eval_batch,
@@ -146,15 +153,21 @@ def build_trainer(plan: Plan, model, tokenizer, data, *, output_dir: Path, callb
     ckpt = plan.checkpoint
     manager = CheckpointManager(output_dir, keep_last=ckpt.keep_last, keep_best=ckpt.keep_best,
                                 best_mode=ckpt.best_mode)
-    args = training_arguments(plan, output_dir, has_eval=data.eval is not None, report_to=report_to,
-                              eval_on_start=not resuming, train_examples=len(data.train))
-    speedups = apply(plan, model)
-    trainer = FtcTrainer(
-        model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
-        data_collator=data.collator, processing_class=tokenizer, callbacks=callbacks,
-        checkpoints=manager, keep_best=ckpt.keep_best,
-    )
-    trainer.ftc_loss_head, trainer.ftc_speedups = speedups.head, speedups
+    if plan.objective.kind != "sft":  # TRL's trainers (the efficiency switches apply to ftc's own loss only)
+        from .preference import build_preference_trainer
+
+        trainer = build_preference_trainer(plan, model, tokenizer, data, output_dir=output_dir, callbacks=callbacks,
+                                           report_to=report_to, resuming=resuming, checkpoints=manager)
+    else:
+        args = training_arguments(plan, output_dir, has_eval=data.eval is not None, report_to=report_to,
+                                  eval_on_start=not resuming, train_examples=len(data.train))
+        speedups = apply(plan, model)
+        trainer = FtcTrainer(
+            model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
+            data_collator=data.collator, processing_class=tokenizer, callbacks=callbacks,
+            checkpoints=manager, keep_best=ckpt.keep_best,
+        )
+        trainer.ftc_loss_head, trainer.ftc_speedups = speedups.head, speedups
     if plan.on_cpu and plan.distributed.strategy == "fsdp":
         from ftc.runtime.launch.rank import enable_cpu_fsdp
 
