@@ -55,7 +55,7 @@ def check_preference_data(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
                    help="remove it; `max_length` bounds whole rows")
     if not preference:
         return
-    if recipe.value("data.packing"):
+    if recipe.value("data.packing") is True:  # `auto` leaves preference rows unpacked
         sink.error("E0605", "`packing = true` cannot be used with preference data", recipe.span("data.packing"),
                    label="chosen and rejected answers are scored as separate sequences",
                    help="remove `packing`")
