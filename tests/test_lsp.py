@@ -101,8 +101,12 @@ async def _session(tmp_path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def seen(tmp_path_factory) -> dict:
-    """One session for the tests below (a server start costs about a second)."""
-    return asyncio.run(_session(tmp_path_factory.mktemp("lsp")))
+    """One session for the tests below (a server start costs about a second). The child recipe in a temporary
+    folder extends a repository example, outside its own project: allowed here as `ftc --allow-outside-project`
+    allows it (the server inherits the variable)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FTC_ALLOW_OUTSIDE_PROJECT", "1")
+        return asyncio.run(_session(tmp_path_factory.mktemp("lsp")))
 
 
 def test_lsp_session(seen):

@@ -218,3 +218,26 @@ def test_no_secret_reaches_outputs_and_checkpoints_load_weights_only(tmp_path):
     assert resumed.returncode == 1, explain(resumed)
     assert "weights_only loading refused it" in resumed.stderr and "checkpoint-3" in resumed.stderr, explain(resumed)
     assert "Traceback" not in resumed.stderr, explain(resumed)
+
+
+class _Hostile:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def test_a_sweep_trial_unpickles_only_an_optuna_pruner():
+    """The coordinator hands a programmatic pruner to a trial's ranks in FTC_SWEEP_PRUNER; anything else that
+    variable could name is refused before it runs."""
+    import base64
+
+    import optuna
+
+    from ftc.runtime.sweep.rank import _pruner, encode_pruner
+
+    pruner = _pruner({"FTC_SWEEP_PRUNER": encode_pruner(optuna.pruners.ThresholdPruner(upper=5.0))}, None)
+    assert isinstance(pruner, optuna.pruners.ThresholdPruner)
+    hostile = base64.b64encode(pickle.dumps(_Hostile())).decode("ascii")
+    with pytest.raises(pickle.UnpicklingError, match="not an optuna pruner"):
+        _pruner({"FTC_SWEEP_PRUNER": hostile}, None)

@@ -13,6 +13,7 @@ pruner's verdict is broadcast so that every rank stops at the same step.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 from .callback import TrialReporter
@@ -35,14 +36,29 @@ def encode_pruner(pruner) -> str:
 
 def _pruner(env, plan):
     import base64
-    import pickle
+    import io
 
     from .study import make_pruner
 
     if env.get("FTC_SWEEP_PRUNER"):
-        return pickle.loads(base64.b64decode(env["FTC_SWEEP_PRUNER"]))
+        return _PrunerUnpickler(io.BytesIO(base64.b64decode(env["FTC_SWEEP_PRUNER"]))).load()
     sweep = plan.sweep if plan is not None else None
     return make_pruner(sweep.pruner if sweep is not None else "median")
+
+
+class _PrunerUnpickler(pickle.Unpickler):
+    """Unpickles an optuna pruner and nothing else: a class outside optuna (and the builtins and numpy
+    scalars its state holds) is refused, so the variable cannot make this process run anything."""
+
+    SAFE_BUILTINS = frozenset({"float", "int", "bool", "str", "dict", "list", "tuple", "set", "frozenset",
+                               "complex", "slice", "NoneType"})
+
+    def find_class(self, module: str, name: str):
+        top = module.split(".")[0]
+        if top == "optuna" or (module == "builtins" and name in self.SAFE_BUILTINS) or \
+                (top == "numpy" and name in ("dtype", "scalar", "_reconstruct", "ndarray")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"FTC_SWEEP_PRUNER names {module}.{name}, which is not an optuna pruner")
 
 
 def trial_callbacks(plan=None, env=None) -> tuple:
