@@ -129,7 +129,8 @@ def data_section(**values) -> dict:
     """A complete plan `data` section (every key the runtime reads), with `values` over these settings."""
     return {"train": [], "eval": None, "eval_split": 0.0, "format": "chat", "columns": {}, "max_length": 2048,
             "packing": False, "dedup": "none", "near_dedup_threshold": 0.85, "train_on": "completions",
-            "on_bad_rows": "error", "truncation": "right", "seed": 42, "cache_dir": None, **values}
+            "on_bad_rows": "error", "truncation": "right", "seed": 42, "cache_dir": None, "max_prompt_length": None,
+            **values}
 
 
 def section(path: str, **changes):

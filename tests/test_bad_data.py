@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from plan_cases import data_section
 
 pytest.importorskip("datasets")
 
@@ -111,8 +112,7 @@ FINE = [
 
 
 def _prepare(tmp_path, tok, files, fmt, mode):
-    spec = {"format": fmt, "max_length": 64, "packing": False, "dedup": "none", "train_on": "completions",
-            "on_bad_rows": mode, "truncation": "right", "seed": 1, "train": files}
+    spec = data_section(format=fmt, max_length=64, on_bad_rows=mode, seed=1, train=files)
     return prepare(spec, tok, base_dir=tmp_path, cache_dir=tmp_path / f"cache-{mode}")
 
 
