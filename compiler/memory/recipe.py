@@ -65,30 +65,10 @@ def setup_from_recipe(recipe, strategy: str | None = None) -> RecipeMemory:
     method = recipe.value("method", "full")
     strategy = strategy or recipe.strategy()
     on_cpu = recipe.value("hardware.accelerator", "gpu") == "cpu"
-    autos = set()
+    autos: set = set()
     assumptions = []
-    micro = recipe.value("train.micro_batch", AUTO)
-    accum = recipe.value("train.grad_accum", AUTO)
-    if isinstance(global_batch, int) and world and global_batch % world == 0:
-        per_rank = global_batch // world
-    elif isinstance(micro, int) and isinstance(accum, int):
-        per_rank = micro * accum
-    else:
-        per_rank = 0  # unknown: the estimate keeps gradients for the whole step
-    if micro is AUTO:
-        if isinstance(accum, int) and isinstance(global_batch, int) and global_batch % (accum * world) == 0:
-            micro = global_batch // (accum * world)
-        else:
-            autos.add("micro_batch")
-            micro = 1
-    zero = recipe.value("distributed.zero", AUTO) if strategy == "deepspeed" else 0
-    if zero is AUTO:
-        autos.add("zero")
-        zero = 0
-    checkpointing = recipe.value("train.gradient_checkpointing", AUTO)
-    if checkpointing is AUTO:
-        autos.add("gradient_checkpointing")
-        checkpointing = False
+    micro, per_rank = _batch_shape(recipe, global_batch, world, autos)
+    zero, checkpointing = _stage_autos(recipe, strategy, autos)
     seq_len = recipe.value("data.max_length")
     if not isinstance(seq_len, int):
         seq_len = DEFAULT_SEQ_LEN
@@ -136,6 +116,40 @@ def setup_from_recipe(recipe, strategy: str | None = None) -> RecipeMemory:
         assumptions.append("`train.compile = true`: torch.compile's effect on activation memory is not modelled; "
                            "the estimate is the eager model's")
     return RecipeMemory(setup, frozenset(autos), model_error=None, assumptions=tuple(assumptions), **common)
+
+
+def _batch_shape(recipe, global_batch, world: int, autos: set) -> tuple[int, int]:
+    """(micro-batch, sequences per rank and step) as far as the recipe fixes them; an `auto` micro-batch is
+    estimated at 1 and listed in `autos`. Sequences per rank are 0 when unknown (gradients then live for the
+    whole step)."""
+    micro = recipe.value("train.micro_batch", AUTO)
+    accum = recipe.value("train.grad_accum", AUTO)
+    if isinstance(global_batch, int) and world and global_batch % world == 0:
+        per_rank = global_batch // world
+    elif isinstance(micro, int) and isinstance(accum, int):
+        per_rank = micro * accum
+    else:
+        per_rank = 0
+    if micro is AUTO:
+        if isinstance(accum, int) and isinstance(global_batch, int) and global_batch % (accum * world) == 0:
+            micro = global_batch // (accum * world)
+        else:
+            autos.add("micro_batch")
+            micro = 1
+    return micro, per_rank
+
+
+def _stage_autos(recipe, strategy: str, autos: set) -> tuple[int, bool]:
+    """(ZeRO stage, gradient checkpointing) as written; each `auto` gets a placeholder and is listed in `autos`."""
+    zero = recipe.value("distributed.zero", AUTO) if strategy == "deepspeed" else 0
+    if zero is AUTO:
+        autos.add("zero")
+        zero = 0
+    checkpointing = recipe.value("train.gradient_checkpointing", AUTO)
+    if checkpointing is AUTO:
+        autos.add("gradient_checkpointing")
+        checkpointing = False
+    return zero, checkpointing
 
 
 def _added_tokens(recipe, arch, method: str):
