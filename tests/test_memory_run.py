@@ -101,7 +101,10 @@ def test_run_peak_matches_the_estimate(tmp_path, overrides, one_torch_thread):
     setup, estimated, measured = run_and_estimate(tmp_path, recipe, other_sets if other else overrides)
     assert setup.arch.model_type == (other or "llama")
     error = (estimated - measured) / measured
-    assert -0.05 <= error <= 0.12, f"estimate {estimated:,} vs measured {measured:,} ({error:+.1%})"
+    # Over by up to 20%: packed rows run through ftc's per-example (varlen) attention on the CPU, which keeps
+    # less than the SDPA path the estimate models (the model's gap, on the safe side; docs/memory.md). Under by
+    # more than 5% would be an out-of-memory risk and fails.
+    assert -0.05 <= error <= 0.20, f"estimate {estimated:,} vs measured {measured:,} ({error:+.1%})"
 
 
 def test_run_adapts_moe_experts_as_parameters(tmp_path, one_torch_thread):
@@ -113,7 +116,10 @@ def test_run_adapts_moe_experts_as_parameters(tmp_path, one_torch_thread):
         ("method.targets=[q_proj, v_proj, gate_up_proj, down_proj]", "method.dropout=0", "model.dtype=bf16"))
     assert setup.lora_targets == ("q_proj", "v_proj", "gate_up_proj", "down_proj")
     error = (estimated - measured) / measured
-    assert -0.05 <= error <= 0.12, f"estimate {estimated:,} vs measured {measured:,} ({error:+.1%})"
+    # Over by up to 20%: packed rows run through ftc's per-example (varlen) attention on the CPU, which keeps
+    # less than the SDPA path the estimate models (the model's gap, on the safe side; docs/memory.md). Under by
+    # more than 5% would be an out-of-memory risk and fails.
+    assert -0.05 <= error <= 0.20, f"estimate {estimated:,} vs measured {measured:,} ({error:+.1%})"
 
 
 def run_and_estimate(tmp_path: Path, recipe: Path, overrides: tuple) -> tuple:

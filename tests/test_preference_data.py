@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from plan_cases import data_section
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "examples" / "tiny"
@@ -29,7 +30,7 @@ def prepare(tmp_path, tokenizer, rows, fmt="preference", **data):
     from ftc.runtime.data import prepare as run
 
     write(tmp_path / "d.jsonl", rows)
-    spec = {"train": ["d.jsonl"], "format": fmt, "max_length": 64, "dedup": "exact", "seed": 42, **data}
+    spec = data_section(**{"train": ["d.jsonl"], "format": fmt, "max_length": 64, "dedup": "exact", "seed": 42, **data})
     return run(spec, tokenizer, base_dir=tmp_path, cache_dir=tmp_path / "cache")
 
 

@@ -12,6 +12,12 @@ import pytest
 
 from multiproc_util import base_env, recipe_text
 
+
+@pytest.fixture(autouse=True)
+def _extends_from_a_temporary_folder(monkeypatch):
+    """These recipes live in a temporary folder and extend an example of the repository (E0116 otherwise)."""
+    monkeypatch.setenv("FTC_ALLOW_OUTSIDE_PROJECT", "1")
+
 pytestmark = pytest.mark.slow
 
 TINY = Path(__file__).resolve().parent.parent / "examples" / "tiny.ftspec"

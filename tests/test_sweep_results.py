@@ -21,6 +21,12 @@ from ftc.compiler.pipeline import compile_recipe
 from ftc.orchestrate.sweep_command import run_sweep_command
 
 
+@pytest.fixture(autouse=True)
+def _extends_from_a_temporary_folder(monkeypatch):
+    """These recipes live in a temporary folder and extend an example of the repository (E0116 otherwise)."""
+    monkeypatch.setenv("FTC_ALLOW_OUTSIDE_PROJECT", "1")
+
+
 def _args(**kw):
     return argparse.Namespace(resume=kw.get("resume"), run_id=kw.get("run_id"), merge=None,
                               trials=kw.get("trials"), worker=kw.get("worker", False))
