@@ -36,7 +36,7 @@ demo: setup
 
 # pytest exits 5 when it collected no test: that fails `make test`, as any non-zero exit does.
 test: setup textmate
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 # Long fuzzing: the fuzz tests in rounds of random examples for FUZZ_MINUTES (default 10) against a saved
 # example database (.hypothesis/fuzz); prints cases run and failures. CI keeps its short derandomized run.
