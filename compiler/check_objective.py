@@ -64,6 +64,11 @@ def check_preference_data(recipe: ResolvedRecipe, sink: DiagnosticSink) -> None:
                    recipe.span("data.pad_to_max_length"),
                    label="the preference trainers pad prompts and answers to each batch's longest row",
                    help="remove `pad_to_max_length`")
+    if recipe.value("train.chunked_cross_entropy") is True:  # `auto` turns it off for preference objectives
+        sink.error("E0612", "`chunked_cross_entropy = true` cannot be used with preference data",
+                   recipe.span("train.chunked_cross_entropy"),
+                   label="the preference trainers compute their own log-probs from whole logits",
+                   help="remove `chunked_cross_entropy` (auto leaves it off here)")
     if recipe.is_set("data.train_on") and recipe.value("data.train_on") == "all":
         sink.error("E0606", "preference objectives score the answers only: `train_on = all` cannot apply",
                    recipe.span("data.train_on"), label="the prompt is never part of the preference loss",

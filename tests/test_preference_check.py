@@ -51,6 +51,8 @@ def codes(result) -> dict[str, tuple[int, int]]:
     (dict(method="method qlora { quant = nf4 }", objective="objective dpo { reference = model }"), "", "E0608", 3),
     (dict(objective="objective kto {}", data='data {{ train = "train.jsonl"; format = unpaired_preference }}',
           train="train { lr = 1e-5; global_batch = 8; micro_batch = 1; max_steps = 10 steps }"), "", "E0611", 5),
+    (dict(train="train { lr = 1e-5; global_batch = 8; max_steps = 10 steps; chunked_cross_entropy = true }"), "",
+     "E0612", 5),
 ])
 def test_objective_errors_are_located(tmp_path, blocks, data_extra, code, line):
     result = compile_text(tmp_path, data_extra=data_extra, **blocks)

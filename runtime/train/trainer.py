@@ -153,7 +153,10 @@ def build_trainer(plan: Plan, model, tokenizer, data, *, output_dir: Path, callb
     ckpt = plan.checkpoint
     manager = CheckpointManager(output_dir, keep_last=ckpt.keep_last, keep_best=ckpt.keep_best,
                                 best_mode=ckpt.best_mode)
-    if plan.objective.kind != "sft":  # TRL's trainers (the efficiency switches apply to ftc's own loss only)
+    # the plan's efficiency switches; under preference objectives the compiler leaves the chunked loss and
+    # packing off (TRL computes its own log-probs), so only `compile` and the optimizer kernel apply there
+    speedups = apply(plan, model)
+    if plan.objective.kind != "sft":  # TRL's trainers
         from .preference import build_preference_trainer
 
         trainer = build_preference_trainer(plan, model, tokenizer, data, output_dir=output_dir, callbacks=callbacks,
@@ -161,13 +164,13 @@ def build_trainer(plan: Plan, model, tokenizer, data, *, output_dir: Path, callb
     else:
         args = training_arguments(plan, output_dir, has_eval=data.eval is not None, report_to=report_to,
                                   eval_on_start=not resuming, train_examples=len(data.train))
-        speedups = apply(plan, model)
         trainer = FtcTrainer(
             model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
             data_collator=data.collator, processing_class=tokenizer, callbacks=callbacks,
             checkpoints=manager, keep_best=ckpt.keep_best,
         )
-        trainer.ftc_loss_head, trainer.ftc_speedups = speedups.head, speedups
+        trainer.ftc_loss_head = speedups.head
+    trainer.ftc_speedups = speedups
     if plan.on_cpu and plan.distributed.strategy == "fsdp":
         from ftc.runtime.launch.rank import enable_cpu_fsdp
 
