@@ -7,13 +7,13 @@ The compiler needs only the constants; the loader and the typed sections are imp
 
 from __future__ import annotations
 
-from .contract import (ALL_LINEAR, ENTRY_MODULE, EXIT_ABORTED, EXIT_OK, EXIT_PREEMPTED, EXIT_USAGE,
+from .contract import (ALL_LINEAR, ENTRY_MODULE, EXIT_ABORTED, EXIT_NO_SPACE, EXIT_OK, EXIT_PREEMPTED, EXIT_USAGE,
                        EXIT_USER_ERROR, LAUNCHERS, PLAN_FILE, SCHEMA_VERSION, UserError)
 
 _LAZY = {"PlanError": "load", "load_plan": "load", "plan_errors": "load", "plan_from_json": "load",
          "read_schema": "load", "Plan": "sections"}
 
-__all__ = ["ALL_LINEAR", "ENTRY_MODULE", "EXIT_ABORTED", "EXIT_OK", "EXIT_PREEMPTED", "EXIT_USAGE",
+__all__ = ["ALL_LINEAR", "ENTRY_MODULE", "EXIT_ABORTED", "EXIT_NO_SPACE", "EXIT_OK", "EXIT_PREEMPTED", "EXIT_USAGE",
            "EXIT_USER_ERROR", "LAUNCHERS", "PLAN_FILE", "SCHEMA_VERSION", "UserError", *_LAZY]
 
 

@@ -15,6 +15,7 @@ LAUNCHERS = ("python", "accelerate", "torchrun", "deepspeed")
 EXIT_OK = 0
 EXIT_USER_ERROR = 1  # a bad plan, model or data set: one message, never a traceback
 EXIT_USAGE = 2  # a bad command line or recipe (argparse's code, and the compiler's diagnostics)
+EXIT_NO_SPACE = 74  # EX_IOERR: the disk filled up during a save; the last complete checkpoint is intact
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: a full checkpoint was saved; `--resume auto` continues
 EXIT_ABORTED = 130  # a second signal: stopped at once, the last complete checkpoint is intact
 

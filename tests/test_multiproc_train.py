@@ -90,45 +90,6 @@ def test_zero2_trains(zero2, ddp):
     assert (zero2 / "checkpoints" / "checkpoint-4" / "global_step4").is_dir()  # DeepSpeed's own shards
 
 
-def _fault_then_resume(root, name, strategy, reference, kind, fault, rank, step, needle):
-    """The fault matrix's two-process cases (docs/reliability.md): the fault stops every rank with the
-    failing rank named; no complete checkpoint is lost; `--resume auto` reaches the reference run's losses
-    and final weights bit for bit."""
-    from fault_util import Ledger, bitwise_equal, final_tensors
-
-    ledger = Ledger(f"two processes, {strategy}")
-    folder = compile_recipe(root, name, strategy)
-    run = run_dir(folder, "r")
-    result = ftc_run(folder, "--run-id", "r", MASTER_PORT=_port(), FTC_FAULT=fault, FTC_FAULT_RANK=str(rank),
-                     FTC_FAULT_STEP=str(step))
-    assert result.returncode == 1, explain(result)
-    assert f"rank {rank} failed" in result.stderr and needle in result.stderr, explain(result)
-    ledger.after(kind, run, ({}, []))
-    assert (run / "checkpoints" / "checkpoint-2" / "ftc-manifest.json").is_file()
-    assert not (run / "checkpoints" / "checkpoint-4").exists()
-    before = ledger.before(run)
-    resumed = ftc_run(folder, "--resume", "auto", MASTER_PORT=_port())
-    assert resumed.returncode == 0, explain(resumed)
-    assert "from checkpoint-2" in resumed.stdout, explain(resumed)
-    ledger.after("resume", run, before)
-    ledger.faults.pop("resume")
-    assert ledger.bytes_lost == 0 and ledger.records_lost == 0, ledger
-    assert losses(run) == losses(reference)  # bit for bit, not approximately
-    assert bitwise_equal(final_tensors(run), final_tensors(reference))
-    ledger.bitwise_resumes += 1
-    ledger.write()
-
-
-def test_ddp_rank_killed_mid_step_resumes_bit_identical(root, ddp):
-    _fault_then_resume(root, "mp-ddp-kill", "ddp", ddp, "rank SIGKILLed mid-step", "sigkill", 1, 3,
-                       "killed by a signal")
-
-
-def test_zero2_killed_mid_manifest_resumes_bit_identical(root, zero2):
-    _fault_then_resume(root, "mp-zero2-kill", "zero2", zero2, "sigkill mid-manifest", "kill-manifest", 0, 4,
-                       "half written")
-
-
 def test_zero3_offload_preemption_on_one_rank_saves_all_then_resumes(root, ddp):
     """SIGTERM reaches rank 1 only, at step 3: both ranks agree at that step boundary, save their ZeRO-3
     shards into one checkpoint and exit 75; `--resume auto` continues to the loss of the run without a stop."""

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftc.plan import EXIT_ABORTED, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR
+from ftc.plan import EXIT_ABORTED, EXIT_NO_SPACE, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR
 
 from .spec import LaunchSpec
 
@@ -254,7 +254,9 @@ def _outcome(spec: LaunchSpec, ranks: "_Ranks", code: int | None, failed: "RankE
             "no exit code (killed by a signal or the OOM killer?)"
         message = (f"rank {failed.rank} failed ({how}); all ranks were stopped. Its log: {failed.log}\n"
                    + _indent(tail(failed.log)))
-        return LaunchResult(EXIT_USER_ERROR, "failed", code, failed, message, spec.run_dir, seconds)
+        # a full disk keeps its own code (the last complete checkpoint is intact: free space and resume)
+        exit_code = EXIT_NO_SPACE if failed.exit_code == EXIT_NO_SPACE else EXIT_USER_ERROR
+        return LaunchResult(exit_code, "failed", code, failed, message, spec.run_dir, seconds)
     if signals > 1:
         return LaunchResult(EXIT_ABORTED, "interrupted", code, None, "stopped by a second signal", spec.run_dir,
                             seconds)

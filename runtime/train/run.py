@@ -64,19 +64,22 @@ def is_no_space(exc: BaseException) -> bool:
     return "No space left on device" in text or "Disk quota exceeded" in text or "file write failed" in text
 
 
-def no_space(exc: BaseException, manager) -> NoSpaceError:
+def no_space(exc: BaseException, manager, *, main_rank: bool = True) -> NoSpaceError:
     """The disk filled up during a save: drop the partial checkpoint (it only takes space) and say what is
-    left and what to do."""
+    left and what to do. Only the main rank removes it: other ranks may still be writing into the same folder
+    (the next run removes what is left)."""
     import shutil
 
     from .checkpoints import newest_verified
 
-    shutil.rmtree(manager.staging, ignore_errors=True)
-    manager.staging.mkdir(exist_ok=True)
+    if main_rank:
+        shutil.rmtree(manager.staging, ignore_errors=True)
+        manager.staging.mkdir(exist_ok=True)
     newest = newest_verified(manager.root)
     kept = f"the last complete checkpoint, {newest.path.name}, is intact" if newest else "no checkpoint was completed"
+    partial = "was removed" if main_rank else "is removed when the run continues"
     return NoSpaceError(f"no space left on the device while writing {getattr(exc, 'filename', None) or 'a checkpoint'}; "
-                        f"the partial checkpoint was removed and {kept}. Free space under {manager.root.parent} (or "
+                        f"the partial checkpoint {partial} and {kept}. Free space under {manager.root.parent} (or "
                         "lower checkpoint.keep_last), then continue with: ftc run ... --resume auto")
 
 
@@ -259,7 +262,7 @@ def _train(trainer, hooks: _Hooks, point) -> float:
     except (OSError, RuntimeError) as exc:
         if not is_no_space(exc):
             raise
-        raise no_space(exc, trainer.ftc_checkpoints) from None
+        raise no_space(exc, trainer.ftc_checkpoints, main_rank=trainer.is_world_process_zero()) from None
     except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) met a pickle that is more than tensors
         raise RunError(f"cannot resume from {point.checkpoint if point else 'the checkpoint'}: one of its files "
                        f"holds more than tensors and weights_only loading refused it, so nothing in it ran "
