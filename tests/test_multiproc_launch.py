@@ -181,14 +181,13 @@ with rank_process() as code:
 """
 
 
-def test_supervisor_kills_a_rank_deaf_to_sigterm_within_the_bound(tmp_path):
-    """Rank 1 exits 3; rank 0 ignores SIGTERM: the supervisor names rank 1 and SIGKILLs rank 0 after
-    `kill_after_s`, without any collective timeout."""
+def _supervise_script(tmp_path, text: str, **kw):
+    """Two ranks running `text` under supervise(), as a launcher would start them; (result, log_dir, out)."""
     from ftc.runtime.launch.spec import LaunchSpec
-    from ftc.runtime.launch.supervise import _alive, supervise
+    from ftc.runtime.launch.supervise import supervise
 
     script = tmp_path / "rank.py"
-    script.write_text(RANK_SCRIPT, encoding="utf-8")
+    script.write_text(text, encoding="utf-8")
     launcher = tmp_path / "launcher.sh"
     launcher.write_text(f'RANK=0 "{sys.executable}" "{script}" & RANK=1 "{sys.executable}" "{script}" & wait\n')
     log_dir = tmp_path / "run" / "logs"
@@ -197,7 +196,15 @@ def test_supervisor_kills_a_rank_deaf_to_sigterm_within_the_bound(tmp_path):
                       nnodes=1, nproc_per_node=2, node_rank=0, master_addr="127.0.0.1", master_port=1,
                       run_dir=tmp_path / "run", log_dir=log_dir)
     out = io.StringIO()
-    result = supervise(spec, out=out, kill_after_s=2.0, poll_s=0.05)
+    return supervise(spec, out=out, **kw), log_dir, out
+
+
+def test_supervisor_kills_a_rank_deaf_to_sigterm_within_the_bound(tmp_path):
+    """Rank 1 exits 3; rank 0 ignores SIGTERM: the supervisor names rank 1 and SIGKILLs rank 0 after
+    `kill_after_s`, without any collective timeout."""
+    from ftc.runtime.launch.supervise import _alive
+
+    result, log_dir, out = _supervise_script(tmp_path, RANK_SCRIPT, kill_after_s=2.0, poll_s=0.05)
     assert result.status == "failed" and result.exit_code == 1
     assert (result.failed.rank, result.failed.exit_code) == (1, 3)
     assert str(log_dir / "rank-1.log") in result.message
@@ -205,3 +212,31 @@ def test_supervisor_kills_a_rank_deaf_to_sigterm_within_the_bound(tmp_path):
     pid0 = json.loads((log_dir / "rank-0.pid").read_text())["pid"]
     assert not _alive(pid0)
     assert "rank 0 up" in out.getvalue()  # rank 0's log streamed to the terminal
+
+
+# Rank 1 is SIGKILLed, but rank 0's exit record (a collective error about its vanished peer) appears while
+# rank 1's process is still being torn down, as happens on a loaded machine.
+PEER_KILLED_SCRIPT = """
+import os, signal, sys, time
+from pathlib import Path
+from ftc.runtime.launch.rank import rank_process
+
+logs = Path(os.environ["FTC_RANK_LOG_DIR"])
+with rank_process() as code:
+    if os.environ["RANK"] == "0":
+        while not (logs / "rank-1.pid").exists():
+            time.sleep(0.01)
+        print("Connection closed by peer", flush=True)
+        raise SystemExit(1)
+    while not (logs / "rank-0.exit.json").exists():
+        time.sleep(0.01)
+    time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_rank_is_named_even_when_its_peer_reports_first(tmp_path):
+    result, log_dir, _ = _supervise_script(tmp_path, PEER_KILLED_SCRIPT, kill_after_s=2.0, poll_s=0.05)
+    assert result.status == "failed" and result.exit_code == 1
+    assert (result.failed.rank, result.failed.exit_code) == (1, None), result.message
+    assert "rank 1 failed (no exit code" in result.message

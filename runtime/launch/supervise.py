@@ -25,6 +25,7 @@ from ftc.plan import EXIT_ABORTED, EXIT_NO_SPACE, EXIT_OK, EXIT_PREEMPTED, EXIT_
 from .spec import LaunchSpec
 
 CLEAN_CODES = (EXIT_OK, EXIT_PREEMPTED)
+SETTLE_S = 1.0  # how long a failure with an exit code waits for a killed rank to be seen gone (see _Watch.settle)
 HOST = os.uname()[1]
 
 
@@ -212,12 +213,26 @@ class _Watch:
             stream.pump()
             failed = self.ranks.first_failure()
             if failed is not None:
+                failed = self.settle(failed)
                 self.stop_everything()
                 return self.proc.returncode, failed
             if code is not None:
                 if any(_alive(p) for p in self.ranks.pids().values()):  # launcher gone, ranks orphaned
                     self.stop_everything()
                 return code, self.ranks.first_failure()
+
+    def settle(self, failed: "RankExit") -> "RankExit":
+        """A rank that failed with a code may only be reporting a peer that was killed (a collective error):
+        the killed peer's process can still be tearing down when that record appears. Look again for up to
+        SETTLE_S, while a rank without a record is still alive, so that the killed rank is the one named."""
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            failed = self.ranks.first_failure() or failed
+            exits, pids = self.ranks.exits(), self.ranks.pids()
+            waiting = any(_alive(pid) for rank, pid in pids.items() if rank not in exits)
+            if failed.exit_code is None or not waiting or time.monotonic() >= deadline:
+                return failed
+            time.sleep(self.poll_s)
 
     def stop_everything(self) -> None:
         proc, ranks = self.proc, self.ranks
