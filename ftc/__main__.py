@@ -1,3 +1,4 @@
 from ftc.cli import main
+from ftc.exit import leave
 
-raise SystemExit(main())
+leave(main())

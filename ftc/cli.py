@@ -83,5 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def entry() -> None:
+    """The `ftc` console command: main(), then leave() (ftc/exit.py)."""
+    from ftc.exit import leave
+
+    leave(main())
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()
