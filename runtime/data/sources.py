@@ -291,6 +291,10 @@ def _read_parquet(source: Source):
     try:
         table = pq.read_table(source.path)
     except (pa.ArrowInvalid, OSError) as exc:
+        try:
+            _unique_columns(pq.read_schema(source.path).names, source)  # pyarrow's refusal names no column
+        except (pa.ArrowInvalid, OSError):
+            pass
         raise DataError(f"cannot read Parquet: {exc}", file=source.display) from None
     return ReadResult(numbers=list(range(1, table.num_rows + 1)), table=table)
 
@@ -363,6 +367,19 @@ def _read_hub(source: Source, what: str):
 
 def read_source(source: Source, what: str):
     """Read one source as blocks of rows (origin columns are added by the caller)."""
+    for read in _read_source(source, what):
+        _unique_columns(read.table.column_names if read.table is not None else [], source)
+        yield read
+
+
+def _unique_columns(names: list[str], source: Source) -> None:
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # which one holds a row's value cannot be told
+        raise DataError(f"more than one column is named {', '.join(f'`{n}`' for n in twice)}",
+                        file=source.display, help="rename or remove the extra columns")
+
+
+def _read_source(source: Source, what: str):
     try:
         if source.kind == "jsonl":
             yield from _read_jsonl(source)
