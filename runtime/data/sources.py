@@ -316,12 +316,28 @@ def _read_txt(source: Source):
     return ReadResult(numbers=numbers, table=pa.table({"text": pa.array(lines, pa.string())}))
 
 
+def _empty_saved(folder: Path) -> pa.Table | None:
+    """A saved data set of no rows, as an empty table: datasets writes no data file for it and cannot load it."""
+    import datasets
+
+    try:
+        if json.loads((folder / "state.json").read_text())["_data_files"]:
+            return None
+        features = json.loads((folder / "dataset_info.json").read_text())["features"]
+        return datasets.Features.from_dict(features).arrow_schema.empty_table()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _read_disk(source: Source, what: str):
     import datasets
 
     try:
         ds = datasets.load_from_disk(source.path)
     except Exception as exc:  # datasets raises several types here
+        empty = _empty_saved(Path(source.path))
+        if empty is not None:
+            return ReadResult(numbers=[], table=empty)
         raise DataError(f"cannot load the saved data set: {exc}", file=source.display) from None
     if isinstance(ds, datasets.DatasetDict):
         names = [what] + (["validation", "test"] if what == "eval" else [])
