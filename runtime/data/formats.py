@@ -222,7 +222,7 @@ def check(table: pa.Table, problems: pa.Array, fmt: FormatSpec) -> pa.Array:
         if f in OPTIONAL:
             continue
         problem = _set(problem, pc.is_null(col), f"missing `{name}`")
-        problem = _set(problem, pc.greater(pc.binary_length(col), MAX_ROW_BYTES), _too_big(name))
+        problem = _set(problem, pc.greater(pc.binary_length(col), MAX_ROW_BYTES), too_big(name))
         empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0)
         problem = _set(problem, empty, f"`{name}` is empty")
     return problem
@@ -231,7 +231,7 @@ def check(table: pa.Table, problems: pa.Array, fmt: FormatSpec) -> pa.Array:
 MAX_ROW_BYTES = 16 << 20  # one field of one row; larger is refused before any tokenizing (docs/data.md)
 
 
-def _too_big(name: str) -> str:
+def too_big(name: str) -> str:
     return f"`{name}` holds more than {MAX_ROW_BYTES >> 20} MiB of text; split the row or shorten it"
 
 
@@ -246,7 +246,7 @@ def _check_messages(col: pa.Array, problem: pa.Array, fmt: FormatSpec) -> pa.Arr
     parent = pc.list_parent_indices(col).to_numpy()
     sizes = np.bincount(parent, weights=pc.fill_null(pc.binary_length(flat.field("content")), 0).to_numpy(),
                         minlength=n)
-    problem = _set(problem, pa.array(sizes > MAX_ROW_BYTES), _too_big(name))
+    problem = _set(problem, pa.array(sizes > MAX_ROW_BYTES), too_big(name))
     starts = col.offsets.to_numpy()[:-1] - col.offsets[0].as_py()
     role = flat.field("role")
     content = flat.field("content")

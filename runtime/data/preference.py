@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from . import dedup as _dedup
 from .errors import DataError
+from .formats import MAX_ROW_BYTES, too_big
 from .render import TokenizerInfo
 from .templates import ChatRenderer, ChatTemplate, of_tokenizer
 from .sources import Source, read_source
@@ -63,6 +64,12 @@ def _message_problem(value, name: str) -> str | None:
     return None if value else f"`{name}` is an empty list of messages"
 
 
+def _over_limit(value: str | list) -> bool:
+    """More than MAX_ROW_BYTES of text (a UTF-8 character is at most 4 bytes: shorter text is not measured)."""
+    texts = [value] if isinstance(value, str) else [m["content"] for m in value]
+    return sum(map(len, texts)) * 4 > MAX_ROW_BYTES and sum(len(t.encode("utf-8")) for t in texts) > MAX_ROW_BYTES
+
+
 def row_problem(values: dict, fmt: str) -> str | None:
     """Why a row does not fit the format, or None."""
     for name in FIELDS[fmt]:
@@ -82,6 +89,23 @@ def row_problem(values: dict, fmt: str) -> str | None:
             return f"`{name}` must be a string or a list of messages, found {_kind(value)}"
         elif name == "prompt" and not value.strip():
             return "empty prompt"
+        if _over_limit(value):
+            return too_big(name)
+    return None
+
+
+def _as_read(values: dict, source: Source) -> str | None:
+    """Decode, in place, the text of a column that is not all UTF-8 (read as bytes), and a CSV label written
+    `true` or `false` in a column that holds other words too (read as text); the problem of an undecodable one."""
+    for name, value in values.items():
+        if isinstance(value, bytes):
+            try:
+                values[name] = value = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return f"`{name}` is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        if name == "label" and source.kind == "csv" and isinstance(value, str) \
+                and value.strip().lower() in ("true", "false"):
+            values[name] = value.strip().lower() == "true"
     return None
 
 
@@ -95,15 +119,16 @@ def read_rows(sources: tuple[Source, ...], spec: DataSpec, what: str) -> tuple[l
             problems = read.problems if read.table is None else [None] * len(rows)
             names = set(read.table.column_names) if read.table is not None else \
                 {k for r in rows[:1000] if isinstance(r, dict) for k in r}
-            missing = [c for c in cols.values() if c not in names]
-            if names and missing and len(missing) == len(cols):
-                raise DataError(f"format {spec.format} needs columns {', '.join(f'`{c}`' for c in cols.values())}; "
+            missing = {k: c for k, c in cols.items() if c not in names}
+            if names and missing:  # a file without a column: no row of it can be told from another
+                example = "; ".join(f'{k} = "..."' for k in missing)
+                raise DataError(f"format {spec.format} needs column {', '.join(f'`{c}`' for c in missing.values())}; "
                                 f"the file has {', '.join(f'`{n}`' for n in sorted(names))}", file=source.display,
-                                help="map your column names in the data block: `columns { prompt = \"...\" }`")
+                                help=f"map your column names in the data block: `columns {{ {example} }}`")
             for raw, number, problem in zip(rows, read.numbers, problems):
                 values = {k: raw.get(c) for k, c in cols.items()} if isinstance(raw, dict) else {}
                 problem = problem or (f"expected an object, found {_kind(raw)}" if not isinstance(raw, dict)
-                                      else row_problem(values, spec.format))
+                                      else _as_read(values, source) or row_problem(values, spec.format))
                 row = Row(source, int(number), values)
                 (bad if problem else good).append((row, problem) if problem else row)
     return good, bad

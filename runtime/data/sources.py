@@ -138,6 +138,8 @@ def _rows_from_python(rows: list, numbers: list[int], problems: list) -> ReadRes
 
 def _json_problem(exc: Exception) -> str:
     """json's message with the column it stopped at ("Expecting value at column 1")."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
     msg, column = getattr(exc, "msg", None), getattr(exc, "colno", None)
     if msg is None or column is None:
         return str(exc)
@@ -156,7 +158,7 @@ def _read_jsonl_slow(data: bytes, first: int = 1) -> ReadResult:
             rows.append(None)
             problems.append(f"not UTF-8 text ({exc.reason} at byte {exc.start})")
             continue
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             rows.append(None)
             problems.append(f"invalid JSON: {_json_problem(exc)}")
             continue
@@ -164,8 +166,9 @@ def _read_jsonl_slow(data: bytes, first: int = 1) -> ReadResult:
             rows.append(None)
             problems.append(f"expected a JSON object, found {type(value).__name__}")
             continue
-        rows.append(value)
-        problems.append(None)
+        problem = _not_utf8(value) if _escapes_surrogates(line) else None
+        rows.append(None if problem else value)
+        problems.append(problem)
     return _rows_from_python(rows, numbers, problems)
 
 
@@ -194,11 +197,55 @@ def _read_jsonl(source: Source):
             first = next_first
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+def _escapes_surrogates(data: bytes) -> bool:
+    """Whether JSON text may escape half of a surrogate pair (`\\ud800`), which is no text."""
+    return b"\\ud" in data or b"\\uD" in data
+
+
+def _not_utf8(value) -> str | None:
+    """Why a parsed JSON value holds no valid text: bytes that were not UTF-8 (read as surrogate escapes), or
+    an escaped half of a surrogate pair; None when it holds none."""
+    stack = [value]
+    while stack:  # not recursive: the value may nest as deep as the parser allows
+        v = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8", "surrogateescape").decode("utf-8")
+            except UnicodeEncodeError as exc:
+                half = f"\\u{ord(v[exc.start]):04x}"
+                return f"not UTF-8 text (half of a surrogate pair, {half}, at character {exc.start})"
+            except UnicodeDecodeError as exc:
+                return f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        elif isinstance(v, dict):
+            stack += [*v, *v.values()]
+        elif isinstance(v, list):
+            stack += v
+    return None
+
+
+def _parse_json(data: bytes):
+    """The document's value, and whether some of its text may not be text (bytes that are not UTF-8, an escaped
+    half of a surrogate pair): then each row is checked, and those holding such text are bad."""
+    try:
+        try:
+            return json.loads(data), _escapes_surrogates(data)
+        except UnicodeDecodeError:
+            return json.loads(data.removeprefix(BOM).decode("utf-8", "surrogateescape")), True
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def _read_json(source: Source):
     data = Path(source.path).read_bytes()
     try:
-        value = json.loads(data)
-    except ValueError:
+        value, check_text = _parse_json(data)
+    except ValueError as exc:
+        if data.removeprefix(BOM).lstrip().startswith(b"["):  # a document that does not parse has no rows
+            raise DataError(f"invalid JSON: {_json_problem(exc)}", file=source.display,
+                            row=getattr(exc, "lineno", None), unit="line") from None
         return list(_read_jsonl(source))  # a .json file that holds JSON lines
     if isinstance(value, dict):
         lists = [v for v in value.values() if isinstance(v, list)]
@@ -207,8 +254,9 @@ def _read_json(source: Source):
         value = lists[0]
     if not isinstance(value, list):
         raise DataError("expected a JSON array of objects", file=source.display)
-    problems = [None if isinstance(r, dict) else f"expected a JSON object, found {type(r).__name__}" for r in value]
-    return _rows_from_python([r if isinstance(r, dict) else None for r in value],
+    problems = [f"expected a JSON object, found {type(r).__name__}" if not isinstance(r, dict)
+                else _not_utf8(r) if check_text else None for r in value]
+    return _rows_from_python([r if p is None else None for r, p in zip(value, problems)],
                              list(range(1, len(value) + 1)), problems)
 
 
@@ -243,12 +291,16 @@ def _read_parquet(source: Source):
     try:
         table = pq.read_table(source.path)
     except (pa.ArrowInvalid, OSError) as exc:
+        try:
+            _unique_columns(pq.read_schema(source.path).names, source)  # pyarrow's refusal names no column
+        except (pa.ArrowInvalid, OSError):
+            pass
         raise DataError(f"cannot read Parquet: {exc}", file=source.display) from None
     return ReadResult(numbers=list(range(1, table.num_rows + 1)), table=table)
 
 
 def _read_txt(source: Source):
-    data = Path(source.path).read_bytes().removeprefix(b"\xef\xbb\xbf")
+    data = Path(source.path).read_bytes().removeprefix(BOM)
     numbers, lines, problems = [], [], []
     for i, line in enumerate(data.split(b"\n"), start=1):
         if line.strip():
@@ -264,12 +316,28 @@ def _read_txt(source: Source):
     return ReadResult(numbers=numbers, table=pa.table({"text": pa.array(lines, pa.string())}))
 
 
+def _empty_saved(folder: Path) -> pa.Table | None:
+    """A saved data set of no rows, as an empty table: datasets writes no data file for it and cannot load it."""
+    import datasets
+
+    try:
+        if json.loads((folder / "state.json").read_text())["_data_files"]:
+            return None
+        features = json.loads((folder / "dataset_info.json").read_text())["features"]
+        return datasets.Features.from_dict(features).arrow_schema.empty_table()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _read_disk(source: Source, what: str):
     import datasets
 
     try:
         ds = datasets.load_from_disk(source.path)
     except Exception as exc:  # datasets raises several types here
+        empty = _empty_saved(Path(source.path))
+        if empty is not None:
+            return ReadResult(numbers=[], table=empty)
         raise DataError(f"cannot load the saved data set: {exc}", file=source.display) from None
     if isinstance(ds, datasets.DatasetDict):
         names = [what] + (["validation", "test"] if what == "eval" else [])
@@ -315,6 +383,19 @@ def _read_hub(source: Source, what: str):
 
 def read_source(source: Source, what: str):
     """Read one source as blocks of rows (origin columns are added by the caller)."""
+    for read in _read_source(source, what):
+        _unique_columns(read.table.column_names if read.table is not None else [], source)
+        yield read
+
+
+def _unique_columns(names: list[str], source: Source) -> None:
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # which one holds a row's value cannot be told
+        raise DataError(f"more than one column is named {', '.join(f'`{n}`' for n in twice)}",
+                        file=source.display, help="rename or remove the extra columns")
+
+
+def _read_source(source: Source, what: str):
     try:
         if source.kind == "jsonl":
             yield from _read_jsonl(source)
