@@ -41,6 +41,8 @@ GOOD = {"prompt": "What is one plus one?", "chosen": "Two.", "rejected": "Three.
     ({"prompt": "q", "chosen": "a"}, "missing `rejected`"),
     ({"prompt": "q", "chosen": 3, "rejected": "b"}, "`chosen` must be a string or a list of messages, found a number"),
     ({"prompt": "  ", "chosen": "a", "rejected": "b"}, "empty prompt"),
+    ({"prompt": [{"role": "human", "content": "q"}], "chosen": [{"role": "assistant", "content": "a"}],
+      "rejected": [{"role": "assistant", "content": "b"}]}, "`prompt` message 1 has unknown role 'human'"),
 ])
 def test_bad_pair_is_located_or_counted(tmp_path, tokenizer, bad, problem):
     from ftc.runtime.data import DataError

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from . import dedup as _dedup
 from .errors import DataError
-from .formats import MAX_ROW_BYTES, too_big
+from .formats import MAX_ROW_BYTES, ROLES, too_big
 from .render import TokenizerInfo
 from .templates import ChatRenderer, ChatTemplate, of_tokenizer
 from .sources import Source, read_source
@@ -58,9 +58,11 @@ def _kind(value) -> str:
 
 
 def _message_problem(value, name: str) -> str | None:
-    for m in value:
+    for k, m in enumerate(value, start=1):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
             return f"`{name}` is a list whose items are not messages with string `role` and `content`"
+        if m["role"] not in ROLES:  # the chat template would render it as given, or fail on it
+            return f"`{name}` message {k} has unknown role {m['role']!r} (use {', '.join(ROLES)})"
     return None if value else f"`{name}` is an empty list of messages"
 
 
