@@ -83,14 +83,19 @@ def static_hints() -> list[tuple[str, str]]:
 def rendered_hints() -> list[tuple[str, str]]:
     """Hints whose text is built from the data: raised for real, one per case."""
     from ftc.runtime.data.errors import DataError
-    from ftc.runtime.data.formats import FIELDS, FormatSpec, _missing_columns
+    from ftc.runtime.data.formats import FIELDS, FormatSpec, _missing_columns, missing_columns
+    from ftc.runtime.data.preference import FIELDS as PREFERENCE_FIELDS
     from ftc.runtime.data.sources import Source
 
     out = []
+    source = Source("jsonl", "/x.jsonl", "x.jsonl")
     for fmt in FIELDS:
         with pytest.raises(DataError) as raised:
-            _missing_columns(FormatSpec(fmt, {}), ["other"], Source("jsonl", "/x.jsonl", "x.jsonl"))
+            _missing_columns(FormatSpec(fmt, {}), ["other"], source)
         out.append((f"missing columns ({fmt})", raised.value.help))
+    for fmt, fields in PREFERENCE_FIELDS.items():
+        error = missing_columns(fmt, {f: f for f in fields}, ["other"], source)
+        out.append((f"missing columns ({fmt})", error.help))
     out += _template_end_hints()
     return out
 

@@ -61,13 +61,19 @@ class _Fallback(Exception):
 
 
 def _missing_columns(fmt: FormatSpec, names: list[str], source: Source) -> None:
-    missing = [f for f in FIELDS[fmt.name] if f not in OPTIONAL and fmt.column(f) not in names]
+    missing = {f: fmt.column(f) for f in FIELDS[fmt.name] if f not in OPTIONAL and fmt.column(f) not in names}
     if missing:
-        wanted = ", ".join(f"`{fmt.column(f)}`" for f in missing)
-        found = ", ".join(f"`{n}`" for n in names if not n.startswith("__")) or "none"
-        example = "; ".join(f'{f} = "..."' for f in missing)
-        raise DataError(f"format {fmt.name} needs column {wanted}; the file has {found}", file=source.display,
-                        help=f"map your column names in the data block: `columns {{ {example} }}`")
+        raise missing_columns(fmt.name, missing, names, source)
+
+
+def missing_columns(fmt_name: str, missing: dict[str, str], names, source: Source) -> DataError:
+    """A file without columns its format needs (field -> the column looked for): no row of it can be read,
+    so it is an error of the file in both `on_bad_rows` modes; the hint maps the columns."""
+    wanted = ", ".join(f"`{c}`" for c in missing.values())
+    found = ", ".join(f"`{n}`" for n in names if not n.startswith("__")) or "none"
+    example = "; ".join(f'{f} = "..."' for f in missing)
+    return DataError(f"format {fmt_name} needs column {wanted}; the file has {found}", file=source.display,
+                     help=f"map your column names in the data block: `columns {{ {example} }}`")
 
 
 def _string_column(col: pa.ChunkedArray, allow_cast: bool) -> pa.ChunkedArray:

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from . import dedup as _dedup
 from .errors import DataError
-from .formats import MAX_ROW_BYTES, ROLES, too_big
+from .formats import MAX_ROW_BYTES, ROLES, missing_columns, too_big
 from .render import TokenizerInfo
 from .templates import ChatRenderer, ChatTemplate, of_tokenizer
 from .sources import Source, read_source
@@ -123,10 +123,7 @@ def read_rows(sources: tuple[Source, ...], spec: DataSpec, what: str) -> tuple[l
                 {k for r in rows[:1000] if isinstance(r, dict) for k in r}
             missing = {k: c for k, c in cols.items() if c not in names}
             if names and missing:  # a file without a column: no row of it can be told from another
-                example = "; ".join(f'{k} = "..."' for k in missing)
-                raise DataError(f"format {spec.format} needs column {', '.join(f'`{c}`' for c in missing.values())}; "
-                                f"the file has {', '.join(f'`{n}`' for n in sorted(names))}", file=source.display,
-                                help=f"map your column names in the data block: `columns {{ {example} }}`")
+                raise missing_columns(spec.format, missing, sorted(names), source)
             for raw, number, problem in zip(rows, read.numbers, problems):
                 values = {k: raw.get(c) for k, c in cols.items()} if isinstance(raw, dict) else {}
                 problem = problem or (f"expected an object, found {_kind(raw)}" if not isinstance(raw, dict)
