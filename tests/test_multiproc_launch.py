@@ -169,13 +169,18 @@ def test_every_node_must_name_the_same_run_folder(plans):
 
 RANK_SCRIPT = """
 import os, signal, sys, time
+from pathlib import Path
 from ftc.runtime.launch.rank import rank_process
 
+ready = Path(os.environ["FTC_RANK_LOG_DIR"]) / "rank-0.deaf"
 with rank_process() as code:
     print(f"rank {os.environ['RANK']} up", flush=True)
     if os.environ["RANK"] == "1":
+        while not ready.exists():                 # however slowly rank 0 starts on a loaded machine
+            time.sleep(0.01)
         raise SystemExit(3)                       # the failing rank
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a rank stuck in a collective, deaf to SIGTERM
+    ready.write_text("")
     while True:
         time.sleep(0.05)
 """
