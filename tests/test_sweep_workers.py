@@ -8,7 +8,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -65,11 +64,11 @@ def database():
         yield url
 
 
-def start_worker(tmp_path: Path, recipe: Path, name: str) -> subprocess.Popen:
+def start_worker(tmp_path: Path, recipe: Path, name: str, **env: str) -> subprocess.Popen:
     log = (tmp_path / f"{name}.log").open("w")
     return subprocess.Popen([sys.executable, "-m", "ftc", "run", str(recipe), "--worker", "-o", f"build-{name}"],
                             cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                            env=base_env(FTC_SWEEP_HEARTBEAT="1"))
+                            env=base_env(FTC_SWEEP_HEARTBEAT="1", **env))
 
 
 def trials(url: str):
@@ -82,39 +81,21 @@ def trials(url: str):
         return []
 
 
-def wait_for(condition, timeout: float, what: str, procs=()):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if any(p.poll() is not None for p in procs):
-            raise AssertionError(f"a worker ended while waiting for {what}")
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_two_workers_share_the_study_and_a_killed_workers_trial_is_run_again(tmp_path, database):
     recipe = tmp_path / "shared.ftspec"
     recipe.write_text(recipe_text(database), encoding="utf-8")
-    a, b = start_worker(tmp_path, recipe, "a"), start_worker(tmp_path, recipe, "b")
+    # worker a is SIGKILLed in the middle of step 3 of its second trial (runtime/train/faults.py), after one
+    # finished trial of its own: the same kill at the same point on any machine, however loaded
+    a = start_worker(tmp_path, recipe, "a", FTC_FAULT="sigkill", FTC_FAULT_STEP="3", FTC_FAULT_RUN="2")
+    b = start_worker(tmp_path, recipe, "b")
     a_id = f"{socket.gethostname()}:{a.pid}"
     try:
-        def a_mid_trial():  # a finished one trial and is running its next
-            ts = trials(database)
-            mine = [t for t in ts if t.user_attrs.get("worker") == a_id]
-            if any(t.state.name == "COMPLETE" for t in mine) and any(t.state.name == "RUNNING" for t in mine):
-                return ts
-            return None
-
-        try:
-            before = wait_for(a_mid_trial, 600, "worker a in its second trial", (a, b))
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- a\n{(tmp_path / 'a.log').read_text()[-3000:]}\n"
-                                 f"--- b\n{(tmp_path / 'b.log').read_text()[-3000:]}") from None
-        a.kill()
-        a.wait()
-        killed = next(t.number for t in trials(database) if t.state.name == "RUNNING" and t.user_attrs["worker"] == a_id)
+        code = a.wait(timeout=600)
+        assert code == -9, f"worker a ended with {code}, not killed in its second trial\n" + \
+            (tmp_path / "a.log").read_text()[-3000:]
+        before = trials(database)
+        killed = next(t.number for t in before if t.state.name == "RUNNING" and t.user_attrs["worker"] == a_id)
+        assert any(t.state.name == "COMPLETE" and t.user_attrs["worker"] == a_id for t in before)
         finished_before = {t.number: t.value for t in before if t.state.name == "COMPLETE"}
         assert b.wait(timeout=600) == 0, (tmp_path / "b.log").read_text()[-3000:]
     finally:

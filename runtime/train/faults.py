@@ -13,6 +13,8 @@ the environment; a normal run never sets it, and then nothing here does anything
                      kill-manifest  SIGKILL while the manifest of that checkpoint is half written
                      enospc         the optimizer-state write of that save fails with ENOSPC after writing
                                     part of its file (a full disk)
+  FTC_FAULT_RUN    the step and save faults hit only the Nth training run of the process (a sweep worker runs
+                   its trials one after another in one process); default: every run
 """
 
 from __future__ import annotations
@@ -85,10 +87,14 @@ def manifest_point(step: int, tmp: Path, text: str) -> None:
         _kill_self(signal.SIGKILL)
 
 
+_runs = [0]  # training runs of this process so far (FTC_FAULT_RUN)
+
+
 def install(trainer) -> list:
     """Hook the trainer's save for the save faults; returns the callbacks for the step faults."""
     fault = active()
-    if fault is None:
+    _runs[0] += 1
+    if fault is None or int(os.environ.get("FTC_FAULT_RUN", _runs[0])) != _runs[0]:
         return []
     if fault.action in ("kill-save", "enospc"):
         _wrap_optimizer_save(trainer, fault)
